@@ -1,0 +1,294 @@
+//! Running health checks: TCP connects, HTTP requests, scripts, and the result
+//! rules shared by all of them (thresholds, output truncation).
+
+use std::time::Duration;
+
+use meshgate_types::agent::CheckDefinition;
+use meshgate_types::catalog::status;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// Default timeout of network checks.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Checks never run more often than this.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// How much of an HTTP body is read for the output.
+const HTTP_BODY_LIMIT: usize = 4 * 1024;
+
+/// What a probe found: a status and an output text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: &'static str,
+    pub output: String,
+}
+
+impl Outcome {
+    fn new(status: &'static str, output: impl Into<String>) -> Outcome {
+        Outcome {
+            status,
+            output: output.into(),
+        }
+    }
+}
+
+/// A TCP connect check.
+pub async fn tcp(addr: &str, timeout: Duration) -> Outcome {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Outcome::new(status::PASSING, format!("TCP connect {addr}: Success")),
+        Ok(Err(e)) => Outcome::new(
+            status::CRITICAL,
+            format!("dial tcp {addr}: connect: {}", io_reason(&e)),
+        ),
+        Err(_) => Outcome::new(status::CRITICAL, format!("dial tcp {addr}: i/o timeout")),
+    }
+}
+
+/// Go's wording for the usual connect errors.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::TimedOut => "i/o timeout".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Builds the HTTP client used by HTTP checks.
+pub fn http_client(skip_verify: bool, server_name: &str) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .user_agent("Consul Health Check");
+    if skip_verify {
+        b = b.tls_danger_accept_invalid_certs(true);
+    }
+    let _ = server_name;
+    b.build().unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// An HTTP check: 2xx passing, 429 warning, anything else critical.
+pub async fn http(client: &reqwest::Client, def: &CheckDefinition, timeout: Duration) -> Outcome {
+    let method = if def.method.is_empty() {
+        "GET".to_string()
+    } else {
+        def.method.to_uppercase()
+    };
+    let m = match reqwest::Method::from_bytes(method.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => {
+            return Outcome::new(status::CRITICAL, format!("invalid HTTP method {method:?}"));
+        }
+    };
+    let mut req = client.request(m, &def.http).timeout(timeout);
+    for (k, vals) in &def.header {
+        for v in vals {
+            req = req.header(k.as_str(), v.as_str());
+        }
+    }
+    if !def.body.is_empty() {
+        req = req.body(def.body.clone());
+    }
+    let url = def.http.clone();
+    match req.send().await {
+        Err(e) => {
+            let why = if e.is_timeout() {
+                "(Client.Timeout exceeded while awaiting headers)".to_string()
+            } else if e.is_connect() {
+                "connection refused".to_string()
+            } else {
+                e.to_string()
+            };
+            Outcome::new(status::CRITICAL, format!("Get \"{url}\": {why}"))
+        }
+        Ok(resp) => {
+            let code = resp.status();
+            let reason = code.canonical_reason().unwrap_or("");
+            let mut body = Vec::new();
+            let mut stream = resp;
+            while body.len() < HTTP_BODY_LIMIT {
+                match stream.chunk().await {
+                    Ok(Some(c)) => body.extend_from_slice(&c),
+                    _ => break,
+                }
+            }
+            body.truncate(HTTP_BODY_LIMIT);
+            let text = String::from_utf8_lossy(&body);
+            let output = format!(
+                "HTTP {method} {url}: {} {reason} Output: {text}",
+                code.as_u16()
+            );
+            let st = if code.is_success() {
+                status::PASSING
+            } else if code.as_u16() == 429 {
+                status::WARNING
+            } else {
+                status::CRITICAL
+            };
+            Outcome::new(st, output)
+        }
+    }
+}
+
+/// A script check: exit 0 passing, 1 warning, anything else critical.
+pub async fn script(args: &[String], timeout: Duration) -> Outcome {
+    let Some((prog, rest)) = args.split_first() else {
+        return Outcome::new(status::CRITICAL, "no script given");
+    };
+    let child = tokio::process::Command::new(prog)
+        .args(rest)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return Outcome::new(status::CRITICAL, format!("Failed to start: {e}")),
+    };
+    let mut out = Vec::new();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let run = async {
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut out).await;
+        }
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut out).await;
+        }
+        child.wait().await
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Err(_) => Outcome::new(
+            status::CRITICAL,
+            format!(
+                "Timed out ({}) running check",
+                meshgate_types::duration::format(timeout)
+            ),
+        ),
+        Ok(Err(e)) => Outcome::new(status::CRITICAL, format!("Failed to run: {e}")),
+        Ok(Ok(exit)) => {
+            let text = String::from_utf8_lossy(&out).into_owned();
+            let st = match exit.code() {
+                Some(0) => status::PASSING,
+                Some(1) => status::WARNING,
+                _ => status::CRITICAL,
+            };
+            Outcome::new(st, text)
+        }
+    }
+}
+
+/// Truncates an output to `max` bytes (on a char boundary), saying so.
+pub fn truncate_output(mut s: String, max: usize) -> String {
+    if max == 0 || s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s.push_str(" ...\n(Output truncated)");
+    s
+}
+
+/// Consecutive-result thresholds (`SuccessBeforePassing`, `FailuresBeforeWarning`,
+/// `FailuresBeforeCritical`).
+#[derive(Debug, Clone, Default)]
+pub struct Thresholds {
+    pub success_before_passing: u32,
+    pub failures_before_warning: u32,
+    pub failures_before_critical: u32,
+    successes: u32,
+    failures: u32,
+}
+
+impl Thresholds {
+    /// From a check definition.
+    pub fn from_def(def: &CheckDefinition) -> Thresholds {
+        let fbc = def.failures_before_critical.max(0) as u32;
+        let fbw = if def.failures_before_warning > 0 {
+            def.failures_before_warning as u32
+        } else {
+            fbc
+        };
+        Thresholds {
+            success_before_passing: def.success_before_passing.max(0) as u32,
+            failures_before_warning: fbw,
+            failures_before_critical: fbc,
+            successes: 0,
+            failures: 0,
+        }
+    }
+
+    /// Feeds one raw result; returns the status to record, or `None` to keep the
+    /// current one.
+    pub fn feed(&mut self, raw: &'static str) -> Option<&'static str> {
+        if raw == status::PASSING || raw == status::WARNING {
+            self.successes += 1;
+            self.failures = 0;
+            if self.successes >= self.success_before_passing {
+                return Some(raw);
+            }
+            None
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+            if self.failures >= self.failures_before_critical {
+                return Some(status::CRITICAL);
+            }
+            if self.failures >= self.failures_before_warning {
+                return Some(status::WARNING);
+            }
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds() {
+        let def = CheckDefinition {
+            success_before_passing: 2,
+            failures_before_warning: 1,
+            failures_before_critical: 3,
+            ..Default::default()
+        };
+        let mut t = Thresholds::from_def(&def);
+        assert_eq!(t.feed(status::PASSING), None);
+        assert_eq!(t.feed(status::PASSING), Some(status::PASSING));
+        assert_eq!(t.feed(status::CRITICAL), Some(status::WARNING));
+        assert_eq!(t.feed(status::CRITICAL), Some(status::WARNING));
+        assert_eq!(t.feed(status::CRITICAL), Some(status::CRITICAL));
+        let mut plain = Thresholds::from_def(&CheckDefinition::default());
+        assert_eq!(plain.feed(status::CRITICAL), Some(status::CRITICAL));
+        assert_eq!(plain.feed(status::PASSING), Some(status::PASSING));
+    }
+
+    #[test]
+    fn truncation() {
+        assert_eq!(truncate_output("abc".into(), 10), "abc");
+        assert_eq!(
+            truncate_output("abcdef".into(), 3),
+            "abc ...\n(Output truncated)"
+        );
+        assert_eq!(
+            truncate_output("ééé".into(), 3),
+            "é ...\n(Output truncated)"
+        );
+    }
+
+    #[tokio::test]
+    async fn tcp_check_against_a_real_listener() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let ok = tcp(&addr, Duration::from_secs(1)).await;
+        assert_eq!(ok.status, status::PASSING);
+        assert_eq!(ok.output, format!("TCP connect {addr}: Success"));
+        drop(l);
+        let bad = tcp(&addr, Duration::from_secs(1)).await;
+        assert_eq!(bad.status, status::CRITICAL);
+        assert!(bad.output.contains("connection refused"), "{}", bad.output);
+    }
+}

@@ -1,0 +1,474 @@
+//! Agent configuration: Consul-style HCL/JSON files and command-line flags.
+//!
+//! Files are read with the HCL reader (JSON is HCL too), every key is checked
+//! against the list of keys Consul documents ([`crate::config_keys`]): unknown keys
+//! and values of the wrong type fail with the file, the key and the reason; keys
+//! meshgate has no use for are accepted with one log line each. The files are
+//! merged in order (maps merge, lists append, scalars: later wins), then flags are
+//! laid on top, then the result is decoded into [`Config`].
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use meshgate_types::agent::{CheckDefinition, ServiceDefinition};
+use meshgate_types::lenient::{self, Options};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::config_keys::{self, KeyCheck};
+
+/// A configuration error: which file, which key, why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Ports; `-1` disables a listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Ports {
+    pub http: i64,
+    pub https: i64,
+    pub dns: i64,
+    pub grpc: i64,
+    pub grpc_tls: i64,
+    pub serf_lan: i64,
+    pub serf_wan: i64,
+    pub server: i64,
+    pub sidecar_min_port: i64,
+    pub sidecar_max_port: i64,
+    pub expose_min_port: i64,
+    pub expose_max_port: i64,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            http: 8500,
+            https: -1,
+            dns: 8600,
+            grpc: -1,
+            grpc_tls: 8503,
+            serf_lan: 8301,
+            serf_wan: 8302,
+            server: 8300,
+            sidecar_min_port: 21000,
+            sidecar_max_port: 21255,
+            expose_min_port: 21500,
+            expose_max_port: 21755,
+        }
+    }
+}
+
+/// Per-listener bind addresses (`addresses { http = "..." }`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Addresses {
+    pub http: String,
+    pub https: String,
+    pub dns: String,
+    pub grpc: String,
+    pub grpc_tls: String,
+}
+
+/// `limits { ... }`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Limits {
+    pub http_max_conns_per_client: i64,
+    pub kv_max_value_size: u64,
+    pub txn_max_req_len: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            http_max_conns_per_client: 200,
+            kv_max_value_size: 512 * 1024,
+            txn_max_req_len: 512 * 1024,
+        }
+    }
+}
+
+/// `acl { ... }` (enforced by the ACL subsystem).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct AclConfig {
+    pub enabled: bool,
+    pub default_policy: String,
+    pub down_policy: String,
+    pub enable_token_persistence: bool,
+    pub tokens: BTreeMap<String, Value>,
+}
+
+impl Default for AclConfig {
+    fn default() -> Self {
+        AclConfig {
+            enabled: false,
+            default_policy: "allow".into(),
+            down_policy: "extend-cache".into(),
+            enable_token_persistence: false,
+            tokens: BTreeMap::new(),
+        }
+    }
+}
+
+/// The decoded agent configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Config {
+    pub dev: bool,
+    pub server: bool,
+    pub bootstrap: bool,
+    pub bootstrap_expect: i64,
+    pub datacenter: String,
+    pub primary_datacenter: String,
+    pub node_name: String,
+    pub node_id: String,
+    pub node_meta: BTreeMap<String, String>,
+    pub data_dir: String,
+    pub bind_addr: String,
+    pub advertise_addr: String,
+    pub client_addr: String,
+    pub ports: Ports,
+    pub addresses: Addresses,
+    pub log_level: String,
+    pub log_json: bool,
+    pub limits: Limits,
+    pub kv_max_value_size: Option<u64>,
+    pub txn_max_req_len: Option<u64>,
+    pub check_output_max_size: usize,
+    pub enable_script_checks: bool,
+    pub enable_local_script_checks: bool,
+    pub disable_update_check: bool,
+    pub retry_join: Vec<String>,
+    pub start_join: Vec<String>,
+    pub acl: AclConfig,
+    pub services: Vec<ServiceDefinition>,
+    pub service: Vec<ServiceDefinition>,
+    pub checks: Vec<CheckDefinition>,
+    pub check: Vec<CheckDefinition>,
+    pub session_ttl_min: String,
+    pub ui_config: BTreeMap<String, Value>,
+    /// Files the configuration was read from (for `/v1/agent/reload`).
+    #[serde(skip)]
+    pub sources: Vec<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            dev: false,
+            server: false,
+            bootstrap: false,
+            bootstrap_expect: 0,
+            datacenter: "dc1".into(),
+            primary_datacenter: String::new(),
+            node_name: String::new(),
+            node_id: String::new(),
+            node_meta: BTreeMap::new(),
+            data_dir: String::new(),
+            bind_addr: "0.0.0.0".into(),
+            advertise_addr: String::new(),
+            client_addr: "127.0.0.1".into(),
+            ports: Ports::default(),
+            addresses: Addresses::default(),
+            log_level: "info".into(),
+            log_json: false,
+            limits: Limits::default(),
+            kv_max_value_size: None,
+            txn_max_req_len: None,
+            check_output_max_size: 4096,
+            enable_script_checks: false,
+            enable_local_script_checks: false,
+            disable_update_check: false,
+            retry_join: Vec::new(),
+            start_join: Vec::new(),
+            acl: AclConfig::default(),
+            services: Vec::new(),
+            service: Vec::new(),
+            checks: Vec::new(),
+            check: Vec::new(),
+            session_ttl_min: "10s".into(),
+            ui_config: BTreeMap::new(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Largest KV value accepted.
+    pub fn kv_max_value_size(&self) -> u64 {
+        self.kv_max_value_size
+            .unwrap_or(self.limits.kv_max_value_size)
+    }
+
+    /// Largest `/v1/txn` body accepted.
+    pub fn txn_max_req_len(&self) -> u64 {
+        self.txn_max_req_len.unwrap_or(self.limits.txn_max_req_len)
+    }
+
+    /// The addresses the HTTP API binds (`addresses.http`, else `client_addr`;
+    /// both may list several addresses separated by spaces).
+    pub fn http_addrs(&self) -> Vec<String> {
+        let src = if self.addresses.http.trim().is_empty() {
+            &self.client_addr
+        } else {
+            &self.addresses.http
+        };
+        src.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// The address other nodes reach this one on.
+    pub fn advertise(&self) -> String {
+        if !self.advertise_addr.is_empty() {
+            return self.advertise_addr.clone();
+        }
+        match self.bind_addr.parse::<IpAddr>() {
+            Ok(ip) if !ip.is_unspecified() => self.bind_addr.clone(),
+            _ => "127.0.0.1".into(),
+        }
+    }
+
+    /// Minimum session TTL.
+    pub fn session_ttl_min(&self) -> Duration {
+        meshgate_types::duration::parse(&self.session_ttl_min).unwrap_or(Duration::from_secs(10))
+    }
+
+    /// Every service defined in config files.
+    pub fn all_services(&self) -> Vec<ServiceDefinition> {
+        self.services
+            .iter()
+            .chain(self.service.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// Every check defined in config files.
+    pub fn all_checks(&self) -> Vec<CheckDefinition> {
+        self.checks
+            .iter()
+            .chain(self.check.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// Whether the web UI is on.
+    pub fn ui_enabled(&self) -> bool {
+        match self.ui_config.get("enabled") {
+            Some(Value::Bool(b)) => *b,
+            _ => self.dev,
+        }
+    }
+}
+
+/// What to read: files and directories in order, then flag overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub files: Vec<PathBuf>,
+    pub dirs: Vec<PathBuf>,
+    /// Config fragments from flags (`-node`, `-http-port`...), as JSON.
+    pub flags: Map<String, Value>,
+    /// `-dev`.
+    pub dev: bool,
+    /// `-config-format`: force `hcl` or `json` for files without a known extension.
+    pub format: Option<String>,
+}
+
+/// The result of loading: the config plus warnings to log once the logger runs.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Reads one file into a JSON object, checking every key.
+pub fn read_file(path: &Path, format: Option<&str>) -> Result<(Value, Vec<String>), ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("Error reading {}: {e}", path.display())))?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|s| s.to_ascii_lowercase());
+    let is_json = match ext.as_deref() {
+        Some("json") => true,
+        Some("hcl") => false,
+        _ => format == Some("json"),
+    };
+    let value = if is_json {
+        serde_json::from_str::<Value>(&text)
+            .map_err(|e| ConfigError(format!("Error parsing {}: {e}", path.display())))?
+    } else {
+        meshgate_hcl::parse_to_json(&text)
+            .map_err(|e| ConfigError(format!("Error parsing {}: {e}", path.display())))?
+    };
+    if !value.is_object() {
+        return Err(ConfigError(format!(
+            "Error parsing {}: the top level must be an object",
+            path.display()
+        )));
+    }
+    let warnings = check_keys(&value, &path.display().to_string())?;
+    Ok((value, warnings))
+}
+
+/// Validates keys and value types against the documented list; returns warnings
+/// for keys accepted without effect.
+pub fn check_keys(value: &Value, source: &str) -> Result<Vec<String>, ConfigError> {
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    config_keys::walk(value, &mut |path, v| match config_keys::check(path, v) {
+        KeyCheck::Ok => {}
+        KeyCheck::NoEffect => warnings.push(format!(
+            "{source}: config key \"{path}\" is accepted but has no effect in meshgate"
+        )),
+        KeyCheck::Deprecated(new) => warnings.push(format!(
+            "{source}: config key \"{path}\" is deprecated, use \"{new}\" instead"
+        )),
+        KeyCheck::Unknown => errors.push(format!("{source}: invalid config key {path}")),
+        KeyCheck::BadValue(why) => errors.push(format!("{source}: {path}: {why}")),
+    });
+    if errors.is_empty() {
+        Ok(warnings)
+    } else {
+        Err(ConfigError(errors.join("\n")))
+    }
+}
+
+/// Merges `src` into `dst`: objects merge key by key, lists append, anything else
+/// is replaced.
+pub fn merge(dst: &mut Value, src: Value) {
+    match (dst, src) {
+        (Value::Object(d), Value::Object(s)) => {
+            for (k, v) in s {
+                match d.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        d.insert(k, v);
+                    }
+                }
+            }
+        }
+        (Value::Array(d), Value::Array(s)) => d.extend(s),
+        (d, s) => *d = s,
+    }
+}
+
+/// The files of a config directory: `*.hcl` and `*.json`, sorted by name.
+fn dir_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| ConfigError(format!("Error reading {}: {e}", dir.display())))?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("hcl") | Some("json")
+                )
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads the configuration from files, directories and flags.
+pub fn load(src: &Sources) -> Result<Loaded, ConfigError> {
+    let mut merged = Value::Object(Map::new());
+    let mut warnings = Vec::new();
+    let mut files = Vec::new();
+    for f in &src.files {
+        if f.is_dir() {
+            files.extend(dir_files(f)?);
+        } else {
+            files.push(f.clone());
+        }
+    }
+    for d in &src.dirs {
+        files.extend(dir_files(d)?);
+    }
+    for f in &files {
+        let (v, w) = read_file(f, src.format.as_deref())?;
+        warnings.extend(w);
+        merge(&mut merged, v);
+    }
+    config_keys::translate_deprecated(&mut merged);
+    let flags = Value::Object(src.flags.clone());
+    warnings.extend(check_keys(&flags, "command line")?);
+    merge(&mut merged, flags);
+    if src.dev {
+        if let Value::Object(m) = &mut merged {
+            m.insert("dev".into(), Value::Bool(true));
+            m.entry("server").or_insert(Value::Bool(true));
+            m.entry("bind_addr")
+                .or_insert(Value::String("127.0.0.1".into()));
+        }
+    }
+    // Keys decoded below are a subset; `lenient` ignores the rest (already checked).
+    let mut config: Config = lenient::from_value(merged, Options::default())
+        .map_err(|e| ConfigError(format!("Error decoding configuration: {e}")))?;
+    config.sources = files;
+    validate(&config)?;
+    Ok(Loaded { config, warnings })
+}
+
+fn valid_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn validate(c: &Config) -> Result<(), ConfigError> {
+    if !valid_dns_label(&c.datacenter) || c.datacenter.to_lowercase() != c.datacenter {
+        return Err(ConfigError(format!(
+            "datacenter: invalid value \"{}\": must be lower case letters, digits, '-' and '_'",
+            c.datacenter
+        )));
+    }
+    match c.log_level.to_ascii_lowercase().as_str() {
+        "trace" | "debug" | "info" | "warn" | "err" | "error" | "off" => {}
+        other => {
+            return Err(ConfigError(format!(
+                "log_level: invalid value \"{other}\": use trace, debug, info, warn or error"
+            )));
+        }
+    }
+    for (name, p) in [
+        ("ports.http", c.ports.http),
+        ("ports.dns", c.ports.dns),
+        ("ports.server", c.ports.server),
+    ] {
+        if !(-1..=65535).contains(&p) {
+            return Err(ConfigError(format!(
+                "{name}: invalid port {p}: must be between 0 and 65535, or -1 to disable"
+            )));
+        }
+    }
+    for a in c.http_addrs() {
+        if a.parse::<IpAddr>().is_err() && !a.starts_with("unix://") {
+            return Err(ConfigError(format!(
+                "client_addr: invalid address \"{a}\": not an IP address"
+            )));
+        }
+    }
+    if !c.bind_addr.is_empty() && c.bind_addr.parse::<IpAddr>().is_err() {
+        return Err(ConfigError(format!(
+            "bind_addr: invalid address \"{}\": not an IP address",
+            c.bind_addr
+        )));
+    }
+    if c.kv_max_value_size() == 0 {
+        return Err(ConfigError("limits.kv_max_value_size: must be > 0".into()));
+    }
+    match c.acl.default_policy.as_str() {
+        "allow" | "deny" => {}
+        other => {
+            return Err(ConfigError(format!(
+                "acl.default_policy: invalid value \"{other}\": use \"allow\" or \"deny\""
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,729 @@
+//! The `/v1` HTTP API: the route table, request context, error mapping, response
+//! headers and blocking queries shared by every endpoint.
+//!
+//! Every endpoint is one entry of [`routes`]; the router is built from that table
+//! only, so there is exactly one list of what the API serves.
+
+mod agent;
+mod catalog;
+mod health;
+pub mod kv;
+mod session;
+mod status;
+mod txn;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{RawPathParams, Request, State as AxState};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use futures::future::BoxFuture;
+use meshgate_state::{State, Table};
+use serde::Serialize;
+
+use crate::Agent;
+
+/// Largest request body read at all (per-endpoint limits are smaller).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Default blocking wait.
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+/// Longest blocking wait.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// An API failure: a status code and a plain-text message, as Consul answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400.
+    pub fn bad_request(msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: msg.into(),
+        }
+    }
+    /// 404.
+    pub fn not_found(msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: msg.into(),
+        }
+    }
+    /// 500.
+    pub fn internal(msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: msg.into(),
+        }
+    }
+    /// 413.
+    pub fn too_large(msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: msg.into(),
+        }
+    }
+    /// Any status.
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: msg.into(),
+        }
+    }
+}
+
+impl From<crate::store::WriteError> for ApiError {
+    fn from(e: crate::store::WriteError) -> Self {
+        match e {
+            crate::store::WriteError::Apply(meshgate_state::ApplyError::NotFound(m)) => {
+                ApiError::not_found(m)
+            }
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, self.message).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    }
+}
+
+/// The result of a handler.
+pub type ApiResult = Result<Response, ApiError>;
+
+/// A handler: takes the request context, answers.
+pub type Handler = fn(Ctx) -> BoxFuture<'static, ApiResult>;
+
+/// One endpoint.
+pub struct Route {
+    pub method: Method,
+    /// axum path syntax: `/v1/kv/{*key}`, `/v1/agent/service/{id}`.
+    pub path: &'static str,
+    pub handler: Handler,
+}
+
+/// Wraps an `async fn(Ctx) -> ApiResult` as a [`Handler`].
+macro_rules! handler {
+    ($f:path) => {{
+        fn h(
+            ctx: $crate::http::Ctx,
+        ) -> futures::future::BoxFuture<'static, $crate::http::ApiResult> {
+            Box::pin($f(ctx))
+        }
+        h as $crate::http::Handler
+    }};
+}
+pub(crate) use handler;
+
+/// Builds a route.
+pub(crate) fn route(method: Method, path: &'static str, handler: Handler) -> Route {
+    Route {
+        method,
+        path,
+        handler,
+    }
+}
+
+/// Every endpoint of the API.
+pub fn routes() -> Vec<Route> {
+    let mut r = Vec::new();
+    r.extend(catalog::routes());
+    r.extend(health::routes());
+    r.extend(kv::routes());
+    r.extend(session::routes());
+    r.extend(txn::routes());
+    r.extend(agent::routes());
+    r.extend(status::routes());
+    r
+}
+
+/// Parsed query string: repeated keys kept, flags without value allowed.
+#[derive(Debug, Clone, Default)]
+pub struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: &str) -> Query {
+        Query(
+            form_urlencoded::parse(raw.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+    /// Whether the key is present (with or without value).
+    pub fn has(&self, k: &str) -> bool {
+        self.0.iter().any(|(key, _)| key == k)
+    }
+    /// The first value of a key.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+    /// Every value of a repeated key.
+    pub fn all(&self, k: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    /// A numeric parameter; `what` names it in the error.
+    pub fn u64(&self, k: &str, err: &str) -> Result<Option<u64>, ApiError> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(err.to_string())),
+        }
+    }
+}
+
+/// Consistency mode of a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    Default,
+    Stale,
+    Consistent,
+}
+
+/// The common read options (`?index`, `?wait`, `?stale`, `?consistent`, `?filter`...).
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    pub index: u64,
+    pub wait: Duration,
+    pub consistency: Consistency,
+    pub filter: Option<String>,
+}
+
+/// Everything a handler gets.
+pub struct Ctx {
+    pub agent: Arc<Agent>,
+    pub method: Method,
+    pub params: Vec<String>,
+    pub query: Query,
+    pub raw_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Ctx {
+    /// Path parameter `i` (0-based).
+    pub fn param(&self, i: usize) -> &str {
+        self.params.get(i).map(String::as_str).unwrap_or("")
+    }
+
+    /// Whether `?pretty` was given.
+    pub fn pretty(&self) -> bool {
+        self.query.has("pretty")
+    }
+
+    /// Parses the read options shared by all blocking endpoints.
+    pub fn query_options(&self) -> Result<QueryOptions, ApiError> {
+        let q = &self.query;
+        let index = q.u64("index", "Invalid index")?.unwrap_or(0);
+        let wait = match q.get("wait") {
+            None => DEFAULT_WAIT,
+            Some(w) => {
+                let d = meshgate_types::duration::parse(w)
+                    .map_err(|_| ApiError::bad_request("Invalid wait time"))?;
+                if d.is_zero() {
+                    DEFAULT_WAIT
+                } else {
+                    d.min(MAX_WAIT)
+                }
+            }
+        };
+        let stale = q.has("stale");
+        let consistent = q.has("consistent");
+        if stale && consistent {
+            return Err(ApiError::bad_request(
+                "Cannot specify ?stale with ?consistent, conflicting semantics.",
+            ));
+        }
+        if q.has("cached") && consistent {
+            return Err(ApiError::bad_request(
+                "Cannot specify ?cached with ?consistent, conflicting semantics.",
+            ));
+        }
+        if let Some(ms) = q.get("max_stale") {
+            if meshgate_types::duration::parse(ms).is_err() {
+                return Err(ApiError::bad_request("Invalid max_stale value"));
+            }
+        }
+        let consistency = if stale {
+            Consistency::Stale
+        } else if consistent {
+            Consistency::Consistent
+        } else {
+            Consistency::Default
+        };
+        self.check_dc()?;
+        Ok(QueryOptions {
+            index,
+            wait,
+            consistency,
+            filter: q
+                .get("filter")
+                .map(str::to_string)
+                .filter(|f| !f.is_empty()),
+        })
+    }
+
+    /// `?dc=` must name our datacenter (the only one there is).
+    pub fn check_dc(&self) -> Result<(), ApiError> {
+        match self.query.get("dc") {
+            Some(dc) if !dc.is_empty() && dc != self.agent.config.datacenter => {
+                Err(ApiError::internal("No path to datacenter"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `?node-meta=k:v` pairs.
+    pub fn node_meta(&self) -> Vec<(String, String)> {
+        self.query
+            .all("node-meta")
+            .into_iter()
+            .map(|kv| match kv.split_once(':') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv, String::new()),
+            })
+            .collect()
+    }
+
+    /// The body as UTF-8 JSON value; empty body is `null`.
+    pub fn json_body(&self, what: &str) -> Result<serde_json::Value, ApiError> {
+        if self.body.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("{what} decoding failed: {e}")))
+    }
+}
+
+/// Reads a consistent value and, for a blocking query (`?index=N`), waits until
+/// the value's index moves past `N` or the wait runs out.
+pub async fn blocking<T, F>(ctx: &Ctx, opts: &QueryOptions, tables: &[Table], f: F) -> (u64, T)
+where
+    F: Fn(&State) -> (u64, T),
+{
+    let store = &ctx.agent.store;
+    let mut rxs: Vec<_> = tables.iter().map(|t| store.watch(*t)).collect();
+    for rx in &mut rxs {
+        rx.borrow_and_update();
+    }
+    let (idx, v) = f(&store.read());
+    if opts.index == 0 || idx != opts.index {
+        return (idx, v);
+    }
+    let jitter = {
+        let max = opts.wait.as_millis() as u64 / 16;
+        if max == 0 {
+            0
+        } else {
+            rand::random_range(0..max)
+        }
+    };
+    let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
+    loop {
+        let changed = async {
+            let futs: Vec<_> = rxs.iter_mut().map(|rx| Box::pin(rx.changed())).collect();
+            let _ = futures::future::select_all(futs).await;
+        };
+        let timed_out = tokio::select! {
+            _ = changed => false,
+            _ = tokio::time::sleep_until(deadline) => true,
+        };
+        for rx in &mut rxs {
+            rx.borrow_and_update();
+        }
+        let (idx, v) = f(&store.read());
+        if timed_out || idx != opts.index {
+            return (idx, v);
+        }
+    }
+}
+
+/// Serialises `v` as Consul does (compact, or 4-space indented with `?pretty`).
+pub fn to_json_bytes<T: Serialize + ?Sized>(v: &T, pretty: bool) -> Vec<u8> {
+    if pretty {
+        let mut out = Vec::new();
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+        if v.serialize(&mut ser).is_err() {
+            return b"null".to_vec();
+        }
+        out.push(b'\n');
+        out
+    } else {
+        serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec())
+    }
+}
+
+/// A 200 JSON response.
+pub fn json<T: Serialize + ?Sized>(ctx: &Ctx, v: &T) -> Response {
+    let mut r = Response::new(Body::from(to_json_bytes(v, ctx.pretty())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A JSON response with the read headers (`X-Consul-Index` and friends).
+pub fn json_read<T: Serialize + ?Sized>(
+    ctx: &Ctx,
+    opts: &QueryOptions,
+    index: u64,
+    v: &T,
+) -> Response {
+    let mut r = json(ctx, v);
+    set_read_headers(&mut r, opts, index);
+    r
+}
+
+/// Sets `X-Consul-Index` (never 0), `X-Consul-KnownLeader`, `X-Consul-LastContact`
+/// and `X-Consul-Effective-Consistency`.
+pub fn set_read_headers(r: &mut Response, opts: &QueryOptions, index: u64) {
+    let h = r.headers_mut();
+    h.insert("x-consul-index", HeaderValue::from(index.max(1)));
+    h.insert("x-consul-knownleader", HeaderValue::from_static("true"));
+    h.insert("x-consul-lastcontact", HeaderValue::from_static("0"));
+    let c = match opts.consistency {
+        Consistency::Default => "leader",
+        Consistency::Stale => "stale",
+        Consistency::Consistent => "consistent",
+    };
+    h.insert(
+        "x-consul-effective-consistency",
+        HeaderValue::from_static(c),
+    );
+}
+
+/// A 200 response with an empty body.
+pub fn empty() -> Response {
+    StatusCode::OK.into_response()
+}
+
+/// Applies `?filter` to a list, keeping the elements the expression matches.
+pub fn apply_filter<T: Serialize>(
+    opts: &QueryOptions,
+    schema: &crate::filter::Schema,
+    items: Vec<T>,
+) -> Result<Vec<T>, ApiError> {
+    let Some(expr) = &opts.filter else {
+        return Ok(items);
+    };
+    let f = crate::filter::Filter::parse(expr, schema)
+        .map_err(|e| ApiError::bad_request(format!("{}{e}", crate::filter::ERROR_PREFIX)))?;
+    Ok(items
+        .into_iter()
+        .filter(|i| match serde_json::to_value(i) {
+            Ok(v) => f.matches(&v),
+            Err(_) => false,
+        })
+        .collect())
+}
+
+/// Applies `?filter` to a map's values.
+pub fn apply_filter_map<T: Serialize>(
+    opts: &QueryOptions,
+    schema: &crate::filter::Schema,
+    items: BTreeMap<String, T>,
+) -> Result<BTreeMap<String, T>, ApiError> {
+    let Some(expr) = &opts.filter else {
+        return Ok(items);
+    };
+    let f = crate::filter::Filter::parse(expr, schema)
+        .map_err(|e| ApiError::bad_request(format!("{}{e}", crate::filter::ERROR_PREFIX)))?;
+    Ok(items
+        .into_iter()
+        .filter(|(_, i)| match serde_json::to_value(i) {
+            Ok(v) => f.matches(&v),
+            Err(_) => false,
+        })
+        .collect())
+}
+
+/// Reads the whole body, answering 413 beyond `MAX_BODY`.
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::too_large(format!(
+            "Request body too large, max size: {MAX_BODY} bytes"
+        ))
+    })
+}
+
+fn method_filter(m: &Method) -> MethodFilter {
+    match *m {
+        Method::GET => MethodFilter::GET,
+        Method::PUT => MethodFilter::PUT,
+        Method::POST => MethodFilter::POST,
+        Method::DELETE => MethodFilter::DELETE,
+        Method::HEAD => MethodFilter::HEAD,
+        Method::PATCH => MethodFilter::PATCH,
+        _ => MethodFilter::OPTIONS,
+    }
+}
+
+async fn dispatch(
+    agent: Arc<Agent>,
+    handler: Handler,
+    params: Vec<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let default_policy = if agent.config.acl.default_policy == "deny" {
+        "deny"
+    } else {
+        "allow"
+    };
+    let ctx = Ctx {
+        agent,
+        method: parts.method,
+        params,
+        query: Query::parse(&raw_query),
+        raw_query,
+        headers: parts.headers,
+        body,
+    };
+    let mut r = match handler(ctx).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    let h = r.headers_mut();
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    h.insert(
+        hdr::DEFAULT_ACL_POLICY,
+        HeaderValue::from_static(default_policy),
+    );
+    r
+}
+
+/// Builds the router from [`routes`].
+pub fn router(agent: Arc<Agent>) -> Router {
+    let mut by_path: BTreeMap<&'static str, Vec<Route>> = BTreeMap::new();
+    let all = routes();
+    let exact: std::collections::BTreeSet<&str> = all.iter().map(|r| r.path).collect();
+    let mut redirects: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for r in all {
+        // `/v1/x/{param}` also answers `/v1/x/` (empty parameter, the handler's
+        // own "Missing ..." error), and `/v1/x` redirects there, like Go's mux.
+        if let Some(pos) = r.path.rfind("/{") {
+            let with_slash: &'static str = &r.path[..=pos];
+            let bare = &r.path[..pos];
+            if !exact.contains(with_slash) {
+                by_path.entry(with_slash).or_default().push(Route {
+                    method: r.method.clone(),
+                    path: with_slash,
+                    handler: r.handler,
+                });
+            }
+            if !exact.contains(bare) {
+                redirects.insert(bare.to_string());
+            }
+        }
+        by_path.entry(r.path).or_default().push(r);
+    }
+    let mut router = Router::new();
+    for (path, routes) in by_path {
+        let mut allow: Vec<String> = vec!["OPTIONS".to_string()];
+        let mut mr: MethodRouter<Arc<Agent>> = MethodRouter::new();
+        for r in routes {
+            allow.push(r.method.to_string());
+            let handler = r.handler;
+            mr = mr.merge(on(
+                method_filter(&r.method),
+                move |AxState(agent): AxState<Arc<Agent>>, params: RawPathParams, req: Request| {
+                    let params: Vec<String> = params.iter().map(|(_, v)| v.to_string()).collect();
+                    dispatch(agent, handler, params, req)
+                },
+            ));
+        }
+        let allow_value = allow.join(",");
+        let allow_fallback = allow_value.clone();
+        mr = mr
+            .on(MethodFilter::OPTIONS, move || {
+                let allow = allow_value.clone();
+                async move { options_response(&allow) }
+            })
+            .fallback(move |req: Request| {
+                let allow = allow_fallback.clone();
+                async move { method_not_allowed(req.method(), &allow) }
+            });
+        router = router.route(path, mr);
+    }
+    for bare in redirects {
+        let target = format!("{bare}/");
+        router = router.route(
+            &bare,
+            axum::routing::any(move |req: Request| {
+                let target = target.clone();
+                async move { redirect_to(&target, req.uri().query()) }
+            }),
+        );
+    }
+    let ui = agent.config.ui_enabled();
+    router
+        .route(
+            "/",
+            axum::routing::get(move || async move {
+                if ui {
+                    redirect_to("/ui/", None)
+                } else {
+                    (
+                        StatusCode::OK,
+                        "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent configuration and restart.",
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .fallback(|req: Request| async move { unknown_path(req.uri().path()) })
+        .layer(axum::middleware::from_fn(check_path))
+        .with_state(agent)
+}
+
+fn redirect_to(target: &str, query: Option<&str>) -> Response {
+    let loc = match query {
+        Some(q) if !q.is_empty() => format!("{target}?{q}"),
+        _ => target.to_string(),
+    };
+    let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+    if let Ok(v) = HeaderValue::from_str(&loc) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+fn unknown_path(path: &str) -> Response {
+    let msg = if path.contains("/v1/") {
+        "Invalid URL path: not a recognized HTTP API endpoint\n"
+    } else {
+        "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n"
+    };
+    let mut r = (StatusCode::NOT_FOUND, msg).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Refuses paths with unprintable characters (400, empty body) and redirects
+/// non-clean paths (`//`, `/./`, `/../`) to their clean form, as Consul's HTTP
+/// stack does, before any endpoint sees them.
+async fn check_path(req: Request, next: axum::middleware::Next) -> Response {
+    let raw = req.uri().path();
+    let decoded = percent_decode_path(raw);
+    if decoded.chars().any(|c| c.is_control()) {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let cleaned = crate::http::kv::clean_path(&decoded);
+    let cleaned = if decoded.ends_with('/') && cleaned != "/" {
+        format!("{cleaned}/")
+    } else {
+        cleaned
+    };
+    if cleaned != decoded {
+        let encoded: String = cleaned
+            .split('/')
+            .map(|seg| {
+                form_urlencoded::byte_serialize(seg.as_bytes())
+                    .collect::<String>()
+                    .replace('+', "%20")
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        return redirect_to(&encoded, req.uri().query());
+    }
+    next.run(req).await
+}
+
+fn percent_decode_path(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn options_response(allow: &str) -> Response {
+    let mut r = StatusCode::OK.into_response();
+    if let Ok(v) = HeaderValue::from_str(allow) {
+        r.headers_mut().insert(header::ALLOW, v);
+    }
+    r
+}
+
+fn method_not_allowed(method: &Method, allow: &str) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} not allowed"),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(allow) {
+        r.headers_mut().insert(header::ALLOW, v);
+    }
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    r
+}
+
+/// Header name constants.
+pub mod hdr {
+    use super::HeaderName;
+    /// `X-Consul-Default-ACL-Policy`.
+    pub const DEFAULT_ACL_POLICY: HeaderName =
+        HeaderName::from_static("x-consul-default-acl-policy");
+    /// `X-Consul-ContentHash`.
+    pub const CONTENT_HASH: HeaderName = HeaderName::from_static("x-consul-contenthash");
+}
+
+/// Parses a boolean-ish flag value (`?passing`, `?recurse=true`): present with
+/// no value or a true value is true.
+pub fn flag_value(q: &Query, k: &str, err: &str) -> Result<bool, ApiError> {
+    match q.get(k) {
+        None => Ok(false),
+        Some("") => Ok(true),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "1" | "t" | "true" => Ok(true),
+            "0" | "f" | "false" => Ok(false),
+            _ => Err(ApiError::bad_request(err.to_string())),
+        },
+    }
+}

@@ -1,0 +1,388 @@
+//! `/v1/agent/*`: this agent's services, checks and identity.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Method};
+use meshgate_types::agent::{AgentService, CheckDefinition, Member, ServiceDefinition};
+use meshgate_types::catalog::{HealthCheck, status};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::catalog::decode_body;
+use super::{
+    ApiError, ApiResult, Ctx, Route, apply_filter, apply_filter_map, empty, flag_value, handler,
+    hdr, json, route,
+};
+use crate::filter::schema;
+use crate::local::{Source, agent_service, content_hash};
+use crate::{Agent, COMPAT_VERSION, VERSION};
+
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        route(
+            Method::PUT,
+            "/v1/agent/service/register",
+            handler!(service_register),
+        ),
+        route(
+            Method::PUT,
+            "/v1/agent/service/deregister/{id}",
+            handler!(service_deregister),
+        ),
+        route(Method::GET, "/v1/agent/services", handler!(services)),
+        route(Method::GET, "/v1/agent/service/{id}", handler!(service)),
+        route(Method::GET, "/v1/agent/checks", handler!(checks)),
+        route(
+            Method::PUT,
+            "/v1/agent/check/register",
+            handler!(check_register),
+        ),
+        route(
+            Method::PUT,
+            "/v1/agent/check/deregister/{id}",
+            handler!(check_deregister),
+        ),
+        route(
+            Method::PUT,
+            "/v1/agent/check/pass/{id}",
+            handler!(check_pass),
+        ),
+        route(
+            Method::PUT,
+            "/v1/agent/check/warn/{id}",
+            handler!(check_warn),
+        ),
+        route(
+            Method::PUT,
+            "/v1/agent/check/fail/{id}",
+            handler!(check_fail),
+        ),
+        route(
+            Method::PUT,
+            "/v1/agent/check/update/{id}",
+            handler!(check_update),
+        ),
+        route(Method::GET, "/v1/agent/self", handler!(self_)),
+        route(Method::GET, "/v1/agent/members", handler!(members)),
+    ]
+}
+
+/// The token a request carries (for recording with registrations).
+pub(super) fn request_token(ctx: &Ctx) -> String {
+    if let Some(t) = ctx.query.get("token") {
+        return t.to_string();
+    }
+    if let Some(t) = ctx
+        .headers
+        .get("x-consul-token")
+        .and_then(|v| v.to_str().ok())
+    {
+        return t.to_string();
+    }
+    if let Some(v) = ctx
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    {
+        let mut it = v.split_whitespace();
+        if it.next().is_some_and(|s| s.eq_ignore_ascii_case("bearer")) {
+            return it.next().unwrap_or("").to_string();
+        }
+    }
+    String::new()
+}
+
+async fn service_register(ctx: Ctx) -> ApiResult {
+    let mut def: ServiceDefinition = decode_body(&ctx)?;
+    // An all-empty `Check` object is ignored.
+    if def
+        .check
+        .as_ref()
+        .is_some_and(|c| *c == CheckDefinition::default())
+    {
+        def.check = None;
+    }
+    def.checks.retain(|c| *c != CheckDefinition::default());
+    let replace = flag_value(
+        &ctx.query,
+        "replace-existing-checks",
+        "Invalid value for ?replace-existing-checks",
+    )?;
+    let token = request_token(&ctx);
+    ctx.agent
+        .add_service(def, &token, replace, Source::Api)
+        .await?;
+    Ok(empty())
+}
+
+async fn service_deregister(ctx: Ctx) -> ApiResult {
+    let id = ctx.param(0).to_string();
+    ctx.agent.remove_service(&id).await?;
+    Ok(empty())
+}
+
+fn agent_services(agent: &Agent) -> BTreeMap<String, AgentService> {
+    agent
+        .local
+        .services()
+        .into_iter()
+        .map(|s| (s.svc.id.clone(), agent_service(agent, &s.svc)))
+        .collect()
+}
+
+async fn services(ctx: Ctx) -> ApiResult {
+    let opts = ctx.query_options()?;
+    let map = agent_services(&ctx.agent);
+    let map = apply_filter_map(&opts, &schema::agent_services(), map)?;
+    Ok(json(&ctx, &map))
+}
+
+async fn service(ctx: Ctx) -> ApiResult {
+    let id = ctx.param(0).to_string();
+    let wait = match ctx.query.get("wait") {
+        None => Duration::from_secs(300),
+        Some(w) => meshgate_types::duration::parse(w)
+            .map_err(|_| ApiError::bad_request("Invalid wait time"))?,
+    };
+    let wait = if wait.is_zero() {
+        Duration::from_secs(300)
+    } else {
+        wait.min(Duration::from_secs(600))
+    };
+    let want_hash = ctx.query.get("hash").map(str::to_string);
+    let agent = ctx.agent.clone();
+    let lookup = |agent: &Arc<Agent>| -> Option<AgentService> {
+        let s = agent.local.service(&id)?;
+        let mut svc = agent_service(agent, &s.svc);
+        svc.content_hash = content_hash(&svc);
+        Some(svc)
+    };
+    let mut rx = agent.local.watch();
+    rx.borrow_and_update();
+    let mut found = lookup(&agent);
+    if let Some(h) = &want_hash {
+        let jitter = rand::random_range(0..(wait.as_millis() as u64 / 16).max(1));
+        let deadline = tokio::time::Instant::now() + wait + Duration::from_millis(jitter);
+        while found.as_ref().map(|s| &s.content_hash) == Some(h) {
+            tokio::select! {
+                _ = rx.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+            rx.borrow_and_update();
+            found = lookup(&agent);
+        }
+    }
+    let Some(svc) = found else {
+        return Err(ApiError::not_found(format!("unknown service ID: {id}")));
+    };
+    let mut r = json(&ctx, &svc);
+    if let Ok(v) = HeaderValue::from_str(&svc.content_hash) {
+        r.headers_mut().insert(hdr::CONTENT_HASH, v);
+    }
+    Ok(r)
+}
+
+async fn checks(ctx: Ctx) -> ApiResult {
+    let opts = ctx.query_options()?;
+    let map: BTreeMap<String, HealthCheck> = ctx
+        .agent
+        .local
+        .checks()
+        .into_iter()
+        .map(|c| (c.check_id.clone(), c))
+        .collect();
+    let map = apply_filter_map(&opts, &schema::agent_checks(), map)?;
+    Ok(json(&ctx, &map))
+}
+
+async fn check_register(ctx: Ctx) -> ApiResult {
+    let def: CheckDefinition = decode_body(&ctx)?;
+    if !def.status.is_empty() && !status::is_valid(&def.status) {
+        return Err(ApiError::bad_request("Bad check status"));
+    }
+    let token = request_token(&ctx);
+    ctx.agent.add_check(def, &token, Source::Api).await?;
+    Ok(empty())
+}
+
+async fn check_deregister(ctx: Ctx) -> ApiResult {
+    let id = ctx.param(0).to_string();
+    ctx.agent.remove_check(&id).await?;
+    Ok(empty())
+}
+
+async fn ttl_update(ctx: Ctx, st: &str) -> ApiResult {
+    let id = ctx.param(0).to_string();
+    let note = ctx.query.get("note").unwrap_or("").to_string();
+    ctx.agent.update_ttl_check(&id, st, &note).await?;
+    Ok(empty())
+}
+
+async fn check_pass(ctx: Ctx) -> ApiResult {
+    ttl_update(ctx, status::PASSING).await
+}
+
+async fn check_warn(ctx: Ctx) -> ApiResult {
+    ttl_update(ctx, status::WARNING).await
+}
+
+async fn check_fail(ctx: Ctx) -> ApiResult {
+    ttl_update(ctx, status::CRITICAL).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct CheckUpdate {
+    status: String,
+    output: String,
+}
+
+async fn check_update(ctx: Ctx) -> ApiResult {
+    let id = ctx.param(0).to_string();
+    let u: CheckUpdate = decode_body(&ctx)?;
+    if !status::is_valid(&u.status) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid check status: '{}'",
+            u.status
+        )));
+    }
+    ctx.agent
+        .update_ttl_check(&id, &u.status, &u.output)
+        .await?;
+    Ok(empty())
+}
+
+/// This agent as a cluster member.
+pub fn member(agent: &Agent) -> Member {
+    let c = &agent.config;
+    let mut tags = BTreeMap::new();
+    let mut t = |k: &str, v: String| {
+        tags.insert(k.to_string(), v);
+    };
+    t("role", if c.server { "consul" } else { "node" }.into());
+    t("dc", c.datacenter.clone());
+    t("segment", String::new());
+    t("id", agent.node_id.clone());
+    t("vsn", "2".into());
+    t("vsn_min", "2".into());
+    t("vsn_max", "3".into());
+    t("build", format!("{COMPAT_VERSION}:meshgate-{VERSION}"));
+    t("acls", if c.acl.enabled { "1" } else { "0" }.into());
+    if c.server {
+        t("raft_vsn", "3".into());
+        t("port", c.ports.server.to_string());
+        t("wan_join_port", c.ports.serf_wan.to_string());
+        t("ft_fs", "1".into());
+        t("ft_si", "1".into());
+        if c.bootstrap || c.dev {
+            t("bootstrap", "1".into());
+        } else if c.bootstrap_expect > 0 {
+            t("expect", c.bootstrap_expect.to_string());
+        }
+    }
+    Member {
+        name: agent.node_name.clone(),
+        addr: agent.advertise_addr(),
+        port: c.ports.serf_lan.clamp(0, 65535) as u16,
+        tags,
+        status: 1,
+        protocol_min: 1,
+        protocol_max: 5,
+        protocol_cur: 2,
+        delegate_min: 2,
+        delegate_max: 5,
+        delegate_cur: 4,
+    }
+}
+
+async fn members(ctx: Ctx) -> ApiResult {
+    let opts = ctx.query_options()?;
+    let list = vec![member(&ctx.agent)];
+    let list = apply_filter(&opts, &crate::filter::Schema::default(), list)?;
+    Ok(json(&ctx, &list))
+}
+
+async fn self_(ctx: Ctx) -> ApiResult {
+    let a = &ctx.agent;
+    let c = &a.config;
+    let services = a.local.services().len();
+    let checks = a.local.checks();
+    let ttl_checks = checks.iter().filter(|c| c.check_type == "ttl").count();
+    let mut meta = c.node_meta.clone();
+    meta.insert("consul-network-segment".into(), String::new());
+    meta.insert("consul-version".into(), COMPAT_VERSION.into());
+    let body = json!({
+        "Config": {
+            "Datacenter": c.datacenter,
+            "PrimaryDatacenter": if c.primary_datacenter.is_empty() { &c.datacenter } else { &c.primary_datacenter },
+            "NodeName": a.node_name,
+            "NodeID": a.node_id,
+            "Revision": format!("meshgate-{VERSION}"),
+            "Server": c.server,
+            "Version": COMPAT_VERSION,
+            "BuildDate": "2026-11-25T00:00:00Z",
+            "BindAddr": a.advertise_addr(),
+            "MeshgateVersion": VERSION,
+        },
+        "DebugConfig": {
+            "Datacenter": c.datacenter,
+            "NodeName": a.node_name,
+            "NodeID": a.node_id,
+            "ServerMode": c.server,
+            "DevMode": c.dev,
+            "DataDir": c.data_dir,
+            "BindAddr": a.advertise_addr(),
+            "ClientAddrs": c.http_addrs(),
+            "HTTPPort": c.ports.http,
+            "DNSPort": c.ports.dns,
+            "ServerPort": c.ports.server,
+            "SerfPortLAN": c.ports.serf_lan,
+            "SerfPortWAN": c.ports.serf_wan,
+            "GRPCPort": c.ports.grpc,
+            "GRPCTLSPort": c.ports.grpc_tls,
+            "ACLsEnabled": c.acl.enabled,
+            "ACLResolverSettings": { "ACLDefaultPolicy": c.acl.default_policy, "ACLDownPolicy": c.acl.down_policy },
+            "KVMaxValueSize": c.kv_max_value_size(),
+            "TxnMaxReqLen": c.txn_max_req_len(),
+            "CheckOutputMaxSize": c.check_output_max_size,
+            "EnableScriptChecks": c.enable_script_checks,
+            "EnableLocalScriptChecks": c.enable_local_script_checks,
+            "Logging": { "LogLevel": c.log_level, "LogJSON": c.log_json },
+            "UIConfig": { "Enabled": c.ui_enabled() },
+        },
+        "Coord": { "Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05 },
+        "Member": member(a),
+        "Stats": {
+            "agent": {
+                "check_monitors": "0",
+                "check_ttls": ttl_checks.to_string(),
+                "checks": checks.len().to_string(),
+                "services": services.to_string(),
+            },
+            "build": {
+                "prerelease": "",
+                "revision": "meshgate",
+                "version": COMPAT_VERSION,
+                "version_metadata": "",
+            },
+            "consul": {
+                "acl": if c.acl.enabled { "enabled" } else { "disabled" },
+                "bootstrap": (c.bootstrap || c.dev).to_string(),
+                "known_datacenters": "1",
+                "leader": c.server.to_string(),
+                "leader_addr": a.server_addr(),
+                "server": c.server.to_string(),
+            },
+            "runtime": {
+                "arch": std::env::consts::ARCH,
+                "cpu_count": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string(),
+                "os": std::env::consts::OS,
+                "version": "rust",
+            },
+        },
+        "Meta": meta,
+    });
+    Ok(json(&ctx, &body))
+}

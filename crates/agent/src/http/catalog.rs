@@ -1,0 +1,328 @@
+//! `/v1/catalog/*`.
+
+use std::collections::BTreeMap;
+
+use axum::http::Method;
+use meshgate_state::{Command, State, Table};
+use meshgate_types::catalog::{
+    DeregisterRequest, Node, NodeService, NodeServiceList, NodeServices, RegisterRequest,
+    ServiceNode,
+};
+use meshgate_types::lenient::{self, LenientError, Options};
+use serde::Serialize;
+
+use super::{
+    ApiError, ApiResult, Ctx, Route, apply_filter, blocking, handler, json, json_read, route,
+};
+use crate::filter::schema;
+
+const CATALOG: &[Table] = &[Table::Nodes, Table::Services, Table::Checks];
+
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        route(Method::PUT, "/v1/catalog/register", handler!(register)),
+        route(Method::PUT, "/v1/catalog/deregister", handler!(deregister)),
+        route(
+            Method::GET,
+            "/v1/catalog/datacenters",
+            handler!(datacenters),
+        ),
+        route(Method::GET, "/v1/catalog/nodes", handler!(nodes)),
+        route(Method::GET, "/v1/catalog/services", handler!(services)),
+        route(
+            Method::GET,
+            "/v1/catalog/service/{service}",
+            handler!(service),
+        ),
+        route(
+            Method::GET,
+            "/v1/catalog/connect/{service}",
+            handler!(connect),
+        ),
+        route(Method::GET, "/v1/catalog/node/{node}", handler!(node)),
+        route(
+            Method::GET,
+            "/v1/catalog/node-services/{node}",
+            handler!(node_services),
+        ),
+    ]
+}
+
+/// Decodes a request body like Go's `decodeBody`: case-insensitive field names,
+/// unknown fields rejected.
+pub(super) fn decode_body<T: serde::de::DeserializeOwned>(ctx: &Ctx) -> Result<T, ApiError> {
+    let v = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::bad_request("Request decode failed: EOF"));
+    } else {
+        serde_json::from_slice::<serde_json::Value>(&ctx.body)
+            .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?
+    };
+    lenient::from_value(v, Options { deny_unknown: true })
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {}", go_json_error(&e))))
+}
+
+/// Go's `encoding/json` wording for a decode error.
+pub(super) fn go_json_error(e: &LenientError) -> String {
+    match e {
+        LenientError::UnknownKey(path) => {
+            let field = path.rsplit('.').next().unwrap_or(path);
+            if field.eq_ignore_ascii_case("namespace") {
+                format!(
+                    "json: unknown field \"{field}\" - Namespaces are a Consul Enterprise feature"
+                )
+            } else if field.eq_ignore_ascii_case("partition") {
+                format!(
+                    "json: unknown field \"{field}\" - Partitions are a Consul Enterprise feature"
+                )
+            } else {
+                format!("json: unknown field \"{field}\"")
+            }
+        }
+        LenientError::Message(m) => format!("json: {m}"),
+    }
+}
+
+async fn register(ctx: Ctx) -> ApiResult {
+    ctx.check_dc()?;
+    let mut req: RegisterRequest = decode_body(&ctx)?;
+    if req.datacenter.is_empty() {
+        req.datacenter = ctx.agent.config.datacenter.clone();
+    }
+    if !req.id.is_empty() && uuid::Uuid::parse_str(&req.id).is_err() {
+        return Err(ApiError::internal(format!(
+            "Bad node ID: uuid string is wrong length"
+        )));
+    }
+    if req.node.is_empty() {
+        return Err(ApiError::internal("Must provide node"));
+    }
+    for c in req.check.iter_mut().chain(req.checks.iter_mut()) {
+        if c.check_type.is_empty() {
+            c.check_type = definition_type(&c.definition).into();
+        }
+    }
+    ctx.agent.store.write(Command::Register(req)).await?;
+    Ok(json(&ctx, &true))
+}
+
+/// The check `Type` implied by a catalog check's `Definition`.
+fn definition_type(d: &meshgate_types::catalog::HealthCheckDefinition) -> &'static str {
+    if !d.http.is_empty() {
+        "http"
+    } else if !d.tcp.is_empty() {
+        "tcp"
+    } else if !d.udp.is_empty() {
+        "udp"
+    } else if !d.grpc.is_empty() {
+        "grpc"
+    } else if !d.h2ping.is_empty() {
+        "h2ping"
+    } else if !d.os_service.is_empty() {
+        "os_service"
+    } else if !d.postgresql.is_empty() {
+        "postgresql"
+    } else {
+        ""
+    }
+}
+
+async fn deregister(ctx: Ctx) -> ApiResult {
+    ctx.check_dc()?;
+    let req: DeregisterRequest = decode_body(&ctx)?;
+    if req.node.is_empty() {
+        return Err(ApiError::internal("Must provide node"));
+    }
+    ctx.agent.store.write(Command::Deregister(req)).await?;
+    Ok(json(&ctx, &true))
+}
+
+async fn datacenters(ctx: Ctx) -> ApiResult {
+    Ok(json(&ctx, &[ctx.agent.config.datacenter.clone()]))
+}
+
+/// Whether a node carries every `?node-meta` pair.
+pub(super) fn node_meta_match(node: &Node, want: &[(String, String)]) -> bool {
+    want.iter().all(|(k, v)| {
+        node.meta
+            .as_ref()
+            .and_then(|m| m.get(k))
+            .is_some_and(|mv| mv == v)
+    })
+}
+
+async fn nodes(ctx: Ctx) -> ApiResult {
+    let opts = ctx.query_options()?;
+    let meta = ctx.node_meta();
+    let (idx, list) = blocking(&ctx, &opts, &[Table::Nodes], |st| {
+        let (idx, nodes) = st.nodes();
+        let list: Vec<Node> = nodes
+            .into_iter()
+            .filter(|n| node_meta_match(n, &meta))
+            .cloned()
+            .collect();
+        (idx, list)
+    })
+    .await;
+    let list = apply_filter(&opts, &schema::catalog_nodes(), list)?;
+    Ok(json_read(&ctx, &opts, idx, &list))
+}
+
+async fn services(ctx: Ctx) -> ApiResult {
+    let opts = ctx.query_options()?;
+    let meta = ctx.node_meta();
+    let (idx, map) = blocking(&ctx, &opts, CATALOG, |st| {
+        if meta.is_empty() {
+            return st.services();
+        }
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (n, s) in st.all_service_instances() {
+            if node_meta_match(n, &meta) {
+                out.entry(s.service.clone())
+                    .or_default()
+                    .extend(s.tags.iter().cloned());
+            }
+        }
+        for tags in out.values_mut() {
+            tags.sort();
+            tags.dedup();
+        }
+        let t = st.tables();
+        (t.services.max(t.nodes), out)
+    })
+    .await;
+    Ok(json_read(&ctx, &opts, idx, &map))
+}
+
+async fn service(ctx: Ctx) -> ApiResult {
+    let name = ctx.param(0).to_string();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("Missing service name"));
+    }
+    let opts = ctx.query_options()?;
+    let tags = ctx.query.all("tag");
+    let meta = ctx.node_meta();
+    let (idx, list) = blocking(&ctx, &opts, CATALOG, |st| {
+        let (idx, list) = st.service_nodes(&name, &tags);
+        let list: Vec<ServiceNode> = list
+            .into_iter()
+            .filter(|sn| meta_match_flat(sn, &meta))
+            .collect();
+        (idx, list)
+    })
+    .await;
+    let list = apply_filter(&opts, &schema::catalog_service_nodes(), list)?;
+    Ok(json_read(&ctx, &opts, idx, &list))
+}
+
+fn meta_match_flat(sn: &ServiceNode, want: &[(String, String)]) -> bool {
+    want.iter().all(|(k, v)| {
+        sn.node_meta
+            .as_ref()
+            .and_then(|m| m.get(k))
+            .is_some_and(|mv| mv == v)
+    })
+}
+
+/// The mesh-capable instances of a service: its sidecar proxies and its
+/// connect-native instances.
+pub(super) fn connect_instances<'a>(st: &'a State, name: &str) -> Vec<(&'a Node, &'a NodeService)> {
+    let mut out: Vec<(&Node, &NodeService)> = st
+        .all_service_instances()
+        .filter(|(_, s)| {
+            s.kind == "connect-proxy" && s.proxy.destination_service_name.eq_ignore_ascii_case(name)
+        })
+        .collect();
+    out.extend(
+        st.service_instances(name)
+            .into_iter()
+            .filter(|(_, s)| s.connect.native),
+    );
+    out
+}
+
+async fn connect(ctx: Ctx) -> ApiResult {
+    let name = ctx.param(0).to_string();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("Missing service name"));
+    }
+    let opts = ctx.query_options()?;
+    let tags = ctx.query.all("tag");
+    let meta = ctx.node_meta();
+    let (idx, list) = blocking(&ctx, &opts, CATALOG, |st| {
+        let list: Vec<ServiceNode> = connect_instances(st, &name)
+            .into_iter()
+            .filter(|(_, s)| {
+                tags.iter()
+                    .all(|t| s.tags.iter().any(|st| st.eq_ignore_ascii_case(t)))
+            })
+            .map(|(n, s)| ServiceNode::new(n, s))
+            .filter(|sn| meta_match_flat(sn, &meta))
+            .collect();
+        let t = st.tables();
+        (t.services.max(t.nodes).max(t.checks), list)
+    })
+    .await;
+    let list = apply_filter(&opts, &schema::catalog_service_nodes(), list)?;
+    Ok(json_read(&ctx, &opts, idx, &list))
+}
+
+#[derive(Serialize)]
+struct NullableNodeServiceList {
+    #[serde(rename = "Node")]
+    node: Option<Node>,
+    #[serde(rename = "Services")]
+    services: Option<Vec<NodeService>>,
+}
+
+async fn node(ctx: Ctx) -> ApiResult {
+    let name = ctx.param(0).to_string();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("Missing node name"));
+    }
+    let opts = ctx.query_options()?;
+    let (idx, found) = blocking(&ctx, &opts, CATALOG, |st| {
+        let (idx, found) = st.node_services(&name);
+        let found = found.map(|(n, svcs)| NodeServices {
+            node: n.clone(),
+            services: svcs
+                .into_iter()
+                .map(|s| (s.id.clone(), s.clone()))
+                .collect(),
+        });
+        (idx, found)
+    })
+    .await;
+    Ok(json_read(&ctx, &opts, idx, &found))
+}
+
+async fn node_services(ctx: Ctx) -> ApiResult {
+    let name = ctx.param(0).to_string();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("Missing node name"));
+    }
+    let opts = ctx.query_options()?;
+    let (idx, found) = blocking(&ctx, &opts, CATALOG, |st| {
+        let (idx, found) = st.node_services(&name);
+        let found = found.map(|(n, svcs)| NodeServiceList {
+            node: n.clone(),
+            services: svcs.into_iter().cloned().collect(),
+        });
+        (idx, found)
+    })
+    .await;
+    match found {
+        Some(mut f) => {
+            f.services = apply_filter(&opts, &schema::node_services(), f.services)?;
+            Ok(json_read(&ctx, &opts, idx, &f))
+        }
+        None => Ok(json_read(
+            &ctx,
+            &opts,
+            idx,
+            &NullableNodeServiceList {
+                node: None,
+                services: None,
+            },
+        )),
+    }
+}

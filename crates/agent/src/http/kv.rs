@@ -1,0 +1,304 @@
+//! `/v1/kv/*`.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use meshgate_state::{Applied, Command, KvSetOp, Table};
+use meshgate_types::kv::KvEntry;
+
+use super::{ApiError, ApiResult, Ctx, Route, blocking, handler, json, route, set_read_headers};
+
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        route(Method::GET, "/v1/kv/{*key}", handler!(get)),
+        route(Method::PUT, "/v1/kv/{*key}", handler!(put)),
+        route(Method::DELETE, "/v1/kv/{*key}", handler!(delete)),
+    ]
+}
+
+/// Cleans a key like Go's `path.Clean`, keeping a trailing `/`, and refuses
+/// leading/trailing spaces and path traversal.
+pub fn clean_key(raw: &str) -> Result<String, ApiError> {
+    if raw.is_empty() {
+        return Ok(String::new());
+    }
+    let mut key = clean_path(raw);
+    if raw.ends_with('/') && !key.ends_with('/') {
+        key.push('/');
+    }
+    validate_key(&key)?;
+    Ok(key)
+}
+
+fn validate_key(key: &str) -> Result<(), ApiError> {
+    let spaces = || ApiError::internal("invalid key name, leading/trailing spaces are not allowed");
+    let traversal = || ApiError::internal("invalid key name, path traversal is not allowed");
+    if key.starts_with(' ') || key.ends_with(' ') {
+        return Err(spaces());
+    }
+    if key.split('/').any(|seg| seg == "..") {
+        return Err(traversal());
+    }
+    if key.contains('%') {
+        let decoded: String = percent_decode(key);
+        if decoded != key {
+            if decoded.contains("..") {
+                return Err(traversal());
+            }
+            if decoded.contains(' ') {
+                return Err(spaces());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Go's `path.Clean` (lexical).
+pub fn clean_path(p: &str) -> String {
+    if p.is_empty() {
+        return ".".into();
+    }
+    let rooted = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|l| *l != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            s => parts.push(s),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".into(),
+        (false, false) => joined,
+    }
+}
+
+fn not_found(opts: &super::QueryOptions, idx: u64) -> Response {
+    let mut r = StatusCode::NOT_FOUND.into_response();
+    set_read_headers(&mut r, opts, idx);
+    r.headers_mut().remove("x-consul-effective-consistency");
+    r
+}
+
+async fn get(ctx: Ctx) -> ApiResult {
+    let key = clean_key(ctx.param(0))?;
+    let opts = ctx.query_options()?;
+    if ctx.query.has("keys") {
+        let sep = ctx
+            .query
+            .get("separator")
+            .or_else(|| ctx.query.get("seperator"))
+            .unwrap_or("")
+            .to_string();
+        let (idx, keys) = blocking(&ctx, &opts, &[Table::Kv], |st| st.kv_keys(&key, &sep)).await;
+        if keys.is_empty() && !key.is_empty() {
+            return Ok(not_found(&opts, idx));
+        }
+        return Ok(kv_json(&ctx, &opts, idx, &keys));
+    }
+    let recurse = ctx.query.has("recurse");
+    if !recurse && key.is_empty() {
+        return Err(ApiError::bad_request("Missing key name"));
+    }
+    if recurse {
+        let (idx, list) = blocking(&ctx, &opts, &[Table::Kv], |st| {
+            let (idx, list) = st.kv_list(&key);
+            (idx, list.into_iter().cloned().collect::<Vec<KvEntry>>())
+        })
+        .await;
+        if list.is_empty() {
+            return Ok(not_found(&opts, idx));
+        }
+        return Ok(kv_json(&ctx, &opts, idx, &list));
+    }
+    let (idx, entry) = blocking(&ctx, &opts, &[Table::Kv], |st| {
+        let (idx, e) = st.kv_get(&key);
+        (idx, e.cloned())
+    })
+    .await;
+    let Some(entry) = entry else {
+        return Ok(not_found(&opts, idx));
+    };
+    if ctx.query.has("raw") {
+        let mut r = Response::new(Body::from(entry.value.unwrap_or_default()));
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        h.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        h.insert(
+            "content-security-policy",
+            HeaderValue::from_static("sandbox"),
+        );
+        set_read_headers(&mut r, &opts, idx);
+        r.headers_mut().remove("x-consul-effective-consistency");
+        return Ok(r);
+    }
+    Ok(kv_json(&ctx, &opts, idx, &[entry]))
+}
+
+fn kv_json<T: serde::Serialize + ?Sized>(
+    ctx: &Ctx,
+    opts: &super::QueryOptions,
+    idx: u64,
+    v: &T,
+) -> Response {
+    let mut r = json(ctx, v);
+    set_read_headers(&mut r, opts, idx);
+    r.headers_mut().remove("x-consul-effective-consistency");
+    r
+}
+
+/// `Conflicting flags: <query, keys sorted>\n`.
+fn conflicting(ctx: &Ctx) -> ApiError {
+    let mut pairs = ctx.query.0.clone();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let encoded = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    ApiError::bad_request(format!("Conflicting flags: {encoded}\n"))
+}
+
+fn parse_u64(v: &str) -> Result<u64, ApiError> {
+    v.parse::<u64>().map_err(|_| {
+        ApiError::internal(format!(
+            "strconv.ParseUint: parsing \"{v}\": invalid syntax"
+        ))
+    })
+}
+
+async fn put(ctx: Ctx) -> ApiResult {
+    ctx.check_dc()?;
+    let key = clean_key(ctx.param(0))?;
+    if key.is_empty() {
+        return Err(ApiError::bad_request("Missing key name"));
+    }
+    let q = &ctx.query;
+    let n = ["cas", "acquire", "release"]
+        .iter()
+        .filter(|k| q.has(k))
+        .count();
+    if n > 1 {
+        return Err(conflicting(&ctx));
+    }
+    let flags = match q.get("flags") {
+        Some(f) => parse_u64(f)?,
+        None => 0,
+    };
+    let max = ctx.agent.config.kv_max_value_size();
+    if ctx.body.len() as u64 > max {
+        let msg = if ctx.headers.contains_key(header::CONTENT_LENGTH) {
+            format!(
+                "Request body({} bytes) too large, max size: {max} bytes. See https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size.",
+                ctx.body.len()
+            )
+        } else {
+            format!("Request body too large. Max allowed is {max} bytes.")
+        };
+        return Err(ApiError::too_large(msg));
+    }
+    let op = if let Some(c) = q.get("cas") {
+        KvSetOp::Cas(parse_u64(c)?)
+    } else if let Some(s) = q.get("acquire") {
+        KvSetOp::Lock(s.to_string())
+    } else if let Some(s) = q.get("release") {
+        KvSetOp::Unlock(s.to_string())
+    } else {
+        KvSetOp::Set
+    };
+    if let KvSetOp::Lock(s) | KvSetOp::Unlock(s) = &op {
+        if s.is_empty() {
+            return Err(ApiError::internal("raft apply failed: missing session"));
+        }
+    }
+    let cmd = Command::KvSet {
+        key,
+        value: Some(ctx.body.to_vec()),
+        flags,
+        op,
+    };
+    match ctx.agent.store.write(cmd).await {
+        Ok(Applied::Bool(b)) => Ok(json(&ctx, &b)),
+        Ok(_) => Ok(json(&ctx, &true)),
+        Err(crate::store::WriteError::Apply(e)) => {
+            Err(ApiError::internal(format!("raft apply failed: {e}")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn delete(ctx: Ctx) -> ApiResult {
+    ctx.check_dc()?;
+    let key = clean_key(ctx.param(0))?;
+    let q = &ctx.query;
+    let recurse = q.has("recurse");
+    if recurse && q.has("cas") {
+        return Err(conflicting(&ctx));
+    }
+    if !recurse && key.is_empty() {
+        return Err(ApiError::bad_request("Missing key name"));
+    }
+    let cas = match q.get("cas") {
+        Some(c) => Some(parse_u64(c)?),
+        None => None,
+    };
+    let r = ctx
+        .agent
+        .store
+        .write(Command::KvDelete { key, recurse, cas })
+        .await?;
+    let ok = matches!(r, Applied::Bool(true) | Applied::Done);
+    Ok(json(&ctx, &ok))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_cleaning() {
+        assert_eq!(clean_key("a/b/").unwrap(), "a/b/");
+        assert_eq!(clean_key("a//b").unwrap(), "a/b");
+        assert_eq!(clean_key("/a").unwrap(), "/a");
+        assert_eq!(clean_key("a/./b").unwrap(), "a/b");
+        assert_eq!(clean_key("").unwrap(), "");
+        assert_eq!(clean_key("a/../b").unwrap(), "b");
+        assert!(clean_key(" a").is_err());
+        assert!(clean_key("a%2F..%2Fb").is_err());
+        assert_eq!(
+            clean_key("x%2e%2e").unwrap_err().message,
+            "invalid key name, path traversal is not allowed"
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! The meshgate agent: serves the `/v1` HTTP API, holds the state store (in `-dev`
+//! and server mode), keeps this node's own services and checks, runs the checks,
+//! and expires sessions.
+#![forbid(unsafe_code)]
+
+pub mod checks;
+pub mod config;
+pub mod config_keys;
+pub mod filter;
+pub mod http;
+pub mod local;
+pub mod sessions;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use meshgate_state::Command;
+use meshgate_types::catalog::{
+    HealthCheck, NodeService, RegisterRequest, SERF_CHECK_ALIVE_OUTPUT, SERF_CHECK_ID,
+    SERF_CHECK_NAME, status,
+};
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub use config::{Config, Loaded, Sources};
+pub use store::Store;
+
+/// The version of the Consul API meshgate answers as (`Config.Version`); tools
+/// gate features on it.
+pub const COMPAT_VERSION: &str = "1.21.0";
+/// meshgate's own version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A failure to start or run the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("Error starting HTTP listener on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One agent process.
+pub struct Agent {
+    pub config: Config,
+    pub node_name: String,
+    pub node_id: String,
+    pub store: Arc<Store>,
+    pub local: local::LocalState,
+    pub sessions: sessions::SessionTimers,
+    pub started: Instant,
+    /// Addresses the HTTP API actually listens on.
+    pub http_addrs: Mutex<Vec<SocketAddr>>,
+    shutdown: watch::Sender<bool>,
+}
+
+fn hostname() -> String {
+    gethostname::gethostname()
+        .to_string_lossy()
+        .split('.')
+        .next()
+        .unwrap_or("meshgate")
+        .to_string()
+}
+
+impl Agent {
+    /// Builds an agent from a loaded configuration (nothing runs yet).
+    pub fn new(config: Config) -> Arc<Agent> {
+        let node_name = if config.node_name.is_empty() {
+            hostname()
+        } else {
+            config.node_name.clone()
+        };
+        let node_id = if config.node_id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            config.node_id.clone()
+        };
+        Arc::new(Agent {
+            config,
+            node_name,
+            node_id,
+            store: Arc::new(Store::new()),
+            local: local::LocalState::default(),
+            sessions: sessions::SessionTimers::default(),
+            started: Instant::now(),
+            http_addrs: Mutex::new(Vec::new()),
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    /// The address this node advertises.
+    pub fn advertise_addr(&self) -> String {
+        self.config.advertise()
+    }
+
+    /// `ip:port` of the server RPC port, as `/v1/status/leader` reports it.
+    pub fn server_addr(&self) -> String {
+        let port = if self.config.ports.server > 0 {
+            self.config.ports.server
+        } else {
+            8300
+        };
+        format!("{}:{port}", self.advertise_addr())
+    }
+
+    /// Asks the agent to stop.
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// A receiver that turns true when the agent stops.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Registers this node, its liveness check and (on servers) the `consul`
+    /// service.
+    async fn register_self(self: &Arc<Self>) -> Result<(), AgentError> {
+        let addr = self.advertise_addr();
+        let mut tagged = std::collections::BTreeMap::new();
+        tagged.insert("lan".to_string(), addr.clone());
+        tagged.insert("lan_ipv4".to_string(), addr.clone());
+        tagged.insert("wan".to_string(), addr.clone());
+        tagged.insert("wan_ipv4".to_string(), addr.clone());
+        let mut meta = self.config.node_meta.clone();
+        meta.entry("consul-network-segment".into()).or_default();
+        let service = if self.config.server {
+            let mut m = std::collections::BTreeMap::new();
+            m.insert("raft_version".to_string(), "3".to_string());
+            m.insert("serf_protocol_current".to_string(), "2".to_string());
+            m.insert("serf_protocol_max".to_string(), "5".to_string());
+            m.insert("serf_protocol_min".to_string(), "1".to_string());
+            m.insert("version".to_string(), COMPAT_VERSION.to_string());
+            Some(NodeService {
+                id: "consul".into(),
+                service: "consul".into(),
+                port: self.config.ports.server.max(0),
+                meta: m,
+                ..Default::default()
+            })
+        } else {
+            None
+        };
+        let req = RegisterRequest {
+            id: self.node_id.clone(),
+            node: self.node_name.clone(),
+            address: addr,
+            datacenter: self.config.datacenter.clone(),
+            tagged_addresses: Some(tagged),
+            node_meta: Some(meta),
+            service,
+            check: Some(HealthCheck {
+                node: self.node_name.clone(),
+                check_id: SERF_CHECK_ID.into(),
+                name: SERF_CHECK_NAME.into(),
+                status: status::PASSING.into(),
+                output: SERF_CHECK_ALIVE_OUTPUT.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.store
+            .write(Command::Register(req))
+            .await
+            .map_err(|e| AgentError::Other(format!("registering this node: {e}")))?;
+        Ok(())
+    }
+}
+
+/// A running agent.
+pub struct Running {
+    pub agent: Arc<Agent>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits for every server task to end (after [`Agent::request_shutdown`]).
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.agent.local.stop_all();
+        self.agent.sessions.stop_all();
+    }
+}
+
+/// Starts the agent: binds the listeners, registers the node, starts background
+/// work. Returns once the API answers.
+pub async fn start(loaded: Loaded) -> Result<Running, AgentError> {
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    let config = loaded.config;
+    if !config.dev {
+        return Err(AgentError::Other(
+            "meshgate can only run with -dev for now: durable state and clustering \
+             (-server with -data-dir, -retry-join) are not implemented yet"
+                .into(),
+        ));
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let agent = Agent::new(config);
+    agent.register_self().await?;
+
+    let mut tasks = Vec::new();
+    let mut bound = Vec::new();
+    if agent.config.ports.http >= 0 {
+        for addr in agent.config.http_addrs() {
+            let sa = format!("{}:{}", bracket(&addr), agent.config.ports.http);
+            let listener = TcpListener::bind(&sa)
+                .await
+                .map_err(|source| AgentError::Bind {
+                    addr: sa.clone(),
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| AgentError::Bind {
+                addr: sa.clone(),
+                source,
+            })?;
+            bound.push(local);
+            let app = http::router(agent.clone());
+            let mut stop = agent.shutdown_signal();
+            tasks.push(tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    crate::stopped(&mut stop).await;
+                });
+                if let Err(e) = serve.await {
+                    warn!("HTTP server error: {e}");
+                }
+            }));
+        }
+    }
+    *agent.http_addrs.lock() = bound.clone();
+
+    local::load_config_services(&agent).await;
+    tasks.push(tokio::spawn(local::anti_entropy(agent.clone())));
+    tasks.push(tokio::spawn(local::reaper(agent.clone())));
+    tasks.push(tokio::spawn(sessions::tombstone_reaper(agent.clone())));
+
+    let addrs: Vec<String> = bound.iter().map(|a| format!("http://{a}")).collect();
+    info!(
+        node = %agent.node_name,
+        datacenter = %agent.config.datacenter,
+        "meshgate agent running: HTTP API on {} (ready in {} ms)",
+        addrs.join(", "),
+        agent.started.elapsed().as_millis()
+    );
+    Ok(Running { agent, tasks })
+}
+
+/// Resolves when the shutdown signal turns true.
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+fn bracket(addr: &str) -> String {
+    if addr.contains(':') && !addr.starts_with('[') {
+        format!("[{addr}]")
+    } else {
+        addr.to_string()
+    }
+}

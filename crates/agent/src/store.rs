@@ -1,0 +1,110 @@
+//! The agent's home for the replicated state: a [`State`] behind a lock that is
+//! held only for microseconds, one watch channel per table for blocking queries,
+//! and the write path that orders commands.
+//!
+//! In `-dev` mode this process orders commands itself (the next index is the last
+//! plus one). The cluster mode puts a replicated log in front of the same
+//! [`Store::apply_ordered`] without touching any endpoint.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use meshgate_state::{Applied, ApplyError, Command, Request, State, Table};
+use parking_lot::{RwLock, RwLockReadGuard};
+use tokio::sync::watch;
+
+/// A failure to write.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The state refused the command; nothing changed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// No leader could order the command.
+    #[error("No cluster leader")]
+    NoLeader,
+}
+
+/// The state store with its watches.
+pub struct Store {
+    state: RwLock<State>,
+    watches: Vec<watch::Sender<u64>>,
+}
+
+fn table_slot(t: Table) -> usize {
+    match t {
+        Table::Nodes => 0,
+        Table::Services => 1,
+        Table::Checks => 2,
+        Table::Kv => 3,
+        Table::Sessions => 4,
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Store {
+        Store {
+            state: RwLock::new(State::new()),
+            watches: Table::ALL.iter().map(|_| watch::channel(0).0).collect(),
+        }
+    }
+
+    /// A consistent read view. Hold it only while computing an answer, never
+    /// across an `.await`.
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read()
+    }
+
+    /// A receiver that wakes when `table` changes.
+    pub fn watch(&self, table: Table) -> watch::Receiver<u64> {
+        self.watches[table_slot(table)].subscribe()
+    }
+
+    /// Orders and applies one command (single-node mode).
+    pub async fn write(&self, cmd: Command) -> Result<Applied, WriteError> {
+        let req = Request {
+            now_ms: now_ms(),
+            cmd,
+        };
+        Ok(self.apply_with(|st| st.index + 1, &req)?)
+    }
+
+    /// Applies a command at an index chosen by the orderer and wakes the watchers
+    /// of every table it changed.
+    pub fn apply_ordered(&self, index: u64, req: &Request) -> Result<Applied, ApplyError> {
+        self.apply_with(|_| index, req)
+    }
+
+    fn apply_with(
+        &self,
+        index: impl FnOnce(&State) -> u64,
+        req: &Request,
+    ) -> Result<Applied, ApplyError> {
+        let mut st = self.state.write();
+        let index = index(&st);
+        let before = st.tables();
+        let result = st.apply(index, req);
+        let after = st.tables();
+        drop(st);
+        for t in Table::ALL {
+            let v = after.get(t);
+            if v != before.get(t) {
+                self.watches[table_slot(t)].send_replace(v);
+            }
+        }
+        result
+    }
+}

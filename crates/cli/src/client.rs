@@ -1,0 +1,354 @@
+//! The HTTP API client the commands share: address and token resolution (flags,
+//! then `MESHGATE_*`, then `CONSUL_*` environment variables), requests, and
+//! errors worded like Consul's Go client.
+
+use std::time::Duration;
+
+use clap::Args;
+use serde::de::DeserializeOwned;
+
+/// A command failure: the message printed to stderr, and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub code: u8,
+}
+
+impl CliError {
+    /// Exit 1 with a message.
+    pub fn new(message: impl Into<String>) -> CliError {
+        CliError {
+            message: message.into(),
+            code: 1,
+        }
+    }
+}
+
+/// A command's result.
+pub type CliResult = Result<(), CliError>;
+
+/// The flags every API command takes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct HttpFlags {
+    /// The `address` and port of the agent HTTP server (env MESHGATE_HTTP_ADDR or CONSUL_HTTP_ADDR).
+    #[arg(long = "http-addr", value_name = "ADDR")]
+    pub http_addr: Option<String>,
+    /// ACL token to use in the request (env MESHGATE_HTTP_TOKEN or CONSUL_HTTP_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// File containing the ACL token (env MESHGATE_HTTP_TOKEN_FILE or CONSUL_HTTP_TOKEN_FILE).
+    #[arg(long = "token-file", value_name = "PATH")]
+    pub token_file: Option<String>,
+    /// Name of the datacenter to query (defaults to the agent's).
+    #[arg(long)]
+    pub datacenter: Option<String>,
+    /// Permit any server to answer (stale reads).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub stale: Option<bool>,
+    /// CA file to verify the agent's HTTPS certificate (env CONSUL_CACERT).
+    #[arg(long = "ca-file", value_name = "PATH")]
+    pub ca_file: Option<String>,
+    /// CA directory (env CONSUL_CAPATH). Accepted for compatibility.
+    #[arg(long = "ca-path", value_name = "PATH")]
+    pub ca_path: Option<String>,
+    /// Client certificate for HTTPS (env CONSUL_CLIENT_CERT).
+    #[arg(long = "client-cert", value_name = "PATH")]
+    pub client_cert: Option<String>,
+    /// Client key for HTTPS (env CONSUL_CLIENT_KEY).
+    #[arg(long = "client-key", value_name = "PATH")]
+    pub client_key: Option<String>,
+    /// TLS server name to expect from the agent (env CONSUL_TLS_SERVER_NAME).
+    #[arg(long = "tls-server-name", value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+}
+
+fn env(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
+fn read_token_file(path: &str) -> Result<String, CliError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| CliError::new(format!("Error loading token file: {e}")))
+}
+
+/// A configured API client.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub token: Option<String>,
+    pub datacenter: Option<String>,
+    pub stale: bool,
+    http: reqwest::Client,
+}
+
+/// A response: status, headers, body.
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// The body as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, CliError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| CliError::new(format!("Failed to decode response: {e}")))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The error text of a non-200 answer, as Consul's Go client words it.
+    pub fn error_text(&self) -> String {
+        format!(
+            "Unexpected response code: {} ({})",
+            self.status,
+            self.text().trim()
+        )
+    }
+}
+
+impl Client {
+    /// Builds a client from flags and environment.
+    pub fn new(f: &HttpFlags) -> Result<Client, CliError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let addr = f
+            .http_addr
+            .clone()
+            .or_else(|| env(&["MESHGATE_HTTP_ADDR", "CONSUL_HTTP_ADDR"]))
+            .unwrap_or_else(|| "127.0.0.1:8500".into());
+        let ssl = env(&["MESHGATE_HTTP_SSL", "CONSUL_HTTP_SSL"])
+            .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "True"));
+        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.trim_end_matches('/').to_string()
+        } else if addr.starts_with("unix://") {
+            return Err(CliError::new(
+                "Error connecting to Consul agent: unix socket addresses are not supported by meshgate",
+            ));
+        } else if ssl {
+            format!("https://{addr}")
+        } else {
+            format!("http://{addr}")
+        };
+        let token = if let Some(p) = &f.token_file {
+            Some(read_token_file(p)?)
+        } else if let Some(t) = &f.token {
+            Some(t.clone())
+        } else if let Some(p) = env(&["MESHGATE_HTTP_TOKEN_FILE", "CONSUL_HTTP_TOKEN_FILE"]) {
+            Some(read_token_file(&p)?)
+        } else {
+            env(&["MESHGATE_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"])
+        };
+        let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        let ca = f
+            .ca_file
+            .clone()
+            .or_else(|| env(&["MESHGATE_CACERT", "CONSUL_CACERT"]));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(&ca)
+                .map_err(|e| CliError::new(format!("Error loading CA File: {e}")))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| CliError::new(format!("Error loading CA File: {e}")))?;
+            b = b.tls_certs_merge([cert]);
+        }
+        let insecure = env(&["MESHGATE_HTTP_SSL_VERIFY", "CONSUL_HTTP_SSL_VERIFY"])
+            .is_some_and(|v| matches!(v.as_str(), "0" | "false" | "FALSE" | "False"));
+        if insecure {
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
+        let http = b
+            .build()
+            .map_err(|e| CliError::new(format!("Error connecting to Consul agent: {e}")))?;
+        Ok(Client {
+            base,
+            token: token.filter(|t| !t.is_empty()),
+            datacenter: f.datacenter.clone(),
+            stale: f.stale.unwrap_or(false),
+            http,
+        })
+    }
+
+    fn url(&self, path: &str, query: &[(&str, String)]) -> String {
+        let mut q: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        if let Some(dc) = &self.datacenter {
+            q.push(("dc".into(), dc.clone()));
+        }
+        if self.stale {
+            q.push(("stale".into(), String::new()));
+        }
+        let mut url = format!("{}{}", self.base, path);
+        if !q.is_empty() {
+            let mut parts = Vec::new();
+            for (k, v) in q {
+                let k: String = form_urlencoded::byte_serialize(k.as_bytes()).collect();
+                if v.is_empty() {
+                    parts.push(k);
+                } else {
+                    let v: String = form_urlencoded::byte_serialize(v.as_bytes()).collect();
+                    parts.push(format!("{k}={v}"));
+                }
+            }
+            url.push('?');
+            url.push_str(&parts.join("&"));
+        }
+        url
+    }
+
+    /// Sends a request and returns whatever the agent answered.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Resp, CliError> {
+        let mut req = self.http.request(method, self.url(path, query));
+        if let Some(t) = &self.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg = format!("{msg}: {s}");
+                src = s.source();
+            }
+            CliError::new(msg)
+        })?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| CliError::new(e.to_string()))?
+            .to_vec();
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// GET; non-200 answers are errors.
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Resp, CliError> {
+        let r = self.send(reqwest::Method::GET, path, query, None).await?;
+        if r.status != 200 {
+            return Err(CliError::new(r.error_text()));
+        }
+        Ok(r)
+    }
+
+    /// PUT; non-200 answers are errors.
+    pub async fn put(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Resp, CliError> {
+        let r = self.send(reqwest::Method::PUT, path, query, body).await?;
+        if r.status != 200 {
+            return Err(CliError::new(r.error_text()));
+        }
+        Ok(r)
+    }
+
+    /// DELETE; non-200 answers are errors.
+    pub async fn delete(&self, path: &str, query: &[(&str, String)]) -> Result<Resp, CliError> {
+        let r = self
+            .send(reqwest::Method::DELETE, path, query, None)
+            .await?;
+        if r.status != 200 {
+            return Err(CliError::new(r.error_text()));
+        }
+        Ok(r)
+    }
+}
+
+/// Percent-encodes a path segment that may contain `/` (KV keys keep their slashes).
+pub fn escape_path(p: &str) -> String {
+    p.split('/')
+        .map(|seg| {
+            form_urlencoded::byte_serialize(seg.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20")
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Reads a data argument: `@file`, `-` (stdin) or the literal.
+pub fn read_data_arg(arg: &str) -> Result<Vec<u8>, String> {
+    if let Some(path) = arg.strip_prefix('@') {
+        std::fs::read(path).map_err(|e| e.to_string())
+    } else if arg == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| e.to_string())?;
+        Ok(buf)
+    } else {
+        Ok(arg.as_bytes().to_vec())
+    }
+}
+
+/// Aligns rows into columns separated by two spaces, the last column unpadded
+/// (ryanuber/columnize's output).
+pub fn columnize(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.trim().chars().count());
+        }
+    }
+    let mut out = String::new();
+    for (ri, r) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            let c = c.trim();
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(c);
+                let pad = widths[i] - c.chars().count();
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push_str(&line);
+        if ri + 1 < rows.len() {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns() {
+        let rows = vec![
+            vec!["Node".to_string(), "ID".into(), "Address".into()],
+            vec!["node-1".to_string(), "abc".into(), "127.0.0.1".into()],
+        ];
+        assert_eq!(
+            columnize(&rows),
+            "Node    ID   Address\nnode-1  abc  127.0.0.1"
+        );
+    }
+
+    #[test]
+    fn path_escaping() {
+        assert_eq!(escape_path("a b/c?d"), "a%20b/c%3Fd");
+    }
+}

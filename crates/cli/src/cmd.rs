@@ -1,0 +1,5 @@
+//! One module per command group.
+
+pub mod agent;
+pub mod catalog;
+pub mod kv;

@@ -1,0 +1,389 @@
+//! `meshgate agent`: runs the agent until Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use meshgate_agent::config::{self, Sources};
+use serde_json::{Map, Value, json};
+use tracing::{info, warn};
+
+use crate::client::{CliError, CliResult};
+
+/// Flags of `meshgate agent`, with Consul's names. Flags meshgate has no use for
+/// are accepted and reported once at start.
+#[derive(Args, Debug, Default)]
+pub struct AgentArgs {
+    /// Development mode: a single in-memory server with the API on 127.0.0.1:8500.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dev: Option<bool>,
+    /// Run as a server.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub server: Option<bool>,
+    /// Node name (default: the host name).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Node ID (a UUID).
+    #[arg(long = "node-id")]
+    pub node_id: Option<String>,
+    /// Node metadata `key:value` (repeatable).
+    #[arg(long = "node-meta")]
+    pub node_meta: Vec<String>,
+    /// Datacenter (default dc1).
+    #[arg(long)]
+    pub datacenter: Option<String>,
+    /// Data directory.
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<String>,
+    /// Address to bind cluster communication to.
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Address to advertise.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Address(es) the HTTP/DNS interfaces bind to (space separated).
+    #[arg(long)]
+    pub client: Option<String>,
+    /// HTTP API port (-1 disables).
+    #[arg(long = "http-port", allow_hyphen_values = true)]
+    pub http_port: Option<i64>,
+    /// HTTPS API port (-1 disables).
+    #[arg(long = "https-port", allow_hyphen_values = true)]
+    pub https_port: Option<i64>,
+    /// DNS port (-1 disables).
+    #[arg(long = "dns-port", allow_hyphen_values = true)]
+    pub dns_port: Option<i64>,
+    /// gRPC port.
+    #[arg(long = "grpc-port", allow_hyphen_values = true)]
+    pub grpc_port: Option<i64>,
+    /// gRPC TLS port.
+    #[arg(long = "grpc-tls-port", allow_hyphen_values = true)]
+    pub grpc_tls_port: Option<i64>,
+    /// Server RPC port.
+    #[arg(long = "server-port", allow_hyphen_values = true)]
+    pub server_port: Option<i64>,
+    /// Serf LAN port.
+    #[arg(long = "serf-lan-port", allow_hyphen_values = true)]
+    pub serf_lan_port: Option<i64>,
+    /// Serf WAN port.
+    #[arg(long = "serf-wan-port", allow_hyphen_values = true)]
+    pub serf_wan_port: Option<i64>,
+    /// Configuration file (HCL or JSON; repeatable).
+    #[arg(long = "config-file")]
+    pub config_file: Vec<PathBuf>,
+    /// Configuration directory: every *.hcl and *.json in it (repeatable).
+    #[arg(long = "config-dir")]
+    pub config_dir: Vec<PathBuf>,
+    /// Force the format of config files: hcl or json.
+    #[arg(long = "config-format")]
+    pub config_format: Option<String>,
+    /// HCL configuration fragment (repeatable; applied after files and flags).
+    #[arg(long = "hcl")]
+    pub hcl: Vec<String>,
+    /// Log level: trace, debug, info, warn, error.
+    #[arg(long = "log-level")]
+    pub log_level: Option<String>,
+    /// Log in JSON.
+    #[arg(long = "log-json", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub log_json: Option<bool>,
+    /// Bootstrap a single server.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub bootstrap: Option<bool>,
+    /// Number of servers to wait for before bootstrapping.
+    #[arg(long = "bootstrap-expect")]
+    pub bootstrap_expect: Option<i64>,
+    /// Server to join, retrying (repeatable).
+    #[arg(long = "retry-join")]
+    pub retry_join: Vec<String>,
+    /// Server to join at start (repeatable; deprecated form of -retry-join).
+    #[arg(long = "join")]
+    pub join: Vec<String>,
+    /// Serve the web UI.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub ui: Option<bool>,
+    /// Enable script checks registered over the HTTP API.
+    #[arg(long = "enable-script-checks", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub enable_script_checks: Option<bool>,
+    /// Enable script checks from config files.
+    #[arg(long = "enable-local-script-checks", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub enable_local_script_checks: Option<bool>,
+    /// Maximum check output size.
+    #[arg(long = "check_output_max_size")]
+    pub check_output_max_size: Option<i64>,
+    /// Accepted for compatibility; meshgate has no use for these flags yet.
+    #[arg(long = "advertise-wan")]
+    pub advertise_wan: Option<String>,
+    #[arg(long = "allow-write-http-from", hide = true)]
+    pub allow_write_http_from: Vec<String>,
+    #[arg(long = "alt-domain", hide = true)]
+    pub alt_domain: Option<String>,
+    #[arg(long = "auto-reload-config", num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
+    pub auto_reload_config: Option<bool>,
+    #[arg(long = "default-query-time", hide = true)]
+    pub default_query_time: Option<String>,
+    #[arg(long = "disable-host-node-id", num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
+    pub disable_host_node_id: Option<bool>,
+    #[arg(long = "disable-keyring-file", num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
+    pub disable_keyring_file: Option<bool>,
+    #[arg(long, hide = true)]
+    pub domain: Option<String>,
+    #[arg(long, hide = true)]
+    pub encrypt: Option<String>,
+    #[arg(long = "join-wan", hide = true)]
+    pub join_wan: Vec<String>,
+    #[arg(long = "log-file", hide = true)]
+    pub log_file: Option<String>,
+    #[arg(long = "log-rotate-bytes", hide = true)]
+    pub log_rotate_bytes: Option<i64>,
+    #[arg(long = "log-rotate-duration", hide = true)]
+    pub log_rotate_duration: Option<String>,
+    #[arg(long = "log-rotate-max-files", hide = true)]
+    pub log_rotate_max_files: Option<i64>,
+    #[arg(long = "max-query-time", hide = true)]
+    pub max_query_time: Option<String>,
+    #[arg(long = "non-voting-server", num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
+    pub non_voting_server: Option<bool>,
+    #[arg(long = "pid-file", hide = true)]
+    pub pid_file: Option<String>,
+    #[arg(long = "primary-gateway", hide = true)]
+    pub primary_gateway: Vec<String>,
+    #[arg(long, hide = true)]
+    pub protocol: Option<i64>,
+    #[arg(long = "raft-protocol", hide = true)]
+    pub raft_protocol: Option<i64>,
+    #[arg(long = "read-replica", num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
+    pub read_replica: Option<bool>,
+    #[arg(long, hide = true)]
+    pub recursor: Vec<String>,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
+    pub rejoin: Option<bool>,
+    #[arg(long = "retry-interval", hide = true)]
+    pub retry_interval: Option<String>,
+    #[arg(long = "retry-interval-wan", hide = true)]
+    pub retry_interval_wan: Option<String>,
+    #[arg(long = "retry-join-wan", hide = true)]
+    pub retry_join_wan: Vec<String>,
+    #[arg(long = "retry-max", hide = true)]
+    pub retry_max: Option<i64>,
+    #[arg(long = "retry-max-wan", hide = true)]
+    pub retry_max_wan: Option<i64>,
+    #[arg(long, hide = true)]
+    pub segment: Option<String>,
+    #[arg(long = "serf-lan-allowed-cidrs", hide = true)]
+    pub serf_lan_allowed_cidrs: Vec<String>,
+    #[arg(long = "serf-lan-bind", hide = true)]
+    pub serf_lan_bind: Option<String>,
+    #[arg(long = "serf-wan-allowed-cidrs", hide = true)]
+    pub serf_wan_allowed_cidrs: Vec<String>,
+    #[arg(long = "serf-wan-bind", hide = true)]
+    pub serf_wan_bind: Option<String>,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
+    pub syslog: Option<bool>,
+    #[arg(long = "ui-content-path", hide = true)]
+    pub ui_content_path: Option<String>,
+    #[arg(long = "ui-dir", hide = true)]
+    pub ui_dir: Option<String>,
+}
+
+fn set(m: &mut Map<String, Value>, path: &str, v: Value) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop().unwrap_or(path);
+    let mut cur = m;
+    for p in parts {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        let Value::Object(next) = entry else { return };
+        cur = next;
+    }
+    cur.insert(last.to_string(), v);
+}
+
+impl AgentArgs {
+    /// The configuration sources these flags describe.
+    pub fn sources(&self) -> Result<Sources, CliError> {
+        let mut m = Map::new();
+        macro_rules! opt {
+            ($field:expr, $key:expr) => {
+                if let Some(v) = &$field {
+                    set(&mut m, $key, json!(v));
+                }
+            };
+        }
+        opt!(self.server, "server");
+        opt!(self.node, "node_name");
+        opt!(self.node_id, "node_id");
+        opt!(self.datacenter, "datacenter");
+        opt!(self.data_dir, "data_dir");
+        opt!(self.bind, "bind_addr");
+        opt!(self.advertise, "advertise_addr");
+        opt!(self.client, "client_addr");
+        opt!(self.http_port, "ports.http");
+        opt!(self.https_port, "ports.https");
+        opt!(self.dns_port, "ports.dns");
+        opt!(self.grpc_port, "ports.grpc");
+        opt!(self.grpc_tls_port, "ports.grpc_tls");
+        opt!(self.server_port, "ports.server");
+        opt!(self.serf_lan_port, "ports.serf_lan");
+        opt!(self.serf_wan_port, "ports.serf_wan");
+        opt!(self.log_level, "log_level");
+        opt!(self.log_json, "log_json");
+        opt!(self.bootstrap, "bootstrap");
+        opt!(self.bootstrap_expect, "bootstrap_expect");
+        opt!(self.ui, "ui_config.enabled");
+        opt!(self.enable_script_checks, "enable_script_checks");
+        opt!(
+            self.enable_local_script_checks,
+            "enable_local_script_checks"
+        );
+        opt!(self.check_output_max_size, "check_output_max_size");
+        opt!(self.advertise_wan, "advertise_addr_wan");
+        opt!(self.alt_domain, "alt_domain");
+        opt!(self.auto_reload_config, "auto_reload_config");
+        opt!(self.default_query_time, "default_query_time");
+        opt!(self.disable_host_node_id, "disable_host_node_id");
+        opt!(self.disable_keyring_file, "disable_keyring_file");
+        opt!(self.domain, "domain");
+        opt!(self.encrypt, "encrypt");
+        opt!(self.log_file, "log_file");
+        opt!(self.log_rotate_bytes, "log_rotate_bytes");
+        opt!(self.log_rotate_duration, "log_rotate_duration");
+        opt!(self.log_rotate_max_files, "log_rotate_max_files");
+        opt!(self.max_query_time, "max_query_time");
+        opt!(self.non_voting_server, "read_replica");
+        opt!(self.read_replica, "read_replica");
+        opt!(self.pid_file, "pid_file");
+        opt!(self.protocol, "protocol");
+        opt!(self.raft_protocol, "raft_protocol");
+        opt!(self.rejoin, "rejoin_after_leave");
+        opt!(self.retry_interval, "retry_interval");
+        opt!(self.retry_interval_wan, "retry_interval_wan");
+        opt!(self.retry_max, "retry_max");
+        opt!(self.retry_max_wan, "retry_max_wan");
+        opt!(self.segment, "segment");
+        opt!(self.serf_lan_bind, "serf_lan");
+        opt!(self.serf_wan_bind, "serf_wan");
+        opt!(self.syslog, "enable_syslog");
+        opt!(self.ui_content_path, "ui_config.content_path");
+        opt!(self.ui_dir, "ui_config.dir");
+        let mut list = |v: &Vec<String>, key: &str| {
+            if !v.is_empty() {
+                set(&mut m, key, json!(v));
+            }
+        };
+        list(
+            &self.allow_write_http_from,
+            "http_config.allow_write_http_from",
+        );
+        list(&self.primary_gateway, "primary_gateways");
+        list(&self.recursor, "recursors");
+        list(&self.retry_join_wan, "retry_join_wan");
+        list(&self.serf_lan_allowed_cidrs, "serf_lan_allowed_cidrs");
+        list(&self.serf_wan_allowed_cidrs, "serf_wan_allowed_cidrs");
+        let mut joins = self.retry_join.clone();
+        joins.extend(self.join.iter().cloned());
+        list(&joins, "retry_join");
+        let mut wan_joins = self.retry_join_wan.clone();
+        wan_joins.extend(self.join_wan.iter().cloned());
+        list(&wan_joins, "retry_join_wan");
+        if !self.node_meta.is_empty() {
+            let mut meta = Map::new();
+            for kv in &self.node_meta {
+                let (k, v) = kv.split_once(':').unwrap_or((kv.as_str(), ""));
+                meta.insert(k.to_string(), json!(v));
+            }
+            set(&mut m, "node_meta", Value::Object(meta));
+        }
+        for (i, frag) in self.hcl.iter().enumerate() {
+            let v = meshgate_hcl::parse_to_json(frag).map_err(|e| {
+                CliError::new(format!("==> Error parsing -hcl flag {}: {e}", i + 1))
+            })?;
+            config::check_keys(&v, &format!("-hcl flag {}", i + 1))
+                .map_err(|e| CliError::new(format!("==> {e}")))?;
+            let mut whole = Value::Object(std::mem::take(&mut m));
+            config::merge(&mut whole, v);
+            if let Value::Object(o) = whole {
+                m = o;
+            }
+        }
+        if let Some(f) = &self.config_format {
+            if f != "hcl" && f != "json" {
+                return Err(CliError::new(
+                    "==> config: -config-format must be either 'hcl' or 'json'",
+                ));
+            }
+        }
+        Ok(Sources {
+            files: self.config_file.clone(),
+            dirs: self.config_dir.clone(),
+            flags: m,
+            dev: self.dev.unwrap_or(false),
+            format: self.config_format.clone(),
+        })
+    }
+}
+
+fn init_logging(level: &str, json: bool) {
+    let level = match level.to_ascii_lowercase().as_str() {
+        "err" => "error".to_string(),
+        other => other.to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MESHGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        let _ = b.json().try_init();
+    } else {
+        let _ = b.try_init();
+    }
+}
+
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return "interrupt";
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupt",
+            _ = term.recv() => "terminate",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "interrupt"
+    }
+}
+
+/// Runs `meshgate agent`.
+pub async fn run(args: AgentArgs) -> CliResult {
+    let sources = args.sources()?;
+    let loaded = config::load(&sources).map_err(|e| CliError::new(format!("==> {e}")))?;
+    init_logging(&loaded.config.log_level, loaded.config.log_json);
+    let running = meshgate_agent::start(loaded)
+        .await
+        .map_err(|e| CliError::new(format!("==> {e}")))?;
+    let agent = running.agent.clone();
+    let sig = wait_for_signal().await;
+    info!("Caught signal: {sig}, shutting down");
+    agent.request_shutdown();
+    let wait = running.wait();
+    if tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+        .await
+        .is_err()
+    {
+        warn!("shutdown took too long, exiting");
+    }
+    info!("Graceful shutdown complete");
+    Ok(())
+}

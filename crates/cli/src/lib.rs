@@ -1,0 +1,92 @@
+//! meshgate's command line: `meshgate agent` and the commands that talk to an
+//! agent's HTTP API, with the flags and output of the CLI operators know.
+#![forbid(unsafe_code)]
+
+pub mod args;
+pub mod client;
+pub mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::CliResult;
+
+/// meshgate: a service mesh that speaks the Consul API, with its own data plane.
+#[derive(Parser, Debug)]
+#[command(name = "meshgate", version, about, long_about = None, disable_help_subcommand = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run an agent (use -dev for a single in-memory server).
+    Agent(Box<cmd::agent::AgentArgs>),
+    /// Interact with the key/value store.
+    #[command(subcommand)]
+    Kv(cmd::kv::KvCmd),
+    /// Interact with the catalog.
+    #[command(subcommand)]
+    Catalog(cmd::catalog::CatalogCmd),
+    /// Register and deregister services with the local agent.
+    #[command(subcommand)]
+    Services(cmd::catalog::ServicesCmd),
+    /// List the members of the cluster.
+    Members(cmd::catalog::MembersArgs),
+    /// Print the version.
+    Version,
+}
+
+async fn dispatch(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Agent(a) => cmd::agent::run(*a).await,
+        Command::Kv(c) => cmd::kv::run(c).await,
+        Command::Catalog(c) => cmd::catalog::run(c).await,
+        Command::Services(c) => cmd::catalog::run_services(c).await,
+        Command::Members(a) => cmd::catalog::members(a).await,
+        Command::Version => {
+            println!("meshgate v{}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "Compatible with the Consul API v{}",
+                meshgate_agent::COMPAT_VERSION
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The program's entry point.
+pub fn main() -> ExitCode {
+    let args = args::normalize(std::env::args().collect());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("failed to start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if !e.message.is_empty() {
+                eprintln!("{}", e.message);
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}

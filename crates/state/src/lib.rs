@@ -1,0 +1,243 @@
+//! meshgate's state store.
+//!
+//! All replicated state (catalog, health, KV, sessions, and later ACLs, config
+//! entries and the CA) lives in one [`State`] value. It changes only through
+//! [`State::apply`], which takes a [`Request`] — a [`Command`] plus the wall-clock
+//! time chosen by whoever ordered it — and the log index assigned to it. `apply`
+//! is pure: no IO, no clock, no randomness, so every server that applies the same
+//! log computes the same state, and tests need no network.
+//!
+//! Reads are plain methods returning `(index, value)`: the index is what the HTTP
+//! API reports as `X-Consul-Index` and what blocking queries compare against.
+#![forbid(unsafe_code)]
+
+mod catalog;
+mod kv;
+mod session;
+mod txn;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use meshgate_types::catalog::{DeregisterRequest, HealthCheck, Node, NodeService, RegisterRequest};
+use meshgate_types::kv::{KvEntry, Session};
+use meshgate_types::txn::{TxnKvOp, TxnResponse};
+use serde::{Deserialize, Serialize};
+
+pub use kv::KvSetOp;
+pub use txn::{KV_VERBS, is_read_only};
+
+/// One change to the replicated state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Catalog registration of a node, optionally a service and checks.
+    Register(RegisterRequest),
+    /// Catalog deregistration of a node, a service or a check.
+    Deregister(DeregisterRequest),
+    /// Sets the status and output of an existing check (agent check results).
+    UpdateCheck {
+        node: String,
+        check_id: String,
+        status: String,
+        output: String,
+    },
+    /// Writes a key.
+    KvSet {
+        key: String,
+        value: Option<Vec<u8>>,
+        flags: u64,
+        op: KvSetOp,
+    },
+    /// Deletes a key, or a prefix when `recurse`; `cas` makes it conditional.
+    KvDelete {
+        key: String,
+        recurse: bool,
+        cas: Option<u64>,
+    },
+    /// An atomic list of KV operations.
+    Txn(Vec<TxnKvOp>),
+    /// Creates a session (id made by the proposer).
+    SessionCreate(Session),
+    /// Destroys a session, releasing or deleting its locks.
+    SessionDestroy { id: String },
+    /// Forgets KV tombstones at or below this index.
+    KvReapTombstones { up_to: u64 },
+}
+
+/// A command with the time (milliseconds since the Unix epoch) its proposer
+/// attached, used for lock delays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub now_ms: u64,
+    pub cmd: Command,
+}
+
+/// What a successful `apply` returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// Done; nothing to report.
+    Done,
+    /// A conditional write: whether it happened.
+    Bool(bool),
+    /// A transaction's results or errors.
+    Txn(TxnResponse),
+}
+
+/// An `apply` failure. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// The request is invalid in the current state (HTTP 500 in Consul's API).
+    #[error("{0}")]
+    Invalid(String),
+    /// The thing to change does not exist (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// The tables whose index a blocking query can wait on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Nodes,
+    Services,
+    Checks,
+    Kv,
+    Sessions,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 5] = [
+        Table::Nodes,
+        Table::Services,
+        Table::Checks,
+        Table::Kv,
+        Table::Sessions,
+    ];
+}
+
+/// The index at which each table last changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableIndexes {
+    pub nodes: u64,
+    pub services: u64,
+    pub checks: u64,
+    pub kv: u64,
+    pub sessions: u64,
+}
+
+impl TableIndexes {
+    /// The index of one table.
+    pub fn get(&self, t: Table) -> u64 {
+        match t {
+            Table::Nodes => self.nodes,
+            Table::Services => self.services,
+            Table::Checks => self.checks,
+            Table::Kv => self.kv,
+            Table::Sessions => self.sessions,
+        }
+    }
+
+    fn set(&mut self, t: Table, idx: u64) {
+        match t {
+            Table::Nodes => self.nodes = idx,
+            Table::Services => self.services = idx,
+            Table::Checks => self.checks = idx,
+            Table::Kv => self.kv = idx,
+            Table::Sessions => self.sessions = idx,
+        }
+    }
+}
+
+/// A key of the services and checks tables: (lower-cased node name, id).
+pub type NodeKey = (String, String);
+
+/// The whole replicated state.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// The index of the last applied request.
+    pub index: u64,
+    tables: TableIndexes,
+    /// Node name (lower case) → node.
+    nodes: BTreeMap<String, Node>,
+    services: BTreeMap<NodeKey, NodeService>,
+    checks: BTreeMap<NodeKey, HealthCheck>,
+    /// Lower-cased service name → instances.
+    by_service: HashMap<String, BTreeSet<NodeKey>>,
+    /// Lower-cased service name → index of its last change (instances or checks).
+    service_indexes: HashMap<String, u64>,
+    kv: BTreeMap<String, KvEntry>,
+    /// Deleted key → index of its deletion, until reaped.
+    tombstones: BTreeMap<String, u64>,
+    sessions: BTreeMap<String, Session>,
+    /// Key → time (ms) until which it may not be locked again (lock-delay).
+    lock_delays: HashMap<String, u64>,
+}
+
+/// Node names and service names are case-insensitive.
+pub fn fold(name: &str) -> String {
+    name.to_lowercase()
+}
+
+impl State {
+    /// An empty store.
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// The per-table indexes.
+    pub fn tables(&self) -> TableIndexes {
+        self.tables
+    }
+
+    /// Applies one request at log index `index` (which must be greater than the
+    /// current index). On error nothing changes, but the index still advances so
+    /// that every replica agrees on it.
+    pub fn apply(&mut self, index: u64, req: &Request) -> Result<Applied, ApplyError> {
+        debug_assert!(index > self.index, "apply index must grow");
+        self.index = index;
+        let now = req.now_ms;
+        match &req.cmd {
+            Command::Register(r) => self.register(index, now, r).map(|_| Applied::Done),
+            Command::Deregister(r) => self.deregister(index, now, r).map(|_| Applied::Done),
+            Command::UpdateCheck {
+                node,
+                check_id,
+                status,
+                output,
+            } => self
+                .update_check(index, now, node, check_id, status, output)
+                .map(|_| Applied::Done),
+            Command::KvSet {
+                key,
+                value,
+                flags,
+                op,
+            } => self
+                .kv_set(index, now, key, value.clone(), *flags, op)
+                .map(Applied::Bool),
+            Command::KvDelete { key, recurse, cas } => {
+                Ok(Applied::Bool(self.kv_delete(index, key, *recurse, *cas)))
+            }
+            Command::Txn(ops) => Ok(Applied::Txn(self.txn(index, now, ops))),
+            Command::SessionCreate(s) => self.session_create(index, s).map(|_| Applied::Done),
+            Command::SessionDestroy { id } => {
+                self.session_destroy(index, now, id);
+                Ok(Applied::Done)
+            }
+            Command::KvReapTombstones { up_to } => {
+                self.tombstones.retain(|_, idx| *idx > *up_to);
+                Ok(Applied::Done)
+            }
+        }
+    }
+
+    fn touch(&mut self, t: Table, idx: u64) {
+        self.tables.set(t, idx);
+    }
+
+    fn touch_service(&mut self, name: &str, idx: u64) {
+        self.service_indexes.insert(fold(name), idx);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,485 @@
+use std::collections::BTreeMap;
+
+use meshgate_types::catalog::{DeregisterRequest, HealthCheck, NodeService, RegisterRequest};
+use meshgate_types::kv::Session;
+use meshgate_types::txn::TxnKvOp;
+use proptest::prelude::*;
+
+use super::*;
+
+struct Harness {
+    state: State,
+    idx: u64,
+    now: u64,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            state: State::new(),
+            idx: 0,
+            now: 1_000_000,
+        }
+    }
+
+    fn apply(&mut self, cmd: Command) -> Result<Applied, ApplyError> {
+        self.idx += 1;
+        self.state.apply(
+            self.idx,
+            &Request {
+                now_ms: self.now,
+                cmd,
+            },
+        )
+    }
+
+    fn ok(&mut self, cmd: Command) -> Applied {
+        self.apply(cmd).expect("apply")
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> bool {
+        match self.ok(Command::KvSet {
+            key: key.into(),
+            value: Some(value.as_bytes().to_vec()),
+            flags: 0,
+            op: KvSetOp::Set,
+        }) {
+            Applied::Bool(b) => b,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn kv_op(&mut self, key: &str, op: KvSetOp) -> bool {
+        match self.apply(Command::KvSet {
+            key: key.into(),
+            value: Some(b"v".to_vec()),
+            flags: 0,
+            op,
+        }) {
+            Ok(Applied::Bool(b)) => b,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn register_node(&mut self, node: &str) {
+        self.ok(Command::Register(RegisterRequest {
+            node: node.into(),
+            address: "127.0.0.1".into(),
+            ..Default::default()
+        }));
+    }
+
+    fn register_service(&mut self, node: &str, id: &str, name: &str, tags: &[&str]) {
+        self.ok(Command::Register(RegisterRequest {
+            node: node.into(),
+            address: "127.0.0.1".into(),
+            service: Some(NodeService {
+                id: id.into(),
+                service: name.into(),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                port: 80,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+    }
+
+    fn register_check(&mut self, node: &str, id: &str, service_id: &str, status: &str) {
+        self.ok(Command::Register(RegisterRequest {
+            node: node.into(),
+            address: "127.0.0.1".into(),
+            check: Some(HealthCheck {
+                check_id: id.into(),
+                name: id.into(),
+                service_id: service_id.into(),
+                status: status.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+    }
+
+    fn session(&mut self, id: &str, node: &str, behavior: &str, checks: &[&str]) {
+        self.ok(Command::SessionCreate(Session {
+            id: id.into(),
+            node: node.into(),
+            behavior: behavior.into(),
+            lock_delay: 15_000_000_000,
+            node_checks: Some(checks.iter().map(|c| c.to_string()).collect()),
+            ..Default::default()
+        }));
+    }
+}
+
+#[test]
+fn register_and_query_service() {
+    let mut h = Harness::new();
+    h.register_service("n1", "web1", "web", &["v1", "primary"]);
+    h.register_service("n2", "web2", "web", &["v2"]);
+    h.register_service("n2", "db", "db", &[]);
+    let (_, nodes) = h.state.nodes();
+    assert_eq!(nodes.len(), 2);
+    let (_, svcs) = h.state.services();
+    assert_eq!(svcs["web"], vec!["primary", "v1", "v2"]);
+    assert_eq!(svcs["db"], Vec::<String>::new());
+    let (_, web) = h.state.service_nodes("web", &[]);
+    assert_eq!(web.len(), 2);
+    let (_, tagged) = h.state.service_nodes("WEB", &["PRIMARY".to_string()]);
+    assert_eq!(tagged.len(), 1);
+    assert_eq!(tagged[0].service_id, "web1");
+    assert_eq!(tagged[0].node, "n1");
+}
+
+#[test]
+fn unchanged_registration_keeps_indexes() {
+    let mut h = Harness::new();
+    h.register_service("n1", "web1", "web", &[]);
+    let before = h.state.tables();
+    let sidx = h.state.service_index("web");
+    h.register_service("n1", "web1", "web", &[]);
+    assert_eq!(h.state.tables(), before);
+    assert_eq!(h.state.service_index("web"), sidx);
+    h.register_service("n1", "web1", "web", &["new"]);
+    assert!(h.state.service_index("web") > sidx);
+}
+
+#[test]
+fn service_index_is_per_service() {
+    let mut h = Harness::new();
+    h.register_service("n1", "web1", "web", &[]);
+    h.register_service("n1", "db1", "db", &[]);
+    let web = h.state.service_index("web");
+    h.register_check("n1", "db-check", "db1", "passing");
+    assert_eq!(h.state.service_index("web"), web);
+    // A node-level check touches every service on the node.
+    h.register_check("n1", "node-check", "", "passing");
+    assert!(h.state.service_index("web") > web);
+}
+
+#[test]
+fn register_validation_changes_nothing() {
+    let mut h = Harness::new();
+    let err = h
+        .apply(Command::Register(RegisterRequest {
+            node: "n1".into(),
+            ..Default::default()
+        }))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ApplyError::Invalid("Must provide address if SkipNodeUpdate is not set".into())
+    );
+    let err = h
+        .apply(Command::Register(RegisterRequest {
+            node: "n1".into(),
+            address: "1.2.3.4".into(),
+            check: Some(HealthCheck {
+                check_id: "c".into(),
+                service_id: "missing".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::Invalid(_)));
+    assert!(h.state.node("n1").is_none(), "nothing half-applied");
+}
+
+#[test]
+fn check_defaults_and_health() {
+    let mut h = Harness::new();
+    h.register_service("n1", "web1", "web", &["t"]);
+    h.register_check("n1", "web-check", "web1", "");
+    let c = h.state.check("n1", "web-check").unwrap();
+    assert_eq!(c.status, "critical");
+    assert_eq!(c.service_name, "web");
+    assert_eq!(c.service_tags, vec!["t"]);
+    h.register_check("n1", "serfHealth", "", "passing");
+    let (_, entries) = h.state.check_service_nodes("web", &[]);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].checks.len(), 2);
+    assert_eq!(entries[0].aggregated_status(), "critical");
+    h.ok(Command::UpdateCheck {
+        node: "N1".into(),
+        check_id: "web-check".into(),
+        status: "passing".into(),
+        output: "ok".into(),
+    });
+    let (_, entries) = h.state.check_service_nodes("web", &[]);
+    assert_eq!(entries[0].aggregated_status(), "passing");
+    let (_, crit) = h.state.checks_in_state("critical");
+    assert!(crit.is_empty());
+}
+
+#[test]
+fn deregister_service_removes_its_checks() {
+    let mut h = Harness::new();
+    h.register_service("n1", "web1", "web", &[]);
+    h.register_check("n1", "web-check", "web1", "passing");
+    h.register_check("n1", "node-check", "", "passing");
+    h.ok(Command::Deregister(DeregisterRequest {
+        node: "n1".into(),
+        service_id: "web1".into(),
+        ..Default::default()
+    }));
+    assert!(h.state.service_nodes("web", &[]).1.is_empty());
+    assert!(h.state.check("n1", "web-check").is_none());
+    assert!(h.state.check("n1", "node-check").is_some());
+    let (_, svcs) = h.state.services();
+    assert!(svcs.is_empty());
+    h.ok(Command::Deregister(DeregisterRequest {
+        node: "n1".into(),
+        ..Default::default()
+    }));
+    assert!(h.state.node("n1").is_none());
+    assert!(h.state.check("n1", "node-check").is_none());
+}
+
+#[test]
+fn kv_set_get_cas_delete() {
+    let mut h = Harness::new();
+    assert!(h.set("a/b", "1"));
+    let (idx, e) = h.state.kv_get("a/b");
+    let e = e.unwrap().clone();
+    assert_eq!(idx, e.modify_index);
+    assert_eq!(e.value.as_deref(), Some(&b"1"[..]));
+    assert!(
+        !h.kv_op("a/b", KvSetOp::Cas(0)),
+        "cas 0 on existing key fails"
+    );
+    assert!(!h.kv_op("a/b", KvSetOp::Cas(e.modify_index + 100)));
+    assert!(h.kv_op("a/b", KvSetOp::Cas(e.modify_index)));
+    assert!(h.kv_op("new", KvSetOp::Cas(0)));
+    let (_, e2) = h.state.kv_get("a/b");
+    assert_eq!(e2.unwrap().create_index, e.create_index);
+    // delete with a stale cas does nothing
+    let stale = Command::KvDelete {
+        key: "a/b".into(),
+        recurse: false,
+        cas: Some(1),
+    };
+    assert_eq!(h.ok(stale), Applied::Bool(false));
+    assert!(h.state.kv_get("a/b").1.is_some());
+    h.ok(Command::KvDelete {
+        key: "a/b".into(),
+        recurse: false,
+        cas: None,
+    });
+    let (idx, e) = h.state.kv_get("a/b");
+    assert!(e.is_none());
+    assert_eq!(idx, h.idx, "a deleted key reports its deletion index");
+}
+
+#[test]
+fn kv_single_key_index_ignores_other_keys() {
+    let mut h = Harness::new();
+    h.set("watched", "1");
+    let (idx, _) = h.state.kv_get("watched");
+    h.set("other", "2");
+    assert_eq!(h.state.kv_get("watched").0, idx);
+    h.set("watched", "3");
+    assert!(h.state.kv_get("watched").0 > idx);
+}
+
+#[test]
+fn kv_list_keys_separator_and_tree_delete() {
+    let mut h = Harness::new();
+    for k in ["app/a", "app/b/c", "app/b/d", "app2/x", "other"] {
+        h.set(k, "v");
+    }
+    let (_, list) = h.state.kv_list("app/");
+    let keys: Vec<&str> = list.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, vec!["app/a", "app/b/c", "app/b/d"]);
+    let (_, keys) = h.state.kv_keys("app/", "/");
+    assert_eq!(keys, vec!["app/a", "app/b/"]);
+    let (_, keys) = h.state.kv_keys("", "/");
+    assert_eq!(keys, vec!["app/", "app2/", "other"]);
+    let (_, keys) = h.state.kv_keys("app", "");
+    assert_eq!(keys.len(), 4);
+    let before = h.state.kv_list("app/").0;
+    h.ok(Command::KvDelete {
+        key: "app/".into(),
+        recurse: true,
+        cas: None,
+    });
+    let (idx, list) = h.state.kv_list("app/");
+    assert!(list.is_empty());
+    assert!(idx > before, "tombstones move the prefix index forward");
+    assert_eq!(h.state.kv_list("").1.len(), 2);
+}
+
+#[test]
+fn locks_sessions_and_release() {
+    let mut h = Harness::new();
+    h.register_node("n1");
+    h.register_check("n1", "serfHealth", "", "passing");
+    h.session("s1", "n1", "release", &["serfHealth"]);
+    h.session("s2", "n1", "release", &[]);
+    assert!(h.kv_op("lock", KvSetOp::Lock("s1".into())));
+    assert!(h.kv_op("lock", KvSetOp::Lock("s1".into())), "re-acquire ok");
+    assert_eq!(h.state.kv_get("lock").1.unwrap().lock_index, 1);
+    assert!(!h.kv_op("lock", KvSetOp::Lock("s2".into())));
+    assert!(!h.kv_op("lock", KvSetOp::Unlock("s2".into())));
+    // A plain set keeps the lock holder but, as in Consul, resets LockIndex.
+    h.set("lock", "x");
+    assert_eq!(h.state.kv_get("lock").1.unwrap().session, "s1");
+    assert_eq!(h.state.kv_get("lock").1.unwrap().lock_index, 0);
+    // Invalid session is an error.
+    let err = h
+        .apply(Command::KvSet {
+            key: "lock".into(),
+            value: None,
+            flags: 0,
+            op: KvSetOp::Lock("nope".into()),
+        })
+        .unwrap_err();
+    assert_eq!(err, ApplyError::Invalid("invalid session \"nope\"".into()));
+    // The check going critical invalidates s1 and releases the lock.
+    h.register_check("n1", "serfHealth", "", "critical");
+    assert!(h.state.session("s1").1.is_none());
+    let e = h.state.kv_get("lock").1.unwrap();
+    assert!(e.session.is_empty());
+    // Lock delay: s2 cannot take it until 15 s later.
+    assert!(!h.kv_op("lock", KvSetOp::Lock("s2".into())));
+    h.now += 15_001;
+    assert!(h.kv_op("lock", KvSetOp::Lock("s2".into())));
+    assert_eq!(h.state.kv_get("lock").1.unwrap().lock_index, 1);
+}
+
+#[test]
+fn session_delete_behavior_and_node_removal() {
+    let mut h = Harness::new();
+    h.register_node("n1");
+    h.session("s1", "n1", "delete", &[]);
+    assert!(h.kv_op("k", KvSetOp::Lock("s1".into())));
+    h.ok(Command::Deregister(DeregisterRequest {
+        node: "n1".into(),
+        ..Default::default()
+    }));
+    assert!(h.state.session("s1").1.is_none());
+    assert!(
+        h.state.kv_get("k").1.is_none(),
+        "delete behavior removes the key"
+    );
+}
+
+#[test]
+fn session_create_validation() {
+    let mut h = Harness::new();
+    let s = Session {
+        id: "s".into(),
+        node: "ghost".into(),
+        behavior: "release".into(),
+        ..Default::default()
+    };
+    assert!(h.apply(Command::SessionCreate(s)).is_err());
+    h.register_node("n1");
+    h.register_check("n1", "bad", "", "critical");
+    let s = Session {
+        id: "s".into(),
+        node: "n1".into(),
+        behavior: "release".into(),
+        node_checks: Some(vec!["bad".into()]),
+        ..Default::default()
+    };
+    assert_eq!(
+        h.apply(Command::SessionCreate(s)).unwrap_err(),
+        ApplyError::Invalid("Check 'bad' is in critical state".into())
+    );
+}
+
+fn txn_op(verb: &str, key: &str, index: u64) -> TxnKvOp {
+    TxnKvOp {
+        verb: verb.into(),
+        key: key.into(),
+        value: Some(b"x".to_vec()),
+        index,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn txn_all_or_nothing() {
+    let mut h = Harness::new();
+    h.set("existing", "1");
+    let Applied::Txn(r) = h.ok(Command::Txn(vec![
+        txn_op("set", "a", 0),
+        txn_op("delete", "existing", 0),
+        txn_op("get", "missing", 0),
+    ])) else {
+        panic!()
+    };
+    assert_eq!(r.results, None);
+    let errs = r.errors.unwrap();
+    assert_eq!(errs[0].op_index, 2);
+    assert_eq!(errs[0].what, "key \"missing\" doesn't exist");
+    assert_eq!(errs.len(), 1);
+    assert!(h.state.kv_get("a").1.is_none());
+    assert!(h.state.kv_get("existing").1.is_some());
+    let Applied::Txn(r) = h.ok(Command::Txn(vec![
+        txn_op("set", "a", 0),
+        txn_op("get", "a", 0),
+        txn_op("cas", "a", 0),
+    ])) else {
+        panic!()
+    };
+    assert_eq!(
+        r.errors.unwrap()[0].what,
+        "failed to set key \"a\", index is stale"
+    );
+    let Applied::Txn(r) = h.ok(Command::Txn(vec![
+        txn_op("set", "a", 0),
+        txn_op("get", "a", 0),
+    ])) else {
+        panic!()
+    };
+    let res = r.results.unwrap();
+    assert_eq!(res.len(), 2);
+    assert_eq!(res[0].kv.value, None, "writes return no value");
+    assert_eq!(res[1].kv.value.as_deref(), Some(&b"x"[..]));
+}
+
+fn kv_snapshot(s: &State) -> BTreeMap<String, (Option<Vec<u8>>, u64)> {
+    s.kv_list("")
+        .1
+        .into_iter()
+        .map(|e| (e.key.clone(), (e.value.clone(), e.modify_index)))
+        .collect()
+}
+
+proptest! {
+    /// A failed transaction leaves the KV store exactly as it was; a successful
+    /// one equals applying its writes one by one.
+    #[test]
+    fn txn_atomicity(
+        initial in proptest::collection::btree_map("[a-c]{1,2}", "[a-z]{0,3}", 0..6),
+        ops in proptest::collection::vec(
+            (prop::sample::select(vec!["set", "cas", "delete", "delete-tree", "get",
+                "check-not-exists", "delete-cas", "check-index"]),
+             "[a-c]{1,2}", 0u64..8),
+            1..8),
+    ) {
+        let mut h = Harness::new();
+        for (k, v) in &initial {
+            h.set(k, v);
+        }
+        let before = kv_snapshot(&h.state);
+        let tables_before = h.state.tables();
+        let txn: Vec<TxnKvOp> = ops.iter().map(|(v, k, i)| txn_op(v, k, *i)).collect();
+        let Applied::Txn(r) = h.ok(Command::Txn(txn.clone())) else { panic!() };
+        if r.errors.is_some() {
+            prop_assert_eq!(kv_snapshot(&h.state), before);
+            prop_assert_eq!(h.state.tables().kv, tables_before.kv);
+        } else {
+            // Replaying the same ops one by one on a copy of the old state gives the same store.
+            let mut replay = Harness::new();
+            for (k, v) in &initial {
+                replay.set(k, v);
+            }
+            replay.idx = h.idx - 1;
+            let Applied::Txn(r2) = replay.ok(Command::Txn(txn)) else { panic!() };
+            prop_assert!(r2.errors.is_none());
+            prop_assert_eq!(kv_snapshot(&replay.state), kv_snapshot(&h.state));
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The `meshgate` binary: everything lives in the workspace crates.
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    meshgate_cli::main()
+}
