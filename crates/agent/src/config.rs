@@ -397,13 +397,13 @@ pub fn load(src: &Sources) -> Result<Loaded, ConfigError> {
     let flags = Value::Object(src.flags.clone());
     warnings.extend(check_keys(&flags, "command line")?);
     merge(&mut merged, flags);
-    if src.dev {
-        if let Value::Object(m) = &mut merged {
-            m.insert("dev".into(), Value::Bool(true));
-            m.entry("server").or_insert(Value::Bool(true));
-            m.entry("bind_addr")
-                .or_insert(Value::String("127.0.0.1".into()));
-        }
+    if src.dev
+        && let Value::Object(m) = &mut merged
+    {
+        m.insert("dev".into(), Value::Bool(true));
+        m.entry("server").or_insert(Value::Bool(true));
+        m.entry("bind_addr")
+            .or_insert(Value::String("127.0.0.1".into()));
     }
     // Keys decoded below are a subset; `lenient` ignores the rest (already checked).
     let mut config: Config = lenient::from_value(merged, Options::default())

@@ -261,10 +261,10 @@ impl Ctx {
                 "Cannot specify ?cached with ?consistent, conflicting semantics.",
             ));
         }
-        if let Some(ms) = q.get("max_stale") {
-            if meshgate_types::duration::parse(ms).is_err() {
-                return Err(ApiError::bad_request("Invalid max_stale value"));
-            }
+        if let Some(ms) = q.get("max_stale")
+            && meshgate_types::duration::parse(ms).is_err()
+        {
+            return Err(ApiError::bad_request("Invalid max_stale value"));
         }
         let consistency = if stale {
             Consistency::Stale
@@ -430,8 +430,7 @@ pub fn apply_filter<T: Serialize>(
     let Some(expr) = &opts.filter else {
         return Ok(items);
     };
-    let f = crate::filter::Filter::parse(expr, schema)
-        .map_err(|e| ApiError::bad_request(format!("{}{e}", crate::filter::ERROR_PREFIX)))?;
+    let f = parse_filter(expr, schema)?;
     Ok(items
         .into_iter()
         .filter(|i| match serde_json::to_value(i) {
@@ -439,6 +438,14 @@ pub fn apply_filter<T: Serialize>(
             Err(_) => false,
         })
         .collect())
+}
+
+/// Parses a filter; a bad expression is a 500 with go-bexpr's message, as in Consul.
+fn parse_filter(
+    expr: &str,
+    schema: &crate::filter::Schema,
+) -> Result<crate::filter::Filter, ApiError> {
+    crate::filter::Filter::parse(expr, schema).map_err(|e| ApiError::internal(e.consul_message()))
 }
 
 /// Applies `?filter` to a map's values.
@@ -450,8 +457,7 @@ pub fn apply_filter_map<T: Serialize>(
     let Some(expr) = &opts.filter else {
         return Ok(items);
     };
-    let f = crate::filter::Filter::parse(expr, schema)
-        .map_err(|e| ApiError::bad_request(format!("{}{e}", crate::filter::ERROR_PREFIX)))?;
+    let f = parse_filter(expr, schema)?;
     Ok(items
         .into_iter()
         .filter(|(_, i)| match serde_json::to_value(i) {
@@ -666,15 +672,15 @@ fn percent_decode_path(p: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
                 .ok()
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;

@@ -170,7 +170,7 @@ impl Agent {
             ..Default::default()
         };
         self.store
-            .write(Command::Register(req))
+            .write(Command::Register(Box::new(req)))
             .await
             .map_err(|e| AgentError::Other(format!("registering this node: {e}")))?;
         Ok(())
@@ -214,7 +214,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, AgentError> {
 
     let mut tasks = Vec::new();
     let mut bound = Vec::new();
-    if agent.config.ports.http >= 0 {
+    if agent.config.ports.http > 0 {
         for addr in agent.config.http_addrs() {
             let sa = format!("{}:{}", bracket(&addr), agent.config.ports.http);
             let listener = TcpListener::bind(&sa)

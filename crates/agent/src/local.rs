@@ -10,8 +10,8 @@ use meshgate_state::Command;
 use meshgate_types::GoDuration;
 use meshgate_types::agent::{AgentService, CheckDefinition, CheckKind, ServiceDefinition};
 use meshgate_types::catalog::{
-    DeregisterRequest, HealthCheck, HealthCheckDefinition, NodeService, ProxyConfig,
-    RegisterRequest, SERF_CHECK_ID, ServiceConnect, Weights, aggregate_status, status,
+    DeregisterRequest, HealthCheck, HealthCheckDefinition, NodeService, RegisterRequest,
+    SERF_CHECK_ID, ServiceAddress, ServiceConnect, aggregate_status, status,
 };
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -340,10 +340,10 @@ impl Agent {
                     .map(|(cid, _)| cid.clone())
                     .collect();
                 for cid in remove {
-                    if let Some(mut c) = inner.checks.remove(&cid) {
-                        if let Some(t) = c.task.take() {
-                            t.abort();
-                        }
+                    if let Some(mut c) = inner.checks.remove(&cid)
+                        && let Some(t) = c.task.take()
+                    {
+                        t.abort();
                     }
                 }
             }
@@ -516,10 +516,10 @@ impl Agent {
         let ttl_deadline = (kind == Some(CheckKind::Ttl)).then(|| Instant::now() + c.ttl.get());
         let task = self.spawn_runner(&check_id, &c, kind);
         let mut inner = self.local.inner.lock();
-        if let Some(mut old) = inner.checks.remove(&check_id) {
-            if let Some(t) = old.task.take() {
-                t.abort();
-            }
+        if let Some(mut old) = inner.checks.remove(&check_id)
+            && let Some(t) = old.task.take()
+        {
+            t.abort();
         }
         inner.checks.insert(
             check_id,
@@ -686,10 +686,10 @@ impl Agent {
                     );
                     (st, "All checks passing.".to_string())
                 };
-                if let Some(c) = inner.checks.get_mut(&id) {
-                    if let Some((s, o)) = set_status(c, st, output) {
-                        out.push((id, s, o));
-                    }
+                if let Some(c) = inner.checks.get_mut(&id)
+                    && let Some((s, o)) = set_status(c, st, output)
+                {
+                    out.push((id, s, o));
                 }
             }
             out
@@ -712,10 +712,10 @@ impl Agent {
                 .map(|(k, _)| k.clone())
                 .collect();
             for cid in check_ids {
-                if let Some(mut c) = inner.checks.remove(&cid) {
-                    if let Some(t) = c.task.take() {
-                        t.abort();
-                    }
+                if let Some(mut c) = inner.checks.remove(&cid)
+                    && let Some(t) = c.task.take()
+                {
+                    t.abort();
                 }
             }
             svc
@@ -829,13 +829,13 @@ impl Agent {
             (s.svc.clone(), checks)
         };
         self.store
-            .write(Command::Register(RegisterRequest {
+            .write(Command::Register(Box::new(RegisterRequest {
                 node: self.node_name.clone(),
                 skip_node_update: true,
                 service: Some(svc),
                 checks,
                 ..Default::default()
-            }))
+            })))
             .await?;
         Ok(())
     }
@@ -845,12 +845,12 @@ impl Agent {
             return Ok(());
         };
         self.store
-            .write(Command::Register(RegisterRequest {
+            .write(Command::Register(Box::new(RegisterRequest {
                 node: self.node_name.clone(),
                 skip_node_update: true,
                 check: Some(hc),
                 ..Default::default()
-            }))
+            })))
             .await?;
         Ok(())
     }
@@ -913,10 +913,8 @@ impl Agent {
                 cc.modify_index = 0;
                 cc == *c
             });
-            if !same {
-                if let Err(e) = self.sync_check(&c.check_id).await {
-                    warn!(check = %c.check_id, "anti-entropy: {}", e.message);
-                }
+            if !same && let Err(e) = self.sync_check(&c.check_id).await {
+                warn!(check = %c.check_id, "anti-entropy: {}", e.message);
             }
         }
         let own_services: Vec<&str> = services.iter().map(|s| s.id.as_str()).collect();
@@ -980,16 +978,14 @@ fn set_status(c: &mut LocalCheck, st: &str, output: String) -> Option<(String, S
 
 fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
     if meta.len() > 64 {
-        return Err(format!(
-            "Node metadata cannot contain more than 64 key/value pairs"
-        ));
+        return Err("Node metadata cannot contain more than 64 key/value pairs".to_string());
     }
     for (k, v) in meta {
         if k.is_empty() {
             return Err("Key cannot be blank".into());
         }
         if k.len() > 128 {
-            return Err(format!("Key is too long (limit: 128 characters)"));
+            return Err("Key is too long (limit: 128 characters)".to_string());
         }
         if !k
             .chars()
@@ -998,30 +994,47 @@ fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
             return Err(format!("Key contains invalid characters: {k}"));
         }
         if k.starts_with("consul-") {
-            return Err(format!("Key prefix 'consul-' is reserved for internal use"));
+            return Err("Key prefix 'consul-' is reserved for internal use".to_string());
         }
         if v.len() > 512 {
-            return Err(format!("Value is too long (limit: 512 characters)"));
+            return Err("Value is too long (limit: 512 characters)".to_string());
         }
     }
     Ok(())
 }
 
-/// The catalog form of a service definition.
+/// The catalog form of a service definition. As Consul does, an IP literal
+/// `Address` adds `lan_ipv4`/`wan_ipv4` (or `_ipv6`) tagged addresses unless given.
 pub fn node_service(def: &ServiceDefinition) -> NodeService {
+    let mut tagged = def.tagged_addresses.clone();
+    if let Ok(ip) = def.address.parse::<std::net::IpAddr>() {
+        let (lan, wan) = if ip.is_ipv4() {
+            ("lan_ipv4", "wan_ipv4")
+        } else {
+            ("lan_ipv6", "wan_ipv6")
+        };
+        for k in [lan, wan] {
+            tagged
+                .entry(k.to_string())
+                .or_insert_with(|| ServiceAddress {
+                    address: def.address.clone(),
+                    port: def.port,
+                });
+        }
+    }
     NodeService {
         kind: def.kind.clone(),
         id: def.instance_id().to_string(),
         service: def.name.clone(),
         tags: def.tags.clone(),
         address: def.address.clone(),
-        tagged_addresses: def.tagged_addresses.clone(),
+        tagged_addresses: tagged,
         meta: def.meta.clone(),
         port: def.port,
         socket_path: def.socket_path.clone(),
-        weights: def.weights.unwrap_or(Weights::default()),
+        weights: def.weights.unwrap_or_default(),
         enable_tag_override: def.enable_tag_override,
-        proxy: def.proxy.clone().unwrap_or_else(ProxyConfig::default),
+        proxy: def.proxy.clone().unwrap_or_default(),
         connect: ServiceConnect {
             native: def.connect.as_ref().is_some_and(|c| c.native),
             sidecar_service: None,

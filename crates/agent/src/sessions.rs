@@ -52,10 +52,10 @@ impl SessionTimers {
 
     /// Forgets a session's timer.
     pub fn clear(&self, id: &str) {
-        if let Some(t) = self.timers.lock().remove(id) {
-            if let Some(task) = t.task {
-                task.abort();
-            }
+        if let Some(t) = self.timers.lock().remove(id)
+            && let Some(task) = t.task
+        {
+            task.abort();
         }
     }
 

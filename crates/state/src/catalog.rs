@@ -30,17 +30,16 @@ impl State {
         if r.skip_node_update && !self.nodes.contains_key(&node_key) {
             return Err(ApplyError::Invalid("Missing node registration".into()));
         }
-        if !r.id.is_empty() {
-            if let Some(other) = self
+        if !r.id.is_empty()
+            && let Some(other) = self
                 .nodes
                 .values()
                 .find(|n| n.id.eq_ignore_ascii_case(&r.id) && fold(&n.node) != node_key)
-            {
-                return Err(ApplyError::Invalid(format!(
-                    "failed inserting node: Error while renaming Node ID: \"{}\": Node name {} is reserved by node {} with name {} ({})",
-                    r.id, r.node, other.id, other.node, other.address
-                )));
-            }
+        {
+            return Err(ApplyError::Invalid(format!(
+                "failed inserting node: Error while renaming Node ID: \"{}\": Node name {} is reserved by node {} with name {} ({})",
+                r.id, r.node, other.id, other.node, other.address
+            )));
         }
         let mut service = r.service.clone();
         if let Some(svc) = &mut service {
@@ -194,13 +193,13 @@ impl State {
             .collect();
         let mut changed = false;
         for k in ids {
-            if let Some(c) = self.checks.get_mut(&k) {
-                if c.service_name != name || c.service_tags != tags {
-                    c.service_name = name.clone();
-                    c.service_tags = tags.clone();
-                    c.modify_index = idx;
-                    changed = true;
-                }
+            if let Some(c) = self.checks.get_mut(&k)
+                && (c.service_name != name || c.service_tags != tags)
+            {
+                c.service_name = name.clone();
+                c.service_tags = tags.clone();
+                c.modify_index = idx;
+                changed = true;
             }
         }
         if changed {

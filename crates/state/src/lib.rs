@@ -30,7 +30,7 @@ pub use txn::{KV_VERBS, is_read_only};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Catalog registration of a node, optionally a service and checks.
-    Register(RegisterRequest),
+    Register(Box<RegisterRequest>),
     /// Catalog deregistration of a node, a service or a check.
     Deregister(DeregisterRequest),
     /// Sets the status and output of an existing check (agent check results).

@@ -62,15 +62,15 @@ impl Harness {
     }
 
     fn register_node(&mut self, node: &str) {
-        self.ok(Command::Register(RegisterRequest {
+        self.ok(Command::Register(Box::new(RegisterRequest {
             node: node.into(),
             address: "127.0.0.1".into(),
             ..Default::default()
-        }));
+        })));
     }
 
     fn register_service(&mut self, node: &str, id: &str, name: &str, tags: &[&str]) {
-        self.ok(Command::Register(RegisterRequest {
+        self.ok(Command::Register(Box::new(RegisterRequest {
             node: node.into(),
             address: "127.0.0.1".into(),
             service: Some(NodeService {
@@ -81,11 +81,11 @@ impl Harness {
                 ..Default::default()
             }),
             ..Default::default()
-        }));
+        })));
     }
 
     fn register_check(&mut self, node: &str, id: &str, service_id: &str, status: &str) {
-        self.ok(Command::Register(RegisterRequest {
+        self.ok(Command::Register(Box::new(RegisterRequest {
             node: node.into(),
             address: "127.0.0.1".into(),
             check: Some(HealthCheck {
@@ -96,7 +96,7 @@ impl Harness {
                 ..Default::default()
             }),
             ..Default::default()
-        }));
+        })));
     }
 
     fn session(&mut self, id: &str, node: &str, behavior: &str, checks: &[&str]) {
@@ -160,17 +160,17 @@ fn service_index_is_per_service() {
 fn register_validation_changes_nothing() {
     let mut h = Harness::new();
     let err = h
-        .apply(Command::Register(RegisterRequest {
+        .apply(Command::Register(Box::new(RegisterRequest {
             node: "n1".into(),
             ..Default::default()
-        }))
+        })))
         .unwrap_err();
     assert_eq!(
         err,
         ApplyError::Invalid("Must provide address if SkipNodeUpdate is not set".into())
     );
     let err = h
-        .apply(Command::Register(RegisterRequest {
+        .apply(Command::Register(Box::new(RegisterRequest {
             node: "n1".into(),
             address: "1.2.3.4".into(),
             check: Some(HealthCheck {
@@ -179,7 +179,7 @@ fn register_validation_changes_nothing() {
                 ..Default::default()
             }),
             ..Default::default()
-        }))
+        })))
         .unwrap_err();
     assert!(matches!(err, ApplyError::Invalid(_)));
     assert!(h.state.node("n1").is_none(), "nothing half-applied");

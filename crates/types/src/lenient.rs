@@ -410,13 +410,13 @@ impl MapDe {
                 }
             };
             // Two spellings of one field: the later one wins, as in Go.
-            if fields.is_some() {
-                if let Some(pos) = entries
+            if let (Some(_), Some(pos)) = (
+                fields,
+                entries
                     .iter()
-                    .position(|(ek, _): &(String, Value)| *ek == key)
-                {
-                    entries.remove(pos);
-                }
+                    .position(|(ek, _): &(String, Value)| *ek == key),
+            ) {
+                entries.remove(pos);
             }
             entries.push((key, v));
         }

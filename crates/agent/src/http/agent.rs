@@ -135,7 +135,7 @@ fn agent_services(agent: &Agent) -> BTreeMap<String, AgentService> {
 async fn services(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
     let map = agent_services(&ctx.agent);
-    let map = apply_filter_map(&opts, &schema::agent_services(), map)?;
+    let map = apply_filter_map(&opts, schema::agent_services(), map)?;
     Ok(json(&ctx, &map))
 }
 
@@ -193,7 +193,7 @@ async fn checks(ctx: Ctx) -> ApiResult {
         .into_iter()
         .map(|c| (c.check_id.clone(), c))
         .collect();
-    let map = apply_filter_map(&opts, &schema::agent_checks(), map)?;
+    let map = apply_filter_map(&opts, schema::agent_checks(), map)?;
     Ok(json(&ctx, &map))
 }
 
@@ -300,7 +300,7 @@ pub fn member(agent: &Agent) -> Member {
 async fn members(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
     let list = vec![member(&ctx.agent)];
-    let list = apply_filter(&opts, &crate::filter::Schema::default(), list)?;
+    let list = apply_filter(&opts, schema::agent_members(), list)?;
     Ok(json(&ctx, &list))
 }
 

@@ -89,9 +89,9 @@ async fn register(ctx: Ctx) -> ApiResult {
         req.datacenter = ctx.agent.config.datacenter.clone();
     }
     if !req.id.is_empty() && uuid::Uuid::parse_str(&req.id).is_err() {
-        return Err(ApiError::internal(format!(
-            "Bad node ID: uuid string is wrong length"
-        )));
+        return Err(ApiError::internal(
+            "Bad node ID: uuid string is wrong length".to_string(),
+        ));
     }
     if req.node.is_empty() {
         return Err(ApiError::internal("Must provide node"));
@@ -101,7 +101,10 @@ async fn register(ctx: Ctx) -> ApiResult {
             c.check_type = definition_type(&c.definition).into();
         }
     }
-    ctx.agent.store.write(Command::Register(req)).await?;
+    ctx.agent
+        .store
+        .write(Command::Register(Box::new(req)))
+        .await?;
     Ok(json(&ctx, &true))
 }
 
@@ -137,7 +140,10 @@ async fn deregister(ctx: Ctx) -> ApiResult {
 }
 
 async fn datacenters(ctx: Ctx) -> ApiResult {
-    Ok(json(&ctx, &[ctx.agent.config.datacenter.clone()]))
+    Ok(json(
+        &ctx,
+        std::slice::from_ref(&ctx.agent.config.datacenter),
+    ))
 }
 
 /// Whether a node carries every `?node-meta` pair.
@@ -163,7 +169,7 @@ async fn nodes(ctx: Ctx) -> ApiResult {
         (idx, list)
     })
     .await;
-    let list = apply_filter(&opts, &schema::catalog_nodes(), list)?;
+    let list = apply_filter(&opts, schema::catalog_nodes(), list)?;
     Ok(json_read(&ctx, &opts, idx, &list))
 }
 
@@ -210,7 +216,7 @@ async fn service(ctx: Ctx) -> ApiResult {
         (idx, list)
     })
     .await;
-    let list = apply_filter(&opts, &schema::catalog_service_nodes(), list)?;
+    let list = apply_filter(&opts, schema::catalog_service_nodes(), list)?;
     Ok(json_read(&ctx, &opts, idx, &list))
 }
 
@@ -262,7 +268,7 @@ async fn connect(ctx: Ctx) -> ApiResult {
         (t.services.max(t.nodes).max(t.checks), list)
     })
     .await;
-    let list = apply_filter(&opts, &schema::catalog_service_nodes(), list)?;
+    let list = apply_filter(&opts, schema::catalog_service_nodes(), list)?;
     Ok(json_read(&ctx, &opts, idx, &list))
 }
 
@@ -312,7 +318,7 @@ async fn node_services(ctx: Ctx) -> ApiResult {
     .await;
     match found {
         Some(mut f) => {
-            f.services = apply_filter(&opts, &schema::node_services(), f.services)?;
+            f.services = apply_filter(&opts, schema::catalog_node_services(), f.services)?;
             Ok(json_read(&ctx, &opts, idx, &f))
         }
         None => Ok(json_read(

@@ -46,7 +46,7 @@ async fn node(ctx: Ctx) -> ApiResult {
         (idx, list.into_iter().cloned().collect::<Vec<HealthCheck>>())
     })
     .await;
-    let list = apply_filter(&opts, &schema::health_checks(), list)?;
+    let list = apply_filter(&opts, schema::health_checks(), list)?;
     Ok(json_read(&ctx, &opts, idx, &list))
 }
 
@@ -69,7 +69,7 @@ async fn checks(ctx: Ctx) -> ApiResult {
         (idx, list)
     })
     .await;
-    let list = apply_filter(&opts, &schema::health_checks(), list)?;
+    let list = apply_filter(&opts, schema::health_checks(), list)?;
     Ok(json_read(&ctx, &opts, idx, &list))
 }
 
@@ -98,7 +98,7 @@ async fn state(ctx: Ctx) -> ApiResult {
         (idx, list)
     })
     .await;
-    let list = apply_filter(&opts, &schema::health_checks(), list)?;
+    let list = apply_filter(&opts, schema::health_checks(), list)?;
     Ok(json_read(&ctx, &opts, idx, &list))
 }
 
@@ -114,7 +114,7 @@ fn finish(
     if passing {
         list.retain(|e| e.checks.iter().all(|c| c.status == status::PASSING));
     }
-    apply_filter(opts, &schema::health_service_entries(), list)
+    apply_filter(opts, schema::health_service_entries(), list)
 }
 
 async fn service(ctx: Ctx) -> ApiResult {

@@ -237,10 +237,10 @@ async fn put(ctx: Ctx) -> ApiResult {
     } else {
         KvSetOp::Set
     };
-    if let KvSetOp::Lock(s) | KvSetOp::Unlock(s) = &op {
-        if s.is_empty() {
-            return Err(ApiError::internal("raft apply failed: missing session"));
-        }
+    if let KvSetOp::Lock(s) | KvSetOp::Unlock(s) = &op
+        && s.is_empty()
+    {
+        return Err(ApiError::internal("raft apply failed: missing session"));
     }
     let cmd = Command::KvSet {
         key,

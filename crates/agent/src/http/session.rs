@@ -79,10 +79,10 @@ fn parse_create(ctx: &Ctx) -> Result<Session, ApiError> {
     if let Some(v) = str_field("Name")? {
         s.name = v;
     }
-    if let Some(v) = str_field("Node")? {
-        if !v.is_empty() {
-            s.node = v;
-        }
+    if let Some(v) = str_field("Node")?
+        && !v.is_empty()
+    {
+        s.node = v;
     }
     if let Some(v) = str_field("Behavior")? {
         s.behavior = v;

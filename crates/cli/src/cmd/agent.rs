@@ -308,12 +308,13 @@ impl AgentArgs {
                 m = o;
             }
         }
-        if let Some(f) = &self.config_format {
-            if f != "hcl" && f != "json" {
-                return Err(CliError::new(
-                    "==> config: -config-format must be either 'hcl' or 'json'",
-                ));
-            }
+        if let Some(f) = &self.config_format
+            && f != "hcl"
+            && f != "json"
+        {
+            return Err(CliError::new(
+                "==> config: -config-format must be either 'hcl' or 'json'",
+            ));
         }
         Ok(Sources {
             files: self.config_file.clone(),

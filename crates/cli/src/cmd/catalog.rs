@@ -512,12 +512,13 @@ async fn register(a: RegisterArgs) -> CliResult {
         ));
     }
     let defs = if flags_given {
-        if let Some(addr) = &a.address {
-            if addr.contains(':') && addr.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(CliError::new(
-                    "Invalid Service address when using CLI flags. Use -port flag instead: address should not contain port",
-                ));
-            }
+        if let Some(addr) = &a.address
+            && addr.contains(':')
+            && addr.parse::<std::net::Ipv6Addr>().is_err()
+        {
+            return Err(CliError::new(
+                "Invalid Service address when using CLI flags. Use -port flag instead: address should not contain port",
+            ));
         }
         let mut meta = BTreeMap::new();
         for kv in &a.meta {

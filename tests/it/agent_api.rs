@@ -1,0 +1,381 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use meshgate_test_support::{Agent, eventually};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{dev, dev_builder, header};
+
+async fn catalog_check(a: &Agent, check_id: &str) -> Option<Value> {
+    let (_, v) = a.get_json("/v1/health/node/test-node").await;
+    v.as_array()?
+        .iter()
+        .find(|c| c["CheckID"] == check_id)
+        .cloned()
+}
+
+async fn wait_status(a: &Agent, check_id: &str, status: &str) -> Value {
+    eventually(
+        &format!("check {check_id} to be {status}"),
+        Duration::from_secs(10),
+        || async {
+            catalog_check(a, check_id)
+                .await
+                .filter(|c| c["Status"] == status)
+        },
+    )
+    .await
+}
+
+/// A tiny HTTP server answering every request with the status in `code`.
+async fn http_server(code: Arc<AtomicU16>) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let code = code.load(Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let body = format!("status {code}");
+                let resp = format!(
+                    "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/health")
+}
+
+#[tokio::test]
+async fn tcp_check_follows_the_listener() {
+    let a = dev().await;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let body = json!({"Name": "web", "Port": 80,
+        "Check": {"TCP": addr, "Interval": "1s", "Timeout": "500ms"}});
+    let (st, text) = a.put("/v1/agent/service/register", body.to_string()).await;
+    assert_eq!((st, text.as_str()), (200, ""));
+    let c = wait_status(&a, "service:web", "passing").await;
+    assert_eq!(c["Output"], format!("TCP connect {addr}: Success"));
+    assert_eq!(c["ServiceName"], "web");
+    assert_eq!(c["Type"], "tcp");
+    drop(l);
+    let c = wait_status(&a, "service:web", "critical").await;
+    assert!(
+        c["Output"].as_str().unwrap().contains("connection refused"),
+        "{c}"
+    );
+}
+
+#[tokio::test]
+async fn http_check_statuses() {
+    let a = dev().await;
+    let code = Arc::new(AtomicU16::new(200));
+    let url = http_server(code.clone()).await;
+    let body =
+        json!({"Name": "api", "Checks": [{"CheckID": "api-http", "HTTP": url, "Interval": "1s"}]});
+    assert_eq!(
+        a.put("/v1/agent/service/register", body.to_string())
+            .await
+            .0,
+        200
+    );
+    let c = wait_status(&a, "api-http", "passing").await;
+    assert_eq!(
+        c["Output"],
+        format!("HTTP GET {url}: 200 OK Output: status 200")
+    );
+    code.store(429, Ordering::SeqCst);
+    wait_status(&a, "api-http", "warning").await;
+    code.store(503, Ordering::SeqCst);
+    wait_status(&a, "api-http", "critical").await;
+}
+
+#[tokio::test]
+async fn ttl_check_updates_and_expiry() {
+    let a = dev().await;
+    let body = json!({"Name": "job", "Check": {"CheckID": "job-ttl", "TTL": "1s"}});
+    assert_eq!(
+        a.put("/v1/agent/service/register", body.to_string())
+            .await
+            .0,
+        200
+    );
+    let c = catalog_check(&a, "job-ttl").await.unwrap();
+    assert_eq!(c["Status"], "critical", "new checks start critical");
+    assert_eq!(
+        a.put("/v1/agent/check/pass/job-ttl?note=all+good", "")
+            .await
+            .0,
+        200
+    );
+    let c = wait_status(&a, "job-ttl", "passing").await;
+    assert_eq!(c["Output"], "all good");
+    let c = wait_status(&a, "job-ttl", "critical").await;
+    assert!(
+        c["Output"].as_str().unwrap().starts_with("TTL expired"),
+        "{c}"
+    );
+    let (st, _) = a
+        .put(
+            "/v1/agent/check/update/job-ttl",
+            r#"{"Status":"warning","Output":"slow"}"#,
+        )
+        .await;
+    assert_eq!(st, 200);
+    wait_status(&a, "job-ttl", "warning").await;
+    let (st, body) = a
+        .put("/v1/agent/check/update/job-ttl", r#"{"Status":"bogus"}"#)
+        .await;
+    assert_eq!((st, body.as_str()), (400, "Invalid check status: 'bogus'"));
+    let (st, body) = a.put("/v1/agent/check/pass/nope", "").await;
+    assert_eq!(
+        (st, body.as_str()),
+        (
+            404,
+            "Unknown check ID \"nope\". Ensure that the check ID is passed, not the check name."
+        )
+    );
+}
+
+#[tokio::test]
+async fn agent_services_and_content_hash_blocking() {
+    let a = dev().await;
+    let body = json!({"name": "web", "id": "web-1", "port": 8080, "tags": ["a"], "address": "127.0.0.1",
+        "enable_tag_override": true, "meta": {"team": "files"}});
+    assert_eq!(
+        a.put("/v1/agent/service/register", body.to_string())
+            .await
+            .0,
+        200
+    );
+    let (_, v) = a.get_json("/v1/agent/services").await;
+    let s = &v["web-1"];
+    assert_eq!(s["Service"], "web");
+    assert_eq!(s["Port"], 8080);
+    assert_eq!(s["Datacenter"], "dc1");
+    assert_eq!(s["EnableTagOverride"], true);
+    assert_eq!(s["Meta"]["team"], "files");
+    assert_eq!(
+        s["TaggedAddresses"]["lan_ipv4"],
+        json!({"Address": "127.0.0.1", "Port": 8080})
+    );
+    assert!(s.get("Proxy").is_none());
+    assert!(
+        v.get("consul").is_none(),
+        "the servers' consul service is catalog-only"
+    );
+    let r = a
+        .http
+        .get(a.url("/v1/agent/service/web-1"))
+        .send()
+        .await
+        .unwrap();
+    let hash = header(&r, "x-consul-contenthash");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ContentHash"], hash.as_str());
+    let url = a.url(&format!("/v1/agent/service/web-1?hash={hash}&wait=20s"));
+    let http = a.http.clone();
+    let w = tokio::spawn(async move {
+        http.get(url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!w.is_finished());
+    let body = json!({"name": "web", "id": "web-1", "port": 9090});
+    a.put("/v1/agent/service/register", body.to_string()).await;
+    let v = tokio::time::timeout(Duration::from_secs(5), w)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v["Port"], 9090);
+    assert_ne!(v["ContentHash"], hash.as_str());
+    let r = a
+        .http
+        .get(a.url("/v1/agent/service/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.text().await.unwrap()),
+        (404, "unknown service ID: nope".into())
+    );
+}
+
+#[tokio::test]
+async fn deregister_and_errors() {
+    let a = dev().await;
+    let (st, body) = a
+        .put("/v1/agent/service/deregister/carbonio-gateway", "")
+        .await;
+    assert_eq!(
+        (st, body.as_str()),
+        (
+            404,
+            "Unknown service ID \"carbonio-gateway\". Ensure that the service ID is passed, not the service name."
+        )
+    );
+    let (st, body) = a.put("/v1/agent/service/register", r#"{"Port": 1}"#).await;
+    assert_eq!((st, body.as_str()), (400, "Missing service name"));
+    let (st, body) = a
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name":"x","Check":{"TCP":"127.0.0.1:1"}}"#,
+        )
+        .await;
+    assert_eq!(
+        (st, body.as_str()),
+        (
+            400,
+            "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks"
+        )
+    );
+    let (st, body) = a
+        .put("/v1/agent/service/register", r#"{"Name":"x","Nope":1}"#)
+        .await;
+    assert_eq!(
+        (st, body.as_str()),
+        (400, "Request decode failed: json: unknown field \"Nope\"")
+    );
+    let (st, body) = a
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name":"x","Check":{"Args":["/bin/true"],"Interval":"10s"}}"#,
+        )
+        .await;
+    assert_eq!(st, 500);
+    assert!(
+        body.starts_with("Scripts are disabled on this agent"),
+        "{body}"
+    );
+    let (_, v) = a.get_json("/v1/agent/services").await;
+    assert_eq!(v, json!({}), "refused registrations left nothing behind");
+    let (st, _) = a
+        .put("/v1/agent/service/register", r#"{"Name":"x","Port":1}"#)
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(a.put("/v1/agent/service/deregister/x", "").await.0, 200);
+    let (_, v) = a.get_json("/v1/catalog/service/x").await;
+    assert_eq!(v, json!([]));
+}
+
+#[tokio::test]
+async fn sidecar_service_is_expanded() {
+    let a = dev().await;
+    let body = json!({
+        "Name": "carbonio-files", "Port": 10000,
+        "Connect": {"SidecarService": {"Proxy": {"Upstreams": [
+            {"DestinationName": "carbonio-files-db", "LocalBindAddress": "127.0.0.1", "LocalBindPort": 20000}
+        ]}}}
+    });
+    assert_eq!(
+        a.put("/v1/agent/service/register", body.to_string())
+            .await
+            .0,
+        200
+    );
+    let (_, v) = a.get_json("/v1/agent/services").await;
+    let sc = &v["carbonio-files-sidecar-proxy"];
+    assert_eq!(sc["Kind"], "connect-proxy");
+    assert_eq!(sc["Service"], "carbonio-files-sidecar-proxy");
+    assert_eq!(sc["Port"], 21000);
+    assert_eq!(sc["Proxy"]["DestinationServiceName"], "carbonio-files");
+    assert_eq!(sc["Proxy"]["DestinationServiceID"], "carbonio-files");
+    assert_eq!(sc["Proxy"]["LocalServicePort"], 10000);
+    assert_eq!(
+        sc["Proxy"]["Upstreams"][0]["DestinationName"],
+        "carbonio-files-db"
+    );
+    assert_eq!(sc["Proxy"]["Upstreams"][0]["LocalBindPort"], 20000);
+    let (_, c) = a.get_json("/v1/health/connect/carbonio-files").await;
+    assert_eq!(c[0]["Service"]["ID"], "carbonio-files-sidecar-proxy");
+    let (_, c) = a.get_json("/v1/catalog/connect/carbonio-files").await;
+    assert_eq!(c[0]["ServiceKind"], "connect-proxy");
+    // Removing the service removes its sidecar.
+    a.put("/v1/agent/service/deregister/carbonio-files", "")
+        .await;
+    let (_, v) = a.get_json("/v1/agent/services").await;
+    assert_eq!(v, json!({}));
+}
+
+#[tokio::test]
+async fn critical_services_are_reaped() {
+    let a = dev_builder()
+        .env("MESHGATE_CHECK_REAP_MIN", "1s")
+        .start()
+        .await;
+    let body =
+        json!({"Name": "flaky", "Check": {"TTL": "30s", "DeregisterCriticalServiceAfter": "1s"}});
+    assert_eq!(
+        a.put("/v1/agent/service/register", body.to_string())
+            .await
+            .0,
+        200
+    );
+    eventually(
+        "the critical service to be deregistered",
+        Duration::from_secs(10),
+        || async {
+            let (_, v) = a.get_json("/v1/agent/services").await;
+            (v == json!({})).then_some(())
+        },
+    )
+    .await;
+    let (_, v) = a.get_json("/v1/catalog/service/flaky").await;
+    assert_eq!(v, json!([]));
+}
+
+#[tokio::test]
+async fn node_checks_self_and_members() {
+    let a = dev().await;
+    let (st, _) = a
+        .put(
+            "/v1/agent/check/register",
+            r#"{"Name":"mem","TTL":"10s","Status":"passing"}"#,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (_, v) = a.get_json("/v1/agent/checks").await;
+    assert_eq!(v["mem"]["Status"], "passing");
+    assert_eq!(v["mem"]["Node"], "test-node");
+    assert!(v.get("serfHealth").is_none());
+    assert_eq!(catalog_check(&a, "mem").await.unwrap()["Status"], "passing");
+    assert_eq!(a.put("/v1/agent/check/deregister/mem", "").await.0, 200);
+    assert!(catalog_check(&a, "mem").await.is_none());
+    let (st, body) = a
+        .put(
+            "/v1/agent/check/register",
+            r#"{"Name":"c","TTL":"10s","ServiceID":"ghost"}"#,
+        )
+        .await;
+    assert_eq!(
+        (st, body.as_str()),
+        (404, "ServiceID \"ghost\" does not exist")
+    );
+    let (_, s) = a.get_json("/v1/agent/self").await;
+    assert_eq!(s["Config"]["NodeName"], "test-node");
+    assert_eq!(s["Config"]["Datacenter"], "dc1");
+    assert_eq!(s["Config"]["Server"], true);
+    assert!(s["Config"]["Version"].as_str().unwrap().starts_with("1."));
+    let (_, m) = a.get_json("/v1/agent/members").await;
+    assert_eq!(m[0]["Name"], "test-node");
+    assert_eq!(m[0]["Status"], 1);
+    assert_eq!(m[0]["Tags"]["role"], "consul");
+    let (_, l) = a.get_json("/v1/status/leader").await;
+    assert!(l.as_str().unwrap().ends_with(":8300"));
+    let (_, p) = a.get_json("/v1/status/peers").await;
+    assert_eq!(p.as_array().unwrap().len(), 1);
+}
