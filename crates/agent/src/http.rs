@@ -342,20 +342,32 @@ where
     };
     let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
     loop {
-        let changed = async {
-            let futs: Vec<_> = rxs.iter_mut().map(|rx| Box::pin(rx.changed())).collect();
-            let _ = futures::future::select_all(futs).await;
-        };
         let timed_out = tokio::select! {
-            _ = changed => false,
+            _ = any_changed(&mut rxs) => false,
             _ = tokio::time::sleep_until(deadline) => true,
         };
+        // Shutting down wakes every watcher: answer with what there is.
+        let timed_out = timed_out || ctx.agent.is_shutting_down();
         for rx in &mut rxs {
             rx.borrow_and_update();
         }
         let (idx, v) = f(&store.read());
         if timed_out || idx != opts.index {
             return (idx, v);
+        }
+    }
+}
+
+/// Resolves when any of the receivers sees a change.
+async fn any_changed(rxs: &mut [tokio::sync::watch::Receiver<u64>]) {
+    match rxs {
+        [] => std::future::pending().await,
+        [one] => {
+            let _ = one.changed().await;
+        }
+        many => {
+            let futs: Vec<_> = many.iter_mut().map(|rx| Box::pin(rx.changed())).collect();
+            let _ = futures::future::select_all(futs).await;
         }
     }
 }

@@ -82,6 +82,11 @@ impl LocalState {
         self.version.subscribe()
     }
 
+    /// Wakes the watchers of the local state (at shutdown).
+    pub fn wake_all(&self) {
+        self.version.send_modify(|_| {});
+    }
+
     fn bump(&self) {
         self.version.send_modify(|v| *v += 1);
     }

@@ -73,6 +73,14 @@ impl Store {
         self.watches[table_slot(table)].subscribe()
     }
 
+    /// Wakes every watcher without a change (used at shutdown, so that blocking
+    /// queries answer at once).
+    pub fn wake_all(&self) {
+        for w in &self.watches {
+            w.send_modify(|_| {});
+        }
+    }
+
     /// Orders and applies one command (single-node mode).
     pub async fn write(&self, cmd: Command) -> Result<Applied, WriteError> {
         let req = Request {

@@ -60,6 +60,9 @@ async fn dispatch(cli: Cli) -> CliResult {
 
 /// The program's entry point.
 pub fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of our output
+    // goes away (`meshgate kv get -recurse | head`) instead of panicking.
+    sigpipe::reset();
     let args = args::normalize(std::env::args().collect());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,

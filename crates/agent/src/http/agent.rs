@@ -170,6 +170,9 @@ async fn service(ctx: Ctx) -> ApiResult {
                 _ = rx.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => break,
             }
+            if agent.is_shutting_down() {
+                break;
+            }
             rx.borrow_and_update();
             found = lookup(&agent);
         }

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# KV benchmark: meshgate `agent -dev` against a single-member etcd, in one run,
+# under the same load generator (wrk), on loopback. Neither side pays for fsync:
+# meshgate -dev keeps state in memory, etcd keeps its data dir on tmpfs.
+#
+# Prints requests/s for PUT and GET at 1 and 64 connections with the ratio
+# meshgate/etcd, the wake-up latency of 10,000 watchers of one key written once,
+# and meshgate's idle RSS.
+#
+# Needs: wrk, etcd (Debian: apt-get install wrk etcd-server). Usage:
+#   bench/kv.sh            # 10 s per cell
+#   DURATION=30s bench/kv.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+WATCHERS=${WATCHERS:-10000}
+MG_PORT=18500
+ETCD_PORT=12379
+
+for tool in wrk etcd curl ss; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y wrk etcd-server curl" >&2; exit 1; }
+done
+ulimit -n "$(ulimit -Hn)"  # 10,000 watchers need 10,000 sockets on each side
+
+cargo build --release -q
+(cd bench/wakeup && cargo build --release -q)
+MESHGATE=target/release/meshgate
+WAKEUP=bench/wakeup/target/release/meshgate-bench-wakeup
+
+work=$(mktemp -d)
+etcd_dir=$(mktemp -d /dev/shm/meshgate-bench-etcd.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work" "$etcd_dir"
+}
+trap cleanup EXIT
+
+"$MESHGATE" agent -dev -node bench -http-port "$MG_PORT" -dns-port -1 -log-level warn >"$work/meshgate.log" 2>&1 &
+pids+=($!)
+mg_pid=$!
+etcd --name bench --data-dir "$etcd_dir" \
+  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls "http://127.0.0.1:12380" --initial-advertise-peer-urls "http://127.0.0.1:12380" \
+  --initial-cluster "bench=http://127.0.0.1:12380" --log-level warn --logger zap >"$work/etcd.log" 2>&1 &
+pids+=($!)
+etcd_pid=$!
+
+for i in $(seq 100); do
+  curl -sf "http://127.0.0.1:$MG_PORT/v1/status/leader" >/dev/null && \
+  curl -sf "http://127.0.0.1:$ETCD_PORT/health" >/dev/null && break
+  sleep 0.1
+done
+
+sleep 2
+rss_idle_kib=$(awk '/VmRSS/{print $2}' "/proc/$mg_pid/status")
+etcd_rss_idle_kib=$(awk '/VmRSS/{print $2}' "/proc/$etcd_pid/status")
+
+# Lua scripts. Every PUT writes a new value (a 6-digit counter) to one of 1000
+# keys, so no write is a no-op. etcd bodies are base64: "benchkey/" is 9 bytes
+# (3 groups) and each 3-digit group is precomputed, so both sides do the same
+# cheap string work per request.
+cat >"$work/common.lua" <<'LUA'
+local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function enc3(s)
+  local n = s:byte(1) * 65536 + s:byte(2) * 256 + s:byte(3)
+  local out = ""
+  for i = 3, 0, -1 do
+    local c = math.floor(n / 64 ^ i) % 64
+    out = out .. alphabet:sub(c + 1, c + 1)
+  end
+  return out
+end
+digits = {}
+b64 = {}
+for i = 0, 999 do
+  local d = string.format("%03d", i)
+  digits[i] = d
+  b64[i] = enc3(d)
+end
+prefix_b64 = enc3("ben") .. enc3("chk") .. enc3("ey/")
+counter = 0
+LUA
+cat >"$work/mg_put.lua" <<LUA
+dofile("$work/common.lua")
+request = function()
+  counter = counter + 1
+  local k = counter % 1000
+  local v = math.floor(counter / 1000) % 1000
+  return wrk.format("PUT", "/v1/kv/benchkey/" .. digits[k], nil, digits[v] .. digits[k])
+end
+LUA
+cat >"$work/mg_get.lua" <<LUA
+dofile("$work/common.lua")
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/v1/kv/benchkey/" .. digits[counter % 1000])
+end
+LUA
+cat >"$work/etcd_put.lua" <<LUA
+dofile("$work/common.lua")
+local headers = { ["Content-Type"] = "application/json" }
+request = function()
+  counter = counter + 1
+  local k = counter % 1000
+  local v = math.floor(counter / 1000) % 1000
+  return wrk.format("POST", "/v3/kv/put", headers,
+    '{"key":"' .. prefix_b64 .. b64[k] .. '","value":"' .. b64[v] .. b64[k] .. '"}')
+end
+LUA
+cat >"$work/etcd_get.lua" <<LUA
+dofile("$work/common.lua")
+local headers = { ["Content-Type"] = "application/json" }
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/v3/kv/range", headers,
+    '{"key":"' .. prefix_b64 .. b64[counter % 1000] .. '","serializable":true}')
+end
+LUA
+
+rps() { # url script connections
+  local threads=1
+  [ "$3" -gt 1 ] && threads=2
+  wrk -t"$threads" -c"$3" -d"$DURATION" -s "$2" "$1" 2>/dev/null | awk '/Requests\/sec/{print $2}'
+}
+
+declare -A R
+for op in put get; do
+  for c in 1 64; do
+    R[mg_${op}_$c]=$(rps "http://127.0.0.1:$MG_PORT" "$work/mg_${op}.lua" "$c")
+    R[etcd_${op}_$c]=$(rps "http://127.0.0.1:$ETCD_PORT" "$work/etcd_${op}.lua" "$c")
+  done
+done
+
+# Wake-up runs open 10,000 connections each; wait for the TIME_WAIT sockets of
+# the previous run to drain so no run pays for another's, and alternate the
+# targets. The median of $WAKE_RUNS runs is reported.
+WAKE_RUNS=${WAKE_RUNS:-3}
+drain() {
+  for _ in $(seq 90); do
+    [ "$(ss -tan state time-wait | wc -l)" -lt 500 ] && return
+    sleep 1
+  done
+}
+: >"$work/wake_meshgate"; : >"$work/wake_etcd"
+for _ in $(seq "$WAKE_RUNS"); do
+  drain; "$WAKEUP" meshgate "127.0.0.1:$MG_PORT" "$WATCHERS" | tee -a "$work/wake_meshgate" >&2
+  drain; "$WAKEUP" etcd "127.0.0.1:$ETCD_PORT" "$WATCHERS" | tee -a "$work/wake_etcd" >&2
+done
+median() { # file field
+  grep -o "$2=[0-9.]*" "$1" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'
+}
+wake_mg="meshgate: p50 $(median "$work/wake_meshgate" p50_ms) ms, p99 $(median "$work/wake_meshgate" p99_ms) ms (median of $WAKE_RUNS runs)"
+wake_etcd="etcd:     p50 $(median "$work/wake_etcd" p50_ms) ms, p99 $(median "$work/wake_etcd" p99_ms) ms (median of $WAKE_RUNS runs)"
+rss_after_kib=$(awk '/VmRSS/{print $2}' "/proc/$mg_pid/status")
+
+echo
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); $(date -u +%Y-%m-%d)"
+echo "meshgate $("$MESHGATE" version | head -1 | awk '{print $2}'), etcd $(etcd --version | awk '/etcd Version/{print $3}'), wrk, ${DURATION} per cell"
+echo
+printf '%-12s %14s %14s %8s\n' "cell" "meshgate r/s" "etcd r/s" "ratio"
+for op in put get; do
+  for c in 1 64; do
+    m=${R[mg_${op}_$c]}; e=${R[etcd_${op}_$c]}
+    printf '%-12s %14s %14s %8s\n' "${op^^} c=$c" "$m" "$e" "$(awk -v m="$m" -v e="$e" 'BEGIN{printf "%.2fx", m/e}')"
+  done
+done
+echo
+echo "wake-up of $WATCHERS blocking queries on one key, written once:"
+echo "  $wake_mg"
+echo "  $wake_etcd"
+echo
+echo "RSS idle: meshgate $((rss_idle_kib / 1024)) MiB, etcd $((etcd_rss_idle_kib / 1024)) MiB; meshgate after the run (peak of $WATCHERS open watchers) $((rss_after_kib / 1024)) MiB"
