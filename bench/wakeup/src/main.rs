@@ -2,32 +2,46 @@
 //! queries (`GET /v1/kv/k?index=I`) or etcd v3 watches (`POST /v3/watch`) — then
 //! writes the key once and reports how long each watcher took to see the change.
 //!
+//! The measuring side is one `mio` event loop: when a watcher's socket turns
+//! readable its time is taken, before reading, so the tool's own work adds as
+//! little as possible to the figures of either server.
+//!
 //! Usage: wakeup meshgate|etcd HOST:PORT WATCHERS
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{Barrier, watch};
+use mio::{Events, Interest, Poll, Token};
 
 const KEY: &str = "wake/key";
 const KEY_B64: &str = "d2FrZS9rZXk="; // base64("wake/key")
 
-async fn request(addr: &str, req: String) -> String {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(req.as_bytes()).await.expect("write");
+fn request(addr: &str, req: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(req.as_bytes()).expect("write");
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    // Read until the connection closes (requests send Connection: close).
-    loop {
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn b64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
         }
     }
-    String::from_utf8_lossy(&buf).into_owned()
+    out
 }
 
 fn put_request(target: &str, value: &str) -> String {
@@ -46,24 +60,10 @@ fn put_request(target: &str, value: &str) -> String {
     }
 }
 
-fn b64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-async fn open_watch(target: &str, addr: &str, index: u64) -> Option<TcpStream> {
-    let mut s = TcpStream::connect(addr).await.ok()?;
+/// Opens one watcher; returns the connected socket with the watch in place.
+fn open_watch(target: &str, addr: &str, index: u64) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    let _ = s.set_nodelay(true);
     let req = if target == "meshgate" {
         format!("GET /v1/kv/{KEY}?index={index}&wait=120s HTTP/1.1\r\nHost: x\r\n\r\n")
     } else {
@@ -73,13 +73,13 @@ async fn open_watch(target: &str, addr: &str, index: u64) -> Option<TcpStream> {
             body.len()
         )
     };
-    s.write_all(req.as_bytes()).await.ok()?;
+    s.write_all(req.as_bytes()).ok()?;
     if target != "meshgate" {
-        // Wait for etcd's "created" acknowledgement before counting as ready.
+        // etcd acknowledges the watch first; consume that before measuring.
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         while !String::from_utf8_lossy(&buf).contains("\"created\":true") {
-            let n = s.read(&mut chunk).await.ok()?;
+            let n = s.read(&mut chunk).ok()?;
             if n == 0 {
                 return None;
             }
@@ -89,90 +89,84 @@ async fn open_watch(target: &str, addr: &str, index: u64) -> Option<TcpStream> {
     Some(s)
 }
 
-async fn watcher(
-    target: String,
-    addr: String,
-    index: u64,
-    ready: Arc<Barrier>,
-    start: watch::Receiver<Option<Instant>>,
-) -> Option<(Duration, TcpStream)> {
-    let opened = open_watch(&target, &addr, index).await;
-    // Always reach the barrier, so one failed connection cannot hang the run.
-    ready.wait().await;
-    let mut s = opened?;
-    let _ = target;
-    // Nothing else arrives on the connection before the change: the first bytes
-    // are the answer (meshgate) or the event (etcd, whose ack was consumed).
-    // Taking the time right after the read keeps this tool's own work out of
-    // the figure.
-    let mut chunk = [0u8; 8192];
-    let n = s.read(&mut chunk).await.ok()?;
-    let t = Instant::now();
-    if n == 0 {
-        return None;
-    }
-    let t0 = (*start.borrow())?;
-    // Keep the connection open until every watcher is measured, so closing
-    // sockets does not add work to the servers during the measurement.
-    Some((t.saturating_duration_since(t0), s))
-}
-
-#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
-async fn main() {
+fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
         eprintln!("usage: wakeup meshgate|etcd HOST:PORT WATCHERS");
         std::process::exit(2);
     }
-    let (target, addr) = (args[1].clone(), args[2].clone());
+    let (target, addr) = (args[1].as_str(), args[2].as_str());
     let n: usize = args[3].parse().expect("WATCHERS is a number");
-    let resp = request(&addr, put_request(&target, "v0")).await;
+    let resp = request(addr, &put_request(target, "v0"));
     assert!(resp.starts_with("HTTP/1.1 200"), "initial write failed: {resp}");
-    let index = if target == "meshgate" {
+    let index: u64 = if target == "meshgate" {
         let r = request(
-            &addr,
-            format!("GET /v1/kv/{KEY} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-        )
-        .await;
+            addr,
+            &format!("GET /v1/kv/{KEY} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        );
         r.lines()
-            .find_map(|l| l.strip_prefix("x-consul-index: ").or_else(|| l.strip_prefix("X-Consul-Index: ")))
-            .and_then(|v| v.trim().parse().ok())
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("x-consul-index").then(|| v.trim().to_string())
+            })
+            .and_then(|v| v.parse().ok())
             .expect("X-Consul-Index")
     } else {
         0
     };
-    let ready = Arc::new(Barrier::new(n + 1));
-    let (tx, rx) = watch::channel(None);
-    let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
-        tasks.push(tokio::spawn(watcher(
-            target.clone(),
-            addr.clone(),
-            index,
-            ready.clone(),
-            rx.clone(),
-        )));
-    }
-    ready.wait().await;
-    // Let the last requests reach the server's wait loop.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let t0 = Instant::now();
-    tx.send_replace(Some(t0));
-    let resp = request(&addr, put_request(&target, "v1")).await;
-    assert!(resp.starts_with("HTTP/1.1 200"), "write failed: {resp}");
-    let mut lat: Vec<Duration> = Vec::with_capacity(n);
-    let mut open = Vec::with_capacity(n);
-    let mut lost = 0;
-    for t in tasks {
-        match tokio::time::timeout(Duration::from_secs(60), t).await {
-            Ok(Ok(Some((d, s)))) => {
-                lat.push(d);
-                open.push(s);
+
+    let mut poll = Poll::new().expect("poll");
+    let mut socks = Vec::with_capacity(n);
+    let mut failed = 0;
+    for i in 0..n {
+        match open_watch(target, addr, index) {
+            Some(s) => {
+                s.set_nonblocking(true).expect("nonblocking");
+                let mut ms = mio::net::TcpStream::from_std(s);
+                poll.registry()
+                    .register(&mut ms, Token(i), Interest::READABLE)
+                    .expect("register");
+                socks.push(Some(ms));
             }
-            _ => lost += 1,
+            None => {
+                failed += 1;
+                socks.push(None);
+            }
         }
     }
-    drop(open);
+    // Let the last requests reach the server's wait loop.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let t0 = Instant::now();
+    let mut writer = TcpStream::connect(addr).expect("connect writer");
+    writer
+        .write_all(put_request(target, "v1").as_bytes())
+        .expect("write");
+    let mut lat: Vec<Duration> = Vec::with_capacity(n);
+    let mut seen = vec![false; n];
+    let mut events = Events::with_capacity(1024);
+    let deadline = t0 + Duration::from_secs(60);
+    let mut chunk = [0u8; 8192];
+    while lat.len() + failed < n && Instant::now() < deadline {
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .expect("poll");
+        let now = Instant::now();
+        for ev in events.iter() {
+            let i = ev.token().0;
+            if seen[i] {
+                continue;
+            }
+            seen[i] = true;
+            lat.push(now.saturating_duration_since(t0));
+            if let Some(s) = socks[i].as_mut() {
+                let _ = s.read(&mut chunk);
+            }
+        }
+    }
+    let mut resp = Vec::new();
+    let _ = writer.read_to_end(&mut resp);
+    assert!(resp.starts_with(b"HTTP/1.1 200"), "write failed");
+    let lost = n - lat.len();
     lat.sort();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {
@@ -188,4 +182,7 @@ async fn main() {
         pct(0.99),
         pct(1.0)
     );
+    // Sockets stay open until here, so closing them adds no work to the server
+    // while it is being measured.
+    drop(socks);
 }
