@@ -9,6 +9,7 @@ mod config;
 mod health;
 mod kv;
 mod session;
+mod snapshot;
 mod txn;
 
 use meshgate_test_support::{Agent, AgentBuilder};

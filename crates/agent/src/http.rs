@@ -9,6 +9,7 @@ mod catalog;
 mod health;
 pub mod kv;
 mod session;
+mod snapshot;
 mod status;
 mod txn;
 
@@ -148,6 +149,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(txn::routes());
     r.extend(agent::routes());
     r.extend(status::routes());
+    r.extend(snapshot::routes());
     r
 }
 

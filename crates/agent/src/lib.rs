@@ -10,6 +10,7 @@ pub mod filter;
 pub mod http;
 pub mod local;
 pub mod sessions;
+pub mod snapshot;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -132,7 +133,7 @@ impl Agent {
 
     /// Registers this node, its liveness check and (on servers) the `consul`
     /// service.
-    async fn register_self(self: &Arc<Self>) -> Result<(), AgentError> {
+    pub(crate) async fn register_self(self: &Arc<Self>) -> Result<(), AgentError> {
         let addr = self.advertise_addr();
         let mut tagged = std::collections::BTreeMap::new();
         tagged.insert("lan".to_string(), addr.clone());

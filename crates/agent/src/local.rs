@@ -863,6 +863,12 @@ impl Agent {
     /// Makes the catalog's view of this node equal to the local state:
     /// registers what is missing or different, removes what the agent does not own.
     pub async fn reconcile(self: &Arc<Self>) {
+        let registered = self.store.read().node(&self.node_name).is_some();
+        if !registered {
+            if let Err(e) = self.register_self().await {
+                warn!("anti-entropy: {e}");
+            }
+        }
         let (services, checks) = {
             let inner = self.local.inner.lock();
             (

@@ -36,6 +36,7 @@ fn table_slot(t: Table) -> usize {
         Table::Checks => 2,
         Table::Kv => 3,
         Table::Sessions => 4,
+        Table::Acl => 5,
     }
 }
 

@@ -3,3 +3,4 @@
 pub mod agent;
 pub mod catalog;
 pub mod kv;
+pub mod snapshot;

@@ -34,6 +34,9 @@ pub enum Command {
     /// Register and deregister services with the local agent.
     #[command(subcommand)]
     Services(cmd::catalog::ServicesCmd),
+    /// Save, restore and inspect snapshots of the state.
+    #[command(subcommand)]
+    Snapshot(cmd::snapshot::SnapshotCmd),
     /// List the members of the cluster.
     Members(cmd::catalog::MembersArgs),
     /// Print the version.
@@ -47,6 +50,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Catalog(c) => cmd::catalog::run(c).await,
         Command::Services(c) => cmd::catalog::run_services(c).await,
         Command::Members(a) => cmd::catalog::members(a).await,
+        Command::Snapshot(c) => cmd::snapshot::run(c).await,
         Command::Version => {
             println!("meshgate v{}", env!("CARGO_PKG_VERSION"));
             println!(

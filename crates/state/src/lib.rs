@@ -11,19 +11,23 @@
 //! API reports as `X-Consul-Index` and what blocking queries compare against.
 #![forbid(unsafe_code)]
 
+mod acl;
 mod catalog;
 mod kv;
 mod session;
+mod snapshot;
 mod txn;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use meshgate_types::acl::{AclAuthMethod, AclBindingRule, AclPolicy, AclRole, AclToken};
 use meshgate_types::catalog::{DeregisterRequest, HealthCheck, Node, NodeService, RegisterRequest};
 use meshgate_types::kv::{KvEntry, Session};
 use meshgate_types::txn::{TxnKvOp, TxnResponse};
 use serde::{Deserialize, Serialize};
 
 pub use kv::KvSetOp;
+pub use snapshot::{SNAPSHOT_VERSION, Snapshot};
 pub use txn::{KV_VERBS, is_read_only};
 
 /// One change to the replicated state.
@@ -61,6 +65,38 @@ pub enum Command {
     SessionDestroy { id: String },
     /// Forgets KV tombstones at or below this index.
     KvReapTombstones { up_to: u64 },
+    /// Installs built-in ACL policies and tokens that do not exist yet.
+    AclInit {
+        policies: Vec<AclPolicy>,
+        tokens: Vec<AclToken>,
+    },
+    /// Bootstraps ACLs with this management token.
+    AclBootstrap {
+        token: Box<AclToken>,
+        reset_index: Option<u64>,
+    },
+    /// Creates or replaces a token.
+    AclTokenSet(Box<AclToken>),
+    /// Deletes a token.
+    AclTokenDelete { accessor: String },
+    /// Creates or replaces a policy.
+    AclPolicySet(Box<AclPolicy>),
+    /// Deletes a policy.
+    AclPolicyDelete { id: String },
+    /// Creates or replaces a role.
+    AclRoleSet(Box<AclRole>),
+    /// Deletes a role.
+    AclRoleDelete { id: String },
+    /// Creates or replaces an auth method.
+    AclAuthMethodSet(Box<AclAuthMethod>),
+    /// Deletes an auth method, its binding rules and the tokens it issued.
+    AclAuthMethodDelete { name: String },
+    /// Creates or replaces a binding rule.
+    AclBindingRuleSet(Box<AclBindingRule>),
+    /// Deletes a binding rule.
+    AclBindingRuleDelete { id: String },
+    /// Replaces the whole state with a snapshot (validated first).
+    Restore(Box<Snapshot>),
 }
 
 /// A command with the time (milliseconds since the Unix epoch) its proposer
@@ -101,16 +137,18 @@ pub enum Table {
     Checks,
     Kv,
     Sessions,
+    Acl,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Nodes,
         Table::Services,
         Table::Checks,
         Table::Kv,
         Table::Sessions,
+        Table::Acl,
     ];
 }
 
@@ -122,6 +160,7 @@ pub struct TableIndexes {
     pub checks: u64,
     pub kv: u64,
     pub sessions: u64,
+    pub acl: u64,
 }
 
 impl TableIndexes {
@@ -133,6 +172,7 @@ impl TableIndexes {
             Table::Checks => self.checks,
             Table::Kv => self.kv,
             Table::Sessions => self.sessions,
+            Table::Acl => self.acl,
         }
     }
 
@@ -143,6 +183,7 @@ impl TableIndexes {
             Table::Checks => self.checks = idx,
             Table::Kv => self.kv = idx,
             Table::Sessions => self.sessions = idx,
+            Table::Acl => self.acl = idx,
         }
     }
 }
@@ -170,6 +211,7 @@ pub struct State {
     sessions: BTreeMap<String, Session>,
     /// Key → time (ms) until which it may not be locked again (lock-delay).
     lock_delays: HashMap<String, u64>,
+    acl: acl::AclTables,
 }
 
 /// Node names and service names are case-insensitive.
@@ -227,6 +269,42 @@ impl State {
                 self.tombstones.retain(|_, idx| *idx > *up_to);
                 Ok(Applied::Done)
             }
+            Command::AclInit { policies, tokens } => self
+                .acl_init(index, policies, tokens)
+                .map(|_| Applied::Done),
+            Command::AclBootstrap { token, reset_index } => self
+                .acl_bootstrap(index, token, *reset_index)
+                .map(|_| Applied::Done),
+            Command::AclTokenSet(t) => self.acl_token_set(index, t).map(|_| Applied::Done),
+            Command::AclTokenDelete { accessor } => {
+                self.acl_token_delete(index, accessor);
+                Ok(Applied::Done)
+            }
+            Command::AclPolicySet(p) => self.acl_policy_set(index, p).map(|_| Applied::Done),
+            Command::AclPolicyDelete { id } => {
+                self.acl_policy_delete(index, id);
+                Ok(Applied::Done)
+            }
+            Command::AclRoleSet(r) => self.acl_role_set(index, r).map(|_| Applied::Done),
+            Command::AclRoleDelete { id } => {
+                self.acl_role_delete(index, id);
+                Ok(Applied::Done)
+            }
+            Command::AclAuthMethodSet(m) => {
+                self.acl_auth_method_set(index, m).map(|_| Applied::Done)
+            }
+            Command::AclAuthMethodDelete { name } => {
+                self.acl_auth_method_delete(index, name);
+                Ok(Applied::Done)
+            }
+            Command::AclBindingRuleSet(r) => {
+                self.acl_binding_rule_set(index, r).map(|_| Applied::Done)
+            }
+            Command::AclBindingRuleDelete { id } => {
+                self.acl_binding_rule_delete(index, id);
+                Ok(Applied::Done)
+            }
+            Command::Restore(s) => self.restore(index, s).map(|_| Applied::Done),
         }
     }
 

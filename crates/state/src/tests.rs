@@ -483,3 +483,58 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn snapshot_roundtrip_gives_identical_reads() {
+    let mut h = Harness::new();
+    h.register_service("n1", "web1", "web", &["a"]);
+    h.register_check("n1", "c1", "web1", "passing");
+    h.register_node("n2");
+    h.set("k/a", "1");
+    h.set("k/b", "2");
+    h.ok(Command::KvDelete {
+        key: "k/b".into(),
+        recurse: false,
+        cas: None,
+    });
+    h.session("s1", "n1", "release", &[]);
+    assert!(h.kv_op("k/lock", KvSetOp::Lock("s1".into())));
+    let snap = h.state.snapshot();
+    let json = serde_json::to_vec(&snap).unwrap();
+    let back: Snapshot = serde_json::from_slice(&json).unwrap();
+    let st = State::from_snapshot(&back).unwrap();
+    assert_eq!(st.snapshot(), snap);
+    assert_eq!(
+        st.service_nodes("web", &[]),
+        h.state.service_nodes("web", &[])
+    );
+    assert_eq!(
+        st.check_service_nodes("web", &[]),
+        h.state.check_service_nodes("web", &[])
+    );
+    assert_eq!(st.kv_get("k/b"), h.state.kv_get("k/b"));
+    assert_eq!(st.kv_get("k/lock").1.unwrap().session, "s1");
+    // Restoring through a command moves every index forward.
+    let mut other = Harness::new();
+    other.set("x", "1");
+    other.idx = h.idx + 5;
+    other.ok(Command::Restore(Box::new(snap)));
+    assert!(other.state.kv_get("x").1.is_none());
+    assert_eq!(other.state.tables().kv, other.idx);
+    assert_eq!(other.state.node_services("n1").1.unwrap().1.len(), 1);
+}
+
+#[test]
+fn corrupt_snapshots_are_refused_without_change() {
+    let mut h = Harness::new();
+    h.register_service("n1", "web1", "web", &[]);
+    let mut snap = h.state.snapshot();
+    snap.service_nodes[0] = "ghost".into();
+    assert!(State::from_snapshot(&snap).is_err());
+    h.set("keep", "1");
+    let before = h.state.snapshot();
+    assert!(h.apply(Command::Restore(Box::new(snap))).is_err());
+    let mut after = h.state.snapshot();
+    after.index = before.index;
+    assert_eq!(after, before);
+}

@@ -2,11 +2,13 @@
 //! store, the agent, the CLI and the proxies. JSON uses Consul's PascalCase names.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod agent;
 pub mod catalog;
 pub mod duration;
 pub mod kv;
 pub mod lenient;
+pub mod time;
 pub mod txn;
 
 pub use duration::GoDuration;
