@@ -8,6 +8,7 @@ mod compat;
 mod config;
 mod health;
 mod kv;
+mod ops;
 mod session;
 mod snapshot;
 mod txn;

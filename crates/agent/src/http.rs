@@ -5,7 +5,10 @@
 //! only, so there is exactly one list of what the API serves.
 
 mod agent;
+mod agent_ops;
 mod catalog;
+mod coordinate;
+mod event;
 mod health;
 pub mod kv;
 mod session;
@@ -148,8 +151,11 @@ pub fn routes() -> Vec<Route> {
     r.extend(session::routes());
     r.extend(txn::routes());
     r.extend(agent::routes());
+    r.extend(agent_ops::routes());
     r.extend(status::routes());
     r.extend(snapshot::routes());
+    r.extend(event::routes());
+    r.extend(coordinate::routes());
     r
 }
 
@@ -505,9 +511,11 @@ fn method_filter(m: &Method) -> MethodFilter {
 async fn dispatch(
     agent: Arc<Agent>,
     handler: Handler,
+    metric: &'static str,
     params: Vec<String>,
     req: Request,
 ) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let body = match read_body(body).await {
         Ok(b) => b,
@@ -519,6 +527,7 @@ async fn dispatch(
     } else {
         "allow"
     };
+    let metrics_agent = agent.clone();
     let ctx = Ctx {
         agent,
         method: parts.method,
@@ -538,7 +547,25 @@ async fn dispatch(
         hdr::DEFAULT_ACL_POLICY,
         HeaderValue::from_static(default_policy),
     );
+    metrics_agent
+        .metrics
+        .sample(metric, started.elapsed().as_secs_f64() * 1000.0);
     r
+}
+
+/// Consul's metric name for an endpoint: `consul.http.GET.v1.kv._`.
+fn metric_name(method: &Method, path: &str) -> &'static str {
+    let mut name = format!("consul.http.{method}");
+    for seg in path.trim_matches('/').split('/') {
+        name.push('.');
+        if seg.starts_with('{') {
+            name.push('_');
+        } else {
+            name.push_str(seg);
+        }
+    }
+    // Built once per route when the router is built; lives as long as the process.
+    Box::leak(name.into_boxed_str())
 }
 
 /// Builds the router from [`routes`].
@@ -573,11 +600,13 @@ pub fn router(agent: Arc<Agent>) -> Router {
         for r in routes {
             allow.push(r.method.to_string());
             let handler = r.handler;
+            // Computed once per route when the router is built.
+            let metric = metric_name(&r.method, r.path);
             mr = mr.merge(on(
                 method_filter(&r.method),
                 move |AxState(agent): AxState<Arc<Agent>>, params: RawPathParams, req: Request| {
                     let params: Vec<String> = params.iter().map(|(_, v)| v.to_string()).collect();
-                    dispatch(agent, handler, params, req)
+                    dispatch(agent, handler, metric, params, req)
                 },
             ));
         }

@@ -7,8 +7,11 @@ pub mod checks;
 pub mod config;
 pub mod config_keys;
 pub mod filter;
+pub mod host;
 pub mod http;
 pub mod local;
+pub mod metrics;
+pub mod monitor;
 pub mod sessions;
 pub mod snapshot;
 pub mod store;
@@ -53,11 +56,14 @@ pub enum AgentError {
 /// One agent process.
 pub struct Agent {
     pub config: Config,
+    /// Where the configuration came from (for `/v1/agent/reload`).
+    pub sources: Sources,
     pub node_name: String,
     pub node_id: String,
     pub store: Arc<Store>,
     pub local: local::LocalState,
     pub sessions: sessions::SessionTimers,
+    pub metrics: metrics::Metrics,
     pub started: Instant,
     /// Addresses the HTTP API actually listens on.
     pub http_addrs: Mutex<Vec<SocketAddr>>,
@@ -75,7 +81,7 @@ fn hostname() -> String {
 
 impl Agent {
     /// Builds an agent from a loaded configuration (nothing runs yet).
-    pub fn new(config: Config) -> Arc<Agent> {
+    pub fn new(config: Config, sources: Sources) -> Arc<Agent> {
         let node_name = if config.node_name.is_empty() {
             hostname()
         } else {
@@ -88,11 +94,13 @@ impl Agent {
         };
         Arc::new(Agent {
             config,
+            sources,
             node_name,
             node_id,
             store: Arc::new(Store::new()),
             local: local::LocalState::default(),
             sessions: sessions::SessionTimers::default(),
+            metrics: metrics::Metrics::default(),
             started: Instant::now(),
             http_addrs: Mutex::new(Vec::new()),
             shutdown: watch::channel(false).0,
@@ -181,6 +189,19 @@ impl Agent {
             .write(Command::Register(Box::new(req)))
             .await
             .map_err(|e| AgentError::Other(format!("registering this node: {e}")))?;
+        // The agent's network coordinate: meshgate does not run Vivaldi over
+        // gossip, so every agent reports the origin with the initial error
+        // estimate (what a new Consul agent reports before its first probes).
+        self.store
+            .write(Command::CoordinateUpdate(vec![
+                meshgate_state::CoordinateEntry {
+                    node: self.node_name.clone(),
+                    segment: String::new(),
+                    coord: meshgate_state::Coord::default(),
+                },
+            ]))
+            .await
+            .map_err(|e| AgentError::Other(format!("registering this node: {e}")))?;
         Ok(())
     }
 }
@@ -204,7 +225,7 @@ impl Running {
 
 /// Starts the agent: binds the listeners, registers the node, starts background
 /// work. Returns once the API answers.
-pub async fn start(loaded: Loaded) -> Result<Running, AgentError> {
+pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentError> {
     for w in &loaded.warnings {
         warn!("{w}");
     }
@@ -217,7 +238,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, AgentError> {
         ));
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let agent = Agent::new(config);
+    let agent = Agent::new(config, sources);
     agent.register_self().await?;
 
     let mut tasks = Vec::new();

@@ -864,10 +864,8 @@ impl Agent {
     /// registers what is missing or different, removes what the agent does not own.
     pub async fn reconcile(self: &Arc<Self>) {
         let registered = self.store.read().node(&self.node_name).is_some();
-        if !registered {
-            if let Err(e) = self.register_self().await {
-                warn!("anti-entropy: {e}");
-            }
+        if !registered && let Err(e) = self.register_self().await {
+            warn!("anti-entropy: {e}");
         }
         let (services, checks) = {
             let inner = self.local.inner.lock();
@@ -1177,5 +1175,160 @@ pub async fn reaper(agent: Arc<Agent>) {
             info!(service = %svc, check = %check, "Check critical for too long, deregistering service");
             let _ = agent.remove_service(&svc).await;
         }
+    }
+}
+
+/// The check id of node maintenance.
+pub const NODE_MAINT_CHECK: &str = "_node_maintenance";
+/// The check id prefix of service maintenance.
+pub const SERVICE_MAINT_PREFIX: &str = "_service_maintenance:";
+const DEFAULT_MAINT_REASON: &str = "Maintenance mode is enabled for this node, but no reason was provided. This is a default message.";
+const DEFAULT_SERVICE_MAINT_REASON: &str = "Maintenance mode is enabled for this service, but no reason was provided. This is a default message.";
+
+impl Agent {
+    /// Puts the node (or one service) into maintenance: a critical check that
+    /// takes it out of every `?passing` answer.
+    pub async fn set_maintenance(
+        self: &Arc<Self>,
+        service_id: Option<&str>,
+        enable: bool,
+        reason: &str,
+        token: &str,
+    ) -> Result<(), ApiError> {
+        let (check_id, name, svc) = match service_id {
+            None => (
+                NODE_MAINT_CHECK.to_string(),
+                "Node Maintenance Mode".to_string(),
+                None,
+            ),
+            Some(id) => {
+                let Some(s) = self.local.service(id) else {
+                    return Err(ApiError::not_found(format!("Unknown service ID {id:?}")));
+                };
+                (
+                    format!("{SERVICE_MAINT_PREFIX}{id}"),
+                    "Service Maintenance Mode".to_string(),
+                    Some(s.svc),
+                )
+            }
+        };
+        if !enable {
+            let exists = self.local.check(&check_id).is_some();
+            if exists {
+                self.remove_check(&check_id).await?;
+                info!(check = %check_id, "Maintenance mode disabled");
+            }
+            return Ok(());
+        }
+        let notes = if !reason.is_empty() {
+            reason.to_string()
+        } else if svc.is_some() {
+            DEFAULT_SERVICE_MAINT_REASON.to_string()
+        } else {
+            DEFAULT_MAINT_REASON.to_string()
+        };
+        let svc_ref = svc.clone().unwrap_or_default();
+        let hc = HealthCheck {
+            node: self.node_name.clone(),
+            check_id: check_id.clone(),
+            name,
+            status: status::CRITICAL.into(),
+            notes,
+            output: String::new(),
+            service_id: service_id.unwrap_or("").to_string(),
+            service_name: svc.as_ref().map(|s| s.service.clone()).unwrap_or_default(),
+            service_tags: svc.as_ref().map(|s| s.tags.clone()).unwrap_or_default(),
+            check_type: "maintenance".into(),
+            interval: String::new(),
+            timeout: String::new(),
+            exposed_port: 0,
+            definition: HealthCheckDefinition::default(),
+            create_index: 0,
+            modify_index: 0,
+        };
+        let _ = svc_ref;
+        {
+            let mut inner = self.local.inner.lock();
+            if let Some(mut old) = inner.checks.remove(&check_id)
+                && let Some(t) = old.task.take()
+            {
+                t.abort();
+            }
+            inner.checks.insert(
+                check_id.clone(),
+                LocalCheck {
+                    hc,
+                    def: CheckDefinition::default(),
+                    kind: None,
+                    token: token.to_string(),
+                    source: Source::Api,
+                    critical_since: None,
+                    ttl_deadline: None,
+                    thresholds: Thresholds::default(),
+                    task: None,
+                },
+            );
+        }
+        self.local.bump();
+        self.sync_check(&check_id).await?;
+        info!(check = %check_id, "Maintenance mode enabled");
+        Ok(())
+    }
+
+    /// Re-reads the configuration files: services and checks defined there are
+    /// added, updated or removed to match. Returns the warnings of the load.
+    pub async fn reload(self: &Arc<Self>) -> Result<Vec<String>, ApiError> {
+        let loaded = crate::config::load(&self.sources)
+            .map_err(|e| ApiError::internal(format!("Failed to reload configs: {e}")))?;
+        let new_services = loaded.config.all_services();
+        let new_checks = loaded.config.all_checks();
+        let keep_services: Vec<String> = new_services
+            .iter()
+            .map(|d| d.instance_id().to_string())
+            .collect();
+        let keep_checks: Vec<String> = new_checks
+            .iter()
+            .map(|c| {
+                if c.given_id().is_empty() {
+                    c.name.clone()
+                } else {
+                    c.given_id().to_string()
+                }
+            })
+            .collect();
+        let (old_services, old_checks): (Vec<String>, Vec<String>) = {
+            let inner = self.local.inner.lock();
+            (
+                inner
+                    .services
+                    .values()
+                    .filter(|s| s.source == Source::Config)
+                    .map(|s| s.svc.id.clone())
+                    .filter(|id| !keep_services.contains(id))
+                    .collect(),
+                inner
+                    .checks
+                    .values()
+                    .filter(|c| c.source == Source::Config && c.hc.service_id.is_empty())
+                    .map(|c| c.hc.check_id.clone())
+                    .filter(|id| !keep_checks.contains(id))
+                    .collect(),
+            )
+        };
+        for id in old_services {
+            // A sidecar of a removed service may already be gone with it.
+            let _ = self.remove_service(&id).await;
+        }
+        for id in old_checks {
+            let _ = self.remove_check(&id).await;
+        }
+        for def in new_services {
+            self.add_service(def, "", true, Source::Config).await?;
+        }
+        for c in new_checks {
+            self.add_check(c, "", Source::Config).await?;
+        }
+        info!("Configuration reloaded");
+        Ok(loaded.warnings)
     }
 }

@@ -37,6 +37,8 @@ fn table_slot(t: Table) -> usize {
         Table::Kv => 3,
         Table::Sessions => 4,
         Table::Acl => 5,
+        Table::Events => 6,
+        Table::Coordinates => 7,
     }
 }
 

@@ -240,6 +240,28 @@ impl Client {
         })
     }
 
+    /// GET a streaming answer (`/v1/agent/monitor`); non-200 answers are errors.
+    pub async fn stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, CliError> {
+        let mut req = self.http.get(self.url(path, query));
+        if let Some(t) = &self.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        let resp = req.send().await.map_err(|e| CliError::new(e.to_string()))?;
+        if resp.status() != 200 {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(CliError::new(format!(
+                "Unexpected response code: {status} ({})",
+                text.trim()
+            )));
+        }
+        Ok(resp)
+    }
+
     /// GET; non-200 answers are errors.
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Resp, CliError> {
         let r = self.send(reqwest::Method::GET, path, query, None).await?;

@@ -41,6 +41,22 @@ pub enum Command {
     Members(cmd::catalog::MembersArgs),
     /// Print the version.
     Version,
+    /// Show the agent's statistics.
+    Info(cmd::ops::InfoArgs),
+    /// Stream the agent's log.
+    Monitor(cmd::ops::MonitorArgs),
+    /// Re-read the agent's configuration files.
+    Reload(cmd::ops::PlainArgs),
+    /// Put the node or a service into maintenance mode (or list it).
+    Maint(cmd::ops::MaintArgs),
+    /// Ask the agent to leave and stop.
+    Leave(cmd::ops::PlainArgs),
+    /// Remove a failed node.
+    ForceLeave(cmd::ops::ForceLeaveArgs),
+    /// Fire a user event.
+    Event(cmd::ops::EventArgs),
+    /// Watch a view of the data and run a handler on each change.
+    Watch(cmd::watch::WatchArgs),
 }
 
 async fn dispatch(cli: Cli) -> CliResult {
@@ -51,6 +67,14 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Services(c) => cmd::catalog::run_services(c).await,
         Command::Members(a) => cmd::catalog::members(a).await,
         Command::Snapshot(c) => cmd::snapshot::run(c).await,
+        Command::Info(a) => cmd::ops::info(a).await,
+        Command::Monitor(a) => cmd::ops::monitor(a).await,
+        Command::Reload(a) => cmd::ops::reload(a).await,
+        Command::Maint(a) => cmd::ops::maint(a).await,
+        Command::Leave(a) => cmd::ops::leave(a).await,
+        Command::ForceLeave(a) => cmd::ops::force_leave(a).await,
+        Command::Event(a) => cmd::ops::event(a).await,
+        Command::Watch(a) => cmd::watch::run(a).await,
         Command::Version => {
             println!("meshgate v{}", env!("CARGO_PKG_VERSION"));
             println!(

@@ -90,12 +90,12 @@ impl State {
         token: &AclToken,
         reset_index: Option<u64>,
     ) -> Result<(), ApplyError> {
-        if let Some(done) = self.acl.bootstrap_index {
-            if reset_index != Some(done) {
-                return Err(ApplyError::Invalid(format!(
-                    "Permission denied: ACL bootstrap no longer allowed (reset index: {done})"
-                )));
-            }
+        if let Some(done) = self.acl.bootstrap_index
+            && reset_index != Some(done)
+        {
+            return Err(ApplyError::Invalid(format!(
+                "Permission denied: ACL bootstrap no longer allowed (reset index: {done})"
+            )));
         }
         if !self.acl.policies.contains_key(GLOBAL_MANAGEMENT_ID) {
             return Err(ApplyError::Invalid(
@@ -113,12 +113,12 @@ impl State {
                 "Invalid Token: AccessorID and SecretID must be set".into(),
             ));
         }
-        if let Some(owner) = self.acl.by_secret.get(&digest(&token.secret_id)) {
-            if *owner != token.accessor_id {
-                return Err(ApplyError::Invalid(
-                    "Invalid Token: SecretID is already in use".into(),
-                ));
-            }
+        if let Some(owner) = self.acl.by_secret.get(&digest(&token.secret_id))
+            && *owner != token.accessor_id
+        {
+            return Err(ApplyError::Invalid(
+                "Invalid Token: SecretID is already in use".into(),
+            ));
         }
         for l in &token.policies {
             if !self.acl.policies.contains_key(&l.id) {

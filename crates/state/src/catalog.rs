@@ -372,6 +372,7 @@ impl State {
         }
         self.nodes.remove(node_key);
         self.touch(Table::Nodes, idx);
+        self.delete_node_coordinates(idx, node_key);
         let sessions: Vec<String> = self
             .sessions
             .values()

@@ -14,6 +14,7 @@
 mod acl;
 mod catalog;
 mod kv;
+mod misc;
 mod session;
 mod snapshot;
 mod txn;
@@ -27,6 +28,7 @@ use meshgate_types::txn::{TxnKvOp, TxnResponse};
 use serde::{Deserialize, Serialize};
 
 pub use kv::KvSetOp;
+pub use misc::{Coord, CoordinateEntry, EVENT_BUFFER, UserEvent};
 pub use snapshot::{SNAPSHOT_VERSION, Snapshot};
 pub use txn::{KV_VERBS, is_read_only};
 
@@ -97,6 +99,10 @@ pub enum Command {
     AclBindingRuleDelete { id: String },
     /// Replaces the whole state with a snapshot (validated first).
     Restore(Box<Snapshot>),
+    /// Records a user event (ID and filters chosen by the proposer).
+    FireEvent(Box<UserEvent>),
+    /// Updates network coordinates.
+    CoordinateUpdate(Vec<CoordinateEntry>),
 }
 
 /// A command with the time (milliseconds since the Unix epoch) its proposer
@@ -138,17 +144,21 @@ pub enum Table {
     Kv,
     Sessions,
     Acl,
+    Events,
+    Coordinates,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 8] = [
         Table::Nodes,
         Table::Services,
         Table::Checks,
         Table::Kv,
         Table::Sessions,
         Table::Acl,
+        Table::Events,
+        Table::Coordinates,
     ];
 }
 
@@ -161,6 +171,10 @@ pub struct TableIndexes {
     pub kv: u64,
     pub sessions: u64,
     pub acl: u64,
+    #[serde(default)]
+    pub events: u64,
+    #[serde(default)]
+    pub coordinates: u64,
 }
 
 impl TableIndexes {
@@ -173,6 +187,8 @@ impl TableIndexes {
             Table::Kv => self.kv,
             Table::Sessions => self.sessions,
             Table::Acl => self.acl,
+            Table::Events => self.events,
+            Table::Coordinates => self.coordinates,
         }
     }
 
@@ -184,6 +200,8 @@ impl TableIndexes {
             Table::Kv => self.kv = idx,
             Table::Sessions => self.sessions = idx,
             Table::Acl => self.acl = idx,
+            Table::Events => self.events = idx,
+            Table::Coordinates => self.coordinates = idx,
         }
     }
 }
@@ -212,6 +230,8 @@ pub struct State {
     /// Key → time (ms) until which it may not be locked again (lock-delay).
     lock_delays: HashMap<String, u64>,
     acl: acl::AclTables,
+    events: std::collections::VecDeque<misc::UserEvent>,
+    coordinates: BTreeMap<NodeKey, misc::CoordinateEntry>,
 }
 
 /// Node names and service names are case-insensitive.
@@ -305,6 +325,14 @@ impl State {
                 Ok(Applied::Done)
             }
             Command::Restore(s) => self.restore(index, s).map(|_| Applied::Done),
+            Command::FireEvent(e) => {
+                self.fire_event(index, (**e).clone());
+                Ok(Applied::Done)
+            }
+            Command::CoordinateUpdate(u) => {
+                self.update_coordinates(index, u);
+                Ok(Applied::Done)
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! A serialisable copy of the whole state, for `/v1/snapshot`, and later for the
 //! replicated log's snapshots.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use meshgate_types::acl::{AclAuthMethod, AclBindingRule, AclPolicy, AclRole, AclToken};
 use meshgate_types::catalog::{HealthCheck, Node, NodeService};
@@ -35,6 +35,10 @@ pub struct Snapshot {
     pub acl_auth_methods: Vec<AclAuthMethod>,
     pub acl_binding_rules: Vec<AclBindingRule>,
     pub acl_bootstrap_index: Option<u64>,
+    #[serde(default)]
+    pub events: Vec<crate::UserEvent>,
+    #[serde(default)]
+    pub coordinates: Vec<crate::CoordinateEntry>,
 }
 
 impl State {
@@ -86,6 +90,8 @@ impl State {
             acl_auth_methods: self.acl.auth_methods.values().cloned().collect(),
             acl_binding_rules: self.acl.binding_rules.values().cloned().collect(),
             acl_bootstrap_index: self.acl.bootstrap_index,
+            events: self.events.iter().cloned().collect(),
+            coordinates: self.coordinates.values().cloned().collect(),
         }
     }
 
@@ -121,7 +127,7 @@ impl State {
             let key = (nk, svc.id.clone());
             st.by_service
                 .entry(fold(&svc.service))
-                .or_insert_with(BTreeSet::new)
+                .or_default()
                 .insert(key.clone());
             st.services.insert(key, svc.clone());
         }
@@ -160,6 +166,11 @@ impl State {
         }
         for t in &s.acl_tokens {
             st.acl.insert_token_unchecked(t.clone());
+        }
+        st.events = s.events.iter().cloned().collect();
+        for c in &s.coordinates {
+            st.coordinates
+                .insert((fold(&c.node), c.segment.clone()), c.clone());
         }
         Ok(st)
     }

@@ -270,6 +270,20 @@ impl Agent {
         (status, r.text().await.expect("body"))
     }
 
+    /// Waits for the process to exit by itself (None if it did not in time).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + patience(timeout);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = child.try_wait() {
+                self.child = None;
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Sends SIGTERM and waits for the exit status (None if it had to be killed).
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;

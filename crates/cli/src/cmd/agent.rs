@@ -333,14 +333,23 @@ fn init_logging(level: &str, json: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MESHGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&level));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        let _ = b.json().try_init();
-    } else {
-        let _ = b.try_init();
-    }
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The process log goes to stderr at the configured level; the monitor layer
+    // (for /v1/agent/monitor) sees every event, each stream filtering its own.
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry()
+        .with(meshgate_agent::monitor::layer())
+        .with(
+            if json {
+                fmt.json().boxed()
+            } else {
+                fmt.boxed()
+            }
+            .with_filter(filter),
+        );
+    let _ = registry.try_init();
 }
 
 async fn wait_for_signal() -> &'static str {
@@ -371,13 +380,19 @@ pub async fn run(args: AgentArgs) -> CliResult {
     let sources = args.sources()?;
     let loaded = config::load(&sources).map_err(|e| CliError::new(format!("==> {e}")))?;
     init_logging(&loaded.config.log_level, loaded.config.log_json);
-    let running = meshgate_agent::start(loaded)
+    let running = meshgate_agent::start(loaded, sources)
         .await
         .map_err(|e| CliError::new(format!("==> {e}")))?;
     let agent = running.agent.clone();
-    let sig = wait_for_signal().await;
-    info!("Caught signal: {sig}, shutting down");
-    agent.request_shutdown();
+    let mut stop = agent.shutdown_signal();
+    tokio::select! {
+        sig = wait_for_signal() => {
+            info!("Caught signal: {sig}, shutting down");
+            agent.request_shutdown();
+        }
+        // `/v1/agent/leave` asked the agent to stop.
+        _ = stop.wait_for(|s| *s) => {}
+    }
     let wait = running.wait();
     if tokio::time::timeout(std::time::Duration::from_secs(10), wait)
         .await

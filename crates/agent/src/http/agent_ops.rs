@@ -1,0 +1,227 @@
+//! `/v1/agent/*` operations: maintenance, reload, leave, monitor, metrics, host,
+//! version.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, header};
+use axum::response::Response;
+use futures::StreamExt;
+use meshgate_state::{Command, Table};
+use meshgate_types::catalog::DeregisterRequest;
+
+use super::agent::request_token;
+use super::{ApiError, ApiResult, Ctx, Route, empty, handler, json, route};
+use crate::{COMPAT_VERSION, VERSION, monitor};
+
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        route(
+            Method::PUT,
+            "/v1/agent/maintenance",
+            handler!(node_maintenance),
+        ),
+        route(
+            Method::PUT,
+            "/v1/agent/service/maintenance/{id}",
+            handler!(service_maintenance),
+        ),
+        route(Method::PUT, "/v1/agent/reload", handler!(reload)),
+        route(Method::PUT, "/v1/agent/leave", handler!(leave)),
+        route(
+            Method::PUT,
+            "/v1/agent/force-leave/{node}",
+            handler!(force_leave),
+        ),
+        route(Method::GET, "/v1/agent/monitor", handler!(monitor_logs)),
+        route(Method::GET, "/v1/agent/metrics", handler!(metrics)),
+        route(Method::GET, "/v1/agent/host", handler!(host)),
+        route(Method::GET, "/v1/agent/version", handler!(version)),
+    ]
+}
+
+fn enable_flag(ctx: &Ctx) -> Result<bool, ApiError> {
+    match ctx.query.get("enable") {
+        None => Err(ApiError::bad_request("Missing value for enable")),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "1" | "t" | "true" => Ok(true),
+            "0" | "f" | "false" => Ok(false),
+            _ => Err(ApiError::bad_request(format!(
+                "Invalid value for enable: {v:?}"
+            ))),
+        },
+    }
+}
+
+async fn node_maintenance(ctx: Ctx) -> ApiResult {
+    let enable = enable_flag(&ctx)?;
+    let reason = ctx.query.get("reason").unwrap_or("").to_string();
+    let token = request_token(&ctx);
+    ctx.agent
+        .set_maintenance(None, enable, &reason, &token)
+        .await?;
+    Ok(empty())
+}
+
+async fn service_maintenance(ctx: Ctx) -> ApiResult {
+    let id = ctx.param(0).to_string();
+    if id.is_empty() {
+        return Err(ApiError::bad_request("Missing service ID"));
+    }
+    let enable = enable_flag(&ctx)?;
+    let reason = ctx.query.get("reason").unwrap_or("").to_string();
+    let token = request_token(&ctx);
+    ctx.agent
+        .set_maintenance(Some(&id), enable, &reason, &token)
+        .await?;
+    Ok(empty())
+}
+
+async fn reload(ctx: Ctx) -> ApiResult {
+    let warnings = ctx.agent.reload().await?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(empty())
+}
+
+async fn leave(ctx: Ctx) -> ApiResult {
+    let agent = ctx.agent.clone();
+    // Answer first, then stop: the client gets its 200.
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tracing::info!("Graceful leave requested, shutting down");
+        agent.request_shutdown();
+    });
+    Ok(empty())
+}
+
+async fn force_leave(ctx: Ctx) -> ApiResult {
+    let node = ctx.param(0).to_string();
+    if node.is_empty() {
+        return Err(ApiError::bad_request("Missing node name"));
+    }
+    if node.eq_ignore_ascii_case(&ctx.agent.node_name) {
+        // The agent itself is alive; force-leave only affects failed members.
+        return Ok(empty());
+    }
+    let known = ctx.agent.store.read().node(&node).is_some();
+    if !known {
+        return Err(ApiError::internal(format!(
+            "agent: No node found with name '{node}'"
+        )));
+    }
+    // A node without an agent (or whose agent is gone) is removed from the
+    // catalog, as a server reaps a member that left.
+    ctx.agent
+        .store
+        .write(Command::Deregister(DeregisterRequest {
+            node,
+            ..Default::default()
+        }))
+        .await?;
+    Ok(empty())
+}
+
+async fn monitor_logs(ctx: Ctx) -> ApiResult {
+    let level = ctx.query.get("loglevel").unwrap_or("info");
+    let Some(min) = monitor::parse_level(level) else {
+        return Err(ApiError::bad_request(format!("Unknown log level: {level}")));
+    };
+    let json_lines = ctx.query.has("logjson");
+    let rx = monitor::subscribe();
+    let mut stop = ctx.agent.shutdown_signal();
+    let stream = futures::stream::unfold(rx, move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(line) => {
+                    // Levels order TRACE > DEBUG > INFO > WARN > ERROR in tracing.
+                    if line.level > min {
+                        continue;
+                    }
+                    let mut text = if json_lines { line.json } else { line.text };
+                    text.push('\n');
+                    return Some((Ok::<_, std::io::Error>(bytes::Bytes::from(text)), rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    let stream = stream.take_until(async move { crate::stopped(&mut stop).await });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    tracing::info!("Monitor started (level {level})");
+    Ok(r)
+}
+
+/// The gauges computed from the state.
+fn gauges(ctx: &Ctx) -> Vec<(String, f64)> {
+    let st = ctx.agent.store.read();
+    let (_, nodes) = st.nodes();
+    let (_, services) = st.services();
+    let instances = st.all_service_instances().count();
+    let (_, sessions) = st.sessions();
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        * 1024.0;
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks() as f64;
+    vec![
+        ("consul.state.nodes".into(), nodes.len() as f64),
+        ("consul.state.services".into(), services.len() as f64),
+        ("consul.state.service_instances".into(), instances as f64),
+        ("consul.state.kv_entries".into(), st.kv_len() as f64),
+        ("consul.session_ttl.active".into(), sessions.len() as f64),
+        ("consul.runtime.alloc_bytes".into(), rss),
+        ("consul.runtime.num_goroutines".into(), tasks),
+        (
+            "consul.raft.last_index".into(),
+            st.tables().get(Table::Kv).max(st.index) as f64,
+        ),
+    ]
+}
+
+async fn metrics(ctx: Ctx) -> ApiResult {
+    let summary = ctx.agent.metrics.summary(gauges(&ctx));
+    match ctx.query.get("format") {
+        Some("prometheus") => {
+            let mut r = Response::new(Body::from(crate::metrics::prometheus(&summary)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(r)
+        }
+        None | Some("") => Ok(json(&ctx, &summary)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Invalid format {other:?}; supported: prometheus"
+        ))),
+    }
+}
+
+async fn host(ctx: Ctx) -> ApiResult {
+    Ok(json(&ctx, &crate::host::info(&ctx.agent.config.data_dir)))
+}
+
+async fn version(ctx: Ctx) -> ApiResult {
+    Ok(json(
+        &ctx,
+        &serde_json::json!({
+            "SHA": "",
+            "BuildDate": "2026-11-25T00:00:00Z",
+            "HumanVersion": COMPAT_VERSION,
+            "FIPS": "",
+            "MeshgateVersion": VERSION,
+        }),
+    ))
+}

@@ -1,0 +1,291 @@
+//! Agent operations: `info`, `monitor`, `reload`, `maint`, `leave`,
+//! `force-leave`, `event`.
+
+use std::io::Write;
+
+use clap::Args;
+use serde_json::Value;
+
+use crate::client::{CliError, CliResult, Client, HttpFlags, escape_path};
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+}
+
+/// `meshgate info`: the agent's stats, grouped.
+pub async fn info(a: InfoArgs) -> CliResult {
+    let c = Client::new(&a.http)?;
+    let r = c
+        .get("/v1/agent/self", &[])
+        .await
+        .map_err(|e| CliError::new(format!("Error querying agent: {}", e.message)))?;
+    let v: Value = r.json()?;
+    let Some(stats) = v.get("Stats").and_then(Value::as_object) else {
+        return Err(CliError::new(
+            "Error querying agent: no Stats in the answer",
+        ));
+    };
+    for (group, vals) in stats {
+        println!("{group}:");
+        if let Some(m) = vals.as_object() {
+            for (k, val) in m {
+                let text = val
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| val.to_string());
+                println!("\t{k} = {text}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// Log level to stream: trace, debug, info, warn, error.
+    #[arg(long = "log-level", default_value = "info")]
+    pub log_level: String,
+    /// Stream JSON log lines.
+    #[arg(long = "log-json", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub log_json: Option<bool>,
+}
+
+/// `meshgate monitor`: streams the agent's log until interrupted.
+pub async fn monitor(a: MonitorArgs) -> CliResult {
+    let c = Client::new(&a.http)?;
+    let mut q = vec![("loglevel", a.log_level.clone())];
+    if a.log_json.unwrap_or(false) {
+        q.push(("logjson", String::new()));
+    }
+    let mut resp = c
+        .stream("/v1/agent/monitor", &q)
+        .await
+        .map_err(|e| CliError::new(format!("Error starting monitor: {}", e.message)))?;
+    let mut out = std::io::stdout();
+    loop {
+        tokio::select! {
+            chunk = resp.chunk() => match chunk {
+                Ok(Some(b)) => {
+                    if out.write_all(&b).and_then(|_| out.flush()).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => {
+                    eprintln!("Remote side ended the monitor! This usually means that the");
+                    eprintln!("remote side has exited or crashed.");
+                    return Ok(());
+                }
+                Err(e) => return Err(CliError::new(format!("Error reading monitor: {e}"))),
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PlainArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+}
+
+/// `meshgate reload`.
+pub async fn reload(a: PlainArgs) -> CliResult {
+    let c = Client::new(&a.http)?;
+    c.put("/v1/agent/reload", &[], None)
+        .await
+        .map_err(|e| CliError::new(format!("Error reloading: {}", e.message)))?;
+    println!("Configuration reload triggered");
+    Ok(())
+}
+
+/// `meshgate leave`.
+pub async fn leave(a: PlainArgs) -> CliResult {
+    let c = Client::new(&a.http)?;
+    c.put("/v1/agent/leave", &[], None)
+        .await
+        .map_err(|e| CliError::new(format!("Error leaving: {}", e.message)))?;
+    println!("Graceful leave complete");
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ForceLeaveArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// Remove the node from the member list entirely.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub prune: Option<bool>,
+    /// The node.
+    pub node: Option<String>,
+}
+
+/// `meshgate force-leave NODE`.
+pub async fn force_leave(a: ForceLeaveArgs) -> CliResult {
+    let Some(node) = a.node else {
+        return Err(CliError::new(
+            "A node name must be specified to force leave.",
+        ));
+    };
+    let c = Client::new(&a.http)?;
+    let mut q = Vec::new();
+    if a.prune.unwrap_or(false) {
+        q.push(("prune", "1".to_string()));
+    }
+    c.put(
+        &format!("/v1/agent/force-leave/{}", escape_path(&node)),
+        &q,
+        None,
+    )
+    .await
+    .map_err(|e| CliError::new(format!("Error force leaving: {}", e.message)))?;
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct MaintArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// Enable maintenance mode.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub enable: Option<bool>,
+    /// Disable maintenance mode.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub disable: Option<bool>,
+    /// Why (shown as the check's notes).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// A service ID (default: the whole node).
+    #[arg(long)]
+    pub service: Option<String>,
+}
+
+/// `meshgate maint`.
+pub async fn maint(a: MaintArgs) -> CliResult {
+    let (enable, disable) = (a.enable.unwrap_or(false), a.disable.unwrap_or(false));
+    if enable && disable {
+        return Err(CliError::new(
+            "Only one of -enable or -disable may be provided",
+        ));
+    }
+    if !enable && !a.reason.is_empty() {
+        return Err(CliError::new("Reason may only be provided with -enable"));
+    }
+    if !enable && !disable && a.service.is_some() {
+        return Err(CliError::new("Service requires either -enable or -disable"));
+    }
+    let c = Client::new(&a.http)?;
+    if !enable && !disable {
+        // List what is in maintenance.
+        let r = c
+            .get("/v1/agent/checks", &[])
+            .await
+            .map_err(|e| CliError::new(format!("Error querying checks: {}", e.message)))?;
+        let checks: std::collections::BTreeMap<String, Value> = r.json()?;
+        let me = c
+            .get("/v1/agent/self", &[])
+            .await
+            .map_err(|e| CliError::new(format!("Error querying agent: {}", e.message)))?
+            .json::<Value>()?;
+        let node = me["Config"]["NodeName"].as_str().unwrap_or("").to_string();
+        for (id, chk) in checks {
+            let notes = chk["Notes"].as_str().unwrap_or("");
+            if id == "_node_maintenance" {
+                println!("Node:");
+                println!("  Name:   {node}");
+                println!("  Reason: {notes}");
+                println!();
+            } else if let Some(svc) = id.strip_prefix("_service_maintenance:") {
+                println!("Service:");
+                println!("  ID:     {svc}");
+                println!("  Reason: {notes}");
+                println!();
+            }
+        }
+        return Ok(());
+    }
+    let mut q = vec![("enable", enable.to_string())];
+    if enable {
+        q.push(("reason", a.reason.clone()));
+    }
+    match &a.service {
+        None => {
+            c.put("/v1/agent/maintenance", &q, None)
+                .await
+                .map_err(|e| {
+                    CliError::new(format!("Error toggling maintenance mode: {}", e.message))
+                })?;
+            println!(
+                "Node maintenance is now {}",
+                if enable { "enabled" } else { "disabled" }
+            );
+        }
+        Some(id) => {
+            c.put(
+                &format!("/v1/agent/service/maintenance/{}", escape_path(id)),
+                &q,
+                None,
+            )
+            .await
+            .map_err(|e| {
+                CliError::new(format!("Error toggling maintenance mode: {}", e.message))
+            })?;
+            println!(
+                "Service maintenance is now {} for \"{id}\"",
+                if enable { "enabled" } else { "disabled" }
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct EventArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// The event name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Regular expression on node names.
+    #[arg(long, default_value = "")]
+    pub node: String,
+    /// Regular expression on service names.
+    #[arg(long, default_value = "")]
+    pub service: String,
+    /// Regular expression on service tags (needs -service).
+    #[arg(long, default_value = "")]
+    pub tag: String,
+    /// The payload.
+    #[arg(allow_hyphen_values = true)]
+    pub payload: Option<String>,
+}
+
+/// `meshgate event`.
+pub async fn event(a: EventArgs) -> CliResult {
+    let Some(name) = a.name.filter(|n| !n.is_empty()) else {
+        return Err(CliError::new("Event name must be specified"));
+    };
+    if !a.tag.is_empty() && a.service.is_empty() {
+        return Err(CliError::new(
+            "Cannot provide tag filter without service filter.",
+        ));
+    }
+    let c = Client::new(&a.http)?;
+    let mut q = Vec::new();
+    for (k, v) in [("node", &a.node), ("service", &a.service), ("tag", &a.tag)] {
+        if !v.is_empty() {
+            q.push((k, v.clone()));
+        }
+    }
+    let body = a.payload.map(String::into_bytes);
+    let r = c
+        .put(&format!("/v1/event/fire/{}", escape_path(&name)), &q, body)
+        .await
+        .map_err(|e| CliError::new(format!("Error firing event: {}", e.message)))?;
+    let v: Value = r.json()?;
+    println!("Event ID: {}", v["ID"].as_str().unwrap_or(""));
+    Ok(())
+}

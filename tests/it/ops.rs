@@ -1,0 +1,294 @@
+//! Events, coordinates, maintenance, reload, leave, monitor, metrics, host,
+//! version, and the CLI commands for them.
+
+use std::time::Duration;
+
+use meshgate_test_support::{cli, eventually};
+use serde_json::{Value, json};
+
+use crate::{BIN, dev, dev_builder};
+
+#[tokio::test]
+async fn events_fire_list_and_filters() {
+    let a = dev().await;
+    a.put(
+        "/v1/agent/service/register",
+        r#"{"Name":"web","Tags":["blue"]}"#,
+    )
+    .await;
+    let (st, body) = a
+        .put("/v1/event/fire/deploy?service=web&tag=blue", "v1.2")
+        .await;
+    assert_eq!(st, 200);
+    let e: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["Name"], "deploy");
+    assert_eq!(e["Payload"], "djEuMg==");
+    assert_eq!(e["ServiceFilter"], "web");
+    a.put("/v1/event/fire/other?node=^nobody$", "").await;
+    let (_, list) = a.get_json("/v1/event/list").await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["deploy"],
+        "an event for another node is not listed here"
+    );
+    let (_, list) = a.get_json("/v1/event/list?name=nope").await;
+    assert_eq!(list, json!([]));
+    let (st, body) = a.put("/v1/event/fire/x?tag=blue", "").await;
+    assert_eq!(
+        (st, body.as_str()),
+        (400, "Cannot provide tag filter without service filter.")
+    );
+    let (st, _) = a.put("/v1/event/fire/big", vec![b'x'; 600]).await;
+    assert_eq!(st, 500);
+    let (code, out, _) = cli(BIN, &a, &["event", "-name", "restart", "now"], None);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("Event ID: "), "{out}");
+}
+
+#[tokio::test]
+async fn coordinates() {
+    let a = dev().await;
+    let (_, nodes) = a.get_json("/v1/coordinate/nodes").await;
+    assert_eq!(
+        nodes[0]["Node"], "test-node",
+        "the agent reports its own coordinate"
+    );
+    assert_eq!(nodes[0]["Coord"]["Vec"].as_array().unwrap().len(), 8);
+    a.put(
+        "/v1/catalog/register",
+        r#"{"Node":"n2","Address":"10.0.0.2"}"#,
+    )
+    .await;
+    let body = json!({"Node": "n2", "Coord": {"Vec": [0.1,0,0,0,0,0,0,0], "Error": 0.5, "Adjustment": 0, "Height": 0.0001}});
+    let (st, _) = a.put("/v1/coordinate/update", body.to_string()).await;
+    assert_eq!(st, 200);
+    let (_, c) = a.get_json("/v1/coordinate/node/n2").await;
+    assert_eq!(c[0]["Coord"]["Error"], 0.5);
+    let (st, _) = a.get_json("/v1/coordinate/node/ghost").await;
+    assert_eq!(st, 404);
+    let (_, dcs) = a.get_json("/v1/coordinate/datacenters").await;
+    assert_eq!(dcs[0]["Datacenter"], "dc1");
+    assert_eq!(dcs[0]["Coordinates"][0]["Node"], "test-node.dc1");
+    let (st, _) = a
+        .put(
+            "/v1/coordinate/update",
+            r#"{"Node":"n2","Coord":{"Vec":[1]}}"#,
+        )
+        .await;
+    assert_eq!(st, 400);
+}
+
+#[tokio::test]
+async fn maintenance_takes_the_node_and_services_out() {
+    let a = dev().await;
+    a.put(
+        "/v1/agent/service/register",
+        r#"{"Name":"web","Check":{"TTL":"1h","Status":"passing"}}"#,
+    )
+    .await;
+    let passing = || async {
+        let (_, v) = a.get_json("/v1/health/service/web?passing").await;
+        v.as_array().unwrap().len()
+    };
+    assert_eq!(passing().await, 1);
+    assert_eq!(
+        a.put(
+            "/v1/agent/service/maintenance/web?enable=true&reason=upgrade",
+            ""
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(passing().await, 0);
+    let (_, checks) = a.get_json("/v1/agent/checks").await;
+    assert_eq!(checks["_service_maintenance:web"]["Notes"], "upgrade");
+    assert_eq!(checks["_service_maintenance:web"]["Status"], "critical");
+    let (code, out, _) = cli(BIN, &a, &["maint"], None);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Service:\n  ID:     web\n  Reason: upgrade"),
+        "{out}"
+    );
+    assert_eq!(
+        a.put("/v1/agent/service/maintenance/web?enable=false", "")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(passing().await, 1);
+    let (code, out, _) = cli(BIN, &a, &["maint", "-enable", "-reason", "kernel"], None);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Node maintenance is now enabled\n")
+    );
+    assert_eq!(passing().await, 0);
+    let (_, c) = a.get_json("/v1/health/node/test-node").await;
+    assert!(
+        c.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["CheckID"] == "_node_maintenance" && c["Notes"] == "kernel")
+    );
+    cli(BIN, &a, &["maint", "-disable"], None);
+    assert_eq!(passing().await, 1);
+    let (st, body) = a.put("/v1/agent/maintenance", "").await;
+    assert_eq!((st, body.as_str()), (400, "Missing value for enable"));
+    let (st, _) = a
+        .put("/v1/agent/service/maintenance/ghost?enable=true", "")
+        .await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn reload_adds_and_removes_config_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("svc.hcl");
+    std::fs::write(&file, "service { name = \"one\" port = 1 }\n").unwrap();
+    let a = dev_builder()
+        .args(["-config-file", file.to_str().unwrap()])
+        .start()
+        .await;
+    let (_, v) = a.get_json("/v1/agent/services").await;
+    assert!(v.get("one").is_some());
+    std::fs::write(&file, "service { name = \"two\" port = 2 }\n").unwrap();
+    let (code, out, _) = cli(BIN, &a, &["reload"], None);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Configuration reload triggered\n")
+    );
+    let (_, v) = a.get_json("/v1/agent/services").await;
+    assert!(v.get("one").is_none());
+    assert_eq!(v["two"]["Port"], 2);
+    // A broken file is refused and changes nothing.
+    std::fs::write(&file, "service { name = \"three\" bogus = 1 }\n").unwrap();
+    let (st, body) = a.put("/v1/agent/reload", "").await;
+    assert_eq!(st, 500);
+    assert!(body.contains("bogus"), "{body}");
+    let (_, v) = a.get_json("/v1/agent/services").await;
+    assert!(v.get("two").is_some());
+}
+
+#[tokio::test]
+async fn metrics_host_version_info() {
+    let a = dev().await;
+    a.get_json("/v1/kv/x").await;
+    let (_, m) = a.get_json("/v1/agent/metrics").await;
+    assert!(
+        m["Samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["Name"] == "consul.http.GET.v1.kv._")
+    );
+    assert!(
+        m["Gauges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["Name"] == "consul.state.nodes" && g["Value"] == 1.0)
+    );
+    let r = a
+        .http
+        .get(a.url("/v1/agent/metrics?format=prometheus"))
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE consul_state_nodes gauge\nconsul_state_nodes 1"),
+        "{text}"
+    );
+    let (_, h) = a.get_json("/v1/agent/host").await;
+    assert!(h["Memory"]["total"].as_u64().unwrap() > 0);
+    assert!(!h["Host"]["hostname"].as_str().unwrap().is_empty());
+    let (_, v) = a.get_json("/v1/agent/version").await;
+    assert!(v["HumanVersion"].as_str().unwrap().starts_with("1."));
+    let (code, out, _) = cli(BIN, &a, &["info"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("agent:\n\tcheck_monitors = 0\n"), "{out}");
+}
+
+#[tokio::test]
+async fn monitor_streams_log_lines() {
+    let a = dev().await;
+    let mut r = a
+        .http
+        .get(a.url("/v1/agent/monitor?loglevel=info"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.put("/v1/agent/service/register", r#"{"Name":"logged-service"}"#)
+        .await;
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(chunk)) = r.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("logged-service") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "{seen}");
+    assert!(seen.contains("[INFO]"), "{seen}");
+    let (st, _) = a.get_json("/v1/agent/monitor?loglevel=chatty").await;
+    assert_eq!(st, 400);
+}
+
+#[tokio::test]
+async fn watch_runs_the_handler_on_change() {
+    let a = dev().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seen");
+    let handler = format!("cat >> {}; echo >> {}", out.display(), out.display());
+    let mut child = std::process::Command::new(BIN)
+        .args(["watch", "-type", "key", "-key", "config/flag", &handler])
+        .env("CONSUL_HTTP_ADDR", &a.base)
+        .spawn()
+        .unwrap();
+    a.put("/v1/kv/config/flag", "on").await;
+    eventually(
+        "the handler to see the write",
+        Duration::from_secs(10),
+        || async {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            text.contains("\"Value\": \"b24=\"").then_some(())
+        },
+    )
+    .await;
+    a.put("/v1/kv/config/flag", "off").await;
+    eventually(
+        "the handler to see the change",
+        Duration::from_secs(10),
+        || async {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            text.contains("\"Value\": \"b2Zm\"").then_some(())
+        },
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn leave_stops_the_agent() {
+    let mut a = dev().await;
+    let (code, out, _) = cli(BIN, &a, &["leave"], None);
+    assert_eq!((code, out.as_str()), (0, "Graceful leave complete\n"));
+    let status = a
+        .wait_exit(Duration::from_secs(10))
+        .expect("the agent exits after leave");
+    assert!(status.success(), "{status:?}");
+    let r = a.http.get(a.url("/v1/status/leader")).send().await;
+    assert!(r.is_err(), "the agent still answers after leave");
+}
