@@ -9,6 +9,7 @@ mod config;
 mod health;
 mod kv;
 mod ops;
+mod query;
 mod session;
 mod snapshot;
 mod txn;

@@ -11,6 +11,7 @@ mod coordinate;
 mod event;
 mod health;
 pub mod kv;
+mod query;
 mod session;
 mod snapshot;
 mod status;
@@ -156,6 +157,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(snapshot::routes());
     r.extend(event::routes());
     r.extend(coordinate::routes());
+    r.extend(query::routes());
     r
 }
 
@@ -415,6 +417,12 @@ pub fn json_read<T: Serialize + ?Sized>(
 ) -> Response {
     let mut r = json(ctx, v);
     set_read_headers(&mut r, opts, index);
+    if ctx.query.has("cached") {
+        // meshgate serves every read from the state store itself: an agent-cache
+        // request is always a miss, answered fresh.
+        r.headers_mut()
+            .insert("x-cache", HeaderValue::from_static("MISS"));
+    }
     r
 }
 
@@ -577,10 +585,14 @@ pub fn router(agent: Arc<Agent>) -> Router {
     for r in all {
         // `/v1/x/{param}` also answers `/v1/x/` (empty parameter, the handler's
         // own "Missing ..." error), and `/v1/x` redirects there, like Go's mux.
-        if let Some(pos) = r.path.rfind("/{") {
+        let last_is_param = r.path.ends_with('}');
+        if let (Some(pos), true) = (r.path.rfind("/{"), last_is_param) {
             let with_slash: &'static str = &r.path[..=pos];
             let bare = &r.path[..pos];
-            if !exact.contains(with_slash) {
+            let dup = by_path
+                .get(with_slash)
+                .is_some_and(|v| v.iter().any(|x| x.method == r.method));
+            if !exact.contains(with_slash) && !dup {
                 by_path.entry(with_slash).or_default().push(Route {
                     method: r.method.clone(),
                     path: with_slash,

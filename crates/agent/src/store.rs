@@ -39,6 +39,7 @@ fn table_slot(t: Table) -> usize {
         Table::Acl => 5,
         Table::Events => 6,
         Table::Coordinates => 7,
+        Table::Queries => 8,
     }
 }
 

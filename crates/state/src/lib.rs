@@ -15,6 +15,7 @@ mod acl;
 mod catalog;
 mod kv;
 mod misc;
+mod query;
 mod session;
 mod snapshot;
 mod txn;
@@ -103,6 +104,10 @@ pub enum Command {
     FireEvent(Box<UserEvent>),
     /// Updates network coordinates.
     CoordinateUpdate(Vec<CoordinateEntry>),
+    /// Creates or replaces a prepared query (ID chosen by the proposer).
+    QuerySet(Box<meshgate_types::query::PreparedQuery>),
+    /// Deletes a prepared query.
+    QueryDelete { id: String },
 }
 
 /// A command with the time (milliseconds since the Unix epoch) its proposer
@@ -146,11 +151,12 @@ pub enum Table {
     Acl,
     Events,
     Coordinates,
+    Queries,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Nodes,
         Table::Services,
         Table::Checks,
@@ -159,6 +165,7 @@ impl Table {
         Table::Acl,
         Table::Events,
         Table::Coordinates,
+        Table::Queries,
     ];
 }
 
@@ -175,6 +182,8 @@ pub struct TableIndexes {
     pub events: u64,
     #[serde(default)]
     pub coordinates: u64,
+    #[serde(default)]
+    pub queries: u64,
 }
 
 impl TableIndexes {
@@ -189,6 +198,7 @@ impl TableIndexes {
             Table::Acl => self.acl,
             Table::Events => self.events,
             Table::Coordinates => self.coordinates,
+            Table::Queries => self.queries,
         }
     }
 
@@ -202,6 +212,7 @@ impl TableIndexes {
             Table::Acl => self.acl = idx,
             Table::Events => self.events = idx,
             Table::Coordinates => self.coordinates = idx,
+            Table::Queries => self.queries = idx,
         }
     }
 }
@@ -232,6 +243,7 @@ pub struct State {
     acl: acl::AclTables,
     events: std::collections::VecDeque<misc::UserEvent>,
     coordinates: BTreeMap<NodeKey, misc::CoordinateEntry>,
+    queries: BTreeMap<String, meshgate_types::query::PreparedQuery>,
 }
 
 /// Node names and service names are case-insensitive.
@@ -331,6 +343,11 @@ impl State {
             }
             Command::CoordinateUpdate(u) => {
                 self.update_coordinates(index, u);
+                Ok(Applied::Done)
+            }
+            Command::QuerySet(q) => self.query_set(index, q).map(|_| Applied::Done),
+            Command::QueryDelete { id } => {
+                self.query_delete(index, id);
                 Ok(Applied::Done)
             }
         }

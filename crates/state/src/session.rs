@@ -55,6 +55,7 @@ impl State {
             return;
         };
         self.touch(Table::Sessions, idx);
+        self.delete_session_queries(idx, id);
         let held: Vec<String> = self
             .kv
             .iter()

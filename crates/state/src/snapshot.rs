@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub events: Vec<crate::UserEvent>,
     #[serde(default)]
     pub coordinates: Vec<crate::CoordinateEntry>,
+    #[serde(default)]
+    pub queries: Vec<meshgate_types::query::PreparedQuery>,
 }
 
 impl State {
@@ -92,6 +94,7 @@ impl State {
             acl_bootstrap_index: self.acl.bootstrap_index,
             events: self.events.iter().cloned().collect(),
             coordinates: self.coordinates.values().cloned().collect(),
+            queries: self.queries.values().cloned().collect(),
         }
     }
 
@@ -168,6 +171,9 @@ impl State {
             st.acl.insert_token_unchecked(t.clone());
         }
         st.events = s.events.iter().cloned().collect();
+        for q in &s.queries {
+            st.queries.insert(q.id.clone(), q.clone());
+        }
         for c in &s.coordinates {
             st.coordinates
                 .insert((fold(&c.node), c.segment.clone()), c.clone());

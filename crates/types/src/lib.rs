@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod duration;
 pub mod kv;
 pub mod lenient;
+pub mod query;
 pub mod time;
 pub mod txn;
 
