@@ -99,6 +99,7 @@ pub struct AclConfig {
     pub default_policy: String,
     pub down_policy: String,
     pub enable_token_persistence: bool,
+    pub enable_key_list_policy: bool,
     pub tokens: BTreeMap<String, Value>,
 }
 
@@ -109,6 +110,7 @@ impl Default for AclConfig {
             default_policy: "allow".into(),
             down_policy: "extend-cache".into(),
             enable_token_persistence: false,
+            enable_key_list_policy: false,
             tokens: BTreeMap::new(),
         }
     }

@@ -4,6 +4,7 @@
 //! Every endpoint is one entry of [`routes`]; the router is built from that table
 //! only, so there is exactly one list of what the API serves.
 
+mod acl;
 mod agent;
 mod agent_ops;
 mod catalog;
@@ -28,6 +29,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use futures::future::BoxFuture;
+use meshgate_acl::{Access, Resource};
 use meshgate_state::{State, Table};
 use serde::Serialize;
 
@@ -69,6 +71,13 @@ impl ApiError {
             message: msg.into(),
         }
     }
+    /// 403.
+    pub fn forbidden(msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: msg.into(),
+        }
+    }
     /// 413.
     pub fn too_large(msg: impl Into<String>) -> ApiError {
         ApiError {
@@ -91,7 +100,15 @@ impl From<crate::store::WriteError> for ApiError {
             crate::store::WriteError::Apply(meshgate_state::ApplyError::NotFound(m)) => {
                 ApiError::not_found(m)
             }
-            other => ApiError::internal(other.to_string()),
+            other => {
+                let m = other.to_string();
+                // Consul's HTTP layer maps by message: permission errors are 403.
+                if m.contains("Permission denied") || m.contains("ACL not found") {
+                    ApiError::forbidden(m)
+                } else {
+                    ApiError::internal(m)
+                }
+            }
         }
     }
 }
@@ -113,11 +130,29 @@ pub type ApiResult = Result<Response, ApiError>;
 /// A handler: takes the request context, answers.
 pub type Handler = fn(Ctx) -> BoxFuture<'static, ApiResult>;
 
+/// The ACL permission an endpoint needs. Every route declares one: there is no
+/// way to add an endpoint without saying what it requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclRule {
+    /// Anyone may call it (status, datacenters, CA roots, bootstrap...).
+    None,
+    /// A permission without a name: `acl`, `operator`, `keyring`, `mesh`, `peering`.
+    Global(Resource, Access),
+    /// A permission on the value of path parameter `n` (a key, a service...).
+    Param(Resource, Access, usize),
+    /// `agent:<access>` on this agent's node.
+    AgentNode(Access),
+    /// The handler checks: the permission depends on the body or on stored data
+    /// (registrations, filtered lists, transactions).
+    Handler,
+}
+
 /// One endpoint.
 pub struct Route {
     pub method: Method,
     /// axum path syntax: `/v1/kv/{*key}`, `/v1/agent/service/{id}`.
     pub path: &'static str,
+    pub acl: AclRule,
     pub handler: Handler,
 }
 
@@ -135,17 +170,21 @@ macro_rules! handler {
 pub(crate) use handler;
 
 /// Builds a route.
-pub(crate) fn route(method: Method, path: &'static str, handler: Handler) -> Route {
+pub(crate) fn route(method: Method, path: &'static str, acl: AclRule, handler: Handler) -> Route {
     Route {
         method,
         path,
+        acl,
         handler,
     }
 }
 
 /// Every endpoint of the API.
+pub use acl::{builtins as acl_builtins, initial_management_token as acl_initial_management_token};
+
 pub fn routes() -> Vec<Route> {
     let mut r = Vec::new();
+    r.extend(acl::routes());
     r.extend(catalog::routes());
     r.extend(health::routes());
     r.extend(kv::routes());
@@ -224,6 +263,8 @@ pub struct QueryOptions {
 /// Everything a handler gets.
 pub struct Ctx {
     pub agent: Arc<Agent>,
+    /// The caller, resolved before the handler for every rule but `None`.
+    pub identity: Option<crate::acl::Identity>,
     pub method: Method,
     pub params: Vec<String>,
     pub query: Query,
@@ -233,6 +274,50 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The token secret the request carries: `?token`, `X-Consul-Token`,
+    /// `Authorization: Bearer`, in that order (empty: none).
+    pub fn token_secret(&self) -> String {
+        if let Some(t) = self.query.get("token") {
+            return t.to_string();
+        }
+        if let Some(t) = self
+            .headers
+            .get("x-consul-token")
+            .and_then(|v| v.to_str().ok())
+        {
+            return t.trim().to_string();
+        }
+        if let Some(v) = self
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+        {
+            let mut it = v.split_whitespace();
+            if it.next().is_some_and(|s| s.eq_ignore_ascii_case("bearer")) {
+                return it.next().unwrap_or("").to_string();
+            }
+        }
+        String::new()
+    }
+
+    /// The caller's identity (resolved now if the route did not need it).
+    pub fn identity(&self) -> Result<crate::acl::Identity, ApiError> {
+        match &self.identity {
+            Some(i) => Ok(i.clone()),
+            None => self.agent.resolve_token(&self.token_secret()),
+        }
+    }
+
+    /// Requires a permission of the caller.
+    pub fn require(
+        &self,
+        resource: Resource,
+        access: Access,
+        segment: &str,
+    ) -> Result<(), ApiError> {
+        self.identity()?.require(resource, access, segment)
+    }
+
     /// Path parameter `i` (0-based).
     pub fn param(&self, i: usize) -> &str {
         self.params.get(i).map(String::as_str).unwrap_or("")
@@ -519,6 +604,7 @@ fn method_filter(m: &Method) -> MethodFilter {
 async fn dispatch(
     agent: Arc<Agent>,
     handler: Handler,
+    rule: AclRule,
     metric: &'static str,
     params: Vec<String>,
     req: Request,
@@ -537,6 +623,7 @@ async fn dispatch(
     };
     let metrics_agent = agent.clone();
     let ctx = Ctx {
+        identity: None,
         agent,
         method: parts.method,
         params,
@@ -545,8 +632,11 @@ async fn dispatch(
         headers: parts.headers,
         body,
     };
-    let mut r = match handler(ctx).await {
-        Ok(r) => r,
+    let mut r = match authorize(ctx, rule) {
+        Ok(ctx) => match handler(ctx).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        },
         Err(e) => e.into_response(),
     };
     let h = r.headers_mut();
@@ -559,6 +649,79 @@ async fn dispatch(
         .metrics
         .sample(metric, started.elapsed().as_secs_f64() * 1000.0);
     r
+}
+
+/// ACL filtering of list answers: remembers whether anything was removed, so
+/// that `X-Consul-Results-Filtered-By-ACLs: true` can be set (only for a token
+/// other than the anonymous one, as Consul does).
+pub struct AclFilter {
+    pub id: crate::acl::Identity,
+    pub removed: bool,
+    token_given: bool,
+}
+
+impl AclFilter {
+    /// For the caller of `ctx`.
+    pub fn new(ctx: &Ctx) -> Result<AclFilter, ApiError> {
+        Ok(AclFilter {
+            id: ctx.identity()?,
+            removed: false,
+            token_given: !ctx.token_secret().is_empty(),
+        })
+    }
+
+    /// Keeps an element when `allowed`; remembers a removal.
+    pub fn keep(&mut self, allowed: bool) -> bool {
+        if !allowed {
+            self.removed = true;
+        }
+        allowed
+    }
+
+    /// Whether the caller may read a node and, when given, a service.
+    pub fn node_service(&mut self, node: &str, service: Option<&str>) -> bool {
+        let ok = self.id.allows(Resource::Node, Access::Read, node)
+            && service.is_none_or(|s| self.id.allows(Resource::Service, Access::Read, s));
+        self.keep(ok)
+    }
+
+    /// Sets the header on an answer when something was removed.
+    pub fn mark(&self, r: &mut Response) {
+        let anonymous = self.id.is_anonymous() && !self.token_given;
+        if self.removed && self.id.token.is_some() && !anonymous && !self.id.is_anonymous() {
+            r.headers_mut().insert(
+                "x-consul-results-filtered-by-acls",
+                HeaderValue::from_static("true"),
+            );
+        }
+    }
+}
+
+/// The bare `Permission denied` some endpoints answer with.
+pub fn bare_denied() -> ApiError {
+    ApiError::forbidden(meshgate_acl::ERR_PERMISSION_DENIED)
+}
+
+/// Resolves the caller and enforces the route's declared rule.
+fn authorize(mut ctx: Ctx, rule: AclRule) -> Result<Ctx, ApiError> {
+    if rule == AclRule::None {
+        return Ok(ctx);
+    }
+    let id = ctx.agent.resolve_token(&ctx.token_secret())?;
+    match rule {
+        AclRule::None | AclRule::Handler => {}
+        AclRule::Global(r, a) => id.require(r, a, "")?,
+        AclRule::Param(r, a, i) => {
+            let seg = ctx.param(i).to_string();
+            id.require(r, a, &seg)?
+        }
+        AclRule::AgentNode(a) => {
+            let node = ctx.agent.node_name.clone();
+            id.require(Resource::Agent, a, &node)?
+        }
+    }
+    ctx.identity = Some(id);
+    Ok(ctx)
 }
 
 /// Consul's metric name for an endpoint: `consul.http.GET.v1.kv._`.
@@ -596,6 +759,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
                 by_path.entry(with_slash).or_default().push(Route {
                     method: r.method.clone(),
                     path: with_slash,
+                    acl: r.acl,
                     handler: r.handler,
                 });
             }
@@ -612,13 +776,14 @@ pub fn router(agent: Arc<Agent>) -> Router {
         for r in routes {
             allow.push(r.method.to_string());
             let handler = r.handler;
+            let rule = r.acl;
             // Computed once per route when the router is built.
             let metric = metric_name(&r.method, r.path);
             mr = mr.merge(on(
                 method_filter(&r.method),
                 move |AxState(agent): AxState<Arc<Agent>>, params: RawPathParams, req: Request| {
                     let params: Vec<String> = params.iter().map(|(_, v)| v.to_string()).collect();
-                    dispatch(agent, handler, metric, params, req)
+                    dispatch(agent, handler, rule, metric, params, req)
                 },
             ));
         }

@@ -3,12 +3,14 @@
 //! and expires sessions.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod checks;
 pub mod config;
 pub mod config_keys;
 pub mod filter;
 pub mod host;
 pub mod http;
+pub mod jwt;
 pub mod local;
 pub mod metrics;
 pub mod monitor;
@@ -64,6 +66,7 @@ pub struct Agent {
     pub local: local::LocalState,
     pub sessions: sessions::SessionTimers,
     pub metrics: metrics::Metrics,
+    pub acl: acl::AclResolver,
     pub started: Instant,
     /// Addresses the HTTP API actually listens on.
     pub http_addrs: Mutex<Vec<SocketAddr>>,
@@ -92,6 +95,7 @@ impl Agent {
         } else {
             config.node_id.clone()
         };
+        let acl = acl::AclResolver::new(&config.acl);
         Arc::new(Agent {
             config,
             sources,
@@ -101,6 +105,7 @@ impl Agent {
             local: local::LocalState::default(),
             sessions: sessions::SessionTimers::default(),
             metrics: metrics::Metrics::default(),
+            acl,
             started: Instant::now(),
             http_addrs: Mutex::new(Vec::new()),
             shutdown: watch::channel(false).0,
@@ -137,6 +142,53 @@ impl Agent {
     /// A receiver that turns true when the agent stops.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// Installs the built-in policies and the anonymous token, creates the
+    /// `initial_management` token, and loads persisted agent tokens.
+    pub(crate) async fn init_acls(self: &Arc<Self>) -> Result<(), AgentError> {
+        let (policies, tokens) = http::acl_builtins();
+        self.store
+            .write(Command::AclInit { policies, tokens })
+            .await
+            .map_err(|e| AgentError::Other(format!("initializing ACLs: {e}")))?;
+        let initial = acl::token_value(&self.config.acl, "initial_management");
+        let initial = if initial.is_empty() {
+            acl::token_value(&self.config.acl, "master")
+        } else {
+            initial
+        };
+        if !initial.is_empty() && self.store.read().acl_token_by_secret(&initial).is_none() {
+            let token = Box::new(http::acl_initial_management_token(&initial));
+            let bootstrapped = self.store.read().acl_bootstrap_index().is_some();
+            let cmd = if bootstrapped {
+                Command::AclTokenSet(token)
+            } else {
+                Command::AclBootstrap {
+                    token,
+                    reset_index: None,
+                }
+            };
+            self.store.write(cmd).await.map_err(|e| {
+                AgentError::Other(format!("creating the initial management token: {e}"))
+            })?;
+            info!("created the ACL initial management token");
+        }
+        if self.config.acl.enable_token_persistence {
+            self.acl
+                .load_persisted(&self.config.data_dir)
+                .map_err(|e| AgentError::Other(format!("loading persisted ACL tokens: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the agent tokens set through `/v1/agent/token` to
+    /// `<data_dir>/acl-tokens.json` (mode 0600) when token persistence is on.
+    pub fn persist_tokens(&self, _kind: &str) -> std::io::Result<()> {
+        if !self.config.acl.enable_token_persistence || self.config.data_dir.is_empty() {
+            return Ok(());
+        }
+        self.acl.persist(&self.config.data_dir)
     }
 
     /// Registers this node, its liveness check and (on servers) the `consul`
@@ -240,6 +292,9 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     let _ = rustls::crypto::ring::default_provider().install_default();
     let agent = Agent::new(config, sources);
     agent.register_self().await?;
+    if agent.acl.enabled {
+        agent.init_acls().await?;
+    }
 
     let mut tasks = Vec::new();
     let mut bound = Vec::new();

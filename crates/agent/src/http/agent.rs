@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, Method};
+use meshgate_acl::{Access, Resource};
 use meshgate_types::agent::{AgentService, CheckDefinition, Member, ServiceDefinition};
 use meshgate_types::catalog::{HealthCheck, status};
 use serde::Deserialize;
@@ -12,8 +13,8 @@ use serde_json::json;
 
 use super::catalog::decode_body;
 use super::{
-    ApiError, ApiResult, Ctx, Route, apply_filter, apply_filter_map, empty, flag_value, handler,
-    hdr, json, route,
+    AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, apply_filter, apply_filter_map, empty,
+    flag_value, handler, hdr, json, route,
 };
 use crate::filter::schema;
 use crate::local::{Source, agent_service, content_hash};
@@ -24,48 +25,81 @@ pub(super) fn routes() -> Vec<Route> {
         route(
             Method::PUT,
             "/v1/agent/service/register",
+            AclRule::Handler,
             handler!(service_register),
         ),
         route(
             Method::PUT,
             "/v1/agent/service/deregister/{id}",
+            AclRule::Handler,
             handler!(service_deregister),
         ),
-        route(Method::GET, "/v1/agent/services", handler!(services)),
-        route(Method::GET, "/v1/agent/service/{id}", handler!(service)),
-        route(Method::GET, "/v1/agent/checks", handler!(checks)),
+        route(
+            Method::GET,
+            "/v1/agent/services",
+            AclRule::Handler,
+            handler!(services),
+        ),
+        route(
+            Method::GET,
+            "/v1/agent/service/{id}",
+            AclRule::Handler,
+            handler!(service),
+        ),
+        route(
+            Method::GET,
+            "/v1/agent/checks",
+            AclRule::Handler,
+            handler!(checks),
+        ),
         route(
             Method::PUT,
             "/v1/agent/check/register",
+            AclRule::Handler,
             handler!(check_register),
         ),
         route(
             Method::PUT,
             "/v1/agent/check/deregister/{id}",
+            AclRule::Handler,
             handler!(check_deregister),
         ),
         route(
             Method::PUT,
             "/v1/agent/check/pass/{id}",
+            AclRule::Handler,
             handler!(check_pass),
         ),
         route(
             Method::PUT,
             "/v1/agent/check/warn/{id}",
+            AclRule::Handler,
             handler!(check_warn),
         ),
         route(
             Method::PUT,
             "/v1/agent/check/fail/{id}",
+            AclRule::Handler,
             handler!(check_fail),
         ),
         route(
             Method::PUT,
             "/v1/agent/check/update/{id}",
+            AclRule::Handler,
             handler!(check_update),
         ),
-        route(Method::GET, "/v1/agent/self", handler!(self_)),
-        route(Method::GET, "/v1/agent/members", handler!(members)),
+        route(
+            Method::GET,
+            "/v1/agent/self",
+            AclRule::AgentNode(Access::Read),
+            handler!(self_),
+        ),
+        route(
+            Method::GET,
+            "/v1/agent/members",
+            AclRule::Handler,
+            handler!(members),
+        ),
     ]
 }
 
@@ -111,14 +145,79 @@ async fn service_register(ctx: Ctx) -> ApiResult {
         "Invalid value for ?replace-existing-checks",
     )?;
     let token = request_token(&ctx);
+    authorize_service_def(&ctx, &def)?;
     ctx.agent
         .add_service(def, &token, replace, Source::Api)
         .await?;
     Ok(empty())
 }
 
+/// `service:write` on the service, on the name a registration with the same ID
+/// has now, and on a proxy's destination; the same for a sidecar.
+fn authorize_service_def(ctx: &Ctx, def: &ServiceDefinition) -> Result<(), ApiError> {
+    let id = ctx.identity()?;
+    if def.name.is_empty() {
+        // Validation answers first (400 Missing service name).
+        return Ok(());
+    }
+    id.require(Resource::Service, Access::Write, &def.name)?;
+    if let Some(existing) = ctx.agent.local.service(def.instance_id()) {
+        id.require(Resource::Service, Access::Write, &existing.svc.service)?;
+    }
+    if def.kind == "connect-proxy" {
+        if let Some(p) = &def.proxy {
+            if !p.destination_service_name.is_empty() {
+                id.require(
+                    Resource::Service,
+                    Access::Write,
+                    &p.destination_service_name,
+                )?;
+            }
+        }
+    }
+    if let Some(sc) = def
+        .connect
+        .as_ref()
+        .and_then(|c| c.sidecar_service.as_ref())
+    {
+        let name = if sc.name.is_empty() {
+            format!("{}-sidecar-proxy", def.name)
+        } else {
+            sc.name.clone()
+        };
+        id.require(Resource::Service, Access::Write, &name)?;
+    }
+    Ok(())
+}
+
+/// 404 for an unknown service ID, then `service:write` on its name.
+fn authorize_existing_service(ctx: &Ctx, id: &str) -> Result<(), ApiError> {
+    let Some(s) = ctx.agent.local.service(id) else {
+        return Err(ApiError::not_found(format!(
+            "Unknown service ID \"{id}\". Ensure that the service ID is passed, not the service name."
+        )));
+    };
+    ctx.require(Resource::Service, Access::Write, &s.svc.service)
+}
+
+/// 404 for an unknown check ID, then `service:write` on its service or
+/// `node:write` on this node for a node check.
+fn authorize_existing_check(ctx: &Ctx, check_id: &str) -> Result<(), ApiError> {
+    let Some((hc, _)) = ctx.agent.local.check(check_id) else {
+        return Err(ApiError::not_found(format!(
+            "Unknown check ID \"{check_id}\". Ensure that the check ID is passed, not the check name."
+        )));
+    };
+    if hc.service_id.is_empty() {
+        ctx.require(Resource::Node, Access::Write, &ctx.agent.node_name)
+    } else {
+        ctx.require(Resource::Service, Access::Write, &hc.service_name)
+    }
+}
+
 async fn service_deregister(ctx: Ctx) -> ApiResult {
     let id = ctx.param(0).to_string();
+    authorize_existing_service(&ctx, &id)?;
     ctx.agent.remove_service(&id).await?;
     Ok(empty())
 }
@@ -134,13 +233,19 @@ fn agent_services(agent: &Agent) -> BTreeMap<String, AgentService> {
 
 async fn services(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
-    let map = agent_services(&ctx.agent);
+    let mut acl = AclFilter::new(&ctx)?;
+    let mut map = agent_services(&ctx.agent);
+    map.retain(|_, s| acl.keep(acl.id.allows(Resource::Service, Access::Read, &s.service)));
     let map = apply_filter_map(&opts, schema::agent_services(), map)?;
-    Ok(json(&ctx, &map))
+    let mut r = json(&ctx, &map);
+    acl.mark(&mut r);
+    Ok(r)
 }
 
 async fn service(ctx: Ctx) -> ApiResult {
     let id = ctx.param(0).to_string();
+    // The token must be valid even when the service does not exist.
+    ctx.identity()?;
     let wait = match ctx.query.get("wait") {
         None => Duration::from_secs(300),
         Some(w) => meshgate_types::duration::parse(w)
@@ -180,6 +285,7 @@ async fn service(ctx: Ctx) -> ApiResult {
     let Some(svc) = found else {
         return Err(ApiError::not_found(format!("unknown service ID: {id}")));
     };
+    ctx.require(Resource::Service, Access::Read, &svc.service)?;
     let mut r = json(&ctx, &svc);
     if let Ok(v) = HeaderValue::from_str(&svc.content_hash) {
         r.headers_mut().insert(hdr::CONTENT_HASH, v);
@@ -189,21 +295,53 @@ async fn service(ctx: Ctx) -> ApiResult {
 
 async fn checks(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
+    let mut acl = AclFilter::new(&ctx)?;
+    let node = ctx.agent.node_name.clone();
     let map: BTreeMap<String, HealthCheck> = ctx
         .agent
         .local
         .checks()
         .into_iter()
+        .filter(|c| {
+            let ok = if c.service_id.is_empty() {
+                acl.id.allows(Resource::Node, Access::Read, &node)
+            } else {
+                acl.id
+                    .allows(Resource::Service, Access::Read, &c.service_name)
+            };
+            acl.keep(ok)
+        })
         .map(|c| (c.check_id.clone(), c))
         .collect();
     let map = apply_filter_map(&opts, schema::agent_checks(), map)?;
-    Ok(json(&ctx, &map))
+    let mut r = json(&ctx, &map);
+    acl.mark(&mut r);
+    Ok(r)
 }
 
 async fn check_register(ctx: Ctx) -> ApiResult {
     let def: CheckDefinition = decode_body(&ctx)?;
     if !def.status.is_empty() && !status::is_valid(&def.status) {
         return Err(ApiError::bad_request("Bad check status"));
+    }
+    if !def.service_id.is_empty() {
+        let Some(svc) = ctx.agent.local.service(&def.service_id) else {
+            return Err(ApiError::not_found(format!(
+                "ServiceID \"{}\" does not exist",
+                def.service_id
+            )));
+        };
+        ctx.require(Resource::Service, Access::Write, &svc.svc.service)?;
+    } else {
+        ctx.require(Resource::Node, Access::Write, &ctx.agent.node_name)?;
+    }
+    let existing = if def.given_id().is_empty() {
+        def.name.clone()
+    } else {
+        def.given_id().to_string()
+    };
+    if ctx.agent.local.check(&existing).is_some() {
+        authorize_existing_check(&ctx, &existing)?;
     }
     let token = request_token(&ctx);
     ctx.agent.add_check(def, &token, Source::Api).await?;
@@ -212,12 +350,14 @@ async fn check_register(ctx: Ctx) -> ApiResult {
 
 async fn check_deregister(ctx: Ctx) -> ApiResult {
     let id = ctx.param(0).to_string();
+    authorize_existing_check(&ctx, &id)?;
     ctx.agent.remove_check(&id).await?;
     Ok(empty())
 }
 
 async fn ttl_update(ctx: Ctx, st: &str) -> ApiResult {
     let id = ctx.param(0).to_string();
+    authorize_existing_check(&ctx, &id)?;
     let note = ctx.query.get("note").unwrap_or("").to_string();
     ctx.agent.update_ttl_check(&id, st, &note).await?;
     Ok(empty())
@@ -244,6 +384,7 @@ struct CheckUpdate {
 
 async fn check_update(ctx: Ctx) -> ApiResult {
     let id = ctx.param(0).to_string();
+    authorize_existing_check(&ctx, &id)?;
     let u: CheckUpdate = decode_body(&ctx)?;
     if !status::is_valid(&u.status) {
         return Err(ApiError::bad_request(format!(
@@ -302,9 +443,15 @@ pub fn member(agent: &Agent) -> Member {
 
 async fn members(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
-    let list = vec![member(&ctx.agent)];
+    let mut acl = AclFilter::new(&ctx)?;
+    let list: Vec<Member> = vec![member(&ctx.agent)]
+        .into_iter()
+        .filter(|m| acl.keep(acl.id.allows(Resource::Node, Access::Read, &m.name)))
+        .collect();
     let list = apply_filter(&opts, schema::agent_members(), list)?;
-    Ok(json(&ctx, &list))
+    let mut r = json(&ctx, &list);
+    acl.mark(&mut r);
+    Ok(r)
 }
 
 async fn self_(ctx: Ctx) -> ApiResult {

@@ -5,11 +5,12 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::Response;
 use futures::StreamExt;
+use meshgate_acl::{Access, Resource};
 use meshgate_state::{Command, Table};
 use meshgate_types::catalog::DeregisterRequest;
 
 use super::agent::request_token;
-use super::{ApiError, ApiResult, Ctx, Route, empty, handler, json, route};
+use super::{AclRule, ApiError, ApiResult, Ctx, Route, empty, handler, json, route};
 use crate::{COMPAT_VERSION, VERSION, monitor};
 
 pub(super) fn routes() -> Vec<Route> {
@@ -17,24 +18,57 @@ pub(super) fn routes() -> Vec<Route> {
         route(
             Method::PUT,
             "/v1/agent/maintenance",
+            AclRule::Handler,
             handler!(node_maintenance),
         ),
         route(
             Method::PUT,
             "/v1/agent/service/maintenance/{id}",
+            AclRule::Handler,
             handler!(service_maintenance),
         ),
-        route(Method::PUT, "/v1/agent/reload", handler!(reload)),
-        route(Method::PUT, "/v1/agent/leave", handler!(leave)),
+        route(
+            Method::PUT,
+            "/v1/agent/reload",
+            AclRule::AgentNode(Access::Write),
+            handler!(reload),
+        ),
+        route(
+            Method::PUT,
+            "/v1/agent/leave",
+            AclRule::AgentNode(Access::Write),
+            handler!(leave),
+        ),
         route(
             Method::PUT,
             "/v1/agent/force-leave/{node}",
+            AclRule::Global(Resource::Operator, Access::Write),
             handler!(force_leave),
         ),
-        route(Method::GET, "/v1/agent/monitor", handler!(monitor_logs)),
-        route(Method::GET, "/v1/agent/metrics", handler!(metrics)),
-        route(Method::GET, "/v1/agent/host", handler!(host)),
-        route(Method::GET, "/v1/agent/version", handler!(version)),
+        route(
+            Method::GET,
+            "/v1/agent/monitor",
+            AclRule::AgentNode(Access::Read),
+            handler!(monitor_logs),
+        ),
+        route(
+            Method::GET,
+            "/v1/agent/metrics",
+            AclRule::AgentNode(Access::Read),
+            handler!(metrics),
+        ),
+        route(
+            Method::GET,
+            "/v1/agent/host",
+            AclRule::Global(Resource::Operator, Access::Read),
+            handler!(host),
+        ),
+        route(
+            Method::GET,
+            "/v1/agent/version",
+            AclRule::None,
+            handler!(version),
+        ),
     ]
 }
 
@@ -53,6 +87,7 @@ fn enable_flag(ctx: &Ctx) -> Result<bool, ApiError> {
 
 async fn node_maintenance(ctx: Ctx) -> ApiResult {
     let enable = enable_flag(&ctx)?;
+    ctx.require(Resource::Node, Access::Write, &ctx.agent.node_name)?;
     let reason = ctx.query.get("reason").unwrap_or("").to_string();
     let token = request_token(&ctx);
     ctx.agent
@@ -67,6 +102,10 @@ async fn service_maintenance(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad_request("Missing service ID"));
     }
     let enable = enable_flag(&ctx)?;
+    let Some(svc) = ctx.agent.local.service(&id) else {
+        return Err(ApiError::not_found(format!("Unknown service ID {id:?}")));
+    };
+    ctx.require(Resource::Service, Access::Write, &svc.svc.service)?;
     let reason = ctx.query.get("reason").unwrap_or("").to_string();
     let token = request_token(&ctx);
     ctx.agent

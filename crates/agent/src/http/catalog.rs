@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::http::Method;
+use meshgate_acl::{Access, Resource};
 use meshgate_state::{Command, State, Table};
 use meshgate_types::catalog::{
     DeregisterRequest, Node, NodeService, NodeServiceList, NodeServices, RegisterRequest,
@@ -12,7 +13,8 @@ use meshgate_types::lenient::{self, LenientError, Options};
 use serde::Serialize;
 
 use super::{
-    ApiError, ApiResult, Ctx, Route, apply_filter, blocking, handler, json, json_read, route,
+    AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, apply_filter, bare_denied, blocking,
+    handler, json, json_read, route,
 };
 use crate::filter::schema;
 
@@ -20,29 +22,58 @@ const CATALOG: &[Table] = &[Table::Nodes, Table::Services, Table::Checks];
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
-        route(Method::PUT, "/v1/catalog/register", handler!(register)),
-        route(Method::PUT, "/v1/catalog/deregister", handler!(deregister)),
+        route(
+            Method::PUT,
+            "/v1/catalog/register",
+            AclRule::Handler,
+            handler!(register),
+        ),
+        route(
+            Method::PUT,
+            "/v1/catalog/deregister",
+            AclRule::Handler,
+            handler!(deregister),
+        ),
         route(
             Method::GET,
             "/v1/catalog/datacenters",
+            AclRule::None,
             handler!(datacenters),
         ),
-        route(Method::GET, "/v1/catalog/nodes", handler!(nodes)),
-        route(Method::GET, "/v1/catalog/services", handler!(services)),
+        route(
+            Method::GET,
+            "/v1/catalog/nodes",
+            AclRule::Handler,
+            handler!(nodes),
+        ),
+        route(
+            Method::GET,
+            "/v1/catalog/services",
+            AclRule::Handler,
+            handler!(services),
+        ),
         route(
             Method::GET,
             "/v1/catalog/service/{service}",
+            AclRule::Handler,
             handler!(service),
         ),
         route(
             Method::GET,
             "/v1/catalog/connect/{service}",
+            AclRule::Handler,
             handler!(connect),
         ),
-        route(Method::GET, "/v1/catalog/node/{node}", handler!(node)),
+        route(
+            Method::GET,
+            "/v1/catalog/node/{node}",
+            AclRule::Handler,
+            handler!(node),
+        ),
         route(
             Method::GET,
             "/v1/catalog/node-services/{node}",
+            AclRule::Handler,
             handler!(node_services),
         ),
     ]
@@ -101,11 +132,83 @@ async fn register(ctx: Ctx) -> ApiResult {
             c.check_type = definition_type(&c.definition).into();
         }
     }
+    authorize_register(&ctx, &req)?;
     ctx.agent
         .store
         .write(Command::Register(Box::new(req)))
         .await?;
     Ok(json(&ctx, &true))
+}
+
+/// Consul's rules for catalog registration: `node:write` when the node is new
+/// or changes, `service:write` on the service (and on the name an existing
+/// instance with that ID had, and on a proxy's destination), and for checks
+/// `node:write` (node-level) or `service:write` on their service.
+fn authorize_register(ctx: &Ctx, req: &RegisterRequest) -> Result<(), ApiError> {
+    let id = ctx.identity()?;
+    let st = ctx.agent.store.read();
+    let node_changes = match st.node(&req.node) {
+        None => true,
+        Some(n) => {
+            !req.skip_node_update
+                && (n.address != req.address
+                    || (!req.id.is_empty() && n.id != req.id)
+                    || n.tagged_addresses != req.tagged_addresses
+                    || n.meta != req.node_meta)
+        }
+    };
+    if node_changes {
+        id.require(Resource::Node, Access::Write, &req.node)?;
+    }
+    let existing_services = st.node_services(&req.node).1.map(|(_, s)| s);
+    if let Some(svc) = &req.service {
+        if svc.service != "consul" {
+            id.require(Resource::Service, Access::Write, &svc.service)?;
+        }
+        let sid = if svc.id.is_empty() {
+            &svc.service
+        } else {
+            &svc.id
+        };
+        if let Some(old) = existing_services
+            .iter()
+            .flatten()
+            .find(|s| s.id == *sid && s.service != svc.service)
+        {
+            if !id.allows(Resource::Service, Access::Write, &old.service) {
+                return Err(bare_denied());
+            }
+        }
+        if svc.kind == "connect-proxy" && !svc.proxy.destination_service_name.is_empty() {
+            id.require(
+                Resource::Service,
+                Access::Write,
+                &svc.proxy.destination_service_name,
+            )?;
+        }
+    }
+    for c in req.check.iter().chain(req.checks.iter()) {
+        if c.service_id.is_empty() {
+            id.require(Resource::Node, Access::Write, &req.node)?;
+            continue;
+        }
+        let name = req
+            .service
+            .as_ref()
+            .filter(|s| s.id == c.service_id || (s.id.is_empty() && s.service == c.service_id))
+            .map(|s| s.service.clone())
+            .or_else(|| {
+                existing_services
+                    .iter()
+                    .flatten()
+                    .find(|s| s.id == c.service_id)
+                    .map(|s| s.service.clone())
+            });
+        if let Some(name) = name {
+            id.require(Resource::Service, Access::Write, &name)?;
+        }
+    }
+    Ok(())
 }
 
 /// The check `Type` implied by a catalog check's `Definition`.
@@ -135,8 +238,40 @@ async fn deregister(ctx: Ctx) -> ApiResult {
     if req.node.is_empty() {
         return Err(ApiError::internal("Must provide node"));
     }
+    authorize_deregister(&ctx, &req)?;
     ctx.agent.store.write(Command::Deregister(req)).await?;
     Ok(json(&ctx, &true))
+}
+
+/// `node:write` allows any deregistration on the node; otherwise a service needs
+/// `service:write` on its name, a check `service:write` on its service.
+fn authorize_deregister(ctx: &Ctx, req: &DeregisterRequest) -> Result<(), ApiError> {
+    let id = ctx.identity()?;
+    if id.allows(Resource::Node, Access::Write, &req.node) {
+        return Ok(());
+    }
+    let st = ctx.agent.store.read();
+    if !req.service_id.is_empty() {
+        let name = st
+            .node_services(&req.node)
+            .1
+            .and_then(|(_, svcs)| svcs.into_iter().find(|s| s.id == req.service_id))
+            .map(|s| s.service.clone());
+        if let Some(name) = name {
+            id.require(Resource::Service, Access::Write, &name)?;
+        }
+        return Ok(());
+    }
+    if !req.check_id.is_empty() {
+        if let Some(c) = st.check(&req.node, &req.check_id) {
+            if c.service_name.is_empty() {
+                return id.require(Resource::Node, Access::Write, &req.node);
+            }
+            return id.require(Resource::Service, Access::Write, &c.service_name);
+        }
+        return Ok(());
+    }
+    id.require(Resource::Node, Access::Write, &req.node)
 }
 
 async fn datacenters(ctx: Ctx) -> ApiResult {
@@ -159,6 +294,7 @@ pub(super) fn node_meta_match(node: &Node, want: &[(String, String)]) -> bool {
 async fn nodes(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
     let meta = ctx.node_meta();
+    let mut acl = AclFilter::new(&ctx)?;
     let (idx, list) = blocking(&ctx, &opts, &[Table::Nodes], |st| {
         let (idx, nodes) = st.nodes();
         let list: Vec<Node> = nodes
@@ -169,20 +305,26 @@ async fn nodes(ctx: Ctx) -> ApiResult {
         (idx, list)
     })
     .await;
+    let list: Vec<Node> = list
+        .into_iter()
+        .filter(|n| acl.node_service(&n.node, None))
+        .collect();
     let list = apply_filter(&opts, schema::catalog_nodes(), list)?;
-    Ok(json_read(&ctx, &opts, idx, &list))
+    let mut r = json_read(&ctx, &opts, idx, &list);
+    acl.mark(&mut r);
+    Ok(r)
 }
 
 async fn services(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
     let meta = ctx.node_meta();
+    let acl = std::sync::Mutex::new(AclFilter::new(&ctx)?);
     let (idx, map) = blocking(&ctx, &opts, CATALOG, |st| {
-        if meta.is_empty() {
-            return st.services();
-        }
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut acl = acl.lock().unwrap_or_else(|e| e.into_inner());
+        acl.removed = false;
         for (n, s) in st.all_service_instances() {
-            if node_meta_match(n, &meta) {
+            if node_meta_match(n, &meta) && acl.node_service(&n.node, Some(&s.service)) {
                 out.entry(s.service.clone())
                     .or_default()
                     .extend(s.tags.iter().cloned());
@@ -196,7 +338,9 @@ async fn services(ctx: Ctx) -> ApiResult {
         (t.services.max(t.nodes), out)
     })
     .await;
-    Ok(json_read(&ctx, &opts, idx, &map))
+    let mut r = json_read(&ctx, &opts, idx, &map);
+    acl.lock().unwrap_or_else(|e| e.into_inner()).mark(&mut r);
+    Ok(r)
 }
 
 async fn service(ctx: Ctx) -> ApiResult {
@@ -216,8 +360,15 @@ async fn service(ctx: Ctx) -> ApiResult {
         (idx, list)
     })
     .await;
+    let mut acl = AclFilter::new(&ctx)?;
+    let list: Vec<ServiceNode> = list
+        .into_iter()
+        .filter(|sn| acl.node_service(&sn.node, Some(&sn.service_name)))
+        .collect();
     let list = apply_filter(&opts, schema::catalog_service_nodes(), list)?;
-    Ok(json_read(&ctx, &opts, idx, &list))
+    let mut r = json_read(&ctx, &opts, idx, &list);
+    acl.mark(&mut r);
+    Ok(r)
 }
 
 fn meta_match_flat(sn: &ServiceNode, want: &[(String, String)]) -> bool {
@@ -268,8 +419,16 @@ async fn connect(ctx: Ctx) -> ApiResult {
         (t.services.max(t.nodes).max(t.checks), list)
     })
     .await;
+    let mut acl = AclFilter::new(&ctx)?;
+    let readable = acl.id.allows(Resource::Service, Access::Read, &name);
+    let list: Vec<ServiceNode> = list
+        .into_iter()
+        .filter(|sn| readable && acl.node_service(&sn.node, Some(&sn.service_name)))
+        .collect();
     let list = apply_filter(&opts, schema::catalog_service_nodes(), list)?;
-    Ok(json_read(&ctx, &opts, idx, &list))
+    let mut r = json_read(&ctx, &opts, idx, &list);
+    acl.mark(&mut r);
+    Ok(r)
 }
 
 #[derive(Serialize)]
@@ -316,10 +475,16 @@ async fn node_services(ctx: Ctx) -> ApiResult {
         (idx, found)
     })
     .await;
+    let mut acl = AclFilter::new(&ctx)?;
+    let found = found.filter(|f| acl.node_service(&f.node.node, None));
     match found {
         Some(mut f) => {
+            f.services
+                .retain(|s| acl.keep(acl.id.allows(Resource::Service, Access::Read, &s.service)));
             f.services = apply_filter(&opts, schema::catalog_node_services(), f.services)?;
-            Ok(json_read(&ctx, &opts, idx, &f))
+            let mut r = json_read(&ctx, &opts, idx, &f);
+            acl.mark(&mut r);
+            Ok(r)
         }
         None => Ok(json_read(
             &ctx,

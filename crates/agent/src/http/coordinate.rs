@@ -1,22 +1,41 @@
 //! `/v1/coordinate/*`: network coordinates.
 
 use axum::http::Method;
+use meshgate_acl::{Access, Resource};
 use meshgate_state::{Command, Coord, CoordinateEntry, Table};
 use serde::{Deserialize, Serialize};
 
 use super::catalog::decode_body;
-use super::{ApiError, ApiResult, Ctx, Route, blocking, handler, json, json_read, route};
+use super::{
+    AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, blocking, handler, json, json_read, route,
+};
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
         route(
             Method::GET,
             "/v1/coordinate/datacenters",
+            AclRule::None,
             handler!(datacenters),
         ),
-        route(Method::GET, "/v1/coordinate/nodes", handler!(nodes)),
-        route(Method::GET, "/v1/coordinate/node/{node}", handler!(node)),
-        route(Method::PUT, "/v1/coordinate/update", handler!(update)),
+        route(
+            Method::GET,
+            "/v1/coordinate/nodes",
+            AclRule::Handler,
+            handler!(nodes),
+        ),
+        route(
+            Method::GET,
+            "/v1/coordinate/node/{node}",
+            AclRule::Param(Resource::Node, Access::Read, 0),
+            handler!(node),
+        ),
+        route(
+            Method::PUT,
+            "/v1/coordinate/update",
+            AclRule::Handler,
+            handler!(update),
+        ),
     ]
 }
 
@@ -77,7 +96,14 @@ async fn nodes(ctx: Ctx) -> ApiResult {
         (idx, list)
     })
     .await;
-    Ok(json_read(&ctx, &opts, idx, &list))
+    let mut acl = AclFilter::new(&ctx)?;
+    let list: Vec<CoordinateEntry> = list
+        .into_iter()
+        .filter(|c| acl.node_service(&c.node, None))
+        .collect();
+    let mut r = json_read(&ctx, &opts, idx, &list);
+    acl.mark(&mut r);
+    Ok(r)
 }
 
 async fn node(ctx: Ctx) -> ApiResult {
@@ -115,6 +141,7 @@ async fn update(ctx: Ctx) -> ApiResult {
     if b.node.is_empty() {
         return Err(ApiError::bad_request("Missing node name"));
     }
+    ctx.require(Resource::Node, Access::Write, &b.node)?;
     let Some(coord) = b.coord else {
         return Err(ApiError::bad_request("Missing coordinate"));
     };

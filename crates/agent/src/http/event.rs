@@ -5,9 +5,12 @@
 //! match it.
 
 use axum::http::Method;
+use meshgate_acl::{Access, Resource};
 use meshgate_state::{Command, Table, UserEvent};
 
-use super::{ApiError, ApiResult, Ctx, Route, blocking, handler, json, route, set_read_headers};
+use super::{
+    AclRule, ApiError, ApiResult, Ctx, Route, blocking, handler, json, route, set_read_headers,
+};
 use crate::Agent;
 
 /// Largest name plus payload (serf's user event limit).
@@ -15,8 +18,18 @@ pub const EVENT_SIZE_LIMIT: usize = 512;
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
-        route(Method::PUT, "/v1/event/fire/{name}", handler!(fire)),
-        route(Method::GET, "/v1/event/list", handler!(list)),
+        route(
+            Method::PUT,
+            "/v1/event/fire/{name}",
+            AclRule::Handler,
+            handler!(fire),
+        ),
+        route(
+            Method::GET,
+            "/v1/event/list",
+            AclRule::Handler,
+            handler!(list),
+        ),
     ]
 }
 
@@ -34,6 +47,13 @@ async fn fire(ctx: Ctx) -> ApiResult {
     let name = ctx.param(0).to_string();
     if name.is_empty() {
         return Err(ApiError::bad_request("Missing name"));
+    }
+    // The agent answers a refusal with the bare text, as Consul's does.
+    if !ctx
+        .identity()?
+        .allows(Resource::Event, Access::Write, &name)
+    {
+        return Err(super::bare_denied());
     }
     let q = &ctx.query;
     let node = q.get("node").unwrap_or("").to_string();
@@ -111,7 +131,13 @@ async fn list(ctx: Ctx) -> ApiResult {
         (idx, list)
     })
     .await;
+    let mut acl = super::AclFilter::new(&ctx)?;
+    let events: Vec<UserEvent> = events
+        .into_iter()
+        .filter(|e| acl.keep(acl.id.allows(Resource::Event, Access::Read, &e.name)))
+        .collect();
     let mut r = json(&ctx, &events);
+    acl.mark(&mut r);
     set_read_headers(&mut r, &opts, idx);
     r.headers_mut().remove("x-consul-effective-consistency");
     Ok(r)

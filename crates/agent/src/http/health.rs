@@ -1,12 +1,14 @@
 //! `/v1/health/*`.
 
 use axum::http::Method;
+use meshgate_acl::{Access, Resource};
 use meshgate_state::Table;
 use meshgate_types::catalog::{CheckServiceNode, HealthCheck, status};
 
 use super::catalog::{connect_instances, node_meta_match};
 use super::{
-    ApiError, ApiResult, Ctx, Route, apply_filter, blocking, flag_value, handler, json_read, route,
+    AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, apply_filter, bare_denied, blocking,
+    flag_value, handler, json_read, route,
 };
 use crate::filter::schema;
 
@@ -14,25 +16,65 @@ const CATALOG: &[Table] = &[Table::Nodes, Table::Services, Table::Checks];
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
-        route(Method::GET, "/v1/health/node/{node}", handler!(node)),
-        route(Method::GET, "/v1/health/checks/{service}", handler!(checks)),
-        route(Method::GET, "/v1/health/state/{state}", handler!(state)),
+        route(
+            Method::GET,
+            "/v1/health/node/{node}",
+            AclRule::Handler,
+            handler!(node),
+        ),
+        route(
+            Method::GET,
+            "/v1/health/checks/{service}",
+            AclRule::Handler,
+            handler!(checks),
+        ),
+        route(
+            Method::GET,
+            "/v1/health/state/{state}",
+            AclRule::Handler,
+            handler!(state),
+        ),
         route(
             Method::GET,
             "/v1/health/service/{service}",
+            AclRule::Handler,
             handler!(service),
         ),
         route(
             Method::GET,
             "/v1/health/connect/{service}",
+            AclRule::Handler,
             handler!(connect),
         ),
         route(
             Method::GET,
             "/v1/health/ingress/{service}",
+            AclRule::Handler,
             handler!(ingress),
         ),
     ]
+}
+
+/// Answers a list of checks: filtered by `node:read` (and `service:read` for
+/// service checks), then by `?filter`.
+fn checks_answer(
+    ctx: &Ctx,
+    opts: &super::QueryOptions,
+    idx: u64,
+    list: Vec<HealthCheck>,
+) -> ApiResult {
+    let mut acl = AclFilter::new(ctx)?;
+    let list: Vec<HealthCheck> = list
+        .into_iter()
+        .filter(|c| {
+            let svc = (!c.service_name.is_empty()).then_some(c.service_name.as_str());
+            acl.node_service(&c.node, svc)
+        })
+        .collect();
+    let list = apply_filter(opts, schema::health_checks(), list)?;
+    let mut r = json_read(ctx, opts, idx, &list);
+    acl.mark(&mut r);
+    Ok(r)
 }
 
 async fn node(ctx: Ctx) -> ApiResult {
@@ -46,8 +88,7 @@ async fn node(ctx: Ctx) -> ApiResult {
         (idx, list.into_iter().cloned().collect::<Vec<HealthCheck>>())
     })
     .await;
-    let list = apply_filter(&opts, schema::health_checks(), list)?;
-    Ok(json_read(&ctx, &opts, idx, &list))
+    checks_answer(&ctx, &opts, idx, list)
 }
 
 async fn checks(ctx: Ctx) -> ApiResult {
@@ -69,8 +110,7 @@ async fn checks(ctx: Ctx) -> ApiResult {
         (idx, list)
     })
     .await;
-    let list = apply_filter(&opts, schema::health_checks(), list)?;
-    Ok(json_read(&ctx, &opts, idx, &list))
+    checks_answer(&ctx, &opts, idx, list)
 }
 
 async fn state(ctx: Ctx) -> ApiResult {
@@ -98,23 +138,29 @@ async fn state(ctx: Ctx) -> ApiResult {
         (idx, list)
     })
     .await;
-    let list = apply_filter(&opts, schema::health_checks(), list)?;
-    Ok(json_read(&ctx, &opts, idx, &list))
+    checks_answer(&ctx, &opts, idx, list)
 }
 
-/// Filters shared by `/service` and `/connect`: `?passing`, `?node-meta`.
-fn finish(
+/// Filters shared by `/service` and `/connect`: ACLs, `?passing`, `?node-meta`,
+/// `?filter`; answers.
+fn entries_answer(
     ctx: &Ctx,
     opts: &super::QueryOptions,
+    idx: u64,
     mut list: Vec<CheckServiceNode>,
-) -> Result<Vec<CheckServiceNode>, ApiError> {
+) -> ApiResult {
     let passing = flag_value(&ctx.query, "passing", "Invalid value for ?passing")?;
     let meta = ctx.node_meta();
+    let mut acl = AclFilter::new(ctx)?;
+    list.retain(|e| acl.node_service(&e.node.node, Some(&e.service.service)));
     list.retain(|e| node_meta_match(&e.node, &meta));
     if passing {
         list.retain(|e| e.checks.iter().all(|c| c.status == status::PASSING));
     }
-    apply_filter(opts, schema::health_service_entries(), list)
+    let list = apply_filter(opts, schema::health_service_entries(), list)?;
+    let mut r = json_read(ctx, opts, idx, &list);
+    acl.mark(&mut r);
+    Ok(r)
 }
 
 async fn service(ctx: Ctx) -> ApiResult {
@@ -129,8 +175,7 @@ async fn service(ctx: Ctx) -> ApiResult {
         st.check_service_nodes(&name, &tags)
     })
     .await;
-    let list = finish(&ctx, &opts, list)?;
-    Ok(json_read(&ctx, &opts, idx, &list))
+    entries_answer(&ctx, &opts, idx, list)
 }
 
 async fn connect(ctx: Ctx) -> ApiResult {
@@ -140,6 +185,12 @@ async fn connect(ctx: Ctx) -> ApiResult {
     }
     let opts = ctx.query_options()?;
     flag_value(&ctx.query, "passing", "Invalid value for ?passing")?;
+    if !ctx
+        .identity()?
+        .allows(Resource::Service, Access::Read, &name)
+    {
+        return Err(bare_denied());
+    }
     let tags = ctx.query.all("tag");
     let (idx, list) = blocking(&ctx, &opts, CATALOG, |st| {
         let list = connect_instances(st, &name)
@@ -154,8 +205,7 @@ async fn connect(ctx: Ctx) -> ApiResult {
         (t.services.max(t.nodes).max(t.checks), list)
     })
     .await;
-    let list = finish(&ctx, &opts, list)?;
-    Ok(json_read(&ctx, &opts, idx, &list))
+    entries_answer(&ctx, &opts, idx, list)
 }
 
 async fn ingress(ctx: Ctx) -> ApiResult {
@@ -164,6 +214,12 @@ async fn ingress(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad_request("Missing service name"));
     }
     let opts = ctx.query_options()?;
+    if !ctx
+        .identity()?
+        .allows(Resource::Service, Access::Read, &name)
+    {
+        return Err(bare_denied());
+    }
     let (idx, list) = blocking(&ctx, &opts, CATALOG, |st| {
         // No ingress gateways exist yet: always an empty list.
         (st.tables().services, Vec::<CheckServiceNode>::new())

@@ -3,16 +3,35 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use meshgate_acl::{Access, Resource};
 use meshgate_state::{Applied, Command, KvSetOp, Table};
 use meshgate_types::kv::KvEntry;
 
-use super::{ApiError, ApiResult, Ctx, Route, blocking, handler, json, route, set_read_headers};
+use super::{
+    AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, blocking, handler, json, route,
+    set_read_headers,
+};
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
-        route(Method::GET, "/v1/kv/{*key}", handler!(get)),
-        route(Method::PUT, "/v1/kv/{*key}", handler!(put)),
-        route(Method::DELETE, "/v1/kv/{*key}", handler!(delete)),
+        route(
+            Method::GET,
+            "/v1/kv/{*key}",
+            AclRule::Handler,
+            handler!(get),
+        ),
+        route(
+            Method::PUT,
+            "/v1/kv/{*key}",
+            AclRule::Param(Resource::Key, Access::Write, 0),
+            handler!(put),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/kv/{*key}",
+            AclRule::Handler,
+            handler!(delete),
+        ),
     ]
 }
 
@@ -128,16 +147,24 @@ async fn get(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad_request("Missing key name"));
     }
     if recurse {
+        let mut acl = list_filter(&ctx, &key)?;
         let (idx, list) = blocking(&ctx, &opts, &[Table::Kv], |st| {
             let (idx, list) = st.kv_list(&key);
             (idx, list.into_iter().cloned().collect::<Vec<KvEntry>>())
         })
         .await;
+        let list: Vec<KvEntry> = list
+            .into_iter()
+            .filter(|e| acl.keep(acl.id.allows(Resource::Key, Access::Read, &e.key)))
+            .collect();
         if list.is_empty() {
             return Ok(not_found(&opts, idx));
         }
-        return Ok(kv_json(&ctx, &opts, idx, &list));
+        let mut r = kv_json(&ctx, &opts, idx, &list);
+        acl.mark(&mut r);
+        return Ok(r);
     }
+    ctx.require(Resource::Key, Access::Read, &key)?;
     let (idx, entry) = blocking(&ctx, &opts, &[Table::Kv], |st| {
         let (idx, e) = st.kv_get(&key);
         (idx, e.cloned())
@@ -166,6 +193,16 @@ async fn get(ctx: Ctx) -> ApiResult {
         return Ok(r);
     }
     Ok(kv_json(&ctx, &opts, idx, &[entry]))
+}
+
+/// The filter of a listing: with `acl.enable_key_list_policy`, listing needs
+/// `key:list` on the prefix first; entries are always filtered by `key:read`.
+fn list_filter(ctx: &Ctx, prefix: &str) -> Result<AclFilter, ApiError> {
+    let acl = AclFilter::new(ctx)?;
+    if ctx.agent.acl.key_list_policy {
+        acl.id.require(Resource::Key, Access::List, prefix)?;
+    }
+    Ok(acl)
 }
 
 fn kv_json<T: serde::Serialize + ?Sized>(
@@ -273,6 +310,18 @@ async fn delete(ctx: Ctx) -> ApiResult {
         Some(c) => Some(parse_u64(c)?),
         None => None,
     };
+    let id = ctx.identity()?;
+    if recurse {
+        if !id.authz.key_write_prefix(&key) {
+            return Err(id.denied(&meshgate_acl::Denied::new(
+                Resource::Key,
+                Access::Write,
+                Some(&key),
+            )));
+        }
+    } else {
+        id.require(Resource::Key, Access::Write, &key)?;
+    }
     let r = ctx
         .agent
         .store

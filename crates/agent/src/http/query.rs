@@ -2,6 +2,7 @@
 //! templates and failover, executed by ID or name.
 
 use axum::http::Method;
+use meshgate_acl::{Access, Resource};
 use meshgate_state::{Command, State, Table};
 use meshgate_types::catalog::{CheckServiceNode, status};
 use meshgate_types::query::{PreparedQuery, ServiceQuery, TEMPLATE_NAME_PREFIX_MATCH};
@@ -9,17 +10,50 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 
 use super::catalog::{connect_instances, decode_body};
-use super::{ApiError, ApiResult, Ctx, Route, blocking, handler, json, json_read, route};
+use super::{
+    AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, bare_denied, blocking, handler, json,
+    json_read, route,
+};
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
-        route(Method::POST, "/v1/query", handler!(create)),
-        route(Method::GET, "/v1/query", handler!(list)),
-        route(Method::GET, "/v1/query/{id}", handler!(get)),
-        route(Method::PUT, "/v1/query/{id}", handler!(update)),
-        route(Method::DELETE, "/v1/query/{id}", handler!(delete)),
-        route(Method::GET, "/v1/query/{id}/execute", handler!(execute)),
-        route(Method::GET, "/v1/query/{id}/explain", handler!(explain)),
+        route(
+            Method::POST,
+            "/v1/query",
+            AclRule::Handler,
+            handler!(create),
+        ),
+        route(Method::GET, "/v1/query", AclRule::Handler, handler!(list)),
+        route(
+            Method::GET,
+            "/v1/query/{id}",
+            AclRule::Handler,
+            handler!(get),
+        ),
+        route(
+            Method::PUT,
+            "/v1/query/{id}",
+            AclRule::Handler,
+            handler!(update),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/query/{id}",
+            AclRule::Handler,
+            handler!(delete),
+        ),
+        route(
+            Method::GET,
+            "/v1/query/{id}/execute",
+            AclRule::Handler,
+            handler!(execute),
+        ),
+        route(
+            Method::GET,
+            "/v1/query/{id}/explain",
+            AclRule::Handler,
+            handler!(explain),
+        ),
     ]
 }
 
@@ -242,6 +276,26 @@ fn decode_query(ctx: &Ctx) -> Result<PreparedQuery, ApiError> {
     decode_body(ctx)
 }
 
+/// The ACL name of a query: its name, for named and template queries.
+fn acl_name(q: &PreparedQuery) -> Option<&str> {
+    (!q.name.is_empty() || !q.template.template_type.is_empty()).then_some(q.name.as_str())
+}
+
+/// Whether the caller may see a query; the stored token is hidden unless the
+/// caller has `acl:write`.
+fn visible(id: &crate::acl::Identity, mut q: PreparedQuery) -> Option<PreparedQuery> {
+    let manage = id.authz.acl_write();
+    if let Some(name) = acl_name(&q) {
+        if !manage && !id.allows(Resource::Query, Access::Read, name) {
+            return None;
+        }
+    }
+    if !manage && !q.token.is_empty() {
+        q.token = "<hidden>".into();
+    }
+    Some(q)
+}
+
 async fn create(ctx: Ctx) -> ApiResult {
     ctx.check_dc()?;
     let mut q = decode_query(&ctx)?;
@@ -249,6 +303,9 @@ async fn create(ctx: Ctx) -> ApiResult {
         return Err(ApiError::internal(
             "ID must be empty when creating a new prepared query",
         ));
+    }
+    if let Some(name) = acl_name(&q) {
+        ctx.require(Resource::Query, Access::Write, name)?;
     }
     validate(&q).map_err(|e| ApiError::internal(format!("Invalid prepared query: {e}")))?;
     q.id = uuid::Uuid::new_v4().to_string();
@@ -268,7 +325,24 @@ async fn list(ctx: Ctx) -> ApiResult {
         (idx, l.into_iter().cloned().collect::<Vec<_>>())
     })
     .await;
-    Ok(json_read(&ctx, &opts, idx, &list))
+    let mut acl = AclFilter::new(&ctx)?;
+    let manage = acl.id.authz.acl_write();
+    let list: Vec<PreparedQuery> = list
+        .into_iter()
+        .filter_map(|q| {
+            // Unnamed queries are listed only to managers.
+            if acl_name(&q).is_none() && !manage {
+                acl.removed = true;
+                return None;
+            }
+            let v = visible(&acl.id, q);
+            acl.keep(v.is_some());
+            v
+        })
+        .collect();
+    let mut r = json_read(&ctx, &opts, idx, &list);
+    acl.mark(&mut r);
+    Ok(r)
 }
 
 async fn get(ctx: Ctx) -> ApiResult {
@@ -281,6 +355,9 @@ async fn get(ctx: Ctx) -> ApiResult {
     .await;
     let Some(q) = found else {
         return Err(ApiError::not_found(NOT_FOUND));
+    };
+    let Some(q) = visible(&ctx.identity()?, q) else {
+        return Err(bare_denied());
     };
     Ok(json_read(&ctx, &opts, idx, &[q]))
 }
@@ -295,10 +372,17 @@ async fn update(ctx: Ctx) -> ApiResult {
         ));
     }
     q.id = id.clone();
-    if ctx.agent.store.read().prepared_query(&id).1.is_none() {
+    let existing = ctx.agent.store.read().prepared_query(&id).1.cloned();
+    let Some(existing) = existing else {
         return Err(ApiError::internal(format!(
             "Cannot modify non-existent prepared query: '{id}'"
         )));
+    };
+    if let Some(name) = acl_name(&q) {
+        ctx.require(Resource::Query, Access::Write, name)?;
+    }
+    if let Some(name) = acl_name(&existing) {
+        ctx.require(Resource::Query, Access::Write, name)?;
     }
     validate(&q).map_err(|e| ApiError::internal(format!("Invalid prepared query: {e}")))?;
     ctx.agent
@@ -355,6 +439,17 @@ async fn execute(ctx: Ctx) -> ApiResult {
         let nodes = run(&st, &q, force_connect);
         (q, nodes)
     };
+    // Results are filtered with the query's own token when it has one, else
+    // with the caller's.
+    let filter_id = if q.token.is_empty() {
+        ctx.identity()?
+    } else {
+        ctx.agent.resolve_token(&q.token)?
+    };
+    nodes.retain(|e| {
+        filter_id.allows(Resource::Node, Access::Read, &e.node.node)
+            && filter_id.allows(Resource::Service, Access::Read, &e.service.service)
+    });
     nodes.shuffle(&mut rand::rng());
     if limit > 0 {
         nodes.truncate(limit);
@@ -405,6 +500,9 @@ async fn explain(ctx: Ctx) -> ApiResult {
     let (idx, q) = {
         let st = ctx.agent.store.read();
         (st.tables().get(Table::Queries), resolve_rendered(&st, &id)?)
+    };
+    let Some(q) = visible(&ctx.identity()?, q) else {
+        return Err(bare_denied());
     };
     let body = ExplainResponse {
         query: q,

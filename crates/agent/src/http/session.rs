@@ -3,21 +3,55 @@
 use std::time::Duration;
 
 use axum::http::Method;
+use meshgate_acl::{Access, Resource};
 use meshgate_state::{Command, Table};
 use meshgate_types::duration;
 use meshgate_types::kv::{ServiceCheck, Session, behavior};
 use serde_json::Value;
 
-use super::{ApiError, ApiResult, Ctx, Route, blocking, handler, json, route, set_read_headers};
+use super::{
+    AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, blocking, handler, json, route,
+    set_read_headers,
+};
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
-        route(Method::PUT, "/v1/session/create", handler!(create)),
-        route(Method::PUT, "/v1/session/destroy/{id}", handler!(destroy)),
-        route(Method::PUT, "/v1/session/renew/{id}", handler!(renew)),
-        route(Method::GET, "/v1/session/info/{id}", handler!(info)),
-        route(Method::GET, "/v1/session/node/{node}", handler!(node)),
-        route(Method::GET, "/v1/session/list", handler!(list)),
+        route(
+            Method::PUT,
+            "/v1/session/create",
+            AclRule::Handler,
+            handler!(create),
+        ),
+        route(
+            Method::PUT,
+            "/v1/session/destroy/{id}",
+            AclRule::Handler,
+            handler!(destroy),
+        ),
+        route(
+            Method::PUT,
+            "/v1/session/renew/{id}",
+            AclRule::Handler,
+            handler!(renew),
+        ),
+        route(
+            Method::GET,
+            "/v1/session/info/{id}",
+            AclRule::Handler,
+            handler!(info),
+        ),
+        route(
+            Method::GET,
+            "/v1/session/node/{node}",
+            AclRule::Handler,
+            handler!(node),
+        ),
+        route(
+            Method::GET,
+            "/v1/session/list",
+            AclRule::Handler,
+            handler!(list),
+        ),
     ]
 }
 
@@ -153,6 +187,7 @@ async fn create(ctx: Ctx) -> ApiResult {
             s.behavior
         )));
     }
+    ctx.require(Resource::Session, Access::Write, &s.node)?;
     let mut ttl = Duration::ZERO;
     if !s.ttl.is_empty() {
         ttl = duration::parse(&s.ttl)
@@ -186,6 +221,16 @@ async fn destroy(ctx: Ctx) -> ApiResult {
     if id.is_empty() {
         return Err(ApiError::bad_request("Missing session"));
     }
+    let node = ctx
+        .agent
+        .store
+        .read()
+        .session(&id)
+        .1
+        .map(|s| s.node.clone());
+    if let Some(node) = node {
+        ctx.require(Resource::Session, Access::Write, &node)?;
+    }
     ctx.agent
         .store
         .write(Command::SessionDestroy { id: id.clone() })
@@ -204,6 +249,7 @@ async fn renew(ctx: Ctx) -> ApiResult {
     let Some(s) = found else {
         return Err(ApiError::not_found(format!("Session id '{id}' not found")));
     };
+    ctx.require(Resource::Session, Access::Write, &s.node)?;
     if let Ok(ttl) = duration::parse(&s.ttl) {
         ctx.agent.sessions.reset(&ctx.agent, &id, ttl);
     }
@@ -211,7 +257,13 @@ async fn renew(ctx: Ctx) -> ApiResult {
 }
 
 fn session_json(ctx: &Ctx, opts: &super::QueryOptions, idx: u64, list: &[Session]) -> ApiResult {
-    let mut r = json(ctx, list);
+    let mut acl = AclFilter::new(ctx)?;
+    let list: Vec<&Session> = list
+        .iter()
+        .filter(|s| acl.keep(acl.id.allows(Resource::Session, Access::Read, &s.node)))
+        .collect();
+    let mut r = json(ctx, &list);
+    acl.mark(&mut r);
     set_read_headers(&mut r, opts, idx);
     r.headers_mut().remove("x-consul-effective-consistency");
     Ok(r)

@@ -3,16 +3,27 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::Response;
+use meshgate_acl::{Access, Resource};
 use meshgate_state::Command;
 
-use super::{ApiError, ApiResult, Ctx, Route, empty, handler, route};
+use super::{AclRule, ApiError, ApiResult, Ctx, Route, empty, handler, route};
 use crate::snapshot;
 use crate::store::now_ms;
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
-        route(Method::GET, "/v1/snapshot", handler!(save)),
-        route(Method::PUT, "/v1/snapshot", handler!(restore)),
+        route(
+            Method::GET,
+            "/v1/snapshot",
+            AclRule::Global(Resource::Acl, Access::Write),
+            handler!(save),
+        ),
+        route(
+            Method::PUT,
+            "/v1/snapshot",
+            AclRule::Global(Resource::Acl, Access::Write),
+            handler!(restore),
+        ),
     ]
 }
 

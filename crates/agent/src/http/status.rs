@@ -2,12 +2,22 @@
 
 use axum::http::Method;
 
-use super::{ApiResult, Ctx, Route, handler, json, route};
+use super::{AclRule, ApiResult, Ctx, Route, handler, json, route};
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
-        route(Method::GET, "/v1/status/leader", handler!(leader)),
-        route(Method::GET, "/v1/status/peers", handler!(peers)),
+        route(
+            Method::GET,
+            "/v1/status/leader",
+            AclRule::None,
+            handler!(leader),
+        ),
+        route(
+            Method::GET,
+            "/v1/status/peers",
+            AclRule::None,
+            handler!(peers),
+        ),
     ]
 }
 

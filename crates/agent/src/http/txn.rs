@@ -1,20 +1,26 @@
 //! `/v1/txn`: atomic KV transactions.
 
 use axum::http::{HeaderValue, Method, StatusCode, header};
+use meshgate_acl::{Access, Resource};
 use meshgate_state::{Applied, Command, KV_VERBS, is_read_only};
 use meshgate_types::lenient::{self, Options};
 use meshgate_types::txn::{TxnKvOp, TxnOp, TxnResponse};
 use serde::Serialize;
 
 use super::catalog::go_json_error;
-use super::{ApiError, ApiResult, Ctx, Route, handler, json, route};
+use super::{AclRule, ApiError, ApiResult, Ctx, Route, handler, json, route};
 
 /// Most operations in one transaction.
 pub const MAX_OPS: usize = 128;
 const DOC: &str = "https://developer.hashicorp.com/docs/agent/config/config-files#txn_max_req_len";
 
 pub(super) fn routes() -> Vec<Route> {
-    vec![route(Method::PUT, "/v1/txn", handler!(txn))]
+    vec![route(
+        Method::PUT,
+        "/v1/txn",
+        AclRule::Handler,
+        handler!(txn),
+    )]
 }
 
 /// A read-only transaction's answer also carries the query metadata.
@@ -95,6 +101,45 @@ async fn txn(ctx: Ctx) -> ApiResult {
         }
         kv_ops.push(kv);
     }
+    // ACLs, per operation; a refusal is reported like any failed operation and
+    // nothing is applied.
+    let id = ctx.identity()?;
+    let mut denied = Vec::new();
+    for (i, op) in kv_ops.iter().enumerate() {
+        let res = match op.verb.as_str() {
+            "get" | "get-tree" | "get-or-empty" => Ok(()),
+            "check-index" | "check-session" => id.authz.check(Resource::Key, Access::Read, &op.key),
+            "delete-tree" => {
+                if id.authz.key_write_prefix(&op.key) {
+                    Ok(())
+                } else {
+                    Err(meshgate_acl::Denied::new(
+                        Resource::Key,
+                        Access::Write,
+                        Some(&op.key),
+                    ))
+                }
+            }
+            _ => id.authz.check(Resource::Key, Access::Write, &op.key),
+        };
+        if let Err(d) = res {
+            denied.push(meshgate_types::txn::TxnError {
+                op_index: i,
+                what: d.message(id.accessor()),
+            });
+        }
+    }
+    if !denied.is_empty() {
+        return Ok(conflict(
+            &ctx,
+            &TxnResponse {
+                results: None,
+                errors: Some(denied),
+            },
+        ));
+    }
+    let readable =
+        |r: &meshgate_types::txn::TxnResult| id.allows(Resource::Key, Access::Read, &r.kv.key);
     // Unknown verbs count as reads (and fail there with their own message).
     let write = kv_ops
         .iter()
@@ -104,7 +149,9 @@ async fn txn(ctx: Ctx) -> ApiResult {
         let resp = ctx.agent.store.read().txn_read(&kv_ops);
         let ok = resp.errors.is_none();
         let body = ReadResponse {
-            results: resp.results,
+            results: resp
+                .results
+                .map(|r| r.into_iter().filter(|x| readable(x)).collect()),
             errors: resp.errors,
             index: 1,
             last_contact: 0,
@@ -143,7 +190,13 @@ async fn txn(ctx: Ctx) -> ApiResult {
     Ok(json(
         &ctx,
         &TxnResponse {
-            results: Some(results.unwrap_or_default()),
+            results: Some(
+                results
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|x| readable(x))
+                    .collect(),
+            ),
             errors: None,
         },
     ))
