@@ -616,6 +616,9 @@ async fn dispatch(
         Err(e) => return e.into_response(),
     };
     let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let method_for_log = parts.method.clone();
+    let raw_query_for_log = raw_query.clone();
+    let path_for_log = parts.uri.path().to_string();
     let default_policy = if agent.config.acl.default_policy == "deny" {
         "deny"
     } else {
@@ -645,10 +648,39 @@ async fn dispatch(
         hdr::DEFAULT_ACL_POLICY,
         HeaderValue::from_static(default_policy),
     );
+    let elapsed = started.elapsed();
     metrics_agent
         .metrics
-        .sample(metric, started.elapsed().as_secs_f64() * 1000.0);
+        .sample(metric, elapsed.as_secs_f64() * 1000.0);
+    tracing::debug!(
+        target: "agent.http",
+        "Request finished: method={} url={} status={} latency={:?}",
+        method_for_log,
+        redacted_url(&path_for_log, &raw_query_for_log),
+        r.status().as_u16(),
+        elapsed
+    );
     r
+}
+
+/// A request URL fit for logs: the value of a `token` query parameter is
+/// replaced by `<hidden>`.
+pub fn redacted_url(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        return path.to_string();
+    }
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|kv| {
+            let name = kv.split('=').next().unwrap_or("");
+            if name.eq_ignore_ascii_case("token") && kv.contains('=') {
+                format!("{name}=<hidden>")
+            } else {
+                kv.to_string()
+            }
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
 }
 
 /// ACL filtering of list answers: remembers whether anything was removed, so

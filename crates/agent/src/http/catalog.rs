@@ -324,7 +324,9 @@ async fn services(ctx: Ctx) -> ApiResult {
         let mut acl = acl.lock().unwrap_or_else(|e| e.into_inner());
         acl.removed = false;
         for (n, s) in st.all_service_instances() {
-            if node_meta_match(n, &meta) && acl.node_service(&n.node, Some(&s.service)) {
+            // Consul filters the service list by `service:read` alone.
+            let readable = acl.id.allows(Resource::Service, Access::Read, &s.service);
+            if node_meta_match(n, &meta) && acl.keep(readable) {
                 out.entry(s.service.clone())
                     .or_default()
                     .extend(s.tags.iter().cloned());
@@ -420,10 +422,11 @@ async fn connect(ctx: Ctx) -> ApiResult {
     })
     .await;
     let mut acl = AclFilter::new(&ctx)?;
-    let readable = acl.id.allows(Resource::Service, Access::Read, &name);
+    // Finding a service's proxies needs `service:read` on the service itself.
+    acl.id.require(Resource::Service, Access::Read, &name)?;
     let list: Vec<ServiceNode> = list
         .into_iter()
-        .filter(|sn| readable && acl.node_service(&sn.node, Some(&sn.service_name)))
+        .filter(|sn| acl.node_service(&sn.node, Some(&sn.service_name)))
         .collect();
     let list = apply_filter(&opts, schema::catalog_service_nodes(), list)?;
     let mut r = json_read(&ctx, &opts, idx, &list);
@@ -457,7 +460,20 @@ async fn node(ctx: Ctx) -> ApiResult {
         (idx, found)
     })
     .await;
-    Ok(json_read(&ctx, &opts, idx, &found))
+    // A node the caller may not read is answered as if it did not exist;
+    // its services are filtered by `service:read`.
+    let mut acl = AclFilter::new(&ctx)?;
+    let found = found
+        .filter(|f| acl.node_service(&f.node.node, None))
+        .map(|mut f| {
+            f.services.retain(|_, s| {
+                acl.keep(acl.id.allows(Resource::Service, Access::Read, &s.service))
+            });
+            f
+        });
+    let mut r = json_read(&ctx, &opts, idx, &found);
+    acl.mark(&mut r);
+    Ok(r)
 }
 
 async fn node_services(ctx: Ctx) -> ApiResult {

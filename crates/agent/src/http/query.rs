@@ -396,10 +396,14 @@ async fn update(ctx: Ctx) -> ApiResult {
 async fn delete(ctx: Ctx) -> ApiResult {
     ctx.check_dc()?;
     let id = ctx.param(0).to_string();
-    if ctx.agent.store.read().prepared_query(&id).1.is_none() {
+    let existing = ctx.agent.store.read().prepared_query(&id).1.cloned();
+    let Some(existing) = existing else {
         return Err(ApiError::internal(format!(
             "Cannot modify non-existent prepared query: '{id}'"
         )));
+    };
+    if let Some(name) = acl_name(&existing) {
+        ctx.require(Resource::Query, Access::Write, name)?;
     }
     ctx.agent.store.write(Command::QueryDelete { id }).await?;
     Ok(super::empty())

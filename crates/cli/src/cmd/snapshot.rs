@@ -52,7 +52,7 @@ pub async fn run(cmd: SnapshotCmd) -> CliResult {
                 .map_err(|e| CliError::new(format!("Error verifying snapshot file: {e}")))?;
             // Write to a temporary file first so a failure leaves no half-written file.
             let tmp = format!("{file}.part");
-            std::fs::write(&tmp, &r.body)
+            write_private(&tmp, &r.body)
                 .and_then(|_| std::fs::rename(&tmp, &file))
                 .map_err(|e| {
                     let _ = std::fs::remove_file(&tmp);
@@ -122,4 +122,19 @@ pub async fn run(cmd: SnapshotCmd) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// Writes a file readable only by its owner (0600): a snapshot holds every
+/// ACL token secret.
+fn write_private(path: &str, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
 }
