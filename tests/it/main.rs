@@ -1,6 +1,7 @@
 //! End-to-end tests: real `meshgate` processes on loopback, driven over HTTP, by
 //! the CLI, and by a third-party Consul client library.
 
+mod acl_cli;
 mod agent_api;
 mod catalog;
 mod cli;
