@@ -59,7 +59,7 @@ pub enum Command {
     Watch(cmd::watch::WatchArgs),
     /// Manage ACLs: bootstrap, policies, tokens, roles, auth methods.
     #[command(subcommand)]
-    Acl(cmd::acl::AclCmd),
+    Acl(Box<cmd::acl::AclCmd>),
     /// Log in with an auth method and write the new ACL token to a file.
     Login(cmd::login::LoginArgs),
     /// Destroy the ACL token a login created.
@@ -82,7 +82,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::ForceLeave(a) => cmd::ops::force_leave(a).await,
         Command::Event(a) => cmd::ops::event(a).await,
         Command::Watch(a) => cmd::watch::run(a).await,
-        Command::Acl(c) => cmd::acl::run(c).await,
+        Command::Acl(c) => cmd::acl::run(*c).await,
         Command::Login(a) => cmd::login::login(a).await,
         Command::Logout(a) => cmd::login::logout(a).await,
         Command::Version => {
