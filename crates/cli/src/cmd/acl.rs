@@ -172,12 +172,14 @@ pub(crate) fn help_for(path: &[&str]) -> String {
     cur.render_help().to_string()
 }
 
+/// A message followed by the command's help.
+pub(crate) fn with_help(msg: &str, path: &[&str]) -> CliError {
+    CliError::new(format!("{msg}\n{}", help_for(path).trim_end()))
+}
+
 /// `Missing required '-<flag>' flag`, then the command's help.
 pub(crate) fn missing_flag(flag: &str, path: &[&str]) -> CliError {
-    CliError::new(format!(
-        "Missing required '-{flag}' flag\n{}",
-        help_for(path).trim_end()
-    ))
+    with_help(&format!("Missing required '-{flag}' flag"), path)
 }
 
 // === data arguments ===

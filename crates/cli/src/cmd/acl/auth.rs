@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::types::{AuthMethod, AuthMethodListEntry, BindingRule, TemplateVars};
 use super::{
     Format, binding_rule_id_from_partial, emit, format, get, get_opt, go_quote, load_data_source,
-    missing_flag, parse_format, query_escape, render, send, sort_keys,
+    missing_flag, parse_format, query_escape, render, send, sort_keys, with_help,
 };
 use crate::client::{CliError, CliResult, Client, HttpFlags};
 
@@ -573,8 +573,9 @@ async fn rule_create(a: RuleCreateArgs) -> CliResult {
         return Err(missing_flag("bind-name", &path));
     }
     if f.bind_type != "templated-policy" && !f.bind_vars.is_empty() {
-        return Err(CliError::new(
+        return Err(with_help(
             "Cannot specify -bind-vars when -bind-type is not templated-policy",
+            &path,
         ));
     }
     let vars = f.vars()?;
@@ -645,8 +646,9 @@ async fn rule_update(a: RuleUpdateArgs) -> CliResult {
             return Err(missing_flag("bind-name", &path));
         }
         if !f.bind_vars.is_empty() && f.bind_type != "templated-policy" {
-            return Err(CliError::new(
+            return Err(with_help(
                 "-bind-vars cannot be specified when -bind-type is not templated-policy",
+                &path,
             ));
         }
         BindingRule {
