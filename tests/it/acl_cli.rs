@@ -1043,6 +1043,68 @@ async fn login_and_logout_with_a_jwt_auth_method() {
         ok(&a, t, &["acl", "binding-rule", "list", "-method", "ci"])
             .starts_with(&format!("{rule}:\n   AuthMethod:   ci\n"))
     );
+    // A merge update keeps the selector it is not given.
+    let out = ok(
+        &a,
+        t,
+        &[
+            "acl",
+            "binding-rule",
+            "update",
+            "-id",
+            &rule[..8],
+            "-description",
+            "web jobs",
+        ],
+    );
+    assert!(
+        out.contains("\nDescription:  web jobs\nBindType:     service\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nSelector:     value.svc == \"web\"\n"),
+        "{out}"
+    );
+    let err = fails(
+        &a,
+        t,
+        &[
+            "acl",
+            "binding-rule",
+            "create",
+            "-method",
+            "ci",
+            "-bind-name",
+            "x",
+            "-bind-vars",
+            "name=y",
+        ],
+    );
+    assert!(
+        err.starts_with("Cannot specify -bind-vars when -bind-type is not templated-policy\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Usage: meshgate acl binding-rule create"),
+        "with the help: {err}"
+    );
+    let out = ok(
+        &a,
+        t,
+        &[
+            "acl",
+            "auth-method",
+            "update",
+            "-name",
+            "ci",
+            "-display-name",
+            "CI",
+        ],
+    );
+    assert!(
+        out.starts_with("Name:          ci\nType:          jwt\nDisplayName:   CI\nDescription:   CI jobs\nMaxTokenTTL:   1h0m0s\n"),
+        "{out}"
+    );
 
     // Log in: the secret lands in the sink file, nothing is printed.
     let now = std::time::SystemTime::now()
