@@ -2,6 +2,7 @@
 //! the CLI, and by a third-party Consul client library.
 
 mod acl;
+mod acl_cli;
 mod agent_api;
 mod catalog;
 mod cli;

@@ -1,8 +1,10 @@
 //! One module per command group.
 
+pub mod acl;
 pub mod agent;
 pub mod catalog;
 pub mod kv;
+pub mod login;
 pub mod ops;
 pub mod snapshot;
 pub mod watch;

@@ -57,6 +57,13 @@ pub enum Command {
     Event(cmd::ops::EventArgs),
     /// Watch a view of the data and run a handler on each change.
     Watch(cmd::watch::WatchArgs),
+    /// Manage ACLs: bootstrap, policies, tokens, roles, auth methods.
+    #[command(subcommand)]
+    Acl(Box<cmd::acl::AclCmd>),
+    /// Log in with an auth method and write the new ACL token to a file.
+    Login(cmd::login::LoginArgs),
+    /// Destroy the ACL token a login created.
+    Logout(cmd::login::LogoutArgs),
 }
 
 async fn dispatch(cli: Cli) -> CliResult {
@@ -75,6 +82,9 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::ForceLeave(a) => cmd::ops::force_leave(a).await,
         Command::Event(a) => cmd::ops::event(a).await,
         Command::Watch(a) => cmd::watch::run(a).await,
+        Command::Acl(c) => cmd::acl::run(*c).await,
+        Command::Login(a) => cmd::login::login(a).await,
+        Command::Logout(a) => cmd::login::logout(a).await,
         Command::Version => {
             println!("meshgate v{}", env!("CARGO_PKG_VERSION"));
             println!(

@@ -69,10 +69,12 @@ pub(super) fn routes() -> Vec<Route> {
         ),
         route(M::GET, "/v1/acl/tokens", READ, handler!(token_list)),
         route(M::PUT, "/v1/acl/token", WRITE, handler!(token_create)),
+        // No permission needed, and the handler resolves the secret itself:
+        // an unknown one is `token does not exist: ACL not found`.
         route(
             M::GET,
             "/v1/acl/token/self",
-            AclRule::Handler,
+            AclRule::None,
             handler!(token_self),
         ),
         route(M::GET, "/v1/acl/token/{id}", READ, handler!(token_read)),
@@ -458,10 +460,12 @@ struct PolicyStub {
 
 fn policy_out(p: &AclPolicy) -> Value {
     let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        if p.datacenters.as_ref().is_none_or(Vec::is_empty) {
-            m.remove("Datacenters");
-        }
+    if let Value::Object(m) = &mut v
+        && p.datacenters.as_ref().is_none_or(Vec::is_empty)
+    {
+        // `shift_remove` keeps the field order (`remove` swaps the last
+        // field into the hole when serde_json preserves order).
+        m.shift_remove("Datacenters");
     }
     v
 }
@@ -853,10 +857,28 @@ fn normalize_token(ctx: &Ctx, t: &mut AclToken) -> Result<(), ApiError> {
         }
     }
     t.node_identities = nodes;
-    for tp in &t.templated_policies {
+    for tp in &mut t.templated_policies {
         check_templated(tp, "token")?;
+        lower_template_vars(tp);
     }
     Ok(())
+}
+
+/// Stores template variables under Consul's JSON key `name`, however the
+/// request spelled it (Go clients send `Name`).
+fn lower_template_vars(tp: &mut TemplatedPolicyRef) {
+    if let Some(Value::Object(m)) = &mut tp.template_variables {
+        *m = std::mem::take(m)
+            .into_iter()
+            .map(|(k, v)| {
+                if k.eq_ignore_ascii_case("name") {
+                    ("name".to_string(), v)
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+    }
 }
 
 fn check_templated(tp: &TemplatedPolicyRef, on: &str) -> Result<(), ApiError> {
@@ -923,6 +945,19 @@ async fn store_token(ctx: &Ctx, mut t: AclToken) -> ApiResult {
     Ok(json(ctx, &t))
 }
 
+/// `ExpirationTTL`: a Go duration string (`"60s"`) or, as Consul's Go client
+/// sends it, a number of nanoseconds.
+fn parse_ttl(v: &str) -> Result<Duration, ApiError> {
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return v
+            .parse::<u64>()
+            .map(Duration::from_nanos)
+            .map_err(|e| ApiError::bad_request(format!("Token decoding failed: {e}")));
+    }
+    meshgate_types::duration::parse(v)
+        .map_err(|e| ApiError::bad_request(format!("Token decoding failed: {e}")))
+}
+
 /// Creates a token from a decoded body (shared by create and clone).
 async fn create_token(ctx: &Ctx, mut t: AclToken) -> ApiResult {
     check_id_field("AccessorID", &t.accessor_id, ctx)?;
@@ -930,8 +965,7 @@ async fn create_token(ctx: &Ctx, mut t: AclToken) -> ApiResult {
     let now = now_ms();
     t.create_time = meshgate_types::time::format_rfc3339_ms(now);
     if !t.expiration_ttl.is_empty() {
-        let ttl = meshgate_types::duration::parse(&t.expiration_ttl)
-            .map_err(|e| ApiError::bad_request(format!("Token decoding failed: {e}")))?;
+        let ttl = parse_ttl(&t.expiration_ttl)?;
         if t.expiration_time.is_some() && !ttl.is_zero() {
             return Err(ApiError::internal(
                 "Token Expiration TTL and Expiration Time cannot both be set",
@@ -1143,23 +1177,23 @@ async fn token_update(ctx: Ctx) -> ApiResult {
             "Cannot change AuthMethod of {accessor}"
         )));
     }
-    if !t.expiration_ttl.is_empty()
-        && meshgate_types::duration::parse(&t.expiration_ttl).is_ok_and(|d| !d.is_zero())
-    {
+    if !t.expiration_ttl.is_empty() && parse_ttl(&t.expiration_ttl).is_ok_and(|d| !d.is_zero()) {
         return Err(ApiError::internal(format!(
             "Cannot change expiration time of {accessor}"
         )));
     }
     t.expiration_ttl.clear();
-    match &t.expiration_time {
-        None => t.expiration_time = existing.expiration_time.clone(),
-        Some(e) if Some(e) != existing.expiration_time.as_ref() => {
-            return Err(ApiError::internal(format!(
-                "Cannot change expiration time of {accessor}"
-            )));
-        }
-        Some(_) => {}
+    // The same instant written differently (a client re-marshalling the time
+    // it read) is not a change.
+    let instant = |e: Option<&String>| e.and_then(|e| meshgate_types::time::parse_rfc3339_ms(e));
+    if t.expiration_time.is_some()
+        && instant(t.expiration_time.as_ref()) != instant(existing.expiration_time.as_ref())
+    {
+        return Err(ApiError::internal(format!(
+            "Cannot change expiration time of {accessor}"
+        )));
     }
+    t.expiration_time = existing.expiration_time.clone();
     t.create_time = existing.create_time.clone();
     normalize_token(&ctx, &mut t)?;
     store_token(&ctx, t).await
@@ -1364,8 +1398,9 @@ fn validate_role(ctx: &Ctx, r: &mut AclRole, create: bool) -> Result<(), ApiErro
             ));
         }
     }
-    for tp in &r.templated_policies {
+    for tp in &mut r.templated_policies {
         check_templated(tp, "role")?;
+        lower_template_vars(tp);
     }
     Ok(())
 }
@@ -2006,12 +2041,12 @@ async fn login(ctx: Ctx) -> ApiResult {
     t.accessor_id = new_uuid();
     t.secret_id = new_uuid();
     t.create_time = meshgate_types::time::format_rfc3339_ms(now);
-    if let Ok(d) = meshgate_types::duration::parse(&method.max_token_ttl) {
-        if !d.is_zero() {
-            t.expiration_time = Some(meshgate_types::time::format_rfc3339_ms(
-                now + d.as_millis() as u64,
-            ));
-        }
+    if let Ok(d) = meshgate_types::duration::parse(&method.max_token_ttl)
+        && !d.is_zero()
+    {
+        t.expiration_time = Some(meshgate_types::time::format_rfc3339_ms(
+            now + d.as_millis() as u64,
+        ));
     }
     store_token(&ctx, t).await
 }
