@@ -295,6 +295,8 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     if agent.acl.enabled {
         agent.init_acls().await?;
     }
+    // Services and checks from config files exist before the API answers.
+    local::load_config_services(&agent).await;
 
     let mut tasks = Vec::new();
     let mut bound = Vec::new();
@@ -319,8 +321,6 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
         }
     }
     *agent.http_addrs.lock() = bound.clone();
-
-    local::load_config_services(&agent).await;
     tasks.push(tokio::spawn(local::anti_entropy(agent.clone())));
     tasks.push(tokio::spawn(local::reaper(agent.clone())));
     tasks.push(tokio::spawn(sessions::tombstone_reaper(agent.clone())));
