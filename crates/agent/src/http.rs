@@ -8,6 +8,8 @@ mod acl;
 mod agent;
 mod agent_ops;
 mod catalog;
+mod config;
+mod connect;
 mod coordinate;
 mod event;
 mod health;
@@ -186,6 +188,8 @@ pub fn routes() -> Vec<Route> {
     let mut r = Vec::new();
     r.extend(acl::routes());
     r.extend(catalog::routes());
+    r.extend(config::routes());
+    r.extend(connect::routes());
     r.extend(health::routes());
     r.extend(kv::routes());
     r.extend(session::routes());
@@ -509,6 +513,12 @@ pub fn json_read<T: Serialize + ?Sized>(
             .insert("x-cache", HeaderValue::from_static("MISS"));
     }
     r
+}
+
+/// Sets only `X-Consul-Index` (never 0).
+pub fn set_index(r: &mut Response, index: u64) {
+    r.headers_mut()
+        .insert("x-consul-index", HeaderValue::from(index.max(1)));
 }
 
 /// Sets `X-Consul-Index` (never 0), `X-Consul-KnownLeader`, `X-Consul-LastContact`

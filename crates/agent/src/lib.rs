@@ -7,6 +7,7 @@ pub mod acl;
 pub mod checks;
 pub mod config;
 pub mod config_keys;
+pub mod connect;
 pub mod filter;
 pub mod host;
 pub mod http;
@@ -67,6 +68,8 @@ pub struct Agent {
     pub sessions: sessions::SessionTimers,
     pub metrics: metrics::Metrics,
     pub acl: acl::AclResolver,
+    /// Leaf certificates issued to services on this agent.
+    pub leaves: connect::LeafCache,
     pub started: Instant,
     /// Addresses the HTTP API actually listens on.
     pub http_addrs: Mutex<Vec<SocketAddr>>,
@@ -106,6 +109,7 @@ impl Agent {
             sessions: sessions::SessionTimers::default(),
             metrics: metrics::Metrics::default(),
             acl,
+            leaves: connect::LeafCache::default(),
             started: Instant::now(),
             http_addrs: Mutex::new(Vec::new()),
             shutdown: watch::channel(false).0,
@@ -295,6 +299,9 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     if agent.acl.enabled {
         agent.init_acls().await?;
     }
+    connect::init_ca(&agent)
+        .await
+        .map_err(|e| AgentError::Other(format!("initializing the mesh CA: {e}")))?;
     // Services and checks from config files exist before the API answers.
     local::load_config_services(&agent).await;
 
@@ -324,6 +331,7 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     tasks.push(tokio::spawn(local::anti_entropy(agent.clone())));
     tasks.push(tokio::spawn(local::reaper(agent.clone())));
     tasks.push(tokio::spawn(sessions::tombstone_reaper(agent.clone())));
+    tasks.push(tokio::spawn(connect::prune_loop(agent.clone())));
 
     let addrs: Vec<String> = bound.iter().map(|a| format!("http://{a}")).collect();
     info!(

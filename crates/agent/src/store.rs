@@ -40,6 +40,8 @@ fn table_slot(t: Table) -> usize {
         Table::Events => 6,
         Table::Coordinates => 7,
         Table::Queries => 8,
+        Table::Config => 9,
+        Table::Ca => 10,
     }
 }
 

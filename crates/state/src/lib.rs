@@ -13,6 +13,7 @@
 
 mod acl;
 mod catalog;
+mod config;
 mod kv;
 mod misc;
 mod query;
@@ -28,6 +29,7 @@ use meshgate_types::kv::{KvEntry, Session};
 use meshgate_types::txn::{TxnKvOp, TxnResponse};
 use serde::{Deserialize, Serialize};
 
+pub use config::{CaState, GatewayService, ServiceName};
 pub use kv::KvSetOp;
 pub use misc::{Coord, CoordinateEntry, EVENT_BUFFER, UserEvent};
 pub use snapshot::{SNAPSHOT_VERSION, Snapshot};
@@ -108,6 +110,21 @@ pub enum Command {
     QuerySet(Box<meshgate_types::query::PreparedQuery>),
     /// Deletes a prepared query.
     QueryDelete { id: String },
+    /// Writes a config entry (its API JSON, normalized and validated);
+    /// `cas`: only when the stored `ModifyIndex` equals it (0: absent).
+    ConfigSet {
+        entry: serde_json::Value,
+        cas: Option<u64>,
+    },
+    /// Deletes a config entry; `cas` as for [`Command::ConfigSet`].
+    ConfigDelete {
+        kind: String,
+        name: String,
+        cas: Option<u64>,
+    },
+    /// Replaces the mesh CA (initialization, rotation, configuration) when
+    /// its index is still `cas` (0: not initialized yet).
+    CaSet { ca: Box<CaState>, cas: u64 },
 }
 
 /// A command with the time (milliseconds since the Unix epoch) its proposer
@@ -152,11 +169,13 @@ pub enum Table {
     Events,
     Coordinates,
     Queries,
+    Config,
+    Ca,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 11] = [
         Table::Nodes,
         Table::Services,
         Table::Checks,
@@ -166,6 +185,8 @@ impl Table {
         Table::Events,
         Table::Coordinates,
         Table::Queries,
+        Table::Config,
+        Table::Ca,
     ];
 }
 
@@ -184,6 +205,10 @@ pub struct TableIndexes {
     pub coordinates: u64,
     #[serde(default)]
     pub queries: u64,
+    #[serde(default)]
+    pub config: u64,
+    #[serde(default)]
+    pub ca: u64,
 }
 
 impl TableIndexes {
@@ -199,6 +224,8 @@ impl TableIndexes {
             Table::Events => self.events,
             Table::Coordinates => self.coordinates,
             Table::Queries => self.queries,
+            Table::Config => self.config,
+            Table::Ca => self.ca,
         }
     }
 
@@ -213,6 +240,8 @@ impl TableIndexes {
             Table::Events => self.events = idx,
             Table::Coordinates => self.coordinates = idx,
             Table::Queries => self.queries = idx,
+            Table::Config => self.config = idx,
+            Table::Ca => self.ca = idx,
         }
     }
 }
@@ -244,6 +273,8 @@ pub struct State {
     events: std::collections::VecDeque<misc::UserEvent>,
     coordinates: BTreeMap<NodeKey, misc::CoordinateEntry>,
     queries: BTreeMap<String, meshgate_types::query::PreparedQuery>,
+    config: config::ConfigTable,
+    ca: Option<CaState>,
 }
 
 /// Node names and service names are case-insensitive.
@@ -350,6 +381,13 @@ impl State {
                 self.query_delete(index, id);
                 Ok(Applied::Done)
             }
+            Command::ConfigSet { entry, cas } => {
+                self.config_set(index, entry, *cas).map(Applied::Bool)
+            }
+            Command::ConfigDelete { kind, name, cas } => {
+                Ok(Applied::Bool(self.config_delete(index, kind, name, *cas)))
+            }
+            Command::CaSet { ca, cas } => self.ca_set(index, ca, *cas).map(Applied::Bool),
         }
     }
 

@@ -41,6 +41,11 @@ pub struct Snapshot {
     pub coordinates: Vec<crate::CoordinateEntry>,
     #[serde(default)]
     pub queries: Vec<meshgate_types::query::PreparedQuery>,
+    /// Config entries as their API JSON (with indexes).
+    #[serde(default)]
+    pub config_entries: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub ca: Option<crate::CaState>,
 }
 
 impl State {
@@ -95,6 +100,8 @@ impl State {
             events: self.events.iter().cloned().collect(),
             coordinates: self.coordinates.values().cloned().collect(),
             queries: self.queries.values().cloned().collect(),
+            config_entries: self.config.values().map(|e| e.to_json()).collect(),
+            ca: self.ca.clone(),
         }
     }
 
@@ -178,6 +185,23 @@ impl State {
             st.coordinates
                 .insert((fold(&c.node), c.segment.clone()), c.clone());
         }
+        for v in &s.config_entries {
+            let e = meshgate_config_entries::decode(v.clone())
+                .map_err(|e| format!("corrupt snapshot: config entry: {e}"))?;
+            let (c, m) = (
+                v.get("CreateIndex")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0),
+                v.get("ModifyIndex")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0),
+            );
+            let mut e = e;
+            e.set_indexes(c, m);
+            st.config
+                .insert((e.kind().to_string(), e.name().to_string()), e);
+        }
+        st.ca = s.ca.clone();
         Ok(st)
     }
 

@@ -538,3 +538,118 @@ fn corrupt_snapshots_are_refused_without_change() {
     after.index = before.index;
     assert_eq!(after, before);
 }
+
+mod config_entries {
+    use serde_json::json;
+
+    use crate::{Applied, Command, Request, State};
+
+    fn apply(st: &mut State, cmd: Command) -> Applied {
+        let idx = st.index + 1;
+        st.apply(idx, &Request { now_ms: 0, cmd }).expect("apply")
+    }
+
+    fn gw(services: serde_json::Value) -> Command {
+        Command::ConfigSet {
+            entry: json!({"Kind": "terminating-gateway", "Name": "gw", "Services": services,
+                          "CreateIndex": 99, "ModifyIndex": 99}),
+            cas: None,
+        }
+    }
+
+    #[test]
+    fn set_cas_delete_and_snapshot() {
+        let mut st = State::new();
+        assert_eq!(
+            apply(&mut st, gw(json!([{"Name": "db"}]))),
+            Applied::Bool(true)
+        );
+        let (_, e) = st.config_entry("terminating-gateway", "gw");
+        let e = e.expect("stored");
+        assert_eq!((e.create_index(), e.modify_index()), (1, 1));
+        // cas 0 refuses to overwrite; the right index succeeds.
+        let mut cmd = gw(json!([{"Name": "db2"}]));
+        if let Command::ConfigSet { cas, .. } = &mut cmd {
+            *cas = Some(0);
+        }
+        assert_eq!(apply(&mut st, cmd), Applied::Bool(false));
+        let mut cmd = gw(json!([{"Name": "db2"}]));
+        if let Command::ConfigSet { cas, .. } = &mut cmd {
+            *cas = Some(1);
+        }
+        assert_eq!(apply(&mut st, cmd), Applied::Bool(true));
+        let e = st
+            .config_entry("terminating-gateway", "gw")
+            .1
+            .expect("stored");
+        assert_eq!((e.create_index(), e.modify_index()), (1, 3));
+        // Snapshot round trip keeps the entry and its indexes.
+        let snap = st.snapshot();
+        let back = State::from_snapshot(&snap).expect("restore");
+        let e2 = back
+            .config_entry("terminating-gateway", "gw")
+            .1
+            .expect("restored");
+        assert_eq!(e2, e);
+        // Delete with a stale cas fails; without cas succeeds and is idempotent.
+        let del = |cas| Command::ConfigDelete {
+            kind: "terminating-gateway".into(),
+            name: "gw".into(),
+            cas,
+        };
+        assert_eq!(apply(&mut st, del(Some(1))), Applied::Bool(false));
+        assert_eq!(apply(&mut st, del(None)), Applied::Bool(true));
+        assert_eq!(apply(&mut st, del(None)), Applied::Bool(true));
+        assert!(st.config_entry("terminating-gateway", "gw").1.is_none());
+    }
+
+    #[test]
+    fn wildcard_links_typical_services_only() {
+        let mut st = State::new();
+        let reg = |node: &str, svc: serde_json::Value| {
+            Command::Register(Box::new(
+                serde_json::from_value(
+                    json!({"Node": node, "Address": "127.0.0.1", "Service": svc}),
+                )
+                .expect("register"),
+            ))
+        };
+        apply(&mut st, reg("n1", json!({"Service": "db", "Port": 5432})));
+        apply(
+            &mut st,
+            reg("n1", json!({"Service": "consul", "Port": 8300})),
+        );
+        apply(
+            &mut st,
+            reg(
+                "n1",
+                json!({"Service": "web-proxy", "Kind": "connect-proxy", "Port": 21000,
+                            "Proxy": {"DestinationServiceName": "web"}}),
+            ),
+        );
+        apply(
+            &mut st,
+            reg(
+                "n1",
+                json!({"Service": "gw", "Kind": "terminating-gateway", "Port": 8443}),
+            ),
+        );
+        apply(
+            &mut st,
+            gw(json!([{"Name": "*"}, {"Name": "ext", "CAFile": "/ca.pem", "SNI": "ext.example"}])),
+        );
+        let (_, list) = st.gateway_services("gw");
+        let names: Vec<(&str, bool)> = list
+            .iter()
+            .map(|g| (g.service.name.as_str(), g.from_wildcard))
+            .collect();
+        assert_eq!(names, [("db", true), ("ext", false)]);
+        assert_eq!(list[1].ca_file, "/ca.pem");
+        assert_eq!(st.gateways_for_service("db"), ["gw"]);
+        assert_eq!(st.gateways_for_service("ext"), ["gw"]);
+        assert!(st.gateways_for_service("consul").is_empty());
+        let inst = st.linked_gateway_instances("ext");
+        assert_eq!(inst.len(), 1);
+        assert_eq!(inst[0].1.service, "gw");
+    }
+}

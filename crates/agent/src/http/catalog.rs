@@ -76,6 +76,12 @@ pub(super) fn routes() -> Vec<Route> {
             AclRule::Handler,
             handler!(node_services),
         ),
+        route(
+            Method::GET,
+            "/v1/catalog/gateway-services/{gateway}",
+            AclRule::Handler,
+            handler!(gateway_services),
+        ),
     ]
 }
 
@@ -395,7 +401,39 @@ pub(super) fn connect_instances<'a>(st: &'a State, name: &str) -> Vec<(&'a Node,
             .into_iter()
             .filter(|(_, s)| s.connect.native),
     );
+    // A service outside the mesh is reached through the terminating
+    // gateways it is linked to: their instances stand in for its proxies.
+    out.extend(st.linked_gateway_instances(name));
     out
+}
+
+/// The tables a connect query depends on.
+pub(super) const CONNECT: &[Table] = &[Table::Nodes, Table::Services, Table::Checks, Table::Config];
+
+async fn gateway_services(ctx: Ctx) -> ApiResult {
+    let gateway = ctx.param(0).to_string();
+    if gateway.is_empty() {
+        return Err(ApiError::bad_request("Missing gateway name"));
+    }
+    ctx.require(Resource::Service, Access::Read, &gateway)?;
+    let opts = ctx.query_options()?;
+    let (idx, list) = blocking(&ctx, &opts, &[Table::Config, Table::Services], |st| {
+        st.gateway_services(&gateway)
+    })
+    .await;
+    let mut acl = AclFilter::new(&ctx)?;
+    let list: Vec<meshgate_state::GatewayService> = list
+        .into_iter()
+        .filter(|g| {
+            let ok = acl
+                .id
+                .allows(Resource::Service, Access::Read, &g.service.name);
+            acl.keep(ok)
+        })
+        .collect();
+    let mut r = json_read(&ctx, &opts, idx, &list);
+    acl.mark(&mut r);
+    Ok(r)
 }
 
 async fn connect(ctx: Ctx) -> ApiResult {
@@ -406,7 +444,7 @@ async fn connect(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
     let tags = ctx.query.all("tag");
     let meta = ctx.node_meta();
-    let (idx, list) = blocking(&ctx, &opts, CATALOG, |st| {
+    let (idx, list) = blocking(&ctx, &opts, CONNECT, |st| {
         let list: Vec<ServiceNode> = connect_instances(st, &name)
             .into_iter()
             .filter(|(_, s)| {
@@ -417,7 +455,7 @@ async fn connect(ctx: Ctx) -> ApiResult {
             .filter(|sn| meta_match_flat(sn, &meta))
             .collect();
         let t = st.tables();
-        (t.services.max(t.nodes).max(t.checks), list)
+        (t.services.max(t.nodes).max(t.checks).max(t.config), list)
     })
     .await;
     let mut acl = AclFilter::new(&ctx)?;

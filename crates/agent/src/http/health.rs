@@ -5,7 +5,7 @@ use meshgate_acl::{Access, Resource};
 use meshgate_state::Table;
 use meshgate_types::catalog::{CheckServiceNode, HealthCheck, status};
 
-use super::catalog::{connect_instances, node_meta_match};
+use super::catalog::{CONNECT, connect_instances, node_meta_match};
 use super::{
     AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, apply_filter, bare_denied, blocking,
     flag_value, handler, json_read, route,
@@ -192,7 +192,7 @@ async fn connect(ctx: Ctx) -> ApiResult {
         return Err(bare_denied());
     }
     let tags = ctx.query.all("tag");
-    let (idx, list) = blocking(&ctx, &opts, CATALOG, |st| {
+    let (idx, list) = blocking(&ctx, &opts, CONNECT, |st| {
         let list = connect_instances(st, &name)
             .into_iter()
             .filter(|(_, s)| {
@@ -202,7 +202,7 @@ async fn connect(ctx: Ctx) -> ApiResult {
             .map(|(n, s)| st.check_service_node(n, s))
             .collect::<Vec<_>>();
         let t = st.tables();
-        (t.services.max(t.nodes).max(t.checks), list)
+        (t.services.max(t.nodes).max(t.checks).max(t.config), list)
     })
     .await;
     entries_answer(&ctx, &opts, idx, list)
