@@ -611,6 +611,24 @@ async fn seed(a: &Agent) -> Seeds {
         assert_eq!(s, 200, "{text}");
         *out = id(serde_json::from_str(&text).unwrap(), "ID");
     }
+    put_root(
+        a,
+        "/v1/config",
+        json!({"Kind": "terminating-gateway", "Name": "walk-gw", "Services": [{"Name": "db"}]}),
+    )
+    .await;
+    put_root(
+        a,
+        "/v1/config",
+        json!({"Kind": "service-defaults", "Name": "walk-del"}),
+    )
+    .await;
+    put_root(
+        a,
+        "/v1/connect/intentions/exact?source=web&destination=db",
+        json!({"Action": "allow"}),
+    )
+    .await;
     let policy = id(
         put_root(a, "/v1/acl/policy", json!({"Name": "p-walk", "Rules": ""})).await,
         "ID",
@@ -1520,6 +1538,175 @@ node "test-node" { policy = "read" }"#;
         "GET",
         "/v1/query/{id}/explain",
         w(format!("/v1/query/{}/explain", s.query), None, Q_R, Refused),
+    );
+    // Config entries.
+    add(
+        "PUT",
+        "/v1/config",
+        w(
+            "/v1/config",
+            Some(
+                json!({"Kind": "terminating-gateway", "Name": "walk-gw2", "Services": [{"Name": "db"}]}),
+            ),
+            r#"mesh = "write""#,
+            Refused,
+        ),
+    );
+    add(
+        "GET",
+        "/v1/config/{kind}",
+        w(
+            "/v1/config/terminating-gateway",
+            None,
+            r#"service "walk-gw" { policy = "read" }"#,
+            Filtered,
+        ),
+    );
+    add(
+        "DELETE",
+        "/v1/config/{kind}",
+        w("/v1/config/service-defaults", None, "", Public),
+    );
+    add(
+        "GET",
+        "/v1/config/{kind}/{*name}",
+        w(
+            "/v1/config/terminating-gateway/walk-gw",
+            None,
+            r#"service "walk-gw" { policy = "read" }"#,
+            Refused,
+        ),
+    );
+    add(
+        "DELETE",
+        "/v1/config/{kind}/{*name}",
+        w(
+            "/v1/config/service-defaults/walk-del",
+            None,
+            r#"service "walk-del" { policy = "write" }"#,
+            Refused,
+        ),
+    );
+    add(
+        "GET",
+        "/v1/catalog/gateway-services/{gateway}",
+        w(
+            "/v1/catalog/gateway-services/walk-gw",
+            None,
+            r#"service_prefix "" { policy = "read" }"#,
+            Refused,
+        ),
+    );
+    // Intentions: `intentions` of the destination's service rule.
+    const IXN_R: &str = r#"service "db" { policy = "read" }"#;
+    const IXN_W: &str = r#"service "db" { policy = "read" intentions = "write" }"#;
+    add(
+        "GET",
+        "/v1/connect/intentions",
+        w("/v1/connect/intentions", None, IXN_R, Filtered),
+    );
+    add(
+        "GET",
+        "/v1/connect/intentions/exact",
+        w(
+            "/v1/connect/intentions/exact?source=web&destination=db",
+            None,
+            IXN_R,
+            Refused,
+        ),
+    );
+    add(
+        "PUT",
+        "/v1/connect/intentions/exact",
+        w(
+            "/v1/connect/intentions/exact?source=api&destination=db",
+            Some(json!({"Action": "deny"})),
+            IXN_W,
+            Refused,
+        ),
+    );
+    add(
+        "DELETE",
+        "/v1/connect/intentions/exact",
+        w(
+            "/v1/connect/intentions/exact?source=api&destination=db",
+            None,
+            IXN_W,
+            Refused,
+        ),
+    );
+    add(
+        "GET",
+        "/v1/connect/intentions/match",
+        w(
+            "/v1/connect/intentions/match?by=destination&name=db",
+            None,
+            IXN_R,
+            Refused,
+        ),
+    );
+    add(
+        "GET",
+        "/v1/connect/intentions/check",
+        w(
+            "/v1/connect/intentions/check?source=web&destination=db",
+            None,
+            IXN_R,
+            Refused,
+        ),
+    );
+    // The CA.
+    add(
+        "GET",
+        "/v1/connect/ca/roots",
+        w("/v1/connect/ca/roots", None, "", Public),
+    );
+    add(
+        "GET",
+        "/v1/agent/connect/ca/roots",
+        w("/v1/agent/connect/ca/roots", None, "", Public),
+    );
+    add(
+        "GET",
+        "/v1/connect/ca/configuration",
+        w(
+            "/v1/connect/ca/configuration",
+            None,
+            r#"operator = "write""#,
+            Refused,
+        ),
+    );
+    add(
+        "PUT",
+        "/v1/connect/ca/configuration",
+        w(
+            "/v1/connect/ca/configuration",
+            Some(json!({"Provider": "consul", "Config": {"LeafCertTTL": "72h"}})),
+            r#"operator = "write""#,
+            Refused,
+        ),
+    );
+    add(
+        "GET",
+        "/v1/agent/connect/ca/leaf/{service}",
+        w(
+            "/v1/agent/connect/ca/leaf/web",
+            None,
+            r#"service "web" { policy = "write" }"#,
+            Refused,
+        ),
+    );
+    add(
+        "POST",
+        "/v1/agent/connect/authorize",
+        w(
+            "/v1/agent/connect/authorize",
+            Some(
+                json!({"Target": "db", "ClientCertURI": "spiffe://x.consul/ns/default/dc/dc1/svc/web"}),
+            ),
+            r#"service "db" { policy = "write" }"#,
+            Refused,
+        ),
     );
     t
 }
