@@ -244,13 +244,13 @@ impl Agent {
         if token_expired(&token, now_ms()) {
             return Err(ApiError::forbidden(meshgate_acl::ERR_NOT_FOUND));
         }
-        if let Some((idx, authz)) = acl.cache.lock().get(&token.accessor_id) {
-            if *idx == index {
-                return Ok(Identity {
-                    token: Some(token),
-                    authz: authz.clone(),
-                });
-            }
+        if let Some((idx, authz)) = acl.cache.lock().get(&token.accessor_id)
+            && *idx == index
+        {
+            return Ok(Identity {
+                token: Some(token),
+                authz: authz.clone(),
+            });
         }
         let authz = Arc::new(self.build_authorizer(&token));
         acl.cache
@@ -268,10 +268,10 @@ impl Agent {
             let p = st.acl_policy(id)?;
             (p.modify_index, p.rules.clone())
         };
-        if let Some((m, p)) = self.acl.policies.lock().get(id) {
-            if *m == modify {
-                return Some(p.clone());
-            }
+        if let Some((m, p)) = self.acl.policies.lock().get(id)
+            && *m == modify
+        {
+            return Some(p.clone());
         }
         let p = match meshgate_acl::parse_rules(&rules) {
             Ok(p) => Arc::new(p),

@@ -51,7 +51,7 @@ struct RawConfig {
 
 /// A validated `jwt` auth method configuration.
 pub struct JwtConfig {
-    keys: Vec<(Option<String>, DecodingKey, Vec<Algorithm>)>,
+    keys: Vec<Jwk>,
     algs: Vec<Algorithm>,
     audiences: Vec<String>,
     issuer: String,
@@ -134,7 +134,10 @@ fn pem_key(pem: &str) -> Result<(DecodingKey, Vec<Algorithm>), JwtError> {
 }
 
 /// Read a JWKS document from a `file://` URL or a bare path.
-fn read_jwks(url: &str) -> Result<Vec<(Option<String>, DecodingKey, Vec<Algorithm>)>, JwtError> {
+/// A verification key: its `kid`, the key, the algorithms it may verify.
+type Jwk = (Option<String>, DecodingKey, Vec<Algorithm>);
+
+fn read_jwks(url: &str) -> Result<Vec<Jwk>, JwtError> {
     let path = if let Some(p) = url.strip_prefix("file://") {
         p
     } else if url.starts_with("http://") || url.starts_with("https://") {
@@ -417,15 +420,15 @@ impl JwtConfig {
 
     fn check_times(&self, claims: &Map<String, Value>, now: u64) -> Result<(), String> {
         let num = |k: &str| claims.get(k).and_then(Value::as_f64).map(|f| f as u64);
-        if let Some(exp) = num("exp") {
-            if now > exp + self.leeway_secs {
-                return Err("failed to validate JWT: token is expired (exp)".into());
-            }
+        if let Some(exp) = num("exp")
+            && now > exp + self.leeway_secs
+        {
+            return Err("failed to validate JWT: token is expired (exp)".into());
         }
-        if let Some(nbf) = num("nbf") {
-            if now + self.leeway_secs < nbf {
-                return Err("failed to validate JWT: token not valid yet (nbf)".into());
-            }
+        if let Some(nbf) = num("nbf")
+            && now + self.leeway_secs < nbf
+        {
+            return Err("failed to validate JWT: token not valid yet (nbf)".into());
         }
         Ok(())
     }

@@ -458,10 +458,10 @@ struct PolicyStub {
 
 fn policy_out(p: &AclPolicy) -> Value {
     let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        if p.datacenters.as_ref().is_none_or(Vec::is_empty) {
-            m.remove("Datacenters");
-        }
+    if let Value::Object(m) = &mut v
+        && p.datacenters.as_ref().is_none_or(Vec::is_empty)
+    {
+        m.remove("Datacenters");
     }
     v
 }
@@ -2006,12 +2006,12 @@ async fn login(ctx: Ctx) -> ApiResult {
     t.accessor_id = new_uuid();
     t.secret_id = new_uuid();
     t.create_time = meshgate_types::time::format_rfc3339_ms(now);
-    if let Ok(d) = meshgate_types::duration::parse(&method.max_token_ttl) {
-        if !d.is_zero() {
-            t.expiration_time = Some(meshgate_types::time::format_rfc3339_ms(
-                now + d.as_millis() as u64,
-            ));
-        }
+    if let Ok(d) = meshgate_types::duration::parse(&method.max_token_ttl)
+        && !d.is_zero()
+    {
+        t.expiration_time = Some(meshgate_types::time::format_rfc3339_ms(
+            now + d.as_millis() as u64,
+        ));
     }
     store_token(&ctx, t).await
 }

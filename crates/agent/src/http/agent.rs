@@ -164,16 +164,15 @@ fn authorize_service_def(ctx: &Ctx, def: &ServiceDefinition) -> Result<(), ApiEr
     if let Some(existing) = ctx.agent.local.service(def.instance_id()) {
         id.require(Resource::Service, Access::Write, &existing.svc.service)?;
     }
-    if def.kind == "connect-proxy" {
-        if let Some(p) = &def.proxy {
-            if !p.destination_service_name.is_empty() {
-                id.require(
-                    Resource::Service,
-                    Access::Write,
-                    &p.destination_service_name,
-                )?;
-            }
-        }
+    if def.kind == "connect-proxy"
+        && let Some(p) = &def.proxy
+        && !p.destination_service_name.is_empty()
+    {
+        id.require(
+            Resource::Service,
+            Access::Write,
+            &p.destination_service_name,
+        )?;
     }
     if let Some(sc) = def
         .connect

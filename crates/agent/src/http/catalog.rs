@@ -174,10 +174,9 @@ fn authorize_register(ctx: &Ctx, req: &RegisterRequest) -> Result<(), ApiError> 
             .iter()
             .flatten()
             .find(|s| s.id == *sid && s.service != svc.service)
+            && !id.allows(Resource::Service, Access::Write, &old.service)
         {
-            if !id.allows(Resource::Service, Access::Write, &old.service) {
-                return Err(bare_denied());
-            }
+            return Err(bare_denied());
         }
         if svc.kind == "connect-proxy" && !svc.proxy.destination_service_name.is_empty() {
             id.require(

@@ -285,10 +285,11 @@ fn acl_name(q: &PreparedQuery) -> Option<&str> {
 /// caller has `acl:write`.
 fn visible(id: &crate::acl::Identity, mut q: PreparedQuery) -> Option<PreparedQuery> {
     let manage = id.authz.acl_write();
-    if let Some(name) = acl_name(&q) {
-        if !manage && !id.allows(Resource::Query, Access::Read, name) {
-            return None;
-        }
+    if let Some(name) = acl_name(&q)
+        && !manage
+        && !id.allows(Resource::Query, Access::Read, name)
+    {
+        return None;
     }
     if !manage && !q.token.is_empty() {
         q.token = "<hidden>".into();
