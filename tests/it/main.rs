@@ -6,6 +6,7 @@ mod catalog;
 mod cli;
 mod compat;
 mod config;
+mod dns;
 mod health;
 mod kv;
 mod ops;

@@ -44,6 +44,18 @@ pub fn free_port(ip: &str) -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// A port free for both TCP and UDP on `ip` a moment ago (for listeners that
+/// bind both, like DNS).
+pub fn free_port_tcp_udp(ip: &str) -> u16 {
+    for _ in 0..100 {
+        let port = free_port(ip);
+        if std::net::UdpSocket::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP on {ip}");
+}
+
 /// Builder for an agent process.
 #[derive(Debug, Clone)]
 pub struct AgentBuilder {
@@ -52,6 +64,7 @@ pub struct AgentBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     config: Vec<(String, String)>,
+    dns: bool,
 }
 
 impl AgentBuilder {
@@ -63,7 +76,15 @@ impl AgentBuilder {
             args: vec!["agent".into(), "-dev".into()],
             env: Vec::new(),
             config: Vec::new(),
+            dns: false,
         }
+    }
+
+    /// Serves DNS on a free port (UDP and TCP; see [`Agent::dns_addr`]).
+    /// Without it the agent runs with `-dns-port -1`.
+    pub fn dns(mut self) -> Self {
+        self.dns = true;
+        self
     }
 
     /// Binds to another loopback address (127.0.0.2, ...).
@@ -120,6 +141,12 @@ impl AgentBuilder {
         }
         let port = free_port(&self.ip);
         cmd.args(["-client", &self.ip, "-http-port", &port.to_string()]);
+        let dns_port = if self.dns {
+            free_port_tcp_udp(&self.ip).to_string()
+        } else {
+            "-1".to_string()
+        };
+        cmd.args(["-dns-port", &dns_port]);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -132,11 +159,19 @@ impl AgentBuilder {
     async fn try_start(&self) -> Result<Agent, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = free_port(&self.ip);
+        let dns_port = if self.dns {
+            Some(free_port_tcp_udp(&self.ip))
+        } else {
+            None
+        };
+        let dns_flag = dns_port
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "-1".into());
         let mut cmd = Command::new(&self.bin);
         cmd.args(&self.args)
             .args(["-client", &self.ip, "-bind", &self.ip])
             .args(["-http-port", &port.to_string()])
-            .args(["-dns-port", "-1"])
+            .args(["-dns-port", &dns_flag])
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -199,10 +234,12 @@ impl AgentBuilder {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let dns_addr = dns_port.map(|p| SocketAddr::new(addr.ip(), p));
         Ok(Agent {
             child: Some(child),
             base,
             addr,
+            dns_addr,
             log,
             dir,
             http,
@@ -225,6 +262,9 @@ pub struct Agent {
     /// `http://ip:port`.
     pub base: String,
     pub addr: SocketAddr,
+    /// Where DNS is served (UDP and TCP), when built with
+    /// [`AgentBuilder::dns`].
+    pub dns_addr: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
     dir: tempfile::TempDir,
     pub http: reqwest::Client,
