@@ -650,3 +650,39 @@ async fn dig_resolves_services_over_udp_and_tcp() {
     let out = run(&["+short", "-x", "10.0.0.1"]);
     assert_eq!(out.trim(), "n1.node.dc1.consul.");
 }
+
+#[tokio::test]
+async fn dns_stops_with_the_agent() {
+    let (mut a, dns) = start(None).await;
+    let (m, _) = udp(dns, "test-node.node.consul", RecordType::A, None).await;
+    assert_eq!(ips(&m), vec![ip("127.0.0.1")]);
+    let status = a.terminate().expect("agent exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let log = a.log();
+    assert!(log.contains("Graceful shutdown complete"), "{log}");
+    assert!(!log.contains("shutdown took too long"), "{log}");
+    // The port is free again: the listeners are gone.
+    assert!(std::net::UdpSocket::bind(dns).is_ok());
+    assert!(std::net::TcpListener::bind(dns).is_ok());
+}
+
+#[test]
+fn bad_dns_settings_fail_at_start() {
+    for (conf, key) in [
+        (
+            "dns_config { recursor_strategy = \"fastest\" }",
+            "recursor_strategy",
+        ),
+        ("recursors = [\"dns.example\"]", "recursors"),
+        ("domain = \"not a domain\"", "domain"),
+        (
+            "dns_config { service_ttl { \"*\" = \"soon\" } }",
+            "service_ttl",
+        ),
+        ("addresses { dns = \"localhost\" }", "addresses.dns"),
+    ] {
+        let (code, out) = dev_builder().config_file("bad.hcl", conf).start_failure();
+        assert_eq!(code, 1, "{conf}: {out}");
+        assert!(out.contains(key), "{conf}: {out}");
+    }
+}

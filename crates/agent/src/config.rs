@@ -547,13 +547,11 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     if c.kv_max_value_size() == 0 {
         return Err(ConfigError("limits.kv_max_value_size: must be > 0".into()));
     }
-    if c.ports.dns > 0 {
-        for a in c.dns_addrs() {
-            if a.parse::<IpAddr>().is_err() {
-                return Err(ConfigError(format!(
-                    "addresses.dns: invalid address \"{a}\": not an IP address"
-                )));
-            }
+    for a in c.addresses.dns.split_whitespace() {
+        if a.parse::<IpAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "addresses.dns: invalid address \"{a}\": not an IP address"
+            )));
         }
     }
     crate::dns::DnsSettings::from_config(c)?;

@@ -246,6 +246,11 @@ pub(crate) async fn start(
         return Ok((tasks, bound));
     }
     for addr in agent.config.dns_addrs() {
+        if addr.parse::<IpAddr>().is_err() {
+            // A unix socket in client_addr serves HTTP only.
+            warn!("DNS: not listening on {addr}: not an IP address");
+            continue;
+        }
         let sa = format!("{}:{port}", crate::bracket(&addr));
         let err = |proto: &'static str, source: std::io::Error| AgentError::DnsBind {
             addr: sa.clone(),

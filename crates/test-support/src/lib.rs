@@ -3,7 +3,7 @@
 //! serve, captures their logs, and kills them when the test ends.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -130,6 +130,7 @@ impl AgentBuilder {
     }
 
     /// Runs the agent expecting it to fail at start; returns (exit code, output).
+    /// An agent still running after a while is killed and reported as -1.
     pub fn start_failure(self) -> (i32, String) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(&self.bin);
@@ -150,10 +151,51 @@ impl AgentBuilder {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run meshgate");
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        (out.status.code().unwrap_or(-1), text)
+        // An agent that starts after all must not hang the test: it is
+        // killed after a while and reported with code -1.
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run meshgate");
+        let readers: Vec<_> = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|mut s| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = s.read_to_end(&mut buf);
+                buf
+            })
+        })
+        .collect();
+        let deadline = Instant::now() + patience(Duration::from_secs(20));
+        let code = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break -1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut text = String::new();
+        for r in readers {
+            text.push_str(&String::from_utf8_lossy(&r.join().unwrap_or_default()));
+        }
+        (code, text)
     }
 
     async fn try_start(&self) -> Result<Agent, String> {
