@@ -430,16 +430,18 @@ pub async fn handle(agent: &Agent, packet: &[u8], transport: Transport) -> Optio
             q.query_type() == RecordType::SRV,
             &settings.domains,
         );
-        let mut cx = resolve::Cx::new(agent, &settings, Zone::Primary, edns.is_some());
+        let cx = |zone| resolve::Cx::new(agent, &settings, zone, edns.is_some());
         match target {
             Target::Ours { zone, lookup } => {
-                cx.zone = zone;
+                let cx = cx(zone);
                 let answer = resolve::answer(&cx, q.name(), q.query_type(), &lookup);
                 let answer = recursor::complete(&settings, answer).await;
                 answer.apply(&cx, &mut resp);
                 resp.set_authoritative(true);
             }
             Target::Reverse(ip) => {
+                // PTR targets are in the primary domain.
+                let cx = cx(Zone::Primary);
                 let found = ip
                     .map(|ip| resolve::ptr(&cx, q.name(), ip))
                     .unwrap_or_default();

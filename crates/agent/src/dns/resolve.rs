@@ -99,6 +99,24 @@ impl Answer {
     }
 }
 
+/// Logs that the DNS token does not resolve: a warning at most once a
+/// minute (every question would log it), debug lines in between.
+fn warn_unusable_token(why: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = crate::store::now_ms() / 1000;
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + 60
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        warn!("DNS: the DNS token cannot be used ({why}); DNS answers nothing it would reveal");
+    } else {
+        tracing::debug!("DNS: the DNS token cannot be used ({why})");
+    }
+}
+
 /// The context of one request.
 pub(crate) struct Cx<'a> {
     pub agent: &'a Agent,
@@ -120,10 +138,7 @@ impl<'a> Cx<'a> {
         let id = match agent.resolve_token(&secret) {
             Ok(id) => Some(id),
             Err(e) => {
-                warn!(
-                    "DNS: the DNS token cannot be used, answering nothing: {}",
-                    e.message
-                );
+                warn_unusable_token(&e.message);
                 None
             }
         };
