@@ -667,3 +667,81 @@ async fn acl_dns_token_filters_answers() {
     let m = ask(&a, "web.service.consul", RecordType::A).await;
     assert_eq!(m.response_code(), ResponseCode::NXDomain);
 }
+
+#[tokio::test]
+async fn node_meta_txt_can_be_left_out_and_ecs_is_echoed() {
+    let a = agent_with(|c| c.dns_config.enable_additional_node_meta_txt = false);
+    instance(
+        &a,
+        "n1",
+        "10.0.0.1",
+        json!({"Service": "web", "Port": 80}),
+        "passing",
+    )
+    .await;
+    let m = ask(&a, "web.service.consul", RecordType::SRV).await;
+    assert_eq!(m.answers().len(), 1);
+    assert!(
+        m.additionals()
+            .iter()
+            .all(|r| r.record_type() != RecordType::TXT),
+        "{m}"
+    );
+    // TXT questions still answer the metadata.
+    let m = ask(&a, "n1.node.consul", RecordType::TXT).await;
+    assert_eq!(m.answers().len(), 1);
+
+    // EDNS client subnet: echoed with scope 0 (the answer fits every client).
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+    let mut q = Message::new();
+    q.set_id(1)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query);
+    q.add_query(Query::query(
+        Name::from_ascii("web.service.consul.").unwrap(),
+        RecordType::A,
+    ));
+    let mut e = Edns::new();
+    e.set_max_payload(1400);
+    e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+        ip("192.0.2.0"),
+        24,
+        0,
+    )));
+    q.set_edns(e);
+    let r = handle(&a, &q.to_vec().unwrap(), Transport::Udp)
+        .await
+        .unwrap();
+    let r = Message::from_vec(&r).unwrap();
+    let Some(EdnsOption::Subnet(s)) = r.extensions().as_ref().unwrap().option(EdnsCode::Subnet)
+    else {
+        panic!("no client subnet in {r}")
+    };
+    assert_eq!(
+        (s.addr(), s.source_prefix(), s.scope_prefix()),
+        (ip("192.0.2.0"), 24, 0)
+    );
+}
+
+#[test]
+fn defaults_serve_port_8600_on_the_client_address() {
+    let c = Config::default();
+    assert_eq!(c.ports.dns, 8600);
+    assert_eq!(c.dns_addrs(), vec!["127.0.0.1".to_string()]);
+    let c = Config {
+        client_addr: "127.0.0.1 10.0.0.5".into(),
+        ..Config::default()
+    };
+    assert_eq!(c.dns_addrs().len(), 2);
+    let s = DnsSettings::default();
+    assert_eq!(s.domain(Zone::Primary), "consul.");
+    assert_eq!(
+        (s.udp_answer_limit, s.a_record_limit, s.node_ttl),
+        (3, 0, 0)
+    );
+    assert!(s.node_meta_txt && s.compress && !s.enable_truncate && !s.only_passing);
+    assert_eq!(
+        (s.soa.refresh, s.soa.retry, s.soa.expire, s.soa.min_ttl),
+        (3600, 600, 86400, 0)
+    );
+}
