@@ -446,6 +446,28 @@ mod tests {
     }
 
     #[test]
+    fn dns_keys_take_effect() {
+        let v = verdicts(json!({
+            "domain": "consul", "alt_domain": "mesh", "recursors": ["10.0.0.53"],
+            "dns_config": {"node_ttl": "10s", "service_ttl": {"*": "5s"}, "soa": {"min_ttl": 3},
+                           "udp_answer_limit": 3, "use_cache": true},
+        }));
+        let get = |p: &str| v.iter().find(|(k, _)| k == p).map(|(_, c)| c.clone());
+        for key in [
+            "domain",
+            "alt_domain",
+            "recursors",
+            "dns_config.node_ttl",
+            "dns_config.service_ttl",
+            "dns_config.soa.min_ttl",
+            "dns_config.udp_answer_limit",
+        ] {
+            assert_eq!(get(key), Some(KeyCheck::Ok), "{key}");
+        }
+        assert_eq!(get("dns_config.use_cache"), Some(KeyCheck::NoEffect));
+    }
+
+    #[test]
     fn wrong_types_and_case() {
         let v = verdicts(json!({"Ports": {"HTTP": "x"}, "Datacenter": "dc1", "server": "maybe"}));
         assert!(matches!(v[1].1, KeyCheck::BadValue(_)), "{v:?}");
