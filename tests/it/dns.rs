@@ -686,3 +686,64 @@ fn bad_dns_settings_fail_at_start() {
         assert!(out.contains(key), "{conf}: {out}");
     }
 }
+
+/// glibc's resolver (through `getent`) asks the agent on port 53, in a mount
+/// namespace of its own whose /etc/resolv.conf names the agent. glibc sends
+/// no EDNS: the UDP answer is cut to 3 records with TC set (enable_truncate),
+/// glibc asks again over TCP and gets all of them.
+#[tokio::test]
+async fn glibc_resolves_through_the_agent_and_falls_back_to_tcp() {
+    let ip = format!("127.0.83.{}", 1 + std::process::id() % 250);
+    let a = dev_builder()
+        .ip(&ip)
+        .dns_port(53)
+        .config_file("dns.hcl", "dns_config { enable_truncate = true }")
+        .start()
+        .await;
+    for n in 1..=12 {
+        instance(
+            &a,
+            &format!("web-{n}"),
+            &format!("10.2.0.{n}"),
+            &format!("web{n}"),
+            json!({"Service": "web", "Port": 80}),
+            "passing",
+        )
+        .await;
+    }
+    let conf = a.dir().join("resolv.conf");
+    std::fs::write(
+        &conf,
+        format!("nameserver {ip}\noptions attempts:1 timeout:5\n"),
+    )
+    .unwrap();
+    let getent = |args: &[&str]| {
+        let out = std::process::Command::new("unshare")
+            .args([
+                "-m",
+                "sh",
+                "-c",
+                "mount --bind \"$0\" /etc/resolv.conf && exec getent \"$@\"",
+            ])
+            .arg(&conf)
+            .args(args)
+            .output()
+            .expect("unshare (util-linux) runs");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let out = getent(&["ahostsv4", "web.service.consul"]);
+    let mut found: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    found.sort();
+    found.dedup();
+    let mut want: Vec<String> = (1..=12).map(|n| format!("10.2.0.{n}")).collect();
+    want.sort();
+    assert_eq!(found, want, "{out}");
+    let out = getent(&["hosts", "web-3.node.consul"]);
+    assert!(out.starts_with("10.2.0.3 "), "{out}");
+    // Unknown names fail cleanly (NXDOMAIN): getent prints nothing.
+    let out = getent(&["hosts", "nope.service.consul"]);
+    assert_eq!(out.trim(), "", "{out}");
+}

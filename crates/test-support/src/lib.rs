@@ -65,6 +65,7 @@ pub struct AgentBuilder {
     env: Vec<(String, String)>,
     config: Vec<(String, String)>,
     dns: bool,
+    dns_port: Option<u16>,
 }
 
 impl AgentBuilder {
@@ -77,6 +78,7 @@ impl AgentBuilder {
             env: Vec::new(),
             config: Vec::new(),
             dns: false,
+            dns_port: None,
         }
     }
 
@@ -84,6 +86,14 @@ impl AgentBuilder {
     /// Without it the agent runs with `-dns-port -1`.
     pub fn dns(mut self) -> Self {
         self.dns = true;
+        self
+    }
+
+    /// Serves DNS on this port (53 for the system resolver; pick an address of
+    /// its own with [`AgentBuilder::ip`]).
+    pub fn dns_port(mut self, port: u16) -> Self {
+        self.dns = true;
+        self.dns_port = Some(port);
         self
     }
 
@@ -201,10 +211,10 @@ impl AgentBuilder {
     async fn try_start(&self) -> Result<Agent, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = free_port(&self.ip);
-        let dns_port = if self.dns {
-            Some(free_port_tcp_udp(&self.ip))
-        } else {
-            None
+        let dns_port = match (self.dns, self.dns_port) {
+            (_, Some(p)) => Some(p),
+            (true, None) => Some(free_port_tcp_udp(&self.ip)),
+            (false, None) => None,
         };
         let dns_flag = dns_port
             .map(|p| p.to_string())
