@@ -9,6 +9,7 @@ mod cli;
 mod compat;
 mod config;
 mod connect;
+mod dns;
 mod health;
 mod kv;
 mod ops;

@@ -116,6 +116,67 @@ impl Default for AclConfig {
     }
 }
 
+/// `dns_config { soa { ... } }`: the SOA record of the DNS domain (seconds).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DnsSoaConfig {
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    pub min_ttl: u32,
+}
+
+impl Default for DnsSoaConfig {
+    fn default() -> Self {
+        DnsSoaConfig {
+            refresh: 3600,
+            retry: 600,
+            expire: 86400,
+            min_ttl: 0,
+        }
+    }
+}
+
+/// `dns_config { ... }`: how the DNS interface answers (see `docs/dns.md`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DnsConfig {
+    pub allow_stale: bool,
+    pub max_stale: String,
+    pub node_ttl: String,
+    /// Service name (or prefix ending in `*`) → TTL.
+    pub service_ttl: BTreeMap<String, String>,
+    pub only_passing: bool,
+    pub enable_truncate: bool,
+    pub udp_answer_limit: i64,
+    pub a_record_limit: i64,
+    pub recursor_strategy: String,
+    pub recursor_timeout: String,
+    pub disable_compression: bool,
+    pub enable_additional_node_meta_txt: bool,
+    pub soa: DnsSoaConfig,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            allow_stale: true,
+            max_stale: "87600h".into(),
+            node_ttl: "0s".into(),
+            service_ttl: BTreeMap::new(),
+            only_passing: false,
+            enable_truncate: false,
+            udp_answer_limit: 3,
+            a_record_limit: 0,
+            recursor_strategy: "sequential".into(),
+            recursor_timeout: "2s".into(),
+            disable_compression: false,
+            enable_additional_node_meta_txt: true,
+            soa: DnsSoaConfig::default(),
+        }
+    }
+}
+
 /// The decoded agent configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default)]
@@ -153,6 +214,13 @@ pub struct Config {
     pub check: Vec<CheckDefinition>,
     pub session_ttl_min: String,
     pub ui_config: BTreeMap<String, Value>,
+    /// The DNS domain answered (`consul.`).
+    pub domain: String,
+    /// A second domain answered like `domain` (empty: none).
+    pub alt_domain: String,
+    /// Upstream DNS servers for names outside the domains.
+    pub recursors: Vec<String>,
+    pub dns_config: DnsConfig,
     /// Files the configuration was read from (for `/v1/agent/reload`).
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
@@ -194,6 +262,10 @@ impl Default for Config {
             check: Vec::new(),
             session_ttl_min: "10s".into(),
             ui_config: BTreeMap::new(),
+            domain: "consul.".into(),
+            alt_domain: String::new(),
+            recursors: Vec::new(),
+            dns_config: DnsConfig::default(),
             sources: Vec::new(),
         }
     }
@@ -218,6 +290,17 @@ impl Config {
             &self.client_addr
         } else {
             &self.addresses.http
+        };
+        src.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// The addresses the DNS interface binds (`addresses.dns`, else
+    /// `client_addr`; space separated).
+    pub fn dns_addrs(&self) -> Vec<String> {
+        let src = if self.addresses.dns.trim().is_empty() {
+            &self.client_addr
+        } else {
+            &self.addresses.dns
         };
         src.split_whitespace().map(str::to_string).collect()
     }
@@ -464,6 +547,14 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     if c.kv_max_value_size() == 0 {
         return Err(ConfigError("limits.kv_max_value_size: must be > 0".into()));
     }
+    for a in c.addresses.dns.split_whitespace() {
+        if a.parse::<IpAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "addresses.dns: invalid address \"{a}\": not an IP address"
+            )));
+        }
+    }
+    crate::dns::DnsSettings::from_config(c)?;
     match c.acl.default_policy.as_str() {
         "allow" | "deny" => {}
         other => {

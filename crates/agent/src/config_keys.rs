@@ -84,6 +84,7 @@ pub static IMPLEMENTED: &[&str] = &[
     "addresses.grpc",
     "addresses.grpc_tls",
     "advertise_addr",
+    "alt_domain",
     "bind_addr",
     "bootstrap",
     "bootstrap_expect",
@@ -94,6 +95,25 @@ pub static IMPLEMENTED: &[&str] = &[
     "data_dir",
     "datacenter",
     "disable_update_check",
+    "dns_config",
+    "dns_config.a_record_limit",
+    "dns_config.allow_stale",
+    "dns_config.disable_compression",
+    "dns_config.enable_additional_node_meta_txt",
+    "dns_config.enable_truncate",
+    "dns_config.max_stale",
+    "dns_config.node_ttl",
+    "dns_config.only_passing",
+    "dns_config.recursor_strategy",
+    "dns_config.recursor_timeout",
+    "dns_config.service_ttl",
+    "dns_config.soa",
+    "dns_config.soa.expire",
+    "dns_config.soa.min_ttl",
+    "dns_config.soa.refresh",
+    "dns_config.soa.retry",
+    "dns_config.udp_answer_limit",
+    "domain",
     "enable_local_script_checks",
     "enable_script_checks",
     "kv_max_value_size",
@@ -120,6 +140,7 @@ pub static IMPLEMENTED: &[&str] = &[
     "ports.expose_min_port",
     "ports.expose_max_port",
     "primary_datacenter",
+    "recursors",
     "retry_join",
     "server",
     "service",
@@ -422,6 +443,28 @@ mod tests {
         assert_eq!(get("ports.http"), Some(KeyCheck::Ok));
         assert_eq!(get("bogus"), Some(KeyCheck::Unknown));
         assert_eq!(get("audit.sink.mine.type"), Some(KeyCheck::NoEffect));
+    }
+
+    #[test]
+    fn dns_keys_take_effect() {
+        let v = verdicts(json!({
+            "domain": "consul", "alt_domain": "mesh", "recursors": ["10.0.0.53"],
+            "dns_config": {"node_ttl": "10s", "service_ttl": {"*": "5s"}, "soa": {"min_ttl": 3},
+                           "udp_answer_limit": 3, "use_cache": true},
+        }));
+        let get = |p: &str| v.iter().find(|(k, _)| k == p).map(|(_, c)| c.clone());
+        for key in [
+            "domain",
+            "alt_domain",
+            "recursors",
+            "dns_config.node_ttl",
+            "dns_config.service_ttl",
+            "dns_config.soa.min_ttl",
+            "dns_config.udp_answer_limit",
+        ] {
+            assert_eq!(get(key), Some(KeyCheck::Ok), "{key}");
+        }
+        assert_eq!(get("dns_config.use_cache"), Some(KeyCheck::NoEffect));
     }
 
     #[test]

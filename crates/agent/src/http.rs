@@ -7,14 +7,14 @@
 mod acl;
 mod agent;
 mod agent_ops;
-mod catalog;
 mod config;
 mod connect;
+pub(crate) mod catalog;
 mod coordinate;
 mod event;
 mod health;
 pub mod kv;
-mod query;
+pub(crate) mod query;
 mod session;
 mod snapshot;
 mod status;

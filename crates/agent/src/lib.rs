@@ -8,6 +8,7 @@ pub mod checks;
 pub mod config;
 pub mod config_keys;
 pub mod connect;
+pub mod dns;
 pub mod filter;
 pub mod host;
 pub mod http;
@@ -52,6 +53,12 @@ pub enum AgentError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("Error starting DNS server on {addr} ({proto}): {source}")]
+    DnsBind {
+        addr: String,
+        proto: &'static str,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -73,6 +80,10 @@ pub struct Agent {
     pub started: Instant,
     /// Addresses the HTTP API actually listens on.
     pub http_addrs: Mutex<Vec<SocketAddr>>,
+    /// Addresses the DNS interface listens on (UDP and TCP each).
+    pub dns_addrs: Mutex<Vec<SocketAddr>>,
+    /// The DNS settings in force (replaced by `/v1/agent/reload`).
+    pub dns: parking_lot::RwLock<Arc<dns::DnsSettings>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -99,6 +110,8 @@ impl Agent {
             config.node_id.clone()
         };
         let acl = acl::AclResolver::new(&config.acl);
+        // Checked when the configuration was loaded.
+        let dns = dns::DnsSettings::from_config(&config).unwrap_or_default();
         Arc::new(Agent {
             config,
             sources,
@@ -112,6 +125,8 @@ impl Agent {
             leaves: connect::LeafCache::default(),
             started: Instant::now(),
             http_addrs: Mutex::new(Vec::new()),
+            dns_addrs: Mutex::new(Vec::new()),
+            dns: parking_lot::RwLock::new(Arc::new(dns)),
             shutdown: watch::channel(false).0,
         })
     }
@@ -305,7 +320,9 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     // Services and checks from config files exist before the API answers.
     local::load_config_services(&agent).await;
 
-    let mut tasks = Vec::new();
+    // DNS first: once the HTTP API answers, DNS answers too.
+    let (mut tasks, dns_bound) = dns::start(&agent).await?;
+    *agent.dns_addrs.lock() = dns_bound.clone();
     let mut bound = Vec::new();
     if agent.config.ports.http > 0 {
         for addr in agent.config.http_addrs() {
@@ -334,10 +351,16 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     tasks.push(tokio::spawn(connect::prune_loop(agent.clone())));
 
     let addrs: Vec<String> = bound.iter().map(|a| format!("http://{a}")).collect();
+    let dns_addrs: Vec<String> = dns_bound.iter().map(|a| a.to_string()).collect();
+    let dns_note = if dns_addrs.is_empty() {
+        String::new()
+    } else {
+        format!(", DNS on {} (udp and tcp)", dns_addrs.join(", "))
+    };
     info!(
         node = %agent.node_name,
         datacenter = %agent.config.datacenter,
-        "meshgate agent running: HTTP API on {} (ready in {} ms)",
+        "meshgate agent running: HTTP API on {}{dns_note} (ready in {} ms)",
         addrs.join(", "),
         agent.started.elapsed().as_millis()
     );
@@ -416,7 +439,7 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-fn bracket(addr: &str) -> String {
+pub(crate) fn bracket(addr: &str) -> String {
     if addr.contains(':') && !addr.starts_with('[') {
         format!("[{addr}]")
     } else {

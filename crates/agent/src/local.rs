@@ -1280,6 +1280,11 @@ impl Agent {
     pub async fn reload(self: &Arc<Self>) -> Result<Vec<String>, ApiError> {
         let loaded = crate::config::load(&self.sources)
             .map_err(|e| ApiError::internal(format!("Failed to reload configs: {e}")))?;
+        // DNS settings take effect for the next question (listeners stay).
+        match crate::dns::DnsSettings::from_config(&loaded.config) {
+            Ok(d) => *self.dns.write() = std::sync::Arc::new(d),
+            Err(e) => return Err(ApiError::internal(format!("Failed to reload configs: {e}"))),
+        }
         let new_services = loaded.config.all_services();
         let new_checks = loaded.config.all_checks();
         let keep_services: Vec<String> = new_services

@@ -3,7 +3,7 @@
 //! serve, captures their logs, and kills them when the test ends.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -44,6 +44,18 @@ pub fn free_port(ip: &str) -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// A port free for both TCP and UDP on `ip` a moment ago (for listeners that
+/// bind both, like DNS).
+pub fn free_port_tcp_udp(ip: &str) -> u16 {
+    for _ in 0..100 {
+        let port = free_port(ip);
+        if std::net::UdpSocket::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP on {ip}");
+}
+
 /// Builder for an agent process.
 #[derive(Debug, Clone)]
 pub struct AgentBuilder {
@@ -52,6 +64,8 @@ pub struct AgentBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     config: Vec<(String, String)>,
+    dns: bool,
+    dns_port: Option<u16>,
 }
 
 impl AgentBuilder {
@@ -63,7 +77,24 @@ impl AgentBuilder {
             args: vec!["agent".into(), "-dev".into()],
             env: Vec::new(),
             config: Vec::new(),
+            dns: false,
+            dns_port: None,
         }
+    }
+
+    /// Serves DNS on a free port (UDP and TCP; see [`Agent::dns_addr`]).
+    /// Without it the agent runs with `-dns-port -1`.
+    pub fn dns(mut self) -> Self {
+        self.dns = true;
+        self
+    }
+
+    /// Serves DNS on this port (53 for the system resolver; pick an address of
+    /// its own with [`AgentBuilder::ip`]).
+    pub fn dns_port(mut self, port: u16) -> Self {
+        self.dns = true;
+        self.dns_port = Some(port);
+        self
     }
 
     /// Binds to another loopback address (127.0.0.2, ...).
@@ -109,6 +140,7 @@ impl AgentBuilder {
     }
 
     /// Runs the agent expecting it to fail at start; returns (exit code, output).
+    /// An agent still running after a while is killed and reported as -1.
     pub fn start_failure(self) -> (i32, String) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(&self.bin);
@@ -120,23 +152,78 @@ impl AgentBuilder {
         }
         let port = free_port(&self.ip);
         cmd.args(["-client", &self.ip, "-http-port", &port.to_string()]);
+        let dns_port = if self.dns {
+            free_port_tcp_udp(&self.ip).to_string()
+        } else {
+            "-1".to_string()
+        };
+        cmd.args(["-dns-port", &dns_port]);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run meshgate");
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        (out.status.code().unwrap_or(-1), text)
+        // An agent that starts after all must not hang the test: it is
+        // killed after a while and reported with code -1.
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run meshgate");
+        let readers: Vec<_> = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|mut s| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = s.read_to_end(&mut buf);
+                buf
+            })
+        })
+        .collect();
+        let deadline = Instant::now() + patience(Duration::from_secs(20));
+        let code = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break -1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut text = String::new();
+        for r in readers {
+            text.push_str(&String::from_utf8_lossy(&r.join().unwrap_or_default()));
+        }
+        (code, text)
     }
 
     async fn try_start(&self) -> Result<Agent, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = free_port(&self.ip);
+        let dns_port = match (self.dns, self.dns_port) {
+            (_, Some(p)) => Some(p),
+            (true, None) => Some(free_port_tcp_udp(&self.ip)),
+            (false, None) => None,
+        };
+        let dns_flag = dns_port
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "-1".into());
         let mut cmd = Command::new(&self.bin);
         cmd.args(&self.args)
             .args(["-client", &self.ip, "-bind", &self.ip])
             .args(["-http-port", &port.to_string()])
-            .args(["-dns-port", "-1"])
+            .args(["-dns-port", &dns_flag])
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -199,10 +286,12 @@ impl AgentBuilder {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let dns_addr = dns_port.map(|p| SocketAddr::new(addr.ip(), p));
         Ok(Agent {
             child: Some(child),
             base,
             addr,
+            dns_addr,
             log,
             dir,
             http,
@@ -225,6 +314,9 @@ pub struct Agent {
     /// `http://ip:port`.
     pub base: String,
     pub addr: SocketAddr,
+    /// Where DNS is served (UDP and TCP), when built with
+    /// [`AgentBuilder::dns`].
+    pub dns_addr: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
     dir: tempfile::TempDir,
     pub http: reqwest::Client,

@@ -389,7 +389,7 @@ fn meta_match_flat(sn: &ServiceNode, want: &[(String, String)]) -> bool {
 
 /// The mesh-capable instances of a service: its sidecar proxies and its
 /// connect-native instances.
-pub(super) fn connect_instances<'a>(st: &'a State, name: &str) -> Vec<(&'a Node, &'a NodeService)> {
+pub(crate) fn connect_instances<'a>(st: &'a State, name: &str) -> Vec<(&'a Node, &'a NodeService)> {
     let mut out: Vec<(&Node, &NodeService)> = st
         .all_service_instances()
         .filter(|(_, s)| {

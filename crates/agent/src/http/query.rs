@@ -417,6 +417,78 @@ fn resolve_rendered(st: &State, id_or_name: &str) -> Result<PreparedQuery, ApiEr
     render(q, id_or_name, "").map_err(ApiError::internal)
 }
 
+/// A prepared query run for a caller.
+pub(crate) struct Executed {
+    /// The query as it ran (templates rendered).
+    pub query: PreparedQuery,
+    /// The instances, filtered by ACLs, shuffled and cut at the limit.
+    pub nodes: Vec<CheckServiceNode>,
+    /// Datacenters counted as tried when nothing answered locally.
+    pub failovers: usize,
+}
+
+/// Resolves (by ID or name, templates rendered), runs and filters a prepared
+/// query: the one implementation behind `/v1/query/:id/execute` and the DNS
+/// interface's `<query>.query.<domain>`.
+///
+/// Results are filtered with the query's own token when it has one, else with
+/// the caller's identity (`caller` is asked only then). Unknown queries are
+/// `404 Query not found`.
+pub(crate) fn execute_query(
+    agent: &crate::Agent,
+    id_or_name: &str,
+    caller: impl FnOnce() -> Result<crate::acl::Identity, ApiError>,
+    force_connect: bool,
+    limit: usize,
+) -> Result<Executed, ApiError> {
+    let (q, mut nodes) = {
+        let st = agent.store.read();
+        let q = resolve_rendered(&st, id_or_name)?;
+        let nodes = run(&st, &q, force_connect);
+        (q, nodes)
+    };
+    let filter_id = if q.token.is_empty() {
+        caller()?
+    } else {
+        agent.resolve_token(&q.token)?
+    };
+    nodes.retain(|e| {
+        filter_id.allows(Resource::Node, Access::Read, &e.node.node)
+            && filter_id.allows(Resource::Service, Access::Read, &e.service.service)
+    });
+    nodes.shuffle(&mut rand::rng());
+    if limit > 0 {
+        nodes.truncate(limit);
+    }
+    // Failover: meshgate knows only its own datacenter; the listed ones are
+    // counted as tried (as Consul counts unreachable ones) when nothing local
+    // answered.
+    let mut failovers = 0;
+    if nodes.is_empty() {
+        let local = &agent.config.datacenter;
+        failovers = q
+            .service
+            .failover
+            .datacenters
+            .iter()
+            .flatten()
+            .filter(|dc| *dc != local)
+            .count()
+            + q.service
+                .failover
+                .targets
+                .iter()
+                .flatten()
+                .filter(|t| t.datacenter != *local)
+                .count();
+    }
+    Ok(Executed {
+        query: q,
+        nodes,
+        failovers,
+    })
+}
+
 async fn execute(ctx: Ctx) -> ApiResult {
     let id = ctx.param(0).to_string();
     let opts = ctx.query_options()?;
@@ -438,49 +510,11 @@ async fn execute(ctx: Ctx) -> ApiResult {
             }
         },
     };
-    let (q, mut nodes) = {
-        let st = ctx.agent.store.read();
-        let q = resolve_rendered(&st, &id)?;
-        let nodes = run(&st, &q, force_connect);
-        (q, nodes)
-    };
-    // Results are filtered with the query's own token when it has one, else
-    // with the caller's.
-    let filter_id = if q.token.is_empty() {
-        ctx.identity()?
-    } else {
-        ctx.agent.resolve_token(&q.token)?
-    };
-    nodes.retain(|e| {
-        filter_id.allows(Resource::Node, Access::Read, &e.node.node)
-            && filter_id.allows(Resource::Service, Access::Read, &e.service.service)
-    });
-    nodes.shuffle(&mut rand::rng());
-    if limit > 0 {
-        nodes.truncate(limit);
-    }
-    // Failover: meshgate knows only its own datacenter; the listed ones are
-    // counted as tried (as Consul counts unreachable ones) when nothing local
-    // answered.
-    let mut failovers = 0;
-    if nodes.is_empty() {
-        let local = &ctx.agent.config.datacenter;
-        failovers = q
-            .service
-            .failover
-            .datacenters
-            .iter()
-            .flatten()
-            .filter(|dc| *dc != local)
-            .count()
-            + q.service
-                .failover
-                .targets
-                .iter()
-                .flatten()
-                .filter(|t| t.datacenter != *local)
-                .count();
-    }
+    let Executed {
+        query: q,
+        nodes,
+        failovers,
+    } = execute_query(&ctx.agent, &id, || ctx.identity(), force_connect, limit)?;
     let idx = ctx.agent.store.read().tables().get(Table::Queries);
     let body = ExecuteResponse {
         service: q.service.service.clone(),

@@ -114,7 +114,8 @@ pub struct AgentArgs {
     pub advertise_wan: Option<String>,
     #[arg(long = "allow-write-http-from", hide = true)]
     pub allow_write_http_from: Vec<String>,
-    #[arg(long = "alt-domain", hide = true)]
+    /// A second DNS domain answered like -domain.
+    #[arg(long = "alt-domain")]
     pub alt_domain: Option<String>,
     #[arg(long = "auto-reload-config", num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
     pub auto_reload_config: Option<bool>,
@@ -124,7 +125,8 @@ pub struct AgentArgs {
     pub disable_host_node_id: Option<bool>,
     #[arg(long = "disable-keyring-file", num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
     pub disable_keyring_file: Option<bool>,
-    #[arg(long, hide = true)]
+    /// DNS domain answered (default consul.).
+    #[arg(long)]
     pub domain: Option<String>,
     #[arg(long, hide = true)]
     pub encrypt: Option<String>,
@@ -152,7 +154,8 @@ pub struct AgentArgs {
     pub raft_protocol: Option<i64>,
     #[arg(long = "read-replica", num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
     pub read_replica: Option<bool>,
-    #[arg(long, hide = true)]
+    /// Upstream DNS server for other names (repeatable).
+    #[arg(long)]
     pub recursor: Vec<String>,
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
     pub rejoin: Option<bool>,
