@@ -747,3 +747,49 @@ async fn glibc_resolves_through_the_agent_and_falls_back_to_tcp() {
     let out = getent(&["hosts", "nope.service.consul"]);
     assert_eq!(out.trim(), "", "{out}");
 }
+
+#[tokio::test]
+async fn connect_lookups_answer_the_linked_terminating_gateway() {
+    let (a, addr) = start(None).await;
+    // The scenario: an external database, a gateway linked to it.
+    register(
+        &a,
+        json!({"Node": "external-files-db-node", "Address": "127.0.0.9",
+               "NodeMeta": {"external-node": "true", "external-probe": "true"},
+               "Service": {"ID": "carbonio-gateway", "Service": "carbonio-files-db", "Port": 5432}}),
+    )
+    .await;
+    instance(
+        &a,
+        "gw-node",
+        "127.0.0.7",
+        "carbonio-gateway-1",
+        json!({"Service": "carbonio-gateway", "Kind": "terminating-gateway", "Port": 8443}),
+        "passing",
+    )
+    .await;
+    let name = "carbonio-files-db.connect.consul.";
+    let (m, _) = udp(addr, name, RecordType::SRV, None).await;
+    assert!(srvs(&m).is_empty(), "not linked yet: {m:?}");
+    let (st, text) = a
+        .put(
+            "/v1/config",
+            r#"{"Kind": "terminating-gateway", "Name": "carbonio-gateway",
+                "Services": [{"Name": "carbonio-files-db"}]}"#,
+        )
+        .await;
+    assert_eq!((st, text.as_str()), (200, "true"));
+    let (m, _) = udp(addr, name, RecordType::SRV, None).await;
+    assert_eq!(srvs(&m).iter().map(|(p, _)| *p).collect::<Vec<_>>(), [8443]);
+    let (m, _) = udp(addr, name, RecordType::A, None).await;
+    assert_eq!(ips(&m), [ip("127.0.0.7")]);
+    // The plain lookup still answers the database itself.
+    let (m, _) = udp(
+        addr,
+        "carbonio-files-db.service.consul.",
+        RecordType::A,
+        None,
+    )
+    .await;
+    assert_eq!(ips(&m), [ip("127.0.0.9")]);
+}

@@ -7,9 +7,9 @@
 mod acl;
 mod agent;
 mod agent_ops;
+pub(crate) mod catalog;
 mod config;
 mod connect;
-pub(crate) mod catalog;
 mod coordinate;
 mod event;
 mod health;
