@@ -9,6 +9,7 @@ mod cli;
 mod compat;
 mod config;
 mod connect;
+mod dataplane;
 mod dns;
 mod health;
 mod kv;

@@ -6,5 +6,6 @@ pub mod catalog;
 pub mod kv;
 pub mod login;
 pub mod ops;
+pub mod proxy;
 pub mod snapshot;
 pub mod watch;

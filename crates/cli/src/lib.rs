@@ -64,6 +64,18 @@ pub enum Command {
     Login(cmd::login::LoginArgs),
     /// Destroy the ACL token a login created.
     Logout(cmd::login::LogoutArgs),
+    /// Run the built-in sidecar proxy or terminating gateway.
+    #[command(subcommand)]
+    Connect(ConnectCmd),
+}
+
+/// `meshgate connect ...`.
+#[derive(Subcommand, Debug)]
+pub enum ConnectCmd {
+    /// Run the built-in proxy: a sidecar (-sidecar-for, -proxy-id) or a terminating gateway (-gateway=terminating).
+    Proxy(Box<cmd::proxy::ProxyArgs>),
+    /// The same as `connect proxy`, under the name existing systemd units use (no Envoy is run).
+    Envoy(Box<cmd::proxy::ProxyArgs>),
 }
 
 async fn dispatch(cli: Cli) -> CliResult {
@@ -85,6 +97,8 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Acl(c) => cmd::acl::run(*c).await,
         Command::Login(a) => cmd::login::login(a).await,
         Command::Logout(a) => cmd::login::logout(a).await,
+        Command::Connect(ConnectCmd::Proxy(a)) => cmd::proxy::run(*a, "connect proxy").await,
+        Command::Connect(ConnectCmd::Envoy(a)) => cmd::proxy::run(*a, "connect envoy").await,
         Command::Version => {
             println!("meshgate v{}", env!("CARGO_PKG_VERSION"));
             println!(

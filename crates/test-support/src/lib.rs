@@ -3,6 +3,11 @@
 //! serve, captures their logs, and kills them when the test ends.
 #![forbid(unsafe_code)]
 
+pub mod postgres;
+pub mod proc;
+
+pub use proc::Proc;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

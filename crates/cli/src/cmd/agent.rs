@@ -329,7 +329,7 @@ impl AgentArgs {
     }
 }
 
-fn init_logging(level: &str, json: bool) {
+pub(crate) fn init_logging(level: &str, json: bool) {
     let level = match level.to_ascii_lowercase().as_str() {
         "err" => "error".to_string(),
         other => other.to_string(),
@@ -355,7 +355,7 @@ fn init_logging(level: &str, json: bool) {
     let _ = registry.try_init();
 }
 
-async fn wait_for_signal() -> &'static str {
+pub(crate) async fn wait_for_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

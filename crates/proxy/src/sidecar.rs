@@ -1,0 +1,519 @@
+//! The sidecar proxy: one local listener per upstream, carrying connections
+//! over mTLS to a healthy instance of the destination (its sidecar, or the
+//! terminating gateway it is linked to), and a public mTLS listener that
+//! checks intentions and forwards to the local service.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use meshgate_ca::ServiceId;
+use meshgate_ca::tls::ClientAuth;
+use parking_lot::RwLock;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tracing::{debug, info, warn};
+
+use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
+use crate::mesh::{self, IntentionSet, LeafCert, Roots};
+use crate::metrics::{ActiveGuard, Counters, Metrics};
+use crate::relay::{self, Balancer, Resolver};
+use crate::{Drain, HANDSHAKE_TIMEOUT, ProxyError, bind};
+
+/// One upstream of the proxy registration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamDef {
+    pub destination: String,
+    pub datacenter: String,
+    pub bind_address: String,
+    pub bind_port: u16,
+}
+
+/// What the sidecar's registration says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    pub id: String,
+    pub service: String,
+    pub address: String,
+    pub port: u16,
+    pub local_address: String,
+    pub local_port: u16,
+    pub upstreams: Vec<UpstreamDef>,
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Reads a `connect-proxy` registration (`/v1/agent/service/:id`).
+pub fn parse_registration(v: &Value) -> Result<Registration, String> {
+    if s(v, "Kind") != "connect-proxy" {
+        return Err(format!(
+            "service {:?} is not a connect-proxy (Kind {:?})",
+            s(v, "ID"),
+            s(v, "Kind")
+        ));
+    }
+    let proxy = v.get("Proxy").cloned().unwrap_or(Value::Null);
+    let service = s(&proxy, "DestinationServiceName").to_string();
+    if service.is_empty() {
+        return Err("the proxy registration has no Proxy.DestinationServiceName".into());
+    }
+    let mut upstreams = Vec::new();
+    for u in proxy
+        .get("Upstreams")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let t = s(u, "DestinationType");
+        if !t.is_empty() && t != "service" {
+            warn!(
+                "upstream {:?} of type {t:?} is not supported; skipped",
+                s(u, "DestinationName")
+            );
+            continue;
+        }
+        let port = u.get("LocalBindPort").and_then(Value::as_u64).unwrap_or(0) as u16;
+        if port == 0 {
+            warn!(
+                "upstream {:?} has no LocalBindPort; skipped",
+                s(u, "DestinationName")
+            );
+            continue;
+        }
+        upstreams.push(UpstreamDef {
+            destination: s(u, "DestinationName").to_string(),
+            datacenter: s(u, "Datacenter").to_string(),
+            bind_address: match s(u, "LocalBindAddress") {
+                "" => "127.0.0.1".to_string(),
+                a => a.to_string(),
+            },
+            bind_port: port,
+        });
+    }
+    Ok(Registration {
+        id: s(v, "ID").to_string(),
+        service,
+        address: match s(v, "Address") {
+            "" => "0.0.0.0".to_string(),
+            a => a.to_string(),
+        },
+        port: v.get("Port").and_then(Value::as_u64).unwrap_or(0) as u16,
+        local_address: match s(&proxy, "LocalServiceAddress") {
+            "" => "127.0.0.1".to_string(),
+            a => a.to_string(),
+        },
+        local_port: proxy
+            .get("LocalServicePort")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as u16,
+        upstreams,
+    })
+}
+
+struct Upstream {
+    def: UpstreamDef,
+    balancer: Balancer,
+    counters: Arc<Counters>,
+    tls: RwLock<Option<(String, Arc<ClientConfig>)>>,
+    tasks: parking_lot::Mutex<Tasks>,
+}
+
+/// The sidecar's shared state.
+pub struct Sidecar {
+    client: AgentClient,
+    pub reg: RwLock<Registration>,
+    pub datacenter: String,
+    leaf: watch::Receiver<Option<LeafCert>>,
+    roots: watch::Receiver<Option<Roots>>,
+    intentions: watch::Receiver<Option<IntentionSet>>,
+    inbound: RwLock<Option<TlsAcceptor>>,
+    upstreams: RwLock<HashMap<(String, u16), Arc<Upstream>>>,
+    pub metrics: Arc<Metrics>,
+    dns: Resolver,
+    drain: Drain,
+}
+
+impl Sidecar {
+    /// Starts the sidecar for registration `reg`.
+    #[allow(clippy::too_many_arguments, reason = "wiring of independent parts")]
+    pub async fn start(
+        client: AgentClient,
+        reg: Registration,
+        datacenter: &str,
+        roots: watch::Receiver<Option<Roots>>,
+        metrics: Arc<Metrics>,
+        drain: Drain,
+        tasks: &mut Tasks,
+    ) -> Result<Arc<Sidecar>, ProxyError> {
+        let (leaf, t) = mesh::watch_leaf(&client, &reg.service);
+        tasks.push(t);
+        let (intentions, t) = mesh::watch_intentions(&client, &reg.service);
+        tasks.push(t);
+        let sc = Arc::new(Sidecar {
+            client: client.clone(),
+            reg: RwLock::new(reg.clone()),
+            datacenter: datacenter.to_string(),
+            leaf,
+            roots,
+            intentions,
+            inbound: RwLock::new(None),
+            upstreams: RwLock::new(HashMap::new()),
+            metrics,
+            dns: Resolver::default(),
+            drain,
+        });
+        // Inbound TLS follows the leaf and the roots.
+        let s2 = sc.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut leaf = s2.leaf.clone();
+            let mut roots = s2.roots.clone();
+            loop {
+                let l = leaf.borrow_and_update().clone();
+                let r = roots.borrow_and_update().clone();
+                if let (Some(l), Some(r)) = (l, r) {
+                    match meshgate_ca::tls::server_config(
+                        &l.cert_pem,
+                        &l.key_pem,
+                        &r.pems,
+                        ClientAuth::Required,
+                    ) {
+                        Ok(cfg) => {
+                            *s2.inbound.write() = Some(TlsAcceptor::from(cfg));
+                            debug!(serial = %l.serial, "inbound TLS uses the current leaf");
+                        }
+                        Err(e) => warn!("inbound TLS configuration: {e}"),
+                    }
+                }
+                tokio::select! {
+                    r = leaf.changed() => if r.is_err() { return },
+                    r = roots.changed() => if r.is_err() { return },
+                }
+            }
+        }));
+        // The registration may change (upstreams added or removed).
+        let (mut regs, t) = watch_path(
+            client,
+            format!("/v1/agent/service/{}", reg.id),
+            Blocking::Hash,
+            |a| {
+                if a.status != reqwest::StatusCode::OK {
+                    return Err(format!(
+                        "{} {}",
+                        a.status.as_u16(),
+                        a.body.as_str().unwrap_or("")
+                    ));
+                }
+                parse_registration(&a.body).map(Some)
+            },
+        );
+        tasks.push(t);
+        sc.reconcile(&reg).await?;
+        let s2 = sc.clone();
+        tasks.push(tokio::spawn(async move {
+            while regs.changed().await.is_ok() {
+                let r = regs.borrow_and_update().clone();
+                if let Some(r) = r {
+                    if let Err(e) = s2.reconcile(&r).await {
+                        warn!("applying the new registration: {e}");
+                    }
+                }
+            }
+        }));
+        Ok(sc)
+    }
+
+    async fn reconcile(self: &Arc<Self>, reg: &Registration) -> Result<(), ProxyError> {
+        *self.reg.write() = reg.clone();
+        let wanted: HashMap<(String, u16), UpstreamDef> = reg
+            .upstreams
+            .iter()
+            .map(|u| ((u.bind_address.clone(), u.bind_port), u.clone()))
+            .collect();
+        let stale: Vec<(String, u16)> = self
+            .upstreams
+            .read()
+            .iter()
+            .filter(|(k, u)| wanted.get(*k) != Some(&u.def))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            if let Some(u) = self.upstreams.write().remove(&k) {
+                info!(upstream = %u.def.destination, "upstream listener {}:{} closed", k.0, k.1);
+            }
+        }
+        for (k, def) in wanted {
+            if self.upstreams.read().contains_key(&k) {
+                continue;
+            }
+            let listener = bind(&def.bind_address, def.bind_port).await?;
+            let mut tasks = Tasks::default();
+            let mut path = format!("/v1/health/connect/{}?passing", def.destination);
+            if !def.datacenter.is_empty() {
+                path.push_str(&format!("&dc={}", def.datacenter));
+            }
+            let (mut inst, t) = mesh::watch_instances(&self.client, path);
+            tasks.push(t);
+            let up = Arc::new(Upstream {
+                counters: self.metrics.service(&def.destination),
+                def: def.clone(),
+                balancer: Balancer::default(),
+                tls: RwLock::new(None),
+                tasks: parking_lot::Mutex::new(Tasks::default()),
+            });
+            let weak = Arc::downgrade(&up);
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let v = inst.borrow_and_update().clone();
+                    if let (Some(list), Some(up)) = (v, weak.upgrade()) {
+                        up.balancer.update(&list);
+                    }
+                    if inst.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }));
+            let me = self.clone();
+            let weak = Arc::downgrade(&up);
+            let mut stop = self.drain.signal();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, peer)) => {
+                                let _ = stream.set_nodelay(true);
+                                let Some(up) = weak.upgrade() else { return };
+                                let me = me.clone();
+                                tokio::spawn(async move { me.outbound(stream, peer, up).await });
+                            }
+                            Err(e) => {
+                                warn!("accept: {e}");
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        },
+                        _ = crate::stopped(&mut stop) => return,
+                    }
+                }
+            }));
+            info!(upstream = %def.destination, "listening for {} on {}:{}", def.destination, k.0, k.1);
+            *up.tasks.lock() = tasks;
+            self.upstreams.write().insert(k, up);
+        }
+        Ok(())
+    }
+
+    /// The mTLS client config for an upstream, rebuilt when the leaf or the
+    /// roots changed.
+    fn client_tls(&self, up: &Upstream) -> Result<(Arc<ClientConfig>, String), String> {
+        let leaf = self
+            .leaf
+            .borrow()
+            .clone()
+            .ok_or("no leaf certificate yet")?;
+        let roots = self.roots.borrow().clone().ok_or("no CA roots yet")?;
+        let dc = if up.def.datacenter.is_empty() {
+            self.datacenter.clone()
+        } else {
+            up.def.datacenter.clone()
+        };
+        let key = format!("{}|{}", leaf.serial, roots.pems.concat().len());
+        let sni =
+            meshgate_ca::service_sni(&up.def.destination, "default", &dc, &roots.trust_domain);
+        if let Some((k, cfg)) = up.tls.read().as_ref() {
+            if *k == key {
+                return Ok((cfg.clone(), sni));
+            }
+        }
+        let expected = ServiceId::new(&roots.trust_domain, "default", &dc, &up.def.destination);
+        let cfg =
+            meshgate_ca::tls::client_config(&leaf.cert_pem, &leaf.key_pem, &roots.pems, expected)
+                .map_err(|e| format!("mesh TLS client configuration: {e}"))?;
+        *up.tls.write() = Some((key, cfg.clone()));
+        Ok((cfg, sni))
+    }
+
+    async fn outbound(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, up: Arc<Upstream>) {
+        let _active = ActiveGuard::new(up.counters.clone());
+        let dest = up.def.destination.clone();
+        let (cfg, sni) = match self.client_tls(&up) {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(%peer, upstream = %dest, "{e}");
+                return;
+            }
+        };
+        let (tcp, _ep, label) = match relay::connect(
+            &up.balancer,
+            &self.dns,
+            Duration::from_secs(5),
+            &up.counters,
+        )
+        .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(%peer, upstream = %dest, "no instance of {dest} answers: {e}");
+                return;
+            }
+        };
+        let name = match ServerName::try_from(sni.clone()) {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(upstream = %dest, "SNI {sni:?}: {e}");
+                return;
+            }
+        };
+        let tls = match tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            TlsConnector::from(cfg).connect(name, tcp),
+        )
+        .await
+        {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                up.counters.handshake_failures.fetch_add(1, Relaxed);
+                warn!(%peer, upstream = %dest, "mesh TLS to {label} failed: {e}");
+                return;
+            }
+            Err(_) => {
+                up.counters.handshake_failures.fetch_add(1, Relaxed);
+                warn!(%peer, upstream = %dest, "mesh TLS to {label} timed out");
+                return;
+            }
+        };
+        if let Err(e) = relay::relay(stream, tls, &up.counters).await {
+            debug!(%peer, upstream = %dest, "relay ended: {e}");
+        }
+    }
+
+    /// Serves the public mTLS listener until the drain starts.
+    pub async fn serve_inbound(self: Arc<Self>, listener: TcpListener) {
+        let mut stop = self.drain.signal();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let me = self.clone();
+                        tokio::spawn(async move { me.inbound(stream, peer).await });
+                    }
+                    Err(e) => {
+                        warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = crate::stopped(&mut stop) => return,
+            }
+        }
+    }
+
+    async fn inbound(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let (service, local) = {
+            let r = self.reg.read();
+            (r.service.clone(), (r.local_address.clone(), r.local_port))
+        };
+        let counters = self.metrics.service(&format!("inbound:{service}"));
+        let Some(acceptor) = self.inbound.read().clone() else {
+            debug!(%peer, "refused: no TLS configuration yet");
+            return;
+        };
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                counters.handshake_failures.fetch_add(1, Relaxed);
+                warn!(%peer, "mesh TLS handshake refused: {e}");
+                return;
+            }
+            Err(_) => {
+                counters.handshake_failures.fetch_add(1, Relaxed);
+                warn!(%peer, "mesh TLS handshake timed out");
+                return;
+            }
+        };
+        let caller = meshgate_ca::tls::peer_service_id(tls.get_ref().1);
+        let Some(caller) = caller else {
+            counters.handshake_failures.fetch_add(1, Relaxed);
+            warn!(%peer, "refused: the client certificate has no service identity");
+            return;
+        };
+        let set = self.intentions.borrow().clone();
+        let (allowed, reason) = match set {
+            Some(set) => set.decide(&caller.service, &service),
+            None => (false, "intentions not loaded yet".to_string()),
+        };
+        if !allowed {
+            counters.authz_denied.fetch_add(1, Relaxed);
+            warn!(%peer, source = %caller.service, service = %service, "connection denied: {reason}");
+            return;
+        }
+        let _active = ActiveGuard::new(counters.clone());
+        let target = format!("{}:{}", local.0, local.1);
+        let up =
+            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&target)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    counters.connect_errors.fetch_add(1, Relaxed);
+                    warn!(%peer, "local service {target}: {e}");
+                    return;
+                }
+                Err(_) => {
+                    counters.connect_errors.fetch_add(1, Relaxed);
+                    warn!(%peer, "local service {target}: connect timed out");
+                    return;
+                }
+            };
+        let _ = up.set_nodelay(true);
+        if let Err(e) = relay::relay(tls, up, &counters).await {
+            debug!(%peer, "relay ended: {e}");
+        }
+    }
+
+    /// Whether the sidecar can serve.
+    pub fn ready(&self) -> Result<(), String> {
+        if self.inbound.read().is_none() {
+            return Err("waiting for the leaf certificate and the CA roots".into());
+        }
+        if self.intentions.borrow().is_none() {
+            return Err("waiting for intentions".into());
+        }
+        Ok(())
+    }
+
+    /// `/config`.
+    pub fn config_json(&self) -> Value {
+        let reg = self.reg.read().clone();
+        let mut ups: Vec<Value> = self
+            .upstreams
+            .read()
+            .values()
+            .map(|u| {
+                json!({
+                    "DestinationName": u.def.destination,
+                    "Datacenter": u.def.datacenter,
+                    "LocalBind": format!("{}:{}", u.def.bind_address, u.def.bind_port),
+                    "Instances": u.balancer.labels(),
+                    "ActiveConnections": u.counters.active.load(Relaxed),
+                })
+            })
+            .collect();
+        ups.sort_by(|a, b| a["LocalBind"].as_str().cmp(&b["LocalBind"].as_str()));
+        json!({
+            "Mode": "sidecar",
+            "ProxyID": reg.id,
+            "Service": reg.service,
+            "Datacenter": self.datacenter,
+            "PublicListener": format!("{}:{}", reg.address, reg.port),
+            "LocalService": format!("{}:{}", reg.local_address, reg.local_port),
+            "LeafValidBefore": self.leaf.borrow().as_ref().map(|l| l.valid_before.clone()),
+            "Intentions": self.intentions.borrow().as_ref().map(|i| i.list.len()),
+            "Upstreams": ups,
+        })
+    }
+}

@@ -1,0 +1,292 @@
+//! A real PostgreSQL server for tests, in a temporary directory, on a
+//! loopback address of the test's choosing. As root (CI), it runs as the
+//! `postgres` system user, since PostgreSQL refuses to run as root.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{free_port, patience};
+
+const INSTALL_HINT: &str = "PostgreSQL's server programs (initdb, postgres) are needed by this test: \
+     install them with `apt-get install -y postgresql` (Debian), or put their directory on PATH";
+
+/// Where `initdb` and `postgres` are.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("MESHGATE_PG_BINDIR") {
+        return PathBuf::from(d);
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let d = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if d.join("initdb").exists() {
+            return d;
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    found.sort();
+    if let Some(d) = found.pop() {
+        return d;
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        if Path::new(dir).join("initdb").exists() {
+            return PathBuf::from(dir);
+        }
+    }
+    panic!("{INSTALL_HINT}");
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The uid and gid of the `postgres` user.
+fn postgres_ids() -> (u32, u32) {
+    let out = Command::new("id")
+        .args(["-u", "postgres"])
+        .output()
+        .expect("run id");
+    let uid = String::from_utf8_lossy(&out.stdout).trim().parse::<u32>().unwrap_or_else(|_| {
+        panic!("running as root, the `postgres` system user is needed to run PostgreSQL: {INSTALL_HINT}")
+    });
+    let out = Command::new("id")
+        .args(["-g", "postgres"])
+        .output()
+        .expect("run id");
+    let gid = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<u32>()
+        .unwrap_or(uid);
+    (uid, gid)
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    let st = Command::new("chown")
+        .args(["-R", &format!("{uid}:{gid}"), &path.display().to_string()])
+        .status()
+        .expect("run chown");
+    assert!(st.success(), "chown {}", path.display());
+}
+
+/// TLS for the server: certificate chain and key, PEM.
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A running PostgreSQL server.
+pub struct Postgres {
+    child: Option<Child>,
+    pub host: String,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    ids: Option<(u32, u32)>,
+    log: PathBuf,
+}
+
+impl Postgres {
+    /// Starts a server listening on `host` (a 127.0.0.x address), with
+    /// password authentication for TCP clients and TLS when `tls` is given.
+    /// The superuser is `postgres` with password `postgres`.
+    pub fn start(host: &str, tls: Option<ServerTls>) -> Postgres {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = is_root().then(postgres_ids);
+        let data = dir.path().join("data");
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, "postgres\n").expect("write pwfile");
+        if let Some((uid, gid)) = ids {
+            chown_tree(dir.path(), uid, gid);
+        }
+        let run = |prog: &str| {
+            let mut c = Command::new(bin.join(prog));
+            if let Some((uid, gid)) = ids {
+                use std::os::unix::process::CommandExt;
+                c.uid(uid).gid(gid);
+            }
+            c
+        };
+        let out = run("initdb")
+            .args([
+                "-D",
+                &data.display().to_string(),
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+            ])
+            .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run initdb: {e}; {INSTALL_HINT}"));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut conf = String::from(
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\nshared_buffers = 32MB\n",
+        );
+        if let Some(t) = &tls {
+            std::fs::write(data.join("server.crt"), &t.cert_pem).expect("write server.crt");
+            std::fs::write(data.join("server.key"), &t.key_pem).expect("write server.key");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("chmod key");
+            if let Some((uid, gid)) = ids {
+                chown_tree(&data, uid, gid);
+            }
+            conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
+        let mut f = std::fs::read_to_string(data.join("postgresql.conf")).unwrap_or_default();
+        f.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), f).expect("write postgresql.conf");
+        let sock = dir.path().join("sock");
+        std::fs::create_dir_all(&sock).expect("socket dir");
+        if let Some((uid, gid)) = ids {
+            chown_tree(dir.path(), uid, gid);
+        }
+        let log = dir.path().join("postgres.log");
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port(host);
+            let logf = std::fs::File::create(&log).expect("log file");
+            let mut child = run("postgres")
+                .args(["-D", &data.display().to_string()])
+                .args(["-p", &port.to_string()])
+                .args(["-c", &format!("listen_addresses={host}")])
+                .args(["-c", &format!("unix_socket_directories={}", sock.display())])
+                .stdin(Stdio::null())
+                .stdout(logf.try_clone().expect("log"))
+                .stderr(logf)
+                .spawn()
+                .unwrap_or_else(|e| panic!("run postgres: {e}; {INSTALL_HINT}"));
+            if wait_ready(&mut child, &bin, host, port) {
+                return Postgres {
+                    child: Some(child),
+                    host: host.to_string(),
+                    port,
+                    dir,
+                    bin,
+                    ids,
+                    log,
+                };
+            }
+            last = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("PostgreSQL did not start:\n{last}");
+    }
+
+    /// The data directory's parent (certificates may be written there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's log.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        psql_as_superuser(&self.bin, &self.host, self.port, db, sql)
+    }
+
+    /// Runs SQL as the superuser directly on the server; panics on error.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        self.try_psql(db, sql)
+            .unwrap_or_else(|e| panic!("psql {sql:?}: {e}"))
+    }
+
+    /// Whether the server runs as the `postgres` user (as root).
+    pub fn runs_as_postgres_user(&self) -> bool {
+        self.ids.is_some()
+    }
+}
+
+fn wait_ready(child: &mut Child, bin: &Path, host: &str, port: u16) -> bool {
+    let deadline = Instant::now() + patience(Duration::from_secs(30));
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if TcpStream::connect((host, port)).is_ok()
+            && psql_as_superuser(bin, host, port, "postgres", "select 1").is_ok()
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn psql_as_superuser(
+    bin: &Path,
+    host: &str,
+    port: u16,
+    db: &str,
+    sql: &str,
+) -> Result<String, String> {
+    let out = Command::new(psql_path(bin))
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .args([
+            "-h",
+            host,
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ])
+        .args(["-c", sql])
+        .env("PGPASSWORD", "postgres")
+        .env("PGSSLMODE", "prefer")
+        .env("PGCONNECT_TIMEOUT", "5")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("run psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+/// `psql` next to the server programs, else on PATH.
+pub fn psql_path(bin: &Path) -> PathBuf {
+    let p = bin.join("psql");
+    if p.exists() { p } else { PathBuf::from("psql") }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,622 @@
+//! The data plane end to end: a real PostgreSQL as the external database,
+//! an agent with ACLs, the gateway started as the scenario's systemd unit
+//! does, a sidecar, and real PostgreSQL clients (psql and tokio-postgres).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use meshgate_test_support::postgres::{Postgres, ServerTls, bin_dir, psql_path};
+use meshgate_test_support::{Agent, Proc, eventually, free_port};
+use serde_json::{Value, json};
+
+use crate::BIN;
+use crate::acl::{ROOT, SCENARIO_POLICY, acl_agent, call};
+
+/// A test CA and a server certificate for `dns_name`, PEM.
+pub struct TestCa {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub fn test_ca(dns_name: &str) -> TestCa {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "meshgate test database CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+    let key = KeyPair::generate().expect("server key");
+    let params = CertificateParams::new(vec![dns_name.to_string()]).expect("server params");
+    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+    let cert = params.signed_by(&key, &issuer).expect("server cert");
+    TestCa {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// Runs the CLI against `a` with `token`; returns (code, stdout, stderr).
+pub fn cli(a: &Agent, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("CONSUL_HTTP_ADDR", &a.base)
+        .env("CONSUL_HTTP_TOKEN", token)
+        .env_remove("MESHGATE_HTTP_TOKEN")
+        .env_remove("MESHGATE_HTTP_ADDR")
+        .output()
+        .expect("run meshgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn ok(r: (i32, String, String)) -> String {
+    assert_eq!(r.0, 0, "stdout: {}\nstderr: {}", r.1, r.2);
+    r.1
+}
+
+/// The admin address a proxy logged.
+pub fn admin_addr(p: &mut Proc) -> String {
+    let line = p.wait_log("admin endpoint on http://", Duration::from_secs(20));
+    line.split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("admin address")
+        .to_string()
+}
+
+/// Waits until the proxy says it is ready.
+pub async fn wait_ready(p: &mut Proc, admin: &str) {
+    let http = meshgate_test_support::client();
+    let url = format!("http://{admin}/ready");
+    let mut last = String::new();
+    for _ in 0..500 {
+        if let Ok(r) = http.get(&url).send().await {
+            let ok = r.status().is_success();
+            last = r.text().await.unwrap_or_default();
+            if ok {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{} not ready: {last}\n{}", p.name, p.log());
+}
+
+/// A counter of the proxy's `/metrics`.
+pub async fn metric(admin: &str, name: &str, service: &str) -> u64 {
+    let text = meshgate_test_support::client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let prefix = format!("meshgate_proxy_{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(&format!("service=\"{service}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .next()
+        .unwrap_or(0)
+}
+
+/// psql through `port` on 127.0.0.1 as the scenario's database user.
+pub fn psql_via(port: u16, password: &str, sql: &str, sslmode: &str) -> Result<String, String> {
+    let out = Command::new(psql_path(&bin_dir()))
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=carbonio dbname=files sslmode={sslmode} connect_timeout=5"
+        ))
+        .args(["-c", sql])
+        .env("PGPASSWORD", password)
+        .output()
+        .map_err(|e| format!("run psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+/// A tokio-postgres client through `port`.
+pub async fn pg_client(port: u16, password: &str) -> Result<tokio_postgres::Client, String> {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=carbonio password={password} dbname=files connect_timeout=5"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Whether the server sees this session encrypted (`pg_stat_ssl`).
+pub async fn session_ssl(c: &tokio_postgres::Client) -> (bool, String) {
+    let row = c
+        .query_one(
+            "select ssl, coalesce(version, '') from pg_stat_ssl where pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    (row.get(0), row.get(1))
+}
+
+/// The external database of the scenario, with TLS from a test CA.
+pub struct Scene {
+    pub pg: Postgres,
+    pub ca: TestCa,
+    pub dir: tempfile::TempDir,
+    pub agent: Agent,
+    pub token_file: PathBuf,
+    pub gateway: Proc,
+    pub gw_admin: String,
+    pub sidecar: Proc,
+    pub sc_admin: String,
+    pub upstream_port: u16,
+    pub password: String,
+}
+
+pub const DB_SNI: &str = "db.meshgate.test";
+
+/// Steps 2–10 of the scenario, as the operator types them.
+pub async fn scenario() -> Scene {
+    let ca = test_ca(DB_SNI);
+    let pg = Postgres::start(
+        "127.0.0.2",
+        Some(ServerTls {
+            cert_pem: ca.cert_pem.clone(),
+            key_pem: ca.key_pem.clone(),
+        }),
+    );
+    // Step 9: the database role and database.
+    pg.psql(
+        "postgres",
+        "CREATE ROLE carbonio WITH LOGIN PASSWORD 'files-secret'",
+    );
+    pg.psql("postgres", "CREATE DATABASE files OWNER carbonio");
+
+    let a = acl_agent().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Step 2: the policy file and the policy.
+    std::fs::write(d.join("policies.json"), SCENARIO_POLICY).unwrap();
+    let rules = format!("@{}", d.join("policies.json").display());
+    ok(cli(
+        &a,
+        ROOT,
+        &[
+            "acl",
+            "policy",
+            "create",
+            "-name",
+            "carbonio-gateway-policy",
+            "-description",
+            "Policy for carbonio-gateway",
+            "-rules",
+            &rules,
+        ],
+    ));
+    // Step 4: the token, saved to a file (`| jq -r '.SecretID' > token`).
+    let out = ok(cli(
+        &a,
+        ROOT,
+        &[
+            "acl",
+            "token",
+            "create",
+            "-format",
+            "json",
+            "-policy-name",
+            "carbonio-gateway-policy",
+            "-description",
+            "Token for carbonio-gateway",
+        ],
+    ));
+    let token: Value = serde_json::from_str(&out).unwrap();
+    let token_file = d.join("token");
+    std::fs::write(
+        &token_file,
+        format!("{}\n", token["SecretID"].as_str().unwrap()),
+    )
+    .unwrap();
+    // Step 5: the external service.
+    let (s, b, _) = call(
+        &a,
+        "PUT",
+        "/v1/catalog/register",
+        Some(ROOT),
+        Some(
+            json!({"Address": "127.0.0.2", "Node": "external-files-db-node",
+                   "NodeMeta": {"external-node": "true", "external-probe": "true"},
+                   "Service": {"ID": "carbonio-gateway", "Port": pg.port, "Service": "carbonio-files-db"}})
+            .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    // Step 6: the gateway's config entry.
+    write_gateway_config(&a, d, None);
+    // Step 8: the credentials in KV.
+    for (k, v) in [
+        ("db-name", "files"),
+        ("db-username", "carbonio"),
+        ("db-password", "files-secret"),
+    ] {
+        ok(cli(
+            &a,
+            ROOT,
+            &["kv", "put", &format!("carbonio-files/{k}"), v],
+        ));
+    }
+    // The mesh lets the file service use its database.
+    let (s, b, _) = call(
+        &a,
+        "PUT",
+        "/v1/connect/intentions/exact?source=carbonio-files&destination=carbonio-files-db",
+        Some(ROOT),
+        Some(json!({"Action": "allow"}).to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    // Step 7: the gateway, as the unit's ExecStart runs it.
+    let token_path = token_file.display().to_string();
+    let mut gateway = Proc::spawn(
+        "gateway",
+        BIN,
+        &[
+            "connect",
+            "envoy",
+            "-token-file",
+            &token_path,
+            "-admin-bind",
+            "localhost:0",
+            "-gateway=terminating",
+            "-register",
+            "-service",
+            "carbonio-gateway",
+            "--",
+            "-l",
+            "debug",
+        ],
+        &[("CONSUL_HTTP_ADDR", &a.base)],
+    );
+    let gw_admin = admin_addr(&mut gateway);
+    wait_ready(&mut gateway, &gw_admin).await;
+    // Step 10: the file service with its sidecar and upstream.
+    let public = free_port("127.0.0.1");
+    let upstream_port = free_port("127.0.0.1");
+    let (s, b, _) = call(
+        &a,
+        "PUT",
+        "/v1/agent/service/register",
+        Some(ROOT),
+        Some(
+            json!({"Name": "carbonio-files", "Port": 10000,
+                   "Connect": {"SidecarService": {"Port": public, "Address": "127.0.0.1",
+                      "Proxy": {"Upstreams": [{"DestinationName": "carbonio-files-db",
+                                               "LocalBindAddress": "127.0.0.1",
+                                               "LocalBindPort": upstream_port}]}}}})
+            .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let mut sidecar = Proc::spawn(
+        "sidecar",
+        BIN,
+        &[
+            "connect",
+            "proxy",
+            "-sidecar-for",
+            "carbonio-files",
+            "-admin-bind",
+            "127.0.0.1:0",
+        ],
+        &[("CONSUL_HTTP_ADDR", &a.base), ("CONSUL_HTTP_TOKEN", ROOT)],
+    );
+    let sc_admin = admin_addr(&mut sidecar);
+    wait_ready(&mut sidecar, &sc_admin).await;
+    let password = ok(cli(&a, ROOT, &["kv", "get", "carbonio-files/db-password"]))
+        .trim()
+        .to_string();
+    Scene {
+        pg,
+        ca,
+        dir,
+        agent: a,
+        token_file,
+        gateway,
+        gw_admin,
+        sidecar,
+        sc_admin,
+        upstream_port,
+        password,
+    }
+}
+
+/// Writes the scenario's gateway file (optionally with CAFile and SNI) and
+/// applies it.
+pub fn write_gateway_config(a: &Agent, d: &Path, tls: Option<(&Path, &str)>) {
+    let extra = match tls {
+        Some((ca, sni)) => format!("    CAFile = \"{}\"\n    SNI    = \"{sni}\"\n", ca.display()),
+        None => "    # CAFile = \"/etc/ssl/certs/external-db-ca.pem\"\n    # SNI    = \"external-database.example.com\"\n".into(),
+    };
+    let hcl = format!(
+        "Kind = \"terminating-gateway\"\nName = \"carbonio-gateway\"\nServices = [\n  {{\n    Name = \"carbonio-files-db\"\n{extra}  }}\n]\n"
+    );
+    let path = d.join("gateway-config.hcl");
+    std::fs::write(&path, hcl).unwrap();
+    let out = ok(cli(
+        a,
+        ROOT,
+        &["config", "write", &path.display().to_string()],
+    ));
+    assert!(
+        out.contains("Config entry written: terminating-gateway/carbonio-gateway"),
+        "{out}"
+    );
+}
+
+/// Waits until a psql query through the upstream gives `want` (or, with
+/// `want = None`, fails); returns the last result.
+pub async fn eventually_psql(
+    scene: &Scene,
+    sql: &str,
+    want: Option<&str>,
+) -> Result<String, String> {
+    let port = scene.upstream_port;
+    let pw = scene.password.clone();
+    let sql = sql.to_string();
+    let want = want.map(str::to_string);
+    eventually(
+        "the query through the mesh gives the expected result",
+        Duration::from_secs(10),
+        || {
+            let r = psql_via(port, &pw, &sql, "prefer");
+            let want = want.clone();
+            async move {
+                match (&want, &r) {
+                    (Some(w), Ok(out)) if out == w => Some(r),
+                    (None, Err(_)) => Some(r),
+                    _ => None,
+                }
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn scenario_end_to_end_through_the_gateway() {
+    let mut s = scenario().await;
+    let d = s.dir.path().to_path_buf();
+    // psql and a Rust client reach the external database through the mesh.
+    let out = eventually_psql(
+        &s,
+        "select current_user || '@' || current_database()",
+        Some("carbonio@files"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, "carbonio@files");
+    let c = pg_client(s.upstream_port, &s.password).await.unwrap();
+    c.batch_execute(
+        "create table files (id int primary key, name text); insert into files values (1, 'a.txt')",
+    )
+    .await
+    .unwrap();
+    let row = c
+        .query_one("select name from files where id = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "a.txt");
+    // Without CAFile the gateway speaks plain TCP to the database.
+    assert_eq!(session_ssl(&c).await.0, false);
+    // The gateway registered itself; mesh clients of the database find it.
+    let (_, list) = s
+        .agent
+        .get_json("/v1/health/connect/carbonio-files-db")
+        .await;
+    assert_eq!(list[0]["Service"]["Service"], "carbonio-gateway");
+    assert_eq!(list[0]["Service"]["Port"], 8443);
+    assert!(
+        s.gateway.log().contains("DEBUG"),
+        "-- -l debug raises the log level"
+    );
+
+    // TLS origination with PostgreSQL's SSLRequest.
+    let ca_path = d.join("db-ca.pem");
+    std::fs::write(&ca_path, &s.ca.ca_pem).unwrap();
+    ok(cli(
+        &s.agent,
+        ROOT,
+        &[
+            "config",
+            "write",
+            &write_file(
+                &d,
+                "db-defaults.hcl",
+                "Kind = \"service-defaults\"\nName = \"carbonio-files-db\"\nProtocol = \"postgres\"\n",
+            ),
+        ],
+    ));
+    write_gateway_config(&s.agent, &d, Some((&ca_path, DB_SNI)));
+    let ssl = eventually(
+        "new sessions are encrypted by the gateway",
+        Duration::from_secs(10),
+        || {
+            let port = s.upstream_port;
+            let pw = s.password.clone();
+            async move {
+                let c = pg_client(port, &pw).await.ok()?;
+                let (ssl, version) = session_ssl(&c).await;
+                ssl.then_some(version)
+            }
+        },
+    )
+    .await;
+    assert!(ssl.starts_with("TLSv1."), "{ssl}");
+    // The old session, opened before, still works: configuration changes
+    // never reset established connections.
+    let row = c
+        .query_one("select count(*) from files", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    // sslmode=prefer clients are told N inside the mesh and carry on.
+    let out = psql_via(
+        s.upstream_port,
+        &s.password,
+        "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+        "prefer",
+    )
+    .unwrap();
+    assert_eq!(out, "t");
+    // sslmode=require cannot be satisfied by the gateway (it answers N).
+    assert!(psql_via(s.upstream_port, &s.password, "select 1", "require").is_err());
+
+    // An intention deny refuses the next connection, and says so.
+    let (st, b, _) = call(
+        &s.agent,
+        "PUT",
+        "/v1/connect/intentions/exact?source=carbonio-files&destination=carbonio-files-db",
+        Some(ROOT),
+        Some(json!({"Action": "deny"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let r = eventually_psql(&s, "select 1", None).await;
+    assert!(r.is_err());
+    assert!(
+        metric(
+            &s.gw_admin,
+            "authorization_denied_total",
+            "carbonio-files-db"
+        )
+        .await
+            >= 1
+    );
+    s.gateway
+        .wait_log("connection denied", Duration::from_secs(5));
+    assert!(
+        s.gateway.log().contains("source=carbonio-files"),
+        "the caller is named"
+    );
+    // The established session survives the revocation (documented).
+    assert!(c.query_one("select 1", &[]).await.is_ok());
+    let (st, _, _) = call(
+        &s.agent,
+        "PUT",
+        "/v1/connect/intentions/exact?source=carbonio-files&destination=carbonio-files-db",
+        Some(ROOT),
+        Some(json!({"Action": "allow"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 200);
+    eventually_psql(&s, "select 1", Some("1")).await.unwrap();
+
+    // A wrong CA, then a wrong SNI: clear failures, counted.
+    let other = test_ca(DB_SNI);
+    let wrong_ca = d.join("wrong-ca.pem");
+    std::fs::write(&wrong_ca, &other.ca_pem).unwrap();
+    write_gateway_config(&s.agent, &d, Some((&wrong_ca, DB_SNI)));
+    assert!(eventually_psql(&s, "select 1", None).await.is_err());
+    s.gateway
+        .wait_log("TLS to 127.0.0.2", Duration::from_secs(5));
+    assert!(
+        metric(
+            &s.gw_admin,
+            "upstream_tls_failures_total",
+            "carbonio-files-db"
+        )
+        .await
+            >= 1
+    );
+    write_gateway_config(&s.agent, &d, Some((&ca_path, "not-the-db.meshgate.test")));
+    assert!(eventually_psql(&s, "select 1", None).await.is_err());
+    let log = s.gateway.log();
+    assert!(
+        log.contains("NotValidForName") || log.contains("not valid for"),
+        "{log}"
+    );
+    write_gateway_config(&s.agent, &d, Some((&ca_path, DB_SNI)));
+    eventually_psql(&s, "select 1", Some("1")).await.unwrap();
+
+    // The admin endpoint shows the configuration without secrets.
+    let cfg: Value = meshgate_test_support::client()
+        .get(format!("http://{}/config", s.gw_admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cfg["Services"][0]["Service"], "carbonio-files-db");
+    assert_eq!(cfg["Services"][0]["Protocol"], "postgres");
+    assert_eq!(cfg["Services"][0]["UpstreamTLS"]["Originating"], true);
+    assert!(!cfg.to_string().contains("PRIVATE KEY"));
+
+    // Step 11: teardown.
+    drop(c);
+    s.gateway.sigterm();
+    let st = s
+        .gateway
+        .wait_exit(Duration::from_secs(20))
+        .expect("the gateway stops on SIGTERM");
+    assert!(st.success(), "{st}");
+    ok(cli(
+        &s.agent,
+        ROOT,
+        &[
+            "config",
+            "delete",
+            "-kind",
+            "terminating-gateway",
+            "-name",
+            "carbonio-gateway",
+        ],
+    ));
+    for id in ["carbonio-gateway"] {
+        let (st, b, _) = call(
+            &s.agent,
+            "PUT",
+            &format!("/v1/agent/service/deregister/{id}"),
+            Some(ROOT),
+            None,
+        )
+        .await;
+        assert_eq!(st, 200, "{b}");
+    }
+    let (_, list) = s
+        .agent
+        .get_json("/v1/catalog/gateway-services/carbonio-gateway")
+        .await;
+    assert_eq!(list, json!([]));
+    let (st, list, _) = call(
+        &s.agent,
+        "GET",
+        "/v1/health/connect/carbonio-files-db",
+        Some(ROOT),
+        None,
+    )
+    .await;
+    assert_eq!((st, list.as_str()), (200, "[]"));
+    assert!(psql_via(s.upstream_port, &s.password, "select 1", "prefer").is_err());
+}
+
+fn write_file(d: &Path, name: &str, text: &str) -> String {
+    let p = d.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
