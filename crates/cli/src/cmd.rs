@@ -3,6 +3,7 @@
 pub mod acl;
 pub mod agent;
 pub mod catalog;
+pub mod config;
 pub mod kv;
 pub mod login;
 pub mod ops;

@@ -60,6 +60,9 @@ pub enum Command {
     /// Manage ACLs: bootstrap, policies, tokens, roles, auth methods.
     #[command(subcommand)]
     Acl(Box<cmd::acl::AclCmd>),
+    /// Write, read, list and delete config entries (gateways, service defaults, ...).
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCmd),
     /// Log in with an auth method and write the new ACL token to a file.
     Login(cmd::login::LoginArgs),
     /// Destroy the ACL token a login created.
@@ -83,6 +86,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Event(a) => cmd::ops::event(a).await,
         Command::Watch(a) => cmd::watch::run(a).await,
         Command::Acl(c) => cmd::acl::run(*c).await,
+        Command::Config(c) => cmd::config::run(c).await,
         Command::Login(a) => cmd::login::login(a).await,
         Command::Logout(a) => cmd::login::logout(a).await,
         Command::Version => {
