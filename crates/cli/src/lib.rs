@@ -63,6 +63,9 @@ pub enum Command {
     /// Write, read, list and delete config entries (gateways, service defaults, ...).
     #[command(subcommand)]
     Config(cmd::config::ConfigCmd),
+    /// Create, read, list, check and delete intentions.
+    #[command(subcommand)]
+    Intention(cmd::intention::IntentionCmd),
     /// Log in with an auth method and write the new ACL token to a file.
     Login(cmd::login::LoginArgs),
     /// Destroy the ACL token a login created.
@@ -87,6 +90,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Watch(a) => cmd::watch::run(a).await,
         Command::Acl(c) => cmd::acl::run(*c).await,
         Command::Config(c) => cmd::config::run(c).await,
+        Command::Intention(c) => cmd::intention::run(c).await,
         Command::Login(a) => cmd::login::login(a).await,
         Command::Logout(a) => cmd::login::logout(a).await,
         Command::Version => {
