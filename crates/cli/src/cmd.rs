@@ -4,6 +4,7 @@ pub mod acl;
 pub mod agent;
 pub mod catalog;
 pub mod config;
+pub mod connect;
 pub mod intention;
 pub mod kv;
 pub mod login;

@@ -66,6 +66,9 @@ pub enum Command {
     /// Create, read, list, check and delete intentions.
     #[command(subcommand)]
     Intention(cmd::intention::IntentionCmd),
+    /// Service mesh commands (the certificate authority, ...).
+    #[command(subcommand)]
+    Connect(cmd::connect::ConnectCmd),
     /// Log in with an auth method and write the new ACL token to a file.
     Login(cmd::login::LoginArgs),
     /// Destroy the ACL token a login created.
@@ -91,6 +94,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Acl(c) => cmd::acl::run(*c).await,
         Command::Config(c) => cmd::config::run(c).await,
         Command::Intention(c) => cmd::intention::run(c).await,
+        Command::Connect(c) => cmd::connect::run(c).await,
         Command::Login(a) => cmd::login::login(a).await,
         Command::Logout(a) => cmd::login::logout(a).await,
         Command::Version => {

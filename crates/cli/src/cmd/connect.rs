@@ -1,0 +1,25 @@
+//! `meshgate connect ...`: the service mesh commands. Each subcommand group
+//! is a variant of [`ConnectCmd`] with its own module under `connect/`; to
+//! add one (`proxy`, `envoy`, ...), add the variant, its module and its arm
+//! in [`run`].
+
+mod ca;
+
+use clap::Subcommand;
+
+use crate::client::CliResult;
+
+/// Service mesh commands.
+#[derive(Subcommand, Debug)]
+pub enum ConnectCmd {
+    /// Read and change the configuration of the mesh's certificate authority.
+    #[command(subcommand)]
+    Ca(ca::CaCmd),
+}
+
+/// Runs a `connect` subcommand.
+pub async fn run(cmd: ConnectCmd) -> CliResult {
+    match cmd {
+        ConnectCmd::Ca(c) => ca::run(c).await,
+    }
+}
