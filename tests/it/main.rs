@@ -8,6 +8,7 @@ mod catalog;
 mod cli;
 mod compat;
 mod config;
+mod config_cli;
 mod health;
 mod kv;
 mod ops;
