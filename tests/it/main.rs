@@ -11,6 +11,7 @@ mod config;
 mod connect;
 mod dataplane;
 mod dns;
+mod config_cli;
 mod health;
 mod kv;
 mod ops;

@@ -347,10 +347,11 @@ impl LeafCache {
         let active = meshgate_ca::rotation::active_root(&ca.roots).ok_or(ConnectError::NotReady)?;
         let mut leaves = self.leaves.lock();
         let previous = leaves.get(service).cloned();
-        if let Some(c) = &previous {
-            if c.root_id == active.id && SystemTime::now() < c.renew_at {
-                return Ok(c.clone());
-            }
+        if let Some(c) = &previous
+            && c.root_id == active.id
+            && SystemTime::now() < c.renew_at
+        {
+            return Ok(c.clone());
         }
         let id = ServiceId::new(
             &meshgate_ca::trust_domain(&ca.cluster_id),

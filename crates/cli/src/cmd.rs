@@ -3,6 +3,9 @@
 pub mod acl;
 pub mod agent;
 pub mod catalog;
+pub mod config;
+pub mod connect;
+pub mod intention;
 pub mod kv;
 pub mod login;
 pub mod ops;

@@ -60,22 +60,19 @@ pub enum Command {
     /// Manage ACLs: bootstrap, policies, tokens, roles, auth methods.
     #[command(subcommand)]
     Acl(Box<cmd::acl::AclCmd>),
+    /// Write, read, list and delete config entries (gateways, service defaults, ...).
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCmd),
+    /// Create, read, list, check and delete intentions.
+    #[command(subcommand)]
+    Intention(cmd::intention::IntentionCmd),
+    /// Service mesh commands: the built-in proxy and gateway, the certificate authority.
+    #[command(subcommand)]
+    Connect(cmd::connect::ConnectCmd),
     /// Log in with an auth method and write the new ACL token to a file.
     Login(cmd::login::LoginArgs),
     /// Destroy the ACL token a login created.
     Logout(cmd::login::LogoutArgs),
-    /// Run the built-in sidecar proxy or terminating gateway.
-    #[command(subcommand)]
-    Connect(ConnectCmd),
-}
-
-/// `meshgate connect ...`.
-#[derive(Subcommand, Debug)]
-pub enum ConnectCmd {
-    /// Run the built-in proxy: a sidecar (-sidecar-for, -proxy-id) or a terminating gateway (-gateway=terminating).
-    Proxy(Box<cmd::proxy::ProxyArgs>),
-    /// The same as `connect proxy`, under the name existing systemd units use (no Envoy is run).
-    Envoy(Box<cmd::proxy::ProxyArgs>),
 }
 
 async fn dispatch(cli: Cli) -> CliResult {
@@ -95,10 +92,11 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Event(a) => cmd::ops::event(a).await,
         Command::Watch(a) => cmd::watch::run(a).await,
         Command::Acl(c) => cmd::acl::run(*c).await,
+        Command::Config(c) => cmd::config::run(c).await,
+        Command::Intention(c) => cmd::intention::run(c).await,
+        Command::Connect(c) => cmd::connect::run(c).await,
         Command::Login(a) => cmd::login::login(a).await,
         Command::Logout(a) => cmd::login::logout(a).await,
-        Command::Connect(ConnectCmd::Proxy(a)) => cmd::proxy::run(*a, "connect proxy").await,
-        Command::Connect(ConnectCmd::Envoy(a)) => cmd::proxy::run(*a, "connect envoy").await,
         Command::Version => {
             println!("meshgate v{}", env!("CARGO_PKG_VERSION"));
             println!(

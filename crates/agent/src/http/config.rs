@@ -121,12 +121,40 @@ pub(crate) async fn store(
     Ok(matches!(r, Applied::Bool(true)))
 }
 
+/// Consul's rule across entries: a service- or proxy-defaults entry may
+/// only *become* `MutualTLSMode = "permissive"` while the mesh entry has
+/// `AllowEnablingPermissiveMutualTLS = true` (one that already is
+/// permissive may stay so).
+fn check_mutual_tls_mode(ctx: &Ctx, entry: &ConfigEntry) -> Result<(), ApiError> {
+    fn mode(e: &ConfigEntry) -> Option<&str> {
+        match e {
+            ConfigEntry::ServiceDefaults(s) => Some(&s.mutual_tls_mode),
+            ConfigEntry::ProxyDefaults(p) => Some(&p.mutual_tls_mode),
+            _ => None,
+        }
+    }
+    if mode(entry) != Some("permissive") {
+        return Ok(());
+    }
+    let st = ctx.agent.store.read();
+    if st.config_entry(entry.kind(), entry.name()).1.and_then(mode) == Some("permissive") {
+        return Ok(());
+    }
+    match st.config_entry(ce::MESH, ce::MESH).1 {
+        Some(ConfigEntry::Mesh(m)) if m.allow_enabling_permissive_mutual_tls => Ok(()),
+        _ => Err(ApiError::internal(
+            "cannot set MutualTLSMode=permissive because AllowEnablingPermissiveMutualTLS=false in the mesh config entry",
+        )),
+    }
+}
+
 async fn apply(ctx: Ctx) -> ApiResult {
     ctx.check_dc()?;
     let cas = cas_param(&ctx)?;
     let entry = prepare(&ctx.body)?;
     let (r, a, s) = write_permission(entry.kind(), entry.name());
     ctx.require(r, a, &s)?;
+    check_mutual_tls_mode(&ctx, &entry)?;
     let ok = store(&ctx, &entry, cas).await?;
     Ok(json(&ctx, &ok))
 }
