@@ -424,10 +424,15 @@ async fn scenario_end_to_end_through_the_gateway() {
     // Without CAFile the gateway speaks plain TCP to the database.
     assert_eq!(session_ssl(&c).await.0, false);
     // The gateway registered itself; mesh clients of the database find it.
-    let (_, list) = s
-        .agent
-        .get_json("/v1/health/connect/carbonio-files-db")
-        .await;
+    let (_, list, _) = call(
+        &s.agent,
+        "GET",
+        "/v1/health/connect/carbonio-files-db",
+        Some(ROOT),
+        None,
+    )
+    .await;
+    let list: Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list[0]["Service"]["Service"], "carbonio-gateway");
     assert_eq!(list[0]["Service"]["Port"], 8443);
     assert!(
@@ -545,10 +550,9 @@ async fn scenario_end_to_end_through_the_gateway() {
     );
     write_gateway_config(&s.agent, &d, Some((&ca_path, "not-the-db.meshgate.test")));
     assert!(eventually_psql(&s, "select 1", None).await.is_err());
-    let log = s.gateway.log();
-    assert!(
-        log.contains("NotValidForName") || log.contains("not valid for"),
-        "{log}"
+    s.gateway.wait_log(
+        "not valid for name \"not-the-db.meshgate.test\"",
+        Duration::from_secs(10),
     );
     write_gateway_config(&s.agent, &d, Some((&ca_path, DB_SNI)));
     eventually_psql(&s, "select 1", Some("1")).await.unwrap();
@@ -569,11 +573,19 @@ async fn scenario_end_to_end_through_the_gateway() {
 
     // Step 11: teardown.
     drop(c);
+    let active = eventually("the old session is closed", Duration::from_secs(10), || {
+        let admin = s.gw_admin.clone();
+        async move {
+            let n = metric(&admin, "connections_active", "carbonio-files-db").await;
+            (n == 0).then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(active, 0);
     s.gateway.sigterm();
-    let st = s
-        .gateway
-        .wait_exit(Duration::from_secs(20))
-        .expect("the gateway stops on SIGTERM");
+    let Some(st) = s.gateway.wait_exit(Duration::from_secs(20)) else {
+        panic!("the gateway did not stop on SIGTERM:\n{}", s.gateway.log());
+    };
     assert!(st.success(), "{st}");
     ok(cli(
         &s.agent,
@@ -598,11 +610,15 @@ async fn scenario_end_to_end_through_the_gateway() {
         .await;
         assert_eq!(st, 200, "{b}");
     }
-    let (_, list) = s
-        .agent
-        .get_json("/v1/catalog/gateway-services/carbonio-gateway")
-        .await;
-    assert_eq!(list, json!([]));
+    let (_, list, _) = call(
+        &s.agent,
+        "GET",
+        "/v1/catalog/gateway-services/carbonio-gateway",
+        Some(ROOT),
+        None,
+    )
+    .await;
+    assert_eq!(list, "[]");
     let (st, list, _) = call(
         &s.agent,
         "GET",

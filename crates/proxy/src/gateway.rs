@@ -148,6 +148,19 @@ impl Linked {
     }
 }
 
+/// Why a connection ended early: before it was carried (logged as a
+/// warning), or while relaying (a peer went away: debug).
+enum Failure {
+    Setup(String),
+    Relay(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure::Setup(s)
+    }
+}
+
 /// The gateway's shared state.
 pub struct Gateway {
     pub name: String,
@@ -438,6 +451,10 @@ impl Gateway {
     }
 
     async fn handle(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        if crate::is_probe(&stream).await {
+            debug!(%peer, "closed without sending anything (a TCP health check)");
+            return;
+        }
         let Some(acceptor) = self.server.read().clone() else {
             debug!(%peer, "refused: no TLS configuration yet");
             return;
@@ -503,8 +520,14 @@ impl Gateway {
             }
         }
         let _active = ActiveGuard::new(linked.counters.clone());
-        if let Err(e) = self.carry(tls, &linked, &defaults).await {
-            warn!(%peer, source = %caller.service, service = %linked.name, "connection failed: {e}");
+        match self.carry(tls, &linked, &defaults).await {
+            Ok(()) => {}
+            Err(Failure::Setup(e)) => {
+                warn!(%peer, source = %caller.service, service = %linked.name, "connection failed: {e}");
+            }
+            Err(Failure::Relay(e)) => {
+                debug!(%peer, source = %caller.service, service = %linked.name, "connection ended: {e}");
+            }
         }
     }
 
@@ -513,7 +536,7 @@ impl Gateway {
         mut down: S,
         linked: &Linked,
         defaults: &Defaults,
-    ) -> Result<(), String>
+    ) -> Result<(), Failure>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -522,9 +545,9 @@ impl Gateway {
         let settings = linked.settings.read().clone();
         if origination.is_none() && !settings.ca_file.is_empty() {
             linked.counters.upstream_tls_failures.fetch_add(1, Relaxed);
-            return Err(
-                origination_error.unwrap_or_else(|| "upstream TLS settings not loaded".into())
-            );
+            return Err(origination_error
+                .unwrap_or_else(|| "upstream TLS settings not loaded".into())
+                .into());
         }
         let pg = defaults.is_postgres();
         // PostgreSQL clients asking for TLS inside the mesh are told no: the
@@ -546,12 +569,12 @@ impl Gateway {
         match origination {
             None => relay::relay(down, up, &linked.counters)
                 .await
-                .map_err(|e| format!("relay to {label}: {e}")),
+                .map_err(|e| Failure::Relay(format!("relay to {label}: {e}"))),
             Some(cfg) => {
                 if pg {
                     if let Err(e) = crate::postgres::request_server_tls(&mut up).await {
                         linked.counters.upstream_tls_failures.fetch_add(1, Relaxed);
-                        return Err(format!("{label}: {e}"));
+                        return Err(Failure::Setup(format!("{label}: {e}")));
                     }
                 }
                 let name = if settings.sni.is_empty() {
@@ -571,11 +594,11 @@ impl Gateway {
                     Ok(Ok(t)) => t,
                     Ok(Err(e)) => {
                         linked.counters.upstream_tls_failures.fetch_add(1, Relaxed);
-                        return Err(format!("TLS to {label} failed: {e}"));
+                        return Err(Failure::Setup(format!("TLS to {label} failed: {e}")));
                     }
                     Err(_) => {
                         linked.counters.upstream_tls_failures.fetch_add(1, Relaxed);
-                        return Err(format!("TLS to {label} timed out"));
+                        return Err(Failure::Setup(format!("TLS to {label} timed out")));
                     }
                 };
                 if let Some(h) = head {
@@ -583,9 +606,12 @@ impl Gateway {
                         .await
                         .map_err(|e| format!("{label}: {e}"))?;
                 }
-                relay::relay(down, tls, &linked.counters)
-                    .await
-                    .map_err(|e| format!("relay to {label}: {e}"))
+                if pg {
+                    crate::postgres::relay(down, tls, &linked.counters).await
+                } else {
+                    relay::relay(down, tls, &linked.counters).await
+                }
+                .map_err(|e| Failure::Relay(format!("relay to {label}: {e}")))
             }
         }
     }

@@ -97,6 +97,16 @@ impl Drain {
     }
 }
 
+/// Whether a new connection closed without sending a byte (a TCP health
+/// check): such connections are not TLS failures.
+pub(crate) async fn is_probe(stream: &tokio::net::TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut b)).await,
+        Ok(Ok(0))
+    )
+}
+
 /// Resolves when draining starts.
 pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
@@ -189,6 +199,44 @@ async fn find_sidecar(client: &AgentClient, sidecar_for: &str) -> Result<String,
     }
 }
 
+/// The datacenter and the agent's address: from `/v1/agent/self` when the
+/// token may read the agent, else from `/v1/catalog/datacenters` and the
+/// agent's HTTP address (a gateway token usually may not read the agent).
+async fn agent_facts(
+    client: &AgentClient,
+    http_addr: &str,
+) -> Result<(String, String), ProxyError> {
+    let me = client.get("/v1/agent/self").await?;
+    if me.status == reqwest::StatusCode::OK {
+        let dc = me
+            .body
+            .pointer("/Config/Datacenter")
+            .and_then(Value::as_str);
+        let addr = me.body.pointer("/Member/Addr").and_then(Value::as_str);
+        if let (Some(dc), Some(addr)) = (dc, addr) {
+            return Ok((dc.to_string(), addr.to_string()));
+        }
+    }
+    let dcs = client.get_ok("/v1/catalog/datacenters").await?;
+    let dc = dcs
+        .body
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .unwrap_or("dc1")
+        .to_string();
+    let host = http_addr
+        .split("://")
+        .last()
+        .and_then(|h| {
+            h.rsplit_once(':')
+                .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+        })
+        .filter(|h| h.parse::<std::net::IpAddr>().is_ok())
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    Ok((dc, host))
+}
+
 /// Runs the proxy until `shutdown` resolves, then drains open connections
 /// for up to `drain_timeout`.
 pub async fn run(
@@ -196,19 +244,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ProxyError> {
     let client = AgentClient::new(&opts.http_addr, &opts.token)?;
-    let me = client.get_ok("/v1/agent/self").await?;
-    let datacenter = me
-        .body
-        .pointer("/Config/Datacenter")
-        .and_then(Value::as_str)
-        .unwrap_or("dc1")
-        .to_string();
-    let agent_addr = me
-        .body
-        .pointer("/Member/Addr")
-        .and_then(Value::as_str)
-        .unwrap_or("127.0.0.1")
-        .to_string();
+    let (datacenter, agent_addr) = agent_facts(&client, &opts.http_addr).await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let drain = Drain::new();
     let mut tasks = agent::Tasks::default();

@@ -8,7 +8,15 @@
 //! from the mesh, so that `sslmode=prefer` clients go on in clear text inside
 //! the mesh tunnel.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::metrics::Counters;
+
+/// The SASL mechanism that binds authentication to the TLS channel: it
+/// cannot work when TLS ends at the gateway.
+const SCRAM_PLUS: &[u8] = b"SCRAM-SHA-256-PLUS";
 
 /// `SSLRequest` code.
 pub const SSL_REQUEST: u32 = 80_877_103;
@@ -72,6 +80,108 @@ where
     }
 }
 
+/// Removes `SCRAM-SHA-256-PLUS` from an `AuthenticationSASL` body (after
+/// its 4-byte code): the client's TLS session is not the server's, so
+/// channel binding cannot succeed, and libpq refuses a server that offers it
+/// over a connection without TLS.
+fn without_channel_binding(body: &[u8]) -> Option<Vec<u8>> {
+    let names: Vec<&[u8]> = body[4..]
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if !names.contains(&SCRAM_PLUS) {
+        return None;
+    }
+    let kept: Vec<&[u8]> = names.into_iter().filter(|n| *n != SCRAM_PLUS).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    let mut out = body[..4].to_vec();
+    for n in kept {
+        out.extend_from_slice(n);
+        out.push(0);
+    }
+    out.push(0);
+    Some(out)
+}
+
+/// Copies the server's messages to the client until authentication ends
+/// (`AuthenticationOk` or an error), adjusting the SASL mechanism list on
+/// the way. Returns the bytes written.
+async fn authentication<R, W>(server: &mut R, client: &mut W) -> std::io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut written = 0u64;
+    for _ in 0..64 {
+        let mut head = [0u8; 5];
+        server.read_exact(&mut head).await?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if !(4..=1 << 20).contains(&len) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("PostgreSQL message of {len} bytes during authentication"),
+            ));
+        }
+        let mut body = vec![0u8; len - 4];
+        server.read_exact(&mut body).await?;
+        let code = (head[0] == b'R' && body.len() >= 4)
+            .then(|| u32::from_be_bytes([body[0], body[1], body[2], body[3]]));
+        if code == Some(10) {
+            if let Some(b) = without_channel_binding(&body) {
+                body = b;
+            }
+        }
+        let mut msg = Vec::with_capacity(body.len() + 5);
+        msg.push(head[0]);
+        msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        msg.extend_from_slice(&body);
+        client.write_all(&msg).await?;
+        written += msg.len() as u64;
+        if code == Some(0) || head[0] == b'E' {
+            break;
+        }
+    }
+    client.flush().await?;
+    Ok(written)
+}
+
+/// Relays a PostgreSQL session whose server side is TLS from the gateway:
+/// the client's bytes go through untouched; the server's authentication
+/// messages are checked first (see [`authentication`]), then everything is
+/// copied.
+pub async fn relay<D, U>(down: D, up: U, counters: &Counters) -> std::io::Result<()>
+where
+    D: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut dr, mut dw) = tokio::io::split(down);
+    let (mut ur, mut uw) = tokio::io::split(up);
+    let to_server = async {
+        let r = tokio::io::copy(&mut dr, &mut uw).await;
+        let _ = uw.shutdown().await;
+        r
+    };
+    let to_client = async {
+        let first = authentication(&mut ur, &mut dw).await;
+        let rest = match first {
+            Ok(n) => tokio::io::copy(&mut ur, &mut dw).await.map(|m| n + m),
+            Err(e) => Err(e),
+        };
+        let _ = dw.shutdown().await;
+        rest
+    };
+    let (sent, received) = tokio::join!(to_server, to_client);
+    if let Ok(n) = sent {
+        counters.bytes_sent.fetch_add(n, Relaxed);
+    }
+    if let Ok(n) = received {
+        counters.bytes_received.fetch_add(n, Relaxed);
+    }
+    sent.and(received).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +200,19 @@ mod tests {
         let head = decline_client_encryption(&mut b).await.unwrap();
         assert_eq!(head, [0, 0, 0, 16, 0, 3, 0, 0]);
         assert_eq!(client.await.unwrap(), b'N');
+    }
+
+    #[test]
+    fn channel_binding_is_not_offered() {
+        let mut body = 10u32.to_be_bytes().to_vec();
+        body.extend_from_slice(b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0");
+        let out = without_channel_binding(&body).unwrap();
+        let mut want = 10u32.to_be_bytes().to_vec();
+        want.extend_from_slice(b"SCRAM-SHA-256\0\0");
+        assert_eq!(out, want);
+        let mut plain = 10u32.to_be_bytes().to_vec();
+        plain.extend_from_slice(b"SCRAM-SHA-256\0\0");
+        assert_eq!(without_channel_binding(&plain), None);
     }
 
     #[tokio::test]

@@ -415,6 +415,10 @@ impl Sidecar {
     }
 
     async fn inbound(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        if crate::is_probe(&stream).await {
+            debug!(%peer, "closed without sending anything (a TCP health check)");
+            return;
+        }
         let (service, local) = {
             let r = self.reg.read();
             (r.service.clone(), (r.local_address.clone(), r.local_port))

@@ -2,6 +2,7 @@
 //! proxy defaults, intentions, resolvers, mesh).
 
 use axum::http::Method;
+use axum::response::IntoResponse;
 use meshgate_acl::{Access, Resource};
 use meshgate_config_entries::{self as ce, ConfigEntry};
 use meshgate_state::{Applied, Command, Table};
@@ -185,9 +186,15 @@ async fn get(ctx: Ctx) -> ApiResult {
     .await;
     match entry {
         Some(e) => Ok(json_read(&ctx, &opts, idx, &e)),
-        None => Err(ApiError::not_found(format!(
-            "Config entry not found for {kind:?} / {name:?}"
-        ))),
+        None => {
+            // The index comes with the 404 so that a watcher can block until
+            // the entry appears.
+            let mut r =
+                ApiError::not_found(format!("Config entry not found for {kind:?} / {name:?}"))
+                    .into_response();
+            super::set_read_headers(&mut r, &opts, idx);
+            Ok(r)
+        }
     }
 }
 

@@ -93,7 +93,15 @@ pub async fn run(args: ProxyArgs, name: &str) -> CliResult {
         "critical" | "off" => "error".to_string(),
         l => l.to_string(),
     };
-    crate::cmd::agent::init_logging(&level, false);
+    // Debug output of our own crates only: the HTTP and TLS libraries are
+    // very talkative at that level.
+    let filter = match level.as_str() {
+        "debug" | "trace" => {
+            format!("info,meshgate_proxy={level},meshgate_cli={level},meshgate_ca={level}")
+        }
+        l => l.to_string(),
+    };
+    crate::cmd::agent::init_logging(&filter, false);
     if !ignored.is_empty() {
         warn!(
             "arguments after -- are for Envoy and ignored by meshgate's built-in proxy: {ignored:?}"
