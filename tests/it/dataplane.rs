@@ -155,6 +155,8 @@ pub async fn session_ssl(c: &tokio_postgres::Client) -> (bool, String) {
 /// The external database of the scenario, with TLS from a test CA.
 pub struct Scene {
     pub pg: Postgres,
+    /// Where the gateway listens.
+    pub gateway_addr: String,
     pub ca: TestCa,
     pub dir: tempfile::TempDir,
     pub agent: Agent,
@@ -171,6 +173,12 @@ pub const DB_SNI: &str = "db.meshgate.test";
 
 /// Steps 2–10 of the scenario, as the operator types them.
 pub async fn scenario() -> Scene {
+    scenario_at(None).await
+}
+
+/// The scenario with the gateway on `address` (`-address host:port`)
+/// instead of the default port 8443, so that tests can run side by side.
+pub async fn scenario_at(address: Option<String>) -> Scene {
     let ca = test_ca(DB_SNI);
     let pg = Postgres::start(
         "127.0.0.2",
@@ -271,26 +279,23 @@ pub async fn scenario() -> Scene {
     assert_eq!(s, 200, "{b}");
     // Step 7: the gateway, as the unit's ExecStart runs it.
     let token_path = token_file.display().to_string();
-    let mut gateway = Proc::spawn(
-        "gateway",
-        BIN,
-        &[
-            "connect",
-            "envoy",
-            "-token-file",
-            &token_path,
-            "-admin-bind",
-            "localhost:0",
-            "-gateway=terminating",
-            "-register",
-            "-service",
-            "carbonio-gateway",
-            "--",
-            "-l",
-            "debug",
-        ],
-        &[("CONSUL_HTTP_ADDR", &a.base)],
-    );
+    let mut args = vec![
+        "connect",
+        "envoy",
+        "-token-file",
+        &token_path,
+        "-admin-bind",
+        "localhost:0",
+        "-gateway=terminating",
+        "-register",
+        "-service",
+        "carbonio-gateway",
+    ];
+    if let Some(addr) = &address {
+        args.extend(["-address", addr.as_str()]);
+    }
+    args.extend(["--", "-l", "debug"]);
+    let mut gateway = Proc::spawn("gateway", BIN, &args, &[("CONSUL_HTTP_ADDR", &a.base)]);
     let gw_admin = admin_addr(&mut gateway);
     wait_ready(&mut gateway, &gw_admin).await;
     // Step 10: the file service with its sidecar and upstream.
@@ -332,6 +337,7 @@ pub async fn scenario() -> Scene {
         .to_string();
     Scene {
         pg,
+        gateway_addr: address.unwrap_or_else(|| "127.0.0.1:8443".into()),
         ca,
         dir,
         agent: a,
@@ -479,6 +485,18 @@ async fn scenario_end_to_end_through_the_gateway() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 1);
+    // The CA file is re-read when it changes: a wrong CA written over it
+    // breaks new connections, the right one restores them, and a session
+    // opened through TLS stays up throughout.
+    let tls_session = pg_client(s.upstream_port, &s.password).await.unwrap();
+    assert!(session_ssl(&tls_session).await.0);
+    let wrong = test_ca(DB_SNI);
+    std::fs::write(&ca_path, &wrong.ca_pem).unwrap();
+    assert!(eventually_psql(&s, "select 1", None).await.is_err());
+    std::fs::write(&ca_path, &s.ca.ca_pem).unwrap();
+    eventually_psql(&s, "select 1", Some("1")).await.unwrap();
+    assert!(session_ssl(&tls_session).await.0, "the TLS session survived the reloads");
+    drop(tls_session);
     // sslmode=prefer clients are told N inside the mesh and carry on.
     let out = psql_via(
         s.upstream_port,
@@ -635,4 +653,235 @@ fn write_file(d: &Path, name: &str, text: &str) -> String {
     let p = d.join(name);
     std::fs::write(&p, text).unwrap();
     p.display().to_string()
+}
+
+// === Refusals, rotation, limits, drain, agent loss, sidecar to sidecar ===
+
+/// A raw mesh mTLS client: connects to `addr` with `sni`, presenting
+/// `leaf`/`key`, expecting the server to be `expect`. Returns an error when
+/// the handshake fails or the server rejects the client right after it.
+async fn mesh_connect(
+    addr: &str,
+    sni: &str,
+    leaf: &str,
+    key: &str,
+    roots: &[String],
+    expect: meshgate_ca::ServiceId,
+) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    let cfg = meshgate_ca::tls::client_config(leaf, key, roots, expect).map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    // TLS 1.3: a rejected client certificate shows on the first read. An
+    // accepted one leaves the gateway waiting for the client to speak.
+    let mut b = [0u8; 1];
+    match tokio::time::timeout(Duration::from_millis(500), tls.read(&mut b)).await {
+        Err(_) => Ok(()),
+        Ok(Ok(0)) => Err("closed by the server".into()),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("rejected: {e}")),
+    }
+}
+
+async fn get_root(a: &Agent, path: &str) -> Value {
+    let (st, b, _) = call(a, "GET", path, Some(ROOT), None).await;
+    assert_eq!(st, 200, "{path}: {b}");
+    serde_json::from_str(&b).unwrap()
+}
+
+#[tokio::test]
+async fn refusals_rotation_without_loss_and_limits() {
+    let addr = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let mut s = scenario_at(Some(addr.clone())).await;
+    let roots = get_root(&s.agent, "/v1/connect/ca/roots").await;
+    let td = roots["TrustDomain"].as_str().unwrap().to_string();
+    let root_pems: Vec<String> = roots["Roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["RootCert"].as_str().unwrap().to_string())
+        .collect();
+    let leaf = get_root(&s.agent, "/v1/agent/connect/ca/leaf/carbonio-files").await;
+    let (cert, key) = (leaf["CertPEM"].as_str().unwrap(), leaf["PrivateKeyPEM"].as_str().unwrap());
+    let db = meshgate_ca::ServiceId::new(&td, "default", "dc1", "carbonio-files-db");
+    let sni = db.sni();
+    // A caller with a good certificate gets through the handshake.
+    mesh_connect(&addr, &sni, cert, key, &root_pems, db.clone()).await.unwrap();
+    // Unknown SNI: no certificate for it, refused and counted.
+    let unknown = meshgate_ca::ServiceId::new(&td, "default", "dc1", "nope");
+    let e = mesh_connect(&addr, &unknown.sni(), cert, key, &root_pems, unknown).await.unwrap_err();
+    assert!(e.contains("handshake"), "{e}");
+    // A certificate from another CA.
+    let (foreign_root, foreign_signer) =
+        meshgate_ca::new_root("11111111-2222-3333-4444-555555555555", Duration::from_secs(86400)).unwrap();
+    let caller = meshgate_ca::ServiceId::new("11111111-2222-3333-4444-555555555555.consul", "default", "dc1", "carbonio-files");
+    let f = meshgate_ca::sign_leaf(&foreign_signer, &foreign_root, &caller, Duration::from_secs(3600), None).unwrap();
+    assert!(mesh_connect(&addr, &sni, &f.cert_pem, &f.private_key_pem, &root_pems, db.clone()).await.is_err());
+    s.gateway.wait_log("mesh TLS handshake refused", Duration::from_secs(5));
+    assert!(metric(&s.gw_admin, "tls_handshake_failures_total", "").await >= 2);
+
+    // An open session survives a root rotation (new leaves everywhere).
+    let c = pg_client(s.upstream_port, &s.password).await.unwrap();
+    assert_eq!(c.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    let cfg_before: Value = meshgate_test_support::client()
+        .get(format!("http://{}/config", s.gw_admin))
+        .send().await.unwrap().json().await.unwrap();
+    let cluster = td.trim_end_matches(".consul");
+    let (new_root, signer) = meshgate_ca::new_root(cluster, Duration::from_secs(3650 * 86400)).unwrap();
+    let (st, b, _) = call(
+        &s.agent,
+        "PUT",
+        "/v1/connect/ca/configuration",
+        Some(ROOT),
+        Some(json!({"Provider": "consul", "Config": {"PrivateKey": signer.key_pem, "RootCert": new_root.root_cert_pem}}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let admin = s.gw_admin.clone();
+    let before = cfg_before["Services"][0]["LeafSerial"].clone();
+    assert!(before.as_str().is_some_and(|s| !s.is_empty()), "{cfg_before}");
+    eventually("the gateway uses a leaf from the new root", Duration::from_secs(10), || {
+        let admin = admin.clone();
+        let before = before.clone();
+        async move {
+            let cfg: Value = meshgate_test_support::client()
+                .get(format!("http://{admin}/config")).send().await.ok()?.json().await.ok()?;
+            (cfg["Services"][0]["LeafSerial"] != before).then_some(())
+        }
+    })
+    .await;
+    eventually_psql(&s, "select 2", Some("2")).await.unwrap();
+    assert_eq!(c.query_one("select 3", &[]).await.unwrap().get::<_, i32>(0), 3, "the old session survived");
+    // An expired certificate of the (new) mesh CA is refused.
+    let expired = meshgate_ca::sign_leaf(
+        &signer,
+        &new_root,
+        &meshgate_ca::ServiceId::new(&td, "default", "dc1", "carbonio-files"),
+        Duration::from_secs(1),
+        None,
+    )
+    .unwrap();
+    let roots_now: Vec<String> = get_root(&s.agent, "/v1/connect/ca/roots").await["Roots"]
+        .as_array().unwrap().iter().map(|r| r["RootCert"].as_str().unwrap().to_string()).collect();
+    let e = mesh_connect(&addr, &sni, &expired.cert_pem, &expired.private_key_pem, &roots_now, db.clone()).await;
+    assert!(e.is_err(), "an expired client certificate must be refused");
+
+    // A connection limit from service-defaults: over it, refused at once.
+    ok(cli(
+        &s.agent,
+        ROOT,
+        &["config", "write", &write_file(s.dir.path(), "limit.hcl",
+            "Kind = \"service-defaults\"\nName = \"carbonio-files-db\"\nMaxInboundConnections = 1\n")],
+    ));
+    let port = s.upstream_port;
+    let pw = s.password.clone();
+    eventually("a second session is refused by the limit", Duration::from_secs(10), || {
+        let pw = pw.clone();
+        async move { pg_client(port, &pw).await.is_err().then_some(()) }
+    })
+    .await;
+    assert!(metric(&s.gw_admin, "limit_refused_total", "carbonio-files-db").await >= 1);
+    s.gateway.wait_log("connections already open", Duration::from_secs(5));
+    assert_eq!(c.query_one("select 4", &[]).await.unwrap().get::<_, i32>(0), 4);
+    drop(c);
+    eventually_psql(&s, "select 5", Some("5")).await.unwrap();
+}
+
+#[tokio::test]
+async fn agent_loss_keeps_serving_and_sigterm_drains() {
+    let addr = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let mut s = scenario_at(Some(addr)).await;
+    eventually_psql(&s, "select 1", Some("1")).await.unwrap();
+    let c = pg_client(s.upstream_port, &s.password).await.unwrap();
+    // The agent goes away: both proxies keep their last good configuration.
+    s.agent.terminate();
+    s.gateway.wait_log("keeping the last good configuration", Duration::from_secs(10));
+    assert_eq!(psql_via(s.upstream_port, &s.password, "select 6", "prefer").unwrap(), "6");
+    // SIGTERM: no new connections, the open one finishes, then exit 0.
+    s.gateway.sigterm();
+    s.gateway.wait_log("stopping: no new connections", Duration::from_secs(5));
+    assert!(psql_via(s.upstream_port, &s.password, "select 7", "prefer").is_err());
+    assert_eq!(c.query_one("select 8", &[]).await.unwrap().get::<_, i32>(0), 8);
+    assert!(s.gateway.running(), "the gateway waits for the open session");
+    drop(c);
+    // Let the client's connection task close the session while waiting.
+    let mut exit = None;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(st) = s.gateway.wait_exit(Duration::ZERO) {
+            exit = Some(st);
+            break;
+        }
+    }
+    let st = exit.unwrap_or_else(|| panic!("the gateway did not exit once drained:\n{}", s.gateway.log()));
+    assert!(st.success(), "{st}");
+}
+
+#[tokio::test]
+async fn sidecar_to_sidecar_with_inbound_intentions() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = crate::dev().await;
+    // The "api" service: an echo server on 127.0.0.3.
+    let echo = tokio::net::TcpListener::bind("127.0.0.3:0").await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let api_public = free_port("127.0.0.3");
+    let web_upstream = free_port("127.0.0.1");
+    for body in [
+        json!({"Name": "api", "Address": "127.0.0.3", "Port": echo_port,
+               "Connect": {"SidecarService": {"Address": "127.0.0.3", "Port": api_public,
+                           "Proxy": {"LocalServiceAddress": "127.0.0.3"}}}}),
+        json!({"Name": "web", "Port": 9,
+               "Connect": {"SidecarService": {"Port": free_port("127.0.0.1"), "Address": "127.0.0.1",
+                   "Proxy": {"Upstreams": [{"DestinationName": "api", "LocalBindPort": web_upstream}]}}}}),
+    ] {
+        let (st, b) = a.put("/v1/agent/service/register", body.to_string()).await;
+        assert_eq!(st, 200, "{b}");
+    }
+    let mut api = Proc::spawn("api-sidecar", BIN,
+        &["connect", "proxy", "-sidecar-for", "api", "-admin-bind", "127.0.0.1:0"],
+        &[("CONSUL_HTTP_ADDR", &a.base)]);
+    let mut web = Proc::spawn("web-sidecar", BIN,
+        &["connect", "proxy", "-sidecar-for", "web", "-admin-bind", "127.0.0.1:0"],
+        &[("CONSUL_HTTP_ADDR", &a.base)]);
+    let api_admin = admin_addr(&mut api);
+    let web_admin = admin_addr(&mut web);
+    wait_ready(&mut api, &api_admin).await;
+    wait_ready(&mut web, &web_admin).await;
+    let roundtrip = || async move {
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", web_upstream)).await.ok()?;
+        c.write_all(b"hello mesh").await.ok()?;
+        let mut buf = [0u8; 10];
+        tokio::time::timeout(Duration::from_secs(2), c.read_exact(&mut buf)).await.ok()?.ok()?;
+        Some(buf.to_vec())
+    };
+    let got = eventually("web reaches api through both sidecars", Duration::from_secs(10), roundtrip).await;
+    assert_eq!(got, b"hello mesh");
+    // Deny at the destination's sidecar.
+    let (st, _) = a
+        .put("/v1/connect/intentions/exact?source=web&destination=api", r#"{"Action": "deny"}"#)
+        .await;
+    assert_eq!(st, 200);
+    eventually("web is refused by api's sidecar", Duration::from_secs(10), || async move {
+        roundtrip().await.is_none().then_some(())
+    })
+    .await;
+    assert!(metric(&api_admin, "authorization_denied_total", "inbound:api").await >= 1);
+    api.wait_log("connection denied", Duration::from_secs(5));
+    assert!(metric(&web_admin, "connections_opened_total", "api").await >= 2);
 }

@@ -56,6 +56,7 @@ pub struct Linked {
     origination: RwLock<Origination>,
     has_leaf: std::sync::atomic::AtomicBool,
     leaf_expiry: RwLock<String>,
+    leaf_serial: RwLock<String>,
     counters: Arc<Counters>,
     /// The watchers of this service; they stop when the link goes.
     tasks: parking_lot::Mutex<Tasks>,
@@ -137,6 +138,7 @@ impl Linked {
             "MaxConnections": d.max_connections,
             "ActiveConnections": self.counters.active.load(Relaxed),
             "LeafValidBefore": *self.leaf_expiry.read(),
+            "LeafSerial": *self.leaf_serial.read(),
             "UpstreamTLS": {
                 "CAFile": s.ca_file, "CertFile": s.cert_file, "KeyFile": s.key_file, "SNI": s.sni,
                 "Originating": o.config.is_some(),
@@ -343,6 +345,7 @@ impl Gateway {
             origination: RwLock::new(Origination::default()),
             has_leaf: std::sync::atomic::AtomicBool::new(false),
             leaf_expiry: RwLock::new(String::new()),
+            leaf_serial: RwLock::new(String::new()),
             counters: self.metrics.service(svc),
             tasks: parking_lot::Mutex::new(Tasks::default()),
         });
@@ -358,6 +361,7 @@ impl Gateway {
                     resolver.insert_key(&sni_owned, l.key.clone());
                     linked.has_leaf.store(true, Relaxed);
                     *linked.leaf_expiry.write() = l.valid_before.clone();
+                    *linked.leaf_serial.write() = l.serial.clone();
                     debug!(service = %linked.name, serial = %l.serial, "leaf certificate in use");
                 }
                 if leaf.changed().await.is_err() {

@@ -188,3 +188,58 @@ where
     }
     r.map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_connections_first_and_counters_kept() {
+        let b = Balancer::default();
+        b.update(&[("127.0.0.1".into(), 1), ("127.0.0.1".into(), 2)]);
+        let first = b.ordered();
+        first[0].active.fetch_add(5, Relaxed);
+        let busy = first[0].port;
+        assert_ne!(b.ordered()[0].port, busy, "the busy one goes last");
+        // An update keeps the counters of the instances that stay.
+        b.update(&[("127.0.0.1".into(), busy), ("127.0.0.1".into(), 3)]);
+        let kept = b.ordered().into_iter().find(|e| e.port == busy).unwrap();
+        assert_eq!(kept.active.load(Relaxed), 5);
+    }
+
+    #[tokio::test]
+    async fn a_failed_instance_is_skipped_and_counted() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_port = live.local_addr().unwrap().port();
+        // A port nobody listens on.
+        let dead_port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let b = Balancer::default();
+        b.update(&[("127.0.0.1".into(), dead_port), ("127.0.0.1".into(), live_port)]);
+        // Make the live one look busier, so the dead one is tried first.
+        b.ordered()
+            .into_iter()
+            .find(|e| e.port == live_port)
+            .unwrap()
+            .active
+            .fetch_add(1, Relaxed);
+        let counters = Counters::default();
+        let (_s, _g, label) = connect(&b, &Resolver::default(), Duration::from_secs(2), &counters)
+            .await
+            .unwrap();
+        assert_eq!(label, format!("127.0.0.1:{live_port}"));
+        assert_eq!(counters.connect_errors.load(Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn host_names_are_resolved_and_cached() {
+        let r = Resolver::default();
+        let addrs = r.resolve("localhost", 5432).await.unwrap();
+        assert!(addrs.iter().any(|a| a.ip().is_loopback()), "{addrs:?}");
+        assert!(r.cache.lock().contains_key("localhost"));
+        let ip = r.resolve("127.0.0.2", 1).await.unwrap();
+        assert_eq!(ip, vec!["127.0.0.2:1".parse::<SocketAddr>().unwrap()]);
+    }
+}
