@@ -2,7 +2,7 @@
 //! an agent with ACLs, the gateway started as the scenario's systemd unit
 //! does, a sidecar, and real PostgreSQL clients (psql and tokio-postgres).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -160,7 +160,6 @@ pub struct Scene {
     pub ca: TestCa,
     pub dir: tempfile::TempDir,
     pub agent: Agent,
-    pub token_file: PathBuf,
     pub gateway: Proc,
     pub gw_admin: String,
     pub sidecar: Proc,
@@ -341,7 +340,6 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
         ca,
         dir,
         agent: a,
-        token_file,
         gateway,
         gw_admin,
         sidecar,
@@ -427,8 +425,12 @@ async fn scenario_end_to_end_through_the_gateway() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "a.txt");
+    // It really is the external database that got the row.
+    assert_eq!(s.pg.psql("files", "select name from files"), "a.txt");
+    assert!(metric(&s.sc_admin, "connections_opened_total", "carbonio-files-db").await >= 2);
+    assert!(s.sidecar.running());
     // Without CAFile the gateway speaks plain TCP to the database.
-    assert_eq!(session_ssl(&c).await.0, false);
+    assert!(!session_ssl(&c).await.0);
     // The gateway registered itself; mesh clients of the database find it.
     let (_, list, _) = call(
         &s.agent,
@@ -495,7 +497,10 @@ async fn scenario_end_to_end_through_the_gateway() {
     assert!(eventually_psql(&s, "select 1", None).await.is_err());
     std::fs::write(&ca_path, &s.ca.ca_pem).unwrap();
     eventually_psql(&s, "select 1", Some("1")).await.unwrap();
-    assert!(session_ssl(&tls_session).await.0, "the TLS session survived the reloads");
+    assert!(
+        session_ssl(&tls_session).await.0,
+        "the TLS session survived the reloads"
+    );
     drop(tls_session);
     // sslmode=prefer clients are told N inside the mesh and carry on.
     let out = psql_via(
@@ -669,9 +674,13 @@ async fn mesh_connect(
     expect: meshgate_ca::ServiceId,
 ) -> Result<(), String> {
     use tokio::io::AsyncReadExt;
-    let cfg = meshgate_ca::tls::client_config(leaf, key, roots, expect).map_err(|e| e.to_string())?;
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+    let cfg =
+        meshgate_ca::tls::client_config(leaf, key, roots, expect).map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name =
+        rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
     let mut tls = tokio_rustls::TlsConnector::from(cfg)
         .connect(name, tcp)
         .await
@@ -696,7 +705,8 @@ async fn get_root(a: &Agent, path: &str) -> Value {
 #[tokio::test]
 async fn refusals_rotation_without_loss_and_limits() {
     let addr = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let mut s = scenario_at(Some(addr.clone())).await;
+    let mut s = scenario_at(Some(addr)).await;
+    let addr = s.gateway_addr.clone();
     let roots = get_root(&s.agent, "/v1/connect/ca/roots").await;
     let td = roots["TrustDomain"].as_str().unwrap().to_string();
     let root_pems: Vec<String> = roots["Roots"]
@@ -706,32 +716,75 @@ async fn refusals_rotation_without_loss_and_limits() {
         .map(|r| r["RootCert"].as_str().unwrap().to_string())
         .collect();
     let leaf = get_root(&s.agent, "/v1/agent/connect/ca/leaf/carbonio-files").await;
-    let (cert, key) = (leaf["CertPEM"].as_str().unwrap(), leaf["PrivateKeyPEM"].as_str().unwrap());
+    let (cert, key) = (
+        leaf["CertPEM"].as_str().unwrap(),
+        leaf["PrivateKeyPEM"].as_str().unwrap(),
+    );
     let db = meshgate_ca::ServiceId::new(&td, "default", "dc1", "carbonio-files-db");
     let sni = db.sni();
     // A caller with a good certificate gets through the handshake.
-    mesh_connect(&addr, &sni, cert, key, &root_pems, db.clone()).await.unwrap();
+    mesh_connect(&addr, &sni, cert, key, &root_pems, db.clone())
+        .await
+        .unwrap();
     // Unknown SNI: no certificate for it, refused and counted.
     let unknown = meshgate_ca::ServiceId::new(&td, "default", "dc1", "nope");
-    let e = mesh_connect(&addr, &unknown.sni(), cert, key, &root_pems, unknown).await.unwrap_err();
+    let e = mesh_connect(&addr, &unknown.sni(), cert, key, &root_pems, unknown)
+        .await
+        .unwrap_err();
     assert!(e.contains("handshake"), "{e}");
     // A certificate from another CA.
-    let (foreign_root, foreign_signer) =
-        meshgate_ca::new_root("11111111-2222-3333-4444-555555555555", Duration::from_secs(86400)).unwrap();
-    let caller = meshgate_ca::ServiceId::new("11111111-2222-3333-4444-555555555555.consul", "default", "dc1", "carbonio-files");
-    let f = meshgate_ca::sign_leaf(&foreign_signer, &foreign_root, &caller, Duration::from_secs(3600), None).unwrap();
-    assert!(mesh_connect(&addr, &sni, &f.cert_pem, &f.private_key_pem, &root_pems, db.clone()).await.is_err());
-    s.gateway.wait_log("mesh TLS handshake refused", Duration::from_secs(5));
+    let (foreign_root, foreign_signer) = meshgate_ca::new_root(
+        "11111111-2222-3333-4444-555555555555",
+        Duration::from_secs(86400),
+    )
+    .unwrap();
+    let caller = meshgate_ca::ServiceId::new(
+        "11111111-2222-3333-4444-555555555555.consul",
+        "default",
+        "dc1",
+        "carbonio-files",
+    );
+    let f = meshgate_ca::sign_leaf(
+        &foreign_signer,
+        &foreign_root,
+        &caller,
+        Duration::from_secs(3600),
+        None,
+    )
+    .unwrap();
+    assert!(
+        mesh_connect(
+            &addr,
+            &sni,
+            &f.cert_pem,
+            &f.private_key_pem,
+            &root_pems,
+            db.clone()
+        )
+        .await
+        .is_err()
+    );
+    s.gateway
+        .wait_log("mesh TLS handshake refused", Duration::from_secs(5));
     assert!(metric(&s.gw_admin, "tls_handshake_failures_total", "").await >= 2);
 
     // An open session survives a root rotation (new leaves everywhere).
     let c = pg_client(s.upstream_port, &s.password).await.unwrap();
-    assert_eq!(c.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(
+        c.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
     let cfg_before: Value = meshgate_test_support::client()
         .get(format!("http://{}/config", s.gw_admin))
-        .send().await.unwrap().json().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let cluster = td.trim_end_matches(".consul");
-    let (new_root, signer) = meshgate_ca::new_root(cluster, Duration::from_secs(3650 * 86400)).unwrap();
+    let (new_root, signer) =
+        meshgate_ca::new_root(cluster, Duration::from_secs(3650 * 86400)).unwrap();
     let (st, b, _) = call(
         &s.agent,
         "PUT",
@@ -743,19 +796,36 @@ async fn refusals_rotation_without_loss_and_limits() {
     assert_eq!(st, 200, "{b}");
     let admin = s.gw_admin.clone();
     let before = cfg_before["Services"][0]["LeafSerial"].clone();
-    assert!(before.as_str().is_some_and(|s| !s.is_empty()), "{cfg_before}");
-    eventually("the gateway uses a leaf from the new root", Duration::from_secs(10), || {
-        let admin = admin.clone();
-        let before = before.clone();
-        async move {
-            let cfg: Value = meshgate_test_support::client()
-                .get(format!("http://{admin}/config")).send().await.ok()?.json().await.ok()?;
-            (cfg["Services"][0]["LeafSerial"] != before).then_some(())
-        }
-    })
+    assert!(
+        before.as_str().is_some_and(|s| !s.is_empty()),
+        "{cfg_before}"
+    );
+    eventually(
+        "the gateway uses a leaf from the new root",
+        Duration::from_secs(10),
+        || {
+            let admin = admin.clone();
+            let before = before.clone();
+            async move {
+                let cfg: Value = meshgate_test_support::client()
+                    .get(format!("http://{admin}/config"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (cfg["Services"][0]["LeafSerial"] != before).then_some(())
+            }
+        },
+    )
     .await;
     eventually_psql(&s, "select 2", Some("2")).await.unwrap();
-    assert_eq!(c.query_one("select 3", &[]).await.unwrap().get::<_, i32>(0), 3, "the old session survived");
+    assert_eq!(
+        c.query_one("select 3", &[]).await.unwrap().get::<_, i32>(0),
+        3,
+        "the old session survived"
+    );
     // An expired certificate of the (new) mesh CA is refused.
     let expired = meshgate_ca::sign_leaf(
         &signer,
@@ -766,27 +836,54 @@ async fn refusals_rotation_without_loss_and_limits() {
     )
     .unwrap();
     let roots_now: Vec<String> = get_root(&s.agent, "/v1/connect/ca/roots").await["Roots"]
-        .as_array().unwrap().iter().map(|r| r["RootCert"].as_str().unwrap().to_string()).collect();
-    let e = mesh_connect(&addr, &sni, &expired.cert_pem, &expired.private_key_pem, &roots_now, db.clone()).await;
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["RootCert"].as_str().unwrap().to_string())
+        .collect();
+    let e = mesh_connect(
+        &addr,
+        &sni,
+        &expired.cert_pem,
+        &expired.private_key_pem,
+        &roots_now,
+        db.clone(),
+    )
+    .await;
     assert!(e.is_err(), "an expired client certificate must be refused");
 
     // A connection limit from service-defaults: over it, refused at once.
     ok(cli(
         &s.agent,
         ROOT,
-        &["config", "write", &write_file(s.dir.path(), "limit.hcl",
-            "Kind = \"service-defaults\"\nName = \"carbonio-files-db\"\nMaxInboundConnections = 1\n")],
+        &[
+            "config",
+            "write",
+            &write_file(
+                s.dir.path(),
+                "limit.hcl",
+                "Kind = \"service-defaults\"\nName = \"carbonio-files-db\"\nMaxInboundConnections = 1\n",
+            ),
+        ],
     ));
     let port = s.upstream_port;
     let pw = s.password.clone();
-    eventually("a second session is refused by the limit", Duration::from_secs(10), || {
-        let pw = pw.clone();
-        async move { pg_client(port, &pw).await.is_err().then_some(()) }
-    })
+    eventually(
+        "a second session is refused by the limit",
+        Duration::from_secs(10),
+        || {
+            let pw = pw.clone();
+            async move { pg_client(port, &pw).await.is_err().then_some(()) }
+        },
+    )
     .await;
     assert!(metric(&s.gw_admin, "limit_refused_total", "carbonio-files-db").await >= 1);
-    s.gateway.wait_log("connections already open", Duration::from_secs(5));
-    assert_eq!(c.query_one("select 4", &[]).await.unwrap().get::<_, i32>(0), 4);
+    s.gateway
+        .wait_log("connections already open", Duration::from_secs(5));
+    assert_eq!(
+        c.query_one("select 4", &[]).await.unwrap().get::<_, i32>(0),
+        4
+    );
     drop(c);
     eventually_psql(&s, "select 5", Some("5")).await.unwrap();
 }
@@ -799,14 +896,27 @@ async fn agent_loss_keeps_serving_and_sigterm_drains() {
     let c = pg_client(s.upstream_port, &s.password).await.unwrap();
     // The agent goes away: both proxies keep their last good configuration.
     s.agent.terminate();
-    s.gateway.wait_log("keeping the last good configuration", Duration::from_secs(10));
-    assert_eq!(psql_via(s.upstream_port, &s.password, "select 6", "prefer").unwrap(), "6");
+    s.gateway.wait_log(
+        "keeping the last good configuration",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        psql_via(s.upstream_port, &s.password, "select 6", "prefer").unwrap(),
+        "6"
+    );
     // SIGTERM: no new connections, the open one finishes, then exit 0.
     s.gateway.sigterm();
-    s.gateway.wait_log("stopping: no new connections", Duration::from_secs(5));
+    s.gateway
+        .wait_log("stopping: no new connections", Duration::from_secs(5));
     assert!(psql_via(s.upstream_port, &s.password, "select 7", "prefer").is_err());
-    assert_eq!(c.query_one("select 8", &[]).await.unwrap().get::<_, i32>(0), 8);
-    assert!(s.gateway.running(), "the gateway waits for the open session");
+    assert_eq!(
+        c.query_one("select 8", &[]).await.unwrap().get::<_, i32>(0),
+        8
+    );
+    assert!(
+        s.gateway.running(),
+        "the gateway waits for the open session"
+    );
     drop(c);
     // Let the client's connection task close the session while waiting.
     let mut exit = None;
@@ -817,7 +927,12 @@ async fn agent_loss_keeps_serving_and_sigterm_drains() {
             break;
         }
     }
-    let st = exit.unwrap_or_else(|| panic!("the gateway did not exit once drained:\n{}", s.gateway.log()));
+    let st = exit.unwrap_or_else(|| {
+        panic!(
+            "the gateway did not exit once drained:\n{}",
+            s.gateway.log()
+        )
+    });
     assert!(st.success(), "{st}");
 }
 
@@ -853,33 +968,68 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
         let (st, b) = a.put("/v1/agent/service/register", body.to_string()).await;
         assert_eq!(st, 200, "{b}");
     }
-    let mut api = Proc::spawn("api-sidecar", BIN,
-        &["connect", "proxy", "-sidecar-for", "api", "-admin-bind", "127.0.0.1:0"],
-        &[("CONSUL_HTTP_ADDR", &a.base)]);
-    let mut web = Proc::spawn("web-sidecar", BIN,
-        &["connect", "proxy", "-sidecar-for", "web", "-admin-bind", "127.0.0.1:0"],
-        &[("CONSUL_HTTP_ADDR", &a.base)]);
+    let mut api = Proc::spawn(
+        "api-sidecar",
+        BIN,
+        &[
+            "connect",
+            "proxy",
+            "-sidecar-for",
+            "api",
+            "-admin-bind",
+            "127.0.0.1:0",
+        ],
+        &[("CONSUL_HTTP_ADDR", &a.base)],
+    );
+    let mut web = Proc::spawn(
+        "web-sidecar",
+        BIN,
+        &[
+            "connect",
+            "proxy",
+            "-sidecar-for",
+            "web",
+            "-admin-bind",
+            "127.0.0.1:0",
+        ],
+        &[("CONSUL_HTTP_ADDR", &a.base)],
+    );
     let api_admin = admin_addr(&mut api);
     let web_admin = admin_addr(&mut web);
     wait_ready(&mut api, &api_admin).await;
     wait_ready(&mut web, &web_admin).await;
     let roundtrip = || async move {
-        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", web_upstream)).await.ok()?;
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", web_upstream))
+            .await
+            .ok()?;
         c.write_all(b"hello mesh").await.ok()?;
         let mut buf = [0u8; 10];
-        tokio::time::timeout(Duration::from_secs(2), c.read_exact(&mut buf)).await.ok()?.ok()?;
+        tokio::time::timeout(Duration::from_secs(2), c.read_exact(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
         Some(buf.to_vec())
     };
-    let got = eventually("web reaches api through both sidecars", Duration::from_secs(10), roundtrip).await;
+    let got = eventually(
+        "web reaches api through both sidecars",
+        Duration::from_secs(10),
+        roundtrip,
+    )
+    .await;
     assert_eq!(got, b"hello mesh");
     // Deny at the destination's sidecar.
     let (st, _) = a
-        .put("/v1/connect/intentions/exact?source=web&destination=api", r#"{"Action": "deny"}"#)
+        .put(
+            "/v1/connect/intentions/exact?source=web&destination=api",
+            r#"{"Action": "deny"}"#,
+        )
         .await;
     assert_eq!(st, 200);
-    eventually("web is refused by api's sidecar", Duration::from_secs(10), || async move {
-        roundtrip().await.is_none().then_some(())
-    })
+    eventually(
+        "web is refused by api's sidecar",
+        Duration::from_secs(10),
+        || async move { roundtrip().await.is_none().then_some(()) },
+    )
     .await;
     assert!(metric(&api_admin, "authorization_denied_total", "inbound:api").await >= 1);
     api.wait_log("connection denied", Duration::from_secs(5));

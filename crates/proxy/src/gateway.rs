@@ -515,13 +515,13 @@ impl Gateway {
             return;
         }
         let defaults = linked.defaults.read().clone();
-        if let Some(max) = defaults.max_connections {
-            if linked.counters.active.load(Relaxed) >= max {
-                linked.counters.limit_refused.fetch_add(1, Relaxed);
-                warn!(%peer, source = %caller.service, service = %linked.name,
+        if let Some(max) = defaults.max_connections
+            && linked.counters.active.load(Relaxed) >= max
+        {
+            linked.counters.limit_refused.fetch_add(1, Relaxed);
+            warn!(%peer, source = %caller.service, service = %linked.name,
                       "refused: {max} connections already open (the service's connection limit)");
-                return;
-            }
+            return;
         }
         let _active = ActiveGuard::new(linked.counters.clone());
         match self.carry(tls, &linked, &defaults).await {
@@ -575,11 +575,9 @@ impl Gateway {
                 .await
                 .map_err(|e| Failure::Relay(format!("relay to {label}: {e}"))),
             Some(cfg) => {
-                if pg {
-                    if let Err(e) = crate::postgres::request_server_tls(&mut up).await {
-                        linked.counters.upstream_tls_failures.fetch_add(1, Relaxed);
-                        return Err(Failure::Setup(format!("{label}: {e}")));
-                    }
+                if pg && let Err(e) = crate::postgres::request_server_tls(&mut up).await {
+                    linked.counters.upstream_tls_failures.fetch_add(1, Relaxed);
+                    return Err(Failure::Setup(format!("{label}: {e}")));
                 }
                 let name = if settings.sni.is_empty() {
                     // No SNI is sent (the config says so); the name only

@@ -206,15 +206,15 @@ pub fn instance_address(entry: &Value) -> Option<(String, u16)> {
     Some((addr.to_string(), port))
 }
 
-/// Watches the passing instances at `path` (`/v1/health/service/...` or
-/// `/v1/health/connect/...`, with `?passing`).
-pub fn watch_instances(
-    client: &AgentClient,
-    path: String,
-) -> (
+/// A watched list of instances (`host`, `port`) and its task.
+pub type InstancesWatch = (
     watch::Receiver<Option<Vec<(String, u16)>>>,
     tokio::task::JoinHandle<()>,
-) {
+);
+
+/// Watches the passing instances at `path` (`/v1/health/service/...` or
+/// `/v1/health/connect/...`, with `?passing`).
+pub fn watch_instances(client: &AgentClient, path: String) -> InstancesWatch {
     watch_path(client.clone(), path, Blocking::Index, |a| {
         let b = ok_body(a)?;
         let list = b

@@ -128,10 +128,10 @@ where
         server.read_exact(&mut body).await?;
         let code = (head[0] == b'R' && body.len() >= 4)
             .then(|| u32::from_be_bytes([body[0], body[1], body[2], body[3]]));
-        if code == Some(10) {
-            if let Some(b) = without_channel_binding(&body) {
-                body = b;
-            }
+        if code == Some(10)
+            && let Some(b) = without_channel_binding(&body)
+        {
+            body = b;
         }
         let mut msg = Vec::with_capacity(body.len() + 5);
         msg.push(head[0]);

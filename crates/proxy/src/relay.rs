@@ -110,10 +110,10 @@ impl Resolver {
         if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
-        if let Some((at, ips)) = self.cache.lock().get(host) {
-            if at.elapsed() < DNS_TTL {
-                return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
-            }
+        if let Some((at, ips)) = self.cache.lock().get(host)
+            && at.elapsed() < DNS_TTL
+        {
+            return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
         }
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
         self.cache.lock().insert(
@@ -217,7 +217,10 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let b = Balancer::default();
-        b.update(&[("127.0.0.1".into(), dead_port), ("127.0.0.1".into(), live_port)]);
+        b.update(&[
+            ("127.0.0.1".into(), dead_port),
+            ("127.0.0.1".into(), live_port),
+        ]);
         // Make the live one look busier, so the dead one is tried first.
         b.ordered()
             .into_iter()

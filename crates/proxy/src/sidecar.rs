@@ -220,10 +220,10 @@ impl Sidecar {
         tasks.push(tokio::spawn(async move {
             while regs.changed().await.is_ok() {
                 let r = regs.borrow_and_update().clone();
-                if let Some(r) = r {
-                    if let Err(e) = s2.reconcile(&r).await {
-                        warn!("applying the new registration: {e}");
-                    }
+                if let Some(r) = r
+                    && let Err(e) = s2.reconcile(&r).await
+                {
+                    warn!("applying the new registration: {e}");
                 }
             }
         }));
@@ -326,10 +326,10 @@ impl Sidecar {
         let key = format!("{}|{}", leaf.serial, roots.pems.concat().len());
         let sni =
             meshgate_ca::service_sni(&up.def.destination, "default", &dc, &roots.trust_domain);
-        if let Some((k, cfg)) = up.tls.read().as_ref() {
-            if *k == key {
-                return Ok((cfg.clone(), sni));
-            }
+        if let Some((k, cfg)) = up.tls.read().as_ref()
+            && *k == key
+        {
+            return Ok((cfg.clone(), sni));
         }
         let expected = ServiceId::new(&roots.trust_domain, "default", &dc, &up.def.destination);
         let cfg =

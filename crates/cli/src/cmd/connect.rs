@@ -14,7 +14,7 @@ use crate::client::CliResult;
 pub enum ConnectCmd {
     /// Read and change the configuration of the mesh's certificate authority.
     #[command(subcommand)]
-    Ca(ca::CaCmd),
+    Ca(Box<ca::CaCmd>),
     /// Run the built-in proxy: a sidecar (-sidecar-for, -proxy-id) or a terminating gateway (-gateway=terminating).
     Proxy(Box<crate::cmd::proxy::ProxyArgs>),
     /// The same as `connect proxy`, under the name existing systemd units use (no Envoy is run).
@@ -24,7 +24,7 @@ pub enum ConnectCmd {
 /// Runs a `connect` subcommand.
 pub async fn run(cmd: ConnectCmd) -> CliResult {
     match cmd {
-        ConnectCmd::Ca(c) => ca::run(c).await,
+        ConnectCmd::Ca(c) => ca::run(*c).await,
         ConnectCmd::Proxy(a) => crate::cmd::proxy::run(*a, "connect proxy").await,
         ConnectCmd::Envoy(a) => crate::cmd::proxy::run(*a, "connect envoy").await,
     }
