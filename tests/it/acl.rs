@@ -1137,6 +1137,27 @@ node "test-node" { policy = "read" }"#;
         "/v1/health/ingress/{service}",
         w("/v1/health/ingress/web", None, PROXY_R, Refused),
     );
+    // The discovery chain: service:read on the service.
+    add(
+        "GET",
+        "/v1/discovery-chain/{*service}",
+        w(
+            "/v1/discovery-chain/web",
+            None,
+            r#"service "web" { policy = "read" }"#,
+            Refused,
+        ),
+    );
+    add(
+        "POST",
+        "/v1/discovery-chain/{*service}",
+        w(
+            "/v1/discovery-chain/web",
+            Some(json!({"OverrideProtocol": "tcp"})),
+            r#"service "web" { policy = "read" }"#,
+            Refused,
+        ),
+    );
     // KV.
     add(
         "GET",

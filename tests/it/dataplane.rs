@@ -665,7 +665,7 @@ fn write_file(d: &Path, name: &str, text: &str) -> String {
 /// A raw mesh mTLS client: connects to `addr` with `sni`, presenting
 /// `leaf`/`key`, expecting the server to be `expect`. Returns an error when
 /// the handshake fails or the server rejects the client right after it.
-async fn mesh_connect(
+pub async fn mesh_connect(
     addr: &str,
     sni: &str,
     leaf: &str,

@@ -12,6 +12,7 @@ mod config_cli;
 mod connect;
 mod dataplane;
 mod dns;
+mod external;
 mod health;
 mod kv;
 mod ops;

@@ -23,7 +23,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn new(status: &'static str, output: impl Into<String>) -> Outcome {
+    pub(crate) fn new(status: &'static str, output: impl Into<String>) -> Outcome {
         Outcome {
             status,
             output: output.into(),
@@ -202,6 +202,21 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
+    /// Explicit thresholds (0 and 1 both mean "at once").
+    pub fn new(
+        success_before_passing: u32,
+        failures_before_warning: u32,
+        failures_before_critical: u32,
+    ) -> Thresholds {
+        Thresholds {
+            success_before_passing,
+            failures_before_warning,
+            failures_before_critical,
+            successes: 0,
+            failures: 0,
+        }
+    }
+
     /// From a check definition.
     pub fn from_def(def: &CheckDefinition) -> Thresholds {
         let fbc = def.failures_before_critical.max(0) as u32;

@@ -177,6 +177,41 @@ impl Default for DnsConfig {
     }
 }
 
+/// `external_health { ... }`: how servers monitor external nodes (see
+/// `docs/external-services.md`). Durations are Go duration strings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ExternalHealthConfig {
+    /// Whether the servers monitor nodes with `external-node = "true"`.
+    pub enabled: bool,
+    /// How often a node with `external-probe = "true"` is probed.
+    pub node_probe_interval: String,
+    /// How long a node probe may take.
+    pub node_probe_timeout: String,
+    /// Interval of a check whose definition names none.
+    pub check_interval: String,
+    /// Timeout of a check whose definition names none.
+    pub check_timeout: String,
+    /// Consecutive failures before a check or node probe turns critical.
+    pub critical_threshold: u32,
+    /// Consecutive successes before a check or node probe turns passing.
+    pub passing_threshold: u32,
+}
+
+impl Default for ExternalHealthConfig {
+    fn default() -> Self {
+        ExternalHealthConfig {
+            enabled: true,
+            node_probe_interval: "10s".into(),
+            node_probe_timeout: "2s".into(),
+            check_interval: "10s".into(),
+            check_timeout: "5s".into(),
+            critical_threshold: 3,
+            passing_threshold: 1,
+        }
+    }
+}
+
 /// The decoded agent configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default)]
@@ -221,6 +256,7 @@ pub struct Config {
     /// Upstream DNS servers for names outside the domains.
     pub recursors: Vec<String>,
     pub dns_config: DnsConfig,
+    pub external_health: ExternalHealthConfig,
     /// Files the configuration was read from (for `/v1/agent/reload`).
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
@@ -266,6 +302,7 @@ impl Default for Config {
             alt_domain: String::new(),
             recursors: Vec::new(),
             dns_config: DnsConfig::default(),
+            external_health: ExternalHealthConfig::default(),
             sources: Vec::new(),
         }
     }
@@ -555,6 +592,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
     crate::dns::DnsSettings::from_config(c)?;
+    crate::external::Settings::from_config(c)?;
     match c.acl.default_policy.as_str() {
         "allow" | "deny" => {}
         other => {

@@ -8,6 +8,7 @@ mod acl;
 mod agent;
 mod agent_ops;
 pub(crate) mod catalog;
+mod chain;
 mod config;
 mod connect;
 mod coordinate;
@@ -189,6 +190,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(acl::routes());
     r.extend(catalog::routes());
     r.extend(config::routes());
+    r.extend(chain::routes());
     r.extend(connect::routes());
     r.extend(health::routes());
     r.extend(kv::routes());

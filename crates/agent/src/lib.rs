@@ -9,6 +9,7 @@ pub mod config;
 pub mod config_keys;
 pub mod connect;
 pub mod dns;
+pub mod external;
 pub mod filter;
 pub mod host;
 pub mod http;
@@ -156,6 +157,13 @@ impl Agent {
     /// Whether the agent is stopping.
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Whether this agent leads the servers: it orders writes and runs the
+    /// leader's duties (the external-service monitor). A single server (`-dev`)
+    /// always leads.
+    pub fn is_leader(&self) -> bool {
+        self.config.server
     }
 
     /// A receiver that turns true when the agent stops.
@@ -349,6 +357,7 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     tasks.push(tokio::spawn(local::reaper(agent.clone())));
     tasks.push(tokio::spawn(sessions::tombstone_reaper(agent.clone())));
     tasks.push(tokio::spawn(connect::prune_loop(agent.clone())));
+    tasks.push(tokio::spawn(external::run(agent.clone())));
 
     let addrs: Vec<String> = bound.iter().map(|a| format!("http://{a}")).collect();
     let dns_addrs: Vec<String> = dns_bound.iter().map(|a| a.to_string()).collect();

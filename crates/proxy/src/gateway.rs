@@ -514,6 +514,12 @@ impl Gateway {
             warn!(%peer, source = %caller.service, service = %linked.name, "connection denied: {reason}");
             return;
         }
+        if linked.balancer.is_empty() {
+            linked.counters.no_healthy_refused.fetch_add(1, Relaxed);
+            warn!(%peer, source = %caller.service, service = %linked.name,
+                  "refused: no instance of {} passes its health checks", linked.name);
+            return;
+        }
         let defaults = linked.defaults.read().clone();
         if let Some(max) = defaults.max_connections
             && linked.counters.active.load(Relaxed) >= max

@@ -206,11 +206,11 @@ pub fn instance_address(entry: &Value) -> Option<(String, u16)> {
     Some((addr.to_string(), port))
 }
 
-/// A watched list of instances (`host`, `port`) and its task.
-pub type InstancesWatch = (
-    watch::Receiver<Option<Vec<(String, u16)>>>,
-    tokio::task::JoinHandle<()>,
-);
+/// A watched list of instances (`host`, `port`).
+pub type InstancesRx = watch::Receiver<Option<Vec<(String, u16)>>>;
+
+/// A watched list of instances and its task.
+pub type InstancesWatch = (InstancesRx, tokio::task::JoinHandle<()>);
 
 /// Watches the passing instances at `path` (`/v1/health/service/...` or
 /// `/v1/health/connect/...`, with `?passing`).
@@ -249,4 +249,110 @@ pub fn watch_defaults(
             }
         },
     )
+}
+
+/// One target of a compiled discovery chain: where an upstream's connections
+/// go, in failover order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainTarget {
+    pub service: String,
+    pub subset: String,
+    /// Empty: the local datacenter.
+    pub datacenter: String,
+    /// The subset's instance filter (`?filter=`).
+    pub filter: String,
+    pub connect_timeout: Duration,
+}
+
+impl ChainTarget {
+    /// The plain target of `service` (no resolver, or no chain yet).
+    pub fn plain(service: &str, datacenter: &str) -> ChainTarget {
+        ChainTarget {
+            service: service.to_string(),
+            subset: String::new(),
+            datacenter: datacenter.to_string(),
+            filter: String::new(),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The passing mesh instances of this target.
+    pub fn health_path(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("passing", "1");
+        if !self.datacenter.is_empty() {
+            q.append_pair("dc", &self.datacenter);
+        }
+        if !self.filter.is_empty() {
+            q.append_pair("filter", &self.filter);
+        }
+        format!("/v1/health/connect/{}?{}", self.service, q.finish())
+    }
+}
+
+/// The targets of a chain answer: the start resolver's target, then its
+/// failover targets.
+pub fn chain_targets(body: &Value, local_dc: &str) -> Result<Vec<ChainTarget>, String> {
+    let chain = body.get("Chain").ok_or("no Chain in the answer")?;
+    let start = str_of(chain, "StartNode");
+    let resolver = chain
+        .get("Nodes")
+        .and_then(|n| n.get(start))
+        .and_then(|n| n.get("Resolver"))
+        .ok_or("the chain's start node is not a resolver")?;
+    let mut ids = vec![str_of(resolver, "Target").to_string()];
+    if let Some(f) = resolver
+        .get("Failover")
+        .and_then(|f| f.get("Targets"))
+        .and_then(Value::as_array)
+    {
+        ids.extend(f.iter().filter_map(Value::as_str).map(str::to_string));
+    }
+    let targets = chain.get("Targets").ok_or("no Targets in the chain")?;
+    ids.iter()
+        .map(|id| {
+            let t = targets
+                .get(id)
+                .ok_or_else(|| format!("target {id} is missing from the chain"))?;
+            let dc = str_of(t, "Datacenter");
+            Ok(ChainTarget {
+                service: str_of(t, "Service").to_string(),
+                subset: str_of(t, "ServiceSubset").to_string(),
+                datacenter: if dc == local_dc {
+                    String::new()
+                } else {
+                    dc.to_string()
+                },
+                filter: t
+                    .get("Subset")
+                    .map(|s| str_of(s, "Filter").to_string())
+                    .unwrap_or_default(),
+                connect_timeout: meshgate_types::duration::parse(str_of(t, "ConnectTimeout"))
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(Duration::from_secs(5)),
+            })
+        })
+        .collect()
+}
+
+/// Watches the compiled discovery chain of `service` (as seen from `dc`).
+pub fn watch_chain(
+    client: &AgentClient,
+    service: &str,
+    dc: &str,
+    local_dc: &str,
+) -> (
+    watch::Receiver<Option<Vec<ChainTarget>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let path = if dc.is_empty() {
+        format!("/v1/discovery-chain/{service}")
+    } else {
+        format!("/v1/discovery-chain/{service}?compile-dc={dc}")
+    };
+    let local_dc = local_dc.to_string();
+    watch_path(client.clone(), path, Blocking::Index, move |a| {
+        chain_targets(ok_body(a)?, &local_dc).map(Some)
+    })
 }

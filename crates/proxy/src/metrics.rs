@@ -23,10 +23,12 @@ pub struct Counters {
     pub connect_errors: AtomicU64,
     pub limit_refused: AtomicU64,
     pub upstream_tls_failures: AtomicU64,
+    /// Connections refused because the service had no passing instance.
+    pub no_healthy_refused: AtomicU64,
 }
 
 impl Counters {
-    fn rows(&self) -> [(&'static str, &'static str, &'static str, u64); 10] {
+    fn rows(&self) -> [(&'static str, &'static str, &'static str, u64); 11] {
         [
             (
                 "connections_opened_total",
@@ -87,6 +89,12 @@ impl Counters {
                 "counter",
                 "TLS origination failures towards the service",
                 self.upstream_tls_failures.load(Relaxed),
+            ),
+            (
+                "no_healthy_instance_refused_total",
+                "counter",
+                "Connections refused because no instance of the service passed its checks",
+                self.no_healthy_refused.load(Relaxed),
             ),
         ]
     }

@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use meshgate_ca::ServiceId;
@@ -21,7 +21,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
 use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
-use crate::mesh::{self, IntentionSet, LeafCert, Roots};
+use crate::mesh::{self, ChainTarget, IntentionSet, LeafCert, Roots};
 use crate::metrics::{ActiveGuard, Counters, Metrics};
 use crate::relay::{self, Balancer, Resolver};
 use crate::{Drain, HANDSHAKE_TIMEOUT, ProxyError, bind};
@@ -121,6 +121,9 @@ pub fn parse_registration(v: &Value) -> Result<Registration, String> {
 struct Upstream {
     def: UpstreamDef,
     balancer: Balancer,
+    /// The chain target connections go to now (the first of the chain's
+    /// targets with a passing instance).
+    route: RwLock<ChainTarget>,
     counters: Arc<Counters>,
     tls: RwLock<Option<(String, Arc<ClientConfig>)>>,
     tasks: parking_lot::Mutex<Tasks>,
@@ -255,31 +258,19 @@ impl Sidecar {
             }
             let listener = bind(&def.bind_address, def.bind_port).await?;
             let mut tasks = Tasks::default();
-            let mut path = format!("/v1/health/connect/{}?passing", def.destination);
-            if !def.datacenter.is_empty() {
-                path.push_str(&format!("&dc={}", def.datacenter));
-            }
-            let (mut inst, t) = mesh::watch_instances(&self.client, path);
-            tasks.push(t);
             let up = Arc::new(Upstream {
                 counters: self.metrics.service(&def.destination),
                 def: def.clone(),
                 balancer: Balancer::default(),
+                route: RwLock::new(ChainTarget::plain(&def.destination, &def.datacenter)),
                 tls: RwLock::new(None),
                 tasks: parking_lot::Mutex::new(Tasks::default()),
             });
-            let weak = Arc::downgrade(&up);
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let v = inst.borrow_and_update().clone();
-                    if let (Some(list), Some(up)) = (v, weak.upgrade()) {
-                        up.balancer.update(&list);
-                    }
-                    if inst.changed().await.is_err() {
-                        return;
-                    }
-                }
-            }));
+            tasks.push(tokio::spawn(follow_chain(
+                self.client.clone(),
+                self.datacenter.clone(),
+                Arc::downgrade(&up),
+            )));
             let me = self.clone();
             let weak = Arc::downgrade(&up);
             let mut stop = self.drain.signal();
@@ -318,20 +309,32 @@ impl Sidecar {
             .clone()
             .ok_or("no leaf certificate yet")?;
         let roots = self.roots.borrow().clone().ok_or("no CA roots yet")?;
-        let dc = if up.def.datacenter.is_empty() {
+        let route = up.route.read().clone();
+        let dc = if route.datacenter.is_empty() {
             self.datacenter.clone()
         } else {
-            up.def.datacenter.clone()
+            route.datacenter.clone()
         };
-        let key = format!("{}|{}", leaf.serial, roots.pems.concat().len());
-        let sni =
-            meshgate_ca::service_sni(&up.def.destination, "default", &dc, &roots.trust_domain);
+        let key = format!(
+            "{}|{}|{}|{}|{dc}",
+            leaf.serial,
+            roots.pems.concat().len(),
+            route.service,
+            route.subset
+        );
+        let sni = meshgate_ca::service_sni_with_subset(
+            &route.subset,
+            &route.service,
+            "default",
+            &dc,
+            &roots.trust_domain,
+        );
         if let Some((k, cfg)) = up.tls.read().as_ref()
             && *k == key
         {
             return Ok((cfg.clone(), sni));
         }
-        let expected = ServiceId::new(&roots.trust_domain, "default", &dc, &up.def.destination);
+        let expected = ServiceId::new(&roots.trust_domain, "default", &dc, &route.service);
         let cfg =
             meshgate_ca::tls::client_config(&leaf.cert_pem, &leaf.key_pem, &roots.pems, expected)
                 .map_err(|e| format!("mesh TLS client configuration: {e}"))?;
@@ -349,20 +352,15 @@ impl Sidecar {
                 return;
             }
         };
-        let (tcp, _ep, label) = match relay::connect(
-            &up.balancer,
-            &self.dns,
-            Duration::from_secs(5),
-            &up.counters,
-        )
-        .await
-        {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(%peer, upstream = %dest, "no instance of {dest} answers: {e}");
-                return;
-            }
-        };
+        let connect_timeout = up.route.read().connect_timeout;
+        let (tcp, _ep, label) =
+            match relay::connect(&up.balancer, &self.dns, connect_timeout, &up.counters).await {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(%peer, upstream = %dest, "no instance of {dest} answers: {e}");
+                    return;
+                }
+            };
         let name = match ServerName::try_from(sni.clone()) {
             Ok(n) => n,
             Err(e) => {
@@ -519,5 +517,96 @@ impl Sidecar {
             "Intentions": self.intentions.borrow().as_ref().map(|i| i.list.len()),
             "Upstreams": ups,
         })
+    }
+}
+
+/// Keeps an upstream's instances and route in step with its discovery chain:
+/// connections go to the first target (the resolver's, then its failover
+/// targets in order) that has a passing instance.
+async fn follow_chain(client: AgentClient, local_dc: String, up: Weak<Upstream>) {
+    let (service, dc) = match up.upgrade() {
+        Some(u) => (u.def.destination.clone(), u.def.datacenter.clone()),
+        None => return,
+    };
+    let (mut chain, chain_task) = mesh::watch_chain(&client, &service, &dc, &local_dc);
+    let mut _chain_task = Tasks::default();
+    _chain_task.push(chain_task);
+    // Instance watches by health path, kept across chain changes so that a
+    // target that stays keeps its instances.
+    let mut watches: HashMap<String, (mesh::InstancesRx, Tasks)> = HashMap::new();
+    let mut targets: Vec<ChainTarget> = Vec::new();
+    let mut current: Option<(ChainTarget, Vec<(String, u16)>)> = None;
+    loop {
+        let wanted = chain
+            .borrow_and_update()
+            .clone()
+            .unwrap_or_else(|| vec![ChainTarget::plain(&service, &dc)]);
+        if wanted != targets {
+            targets = wanted;
+            let paths: Vec<String> = targets.iter().map(ChainTarget::health_path).collect();
+            watches.retain(|p, _| paths.contains(p));
+            for p in paths {
+                watches.entry(p.clone()).or_insert_with(|| {
+                    let (rx, task) = mesh::watch_instances(&client, p);
+                    let mut t = Tasks::default();
+                    t.push(task);
+                    (rx, t)
+                });
+            }
+        }
+        // The first target with a passing instance. A target whose instances
+        // are not known yet (a new watch) holds the decision back; when every
+        // target is known and empty, the primary (connections then fail fast
+        // with a clear message).
+        let mut pick = Some(0);
+        for (i, t) in targets.iter().enumerate() {
+            match watches
+                .get_mut(&t.health_path())
+                .map(|w| w.0.borrow_and_update().clone())
+            {
+                Some(Some(l)) if !l.is_empty() => {
+                    pick = Some(i);
+                    break;
+                }
+                Some(Some(_)) => {}
+                _ => {
+                    pick = None;
+                    break;
+                }
+            }
+        }
+        if let Some(i) = pick {
+            let target = targets[i].clone();
+            let list = watches
+                .get(&target.health_path())
+                .and_then(|w| w.0.borrow().clone())
+                .unwrap_or_default();
+            let Some(u) = up.upgrade() else { return };
+            if current.as_ref().map(|(t, _)| t) != Some(&target) {
+                if let Some((old, _)) = &current {
+                    if i == 0 {
+                        info!(upstream = %service, "back to {}: it has passing instances again", target.service);
+                    } else {
+                        warn!(upstream = %service, "failing over from {} to {}: no passing instance of {}",
+                              old.service, target.service, targets[0].service);
+                    }
+                }
+                *u.route.write() = target.clone();
+            }
+            if current.as_ref() != Some(&(target.clone(), list.clone())) {
+                u.balancer.update(&list);
+                current = Some((target, list));
+            }
+        }
+        let changed =
+            futures::future::select_all(watches.values_mut().map(|w| Box::pin(w.0.changed())));
+        tokio::select! {
+            r = chain.changed() => {
+                if r.is_err() { return; }
+            }
+            (r, _, _) = changed => {
+                if r.is_err() { return; }
+            }
+        }
     }
 }

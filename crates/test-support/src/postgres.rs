@@ -169,36 +169,100 @@ impl Postgres {
             chown_tree(dir.path(), uid, gid);
         }
         let log = dir.path().join("postgres.log");
+        let mut pg = Postgres {
+            child: None,
+            host: host.to_string(),
+            port: 0,
+            dir,
+            bin,
+            ids,
+            log,
+        };
         let mut last = String::new();
         for _ in 0..5 {
-            let port = free_port(host);
-            let logf = std::fs::File::create(&log).expect("log file");
-            let mut child = run("postgres")
-                .args(["-D", &data.display().to_string()])
-                .args(["-p", &port.to_string()])
-                .args(["-c", &format!("listen_addresses={host}")])
-                .args(["-c", &format!("unix_socket_directories={}", sock.display())])
-                .stdin(Stdio::null())
-                .stdout(logf.try_clone().expect("log"))
-                .stderr(logf)
-                .spawn()
-                .unwrap_or_else(|e| panic!("run postgres: {e}; {INSTALL_HINT}"));
-            if wait_ready(&mut child, &bin, host, port) {
-                return Postgres {
-                    child: Some(child),
-                    host: host.to_string(),
-                    port,
-                    dir,
-                    bin,
-                    ids,
-                    log,
-                };
+            pg.port = free_port(host);
+            match pg.spawn() {
+                Ok(()) => return pg,
+                Err(e) => last = e,
             }
-            last = std::fs::read_to_string(&log).unwrap_or_default();
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!("PostgreSQL did not start:\n{last}");
+    }
+
+    fn command(&self, prog: &str) -> Command {
+        let mut c = Command::new(self.bin.join(prog));
+        if let Some((uid, gid)) = self.ids {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid).gid(gid);
+        }
+        c
+    }
+
+    /// Runs the server on `self.port`; the log on failure.
+    fn spawn(&mut self) -> Result<(), String> {
+        let data = self.dir.path().join("data");
+        let sock = self.dir.path().join("sock");
+        let logf = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("log file: {e}"))?;
+        let mut child = self
+            .command("postgres")
+            .args(["-D", &data.display().to_string()])
+            .args(["-p", &self.port.to_string()])
+            .args(["-c", &format!("listen_addresses={}", self.host)])
+            .args(["-c", &format!("unix_socket_directories={}", sock.display())])
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().map_err(|e| format!("log file: {e}"))?)
+            .stderr(logf)
+            .spawn()
+            .unwrap_or_else(|e| panic!("run postgres: {e}; {INSTALL_HINT}"));
+        if wait_ready(&mut child, &self.bin, &self.host, self.port) {
+            self.child = Some(child);
+            return Ok(());
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(self.log_text())
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected), keeping
+    /// its data; [`Postgres::restart`] brings it back on the same port.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let data = self.dir.path().join("data");
+        let stopped = self
+            .command("pg_ctl")
+            .args([
+                "-D",
+                &data.display().to_string(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+
+    /// Starts a stopped server again on the same port.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
+        if let Err(log) = self.spawn() {
+            panic!("PostgreSQL did not restart:\n{log}");
+        }
     }
 
     /// The data directory's parent (certificates may be written there).

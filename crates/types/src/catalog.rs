@@ -274,6 +274,26 @@ pub struct HealthCheckDefinition {
     /// meshgate's own PostgreSQL check: `host:port` to run a startup handshake against.
     #[serde(rename = "PostgreSQL", skip_serializing_if = "String::is_empty")]
     pub postgresql: String,
+    /// meshgate: ask the PostgreSQL server for TLS (`SSLRequest`) before the
+    /// startup message; verified like `TCPUseTLS`.
+    #[serde(
+        rename = "PostgreSQLUseTLS",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub postgresql_use_tls: bool,
+    /// meshgate: the database named in the PostgreSQL startup message.
+    #[serde(
+        rename = "PostgreSQLDatabase",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub postgresql_database: String,
+    /// meshgate: the user named in the PostgreSQL startup message.
+    #[serde(rename = "PostgreSQLUser", skip_serializing_if = "String::is_empty")]
+    pub postgresql_user: String,
+    /// meshgate: PEM file of the CA that TLS, HTTPS and PostgreSQL-over-TLS
+    /// checks trust (on the servers; empty: the system bundle).
+    #[serde(rename = "TLSCAFile", skip_serializing_if = "String::is_empty")]
+    pub tls_ca_file: String,
 }
 
 impl HealthCheckDefinition {

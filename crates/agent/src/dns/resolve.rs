@@ -380,8 +380,18 @@ fn service_entries(
             Kind::Connect => {
                 // Proxies, native services and the terminating gateways the
                 // service is linked to.
+                // A gateway answers only while the service behind it has a
+                // healthy instance (the way /v1/health/connect does).
+                let behind_ok = st
+                    .check_service_nodes(service, &[])
+                    .1
+                    .iter()
+                    .any(|e| healthy(e, cx.settings.only_passing));
                 let v = crate::http::catalog::connect_instances(&st, service);
                 v.into_iter()
+                    .filter(|(_, s)| {
+                        behind_ok || s.kind != meshgate_config_entries::TERMINATING_GATEWAY
+                    })
                     .map(|(n, s)| st.check_service_node(n, s))
                     .collect()
             }

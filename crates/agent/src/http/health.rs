@@ -11,6 +11,7 @@ use super::{
     flag_value, handler, json_read, route,
 };
 use crate::filter::schema;
+use meshgate_config_entries::TERMINATING_GATEWAY;
 
 const CATALOG: &[Table] = &[Table::Nodes, Table::Services, Table::Checks];
 
@@ -191,9 +192,10 @@ async fn connect(ctx: Ctx) -> ApiResult {
     {
         return Err(bare_denied());
     }
+    let passing = flag_value(&ctx.query, "passing", "Invalid value for ?passing")?;
     let tags = ctx.query.all("tag");
     let (idx, list) = blocking(&ctx, &opts, CONNECT, |st| {
-        let list = connect_instances(st, &name)
+        let mut list = connect_instances(st, &name)
             .into_iter()
             .filter(|(_, s)| {
                 tags.iter()
@@ -201,11 +203,26 @@ async fn connect(ctx: Ctx) -> ApiResult {
             })
             .map(|(n, s)| st.check_service_node(n, s))
             .collect::<Vec<_>>();
+        // A terminating gateway is a healthy way to the service only while
+        // the service behind it is: with ?passing, linked gateways are left
+        // out when no instance of the external service passes.
+        if passing && !external_passing(st, &name) {
+            list.retain(|e| e.service.kind != TERMINATING_GATEWAY);
+        }
         let t = st.tables();
         (t.services.max(t.nodes).max(t.checks).max(t.config), list)
     })
     .await;
     entries_answer(&ctx, &opts, idx, list)
+}
+
+/// Whether some instance of `service` has every check (node and service)
+/// passing.
+pub(crate) fn external_passing(st: &meshgate_state::State, service: &str) -> bool {
+    st.check_service_nodes(service, &[])
+        .1
+        .iter()
+        .any(|e| e.checks.iter().all(|c| c.status == status::PASSING))
 }
 
 async fn ingress(ctx: Ctx) -> ApiResult {
