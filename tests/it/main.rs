@@ -13,6 +13,7 @@ mod connect;
 mod dataplane;
 mod dns;
 mod external;
+mod gateway_cli;
 mod health;
 mod kv;
 mod ops;

@@ -292,3 +292,40 @@ async fn leave_stops_the_agent() {
     let r = a.http.get(a.url("/v1/status/leader")).send().await;
     assert!(r.is_err(), "the agent still answers after leave");
 }
+
+/// `Type=notify`: the agent says READY=1 once it serves, pings the watchdog,
+/// and says STOPPING=1 on SIGTERM.
+#[tokio::test]
+async fn systemd_notify_ready_watchdog_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut a = meshgate_test_support::AgentBuilder::dev(crate::BIN)
+        .env("NOTIFY_SOCKET", &path.display().to_string())
+        .env("WATCHDOG_USEC", "200000")
+        .start()
+        .await;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !(seen.iter().any(|m| m == "READY=1") && seen.iter().any(|m| m == "WATCHDOG=1")) {
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification ({e}); got {seen:?}"));
+        seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    // READY comes once the API answers, before anything else.
+    assert_eq!(seen[0], "READY=1", "{seen:?}");
+    let (st, _) = a.get_json("/v1/status/leader").await;
+    assert_eq!(st, 200);
+    a.terminate();
+    loop {
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no STOPPING=1 ({e})"));
+        if &buf[..n] == b"STOPPING=1" {
+            break;
+        }
+    }
+}

@@ -17,6 +17,7 @@ pub mod jwt;
 pub mod local;
 pub mod metrics;
 pub mod monitor;
+pub mod sdnotify;
 pub mod sessions;
 pub mod snapshot;
 pub mod store;
@@ -373,6 +374,10 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
         addrs.join(", "),
         agent.started.elapsed().as_millis()
     );
+    if sdnotify::notify("READY=1") {
+        info!("told systemd the agent is ready");
+    }
+    tasks.push(tokio::spawn(sdnotify::watchdog(agent.clone())));
     Ok(Running { agent, tasks })
 }
 

@@ -69,6 +69,13 @@ pub enum Command {
     /// Service mesh commands: the built-in proxy and gateway, the certificate authority.
     #[command(subcommand)]
     Connect(cmd::connect::ConnectCmd),
+    /// Publish external services through terminating gateways; show gateways.
+    #[command(subcommand)]
+    Gateway(cmd::gateway::GatewayCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(CompletionArgs),
+    /// Print the man page (roff), or write one page per command into --dir.
+    Man(ManArgs),
     /// Log in with an auth method and write the new ACL token to a file.
     Login(cmd::login::LoginArgs),
     /// Destroy the ACL token a login created.
@@ -95,6 +102,13 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Config(c) => cmd::config::run(c).await,
         Command::Intention(c) => cmd::intention::run(c).await,
         Command::Connect(c) => cmd::connect::run(c).await,
+        Command::Gateway(c) => cmd::gateway::run(c).await,
+        Command::Completion(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "meshgate", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man(a) => man(a),
         Command::Login(a) => cmd::login::login(a).await,
         Command::Logout(a) => cmd::login::logout(a).await,
         Command::Version => {
@@ -104,6 +118,44 @@ async fn dispatch(cli: Cli) -> CliResult {
                 meshgate_agent::COMPAT_VERSION
             );
             Ok(())
+        }
+    }
+}
+
+/// `meshgate completion SHELL`.
+#[derive(clap::Args, Debug)]
+pub struct CompletionArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `meshgate man`.
+#[derive(clap::Args, Debug)]
+pub struct ManArgs {
+    /// Write meshgate.1 and one meshgate-<command>.1 per command into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<String>,
+}
+
+fn man(a: ManArgs) -> CliResult {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match a.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| client::CliError::new(format!("{dir}: {e}")))?;
+            clap_mangen::generate_to(cmd, &dir)
+                .map_err(|e| client::CliError::new(format!("writing man pages to {dir}: {e}")))
+        }
+        None => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|e| client::CliError::new(e.to_string()))?;
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&out)
+                .map_err(|e| client::CliError::new(e.to_string()))
         }
     }
 }

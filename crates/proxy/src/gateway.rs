@@ -625,9 +625,14 @@ impl Gateway {
     }
 }
 
+/// Service meta key where a registered gateway says where its admin endpoint
+/// listens.
+pub const ADMIN_META: &str = "meshgate-admin";
+
 /// Registers the gateway service with the local agent (`-register`): Kind
-/// `terminating-gateway`, a TCP check on its address. The registration
-/// outlives the process, as in the compatible tooling.
+/// `terminating-gateway`, a TCP check on its address, and the admin address
+/// in its meta. The registration outlives the process, as in the compatible
+/// tooling.
 pub async fn register(
     client: &AgentClient,
     id: &str,
@@ -635,16 +640,22 @@ pub async fn register(
     address: &str,
     port: u16,
     deregister_after: &str,
+    admin: Option<&str>,
 ) -> Result<(), ProxyError> {
     let check_addr = if address.contains(':') {
         format!("[{address}]:{port}")
     } else {
         format!("{address}:{port}")
     };
+    let mut meta = serde_json::Map::new();
+    if let Some(a) = admin {
+        meta.insert(ADMIN_META.into(), json!(a));
+    }
     let body = json!({
         "ID": id,
         "Name": name,
         "Kind": "terminating-gateway",
+        "Meta": meta,
         "Address": address,
         "Port": port,
         "Check": {

@@ -251,6 +251,19 @@ pub async fn run(
     let (mut roots, t) = mesh::watch_roots(&client);
     tasks.push(t);
     crate::agent::first(&mut roots, Duration::from_secs(30), "CA roots").await?;
+    // The admin endpoint is bound first so that a gateway can register where
+    // it is (`meshgate gateway status` reads connection counts there).
+    let admin_listener = match &opts.admin_bind {
+        Some(a) => {
+            let (h, p) = split_host_port(a)?;
+            Some(bind(&h, p).await?)
+        }
+        None => None,
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.to_string());
 
     let view = match &opts.mode {
         Mode::Gateway {
@@ -295,6 +308,7 @@ pub async fn run(
                     &registered_addr,
                     port,
                     deregister_after_critical,
+                    admin_addr.as_deref(),
                 )
                 .await?;
                 info!("Registered service: {service}");
@@ -373,12 +387,10 @@ pub async fn run(
             }
         }
     };
-    if let Some(a) = &opts.admin_bind {
-        let (h, p) = split_host_port(a)?;
-        let l = bind(&h, p).await?;
+    if let Some(l) = admin_listener {
         info!(
             "admin endpoint on http://{}",
-            l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            admin_addr.unwrap_or_default()
         );
         tasks.push(tokio::spawn(admin::serve(l, Arc::new(view))));
     }

@@ -396,6 +396,7 @@ pub async fn run(args: AgentArgs) -> CliResult {
         // `/v1/agent/leave` asked the agent to stop.
         _ = stop.wait_for(|s| *s) => {}
     }
+    meshgate_agent::sdnotify::notify("STOPPING=1");
     let wait = running.wait();
     if tokio::time::timeout(std::time::Duration::from_secs(10), wait)
         .await
