@@ -72,10 +72,30 @@ fn unknown_keys_and_bad_values_fail_at_start() {
 }
 
 #[test]
-fn only_dev_mode_is_supported_yet() {
+fn servers_need_a_data_dir_and_loopback_without_credentials() {
     let (code, out) = AgentBuilder::dev(BIN).without_dev().start_failure();
     assert_eq!(code, 1);
-    assert!(out.contains("only run with -dev"), "{out}");
+    assert!(
+        out.contains("client agents (without -server) are not implemented yet"),
+        "{out}"
+    );
+    let (code, out) = AgentBuilder::dev(BIN)
+        .without_dev()
+        .args(["-server"])
+        .start_failure();
+    assert_eq!(code, 1);
+    assert!(out.contains("data_dir is required for a server"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = AgentBuilder::dev(BIN)
+        .without_dev()
+        .args(["-server", "-data-dir", &dir.path().display().to_string()])
+        .start_failure();
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("refusing to bind cluster traffic to 0.0.0.0"),
+        "{out}"
+    );
+    assert!(out.contains("meshgate setup"), "{out}");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod acl_cli;
 mod agent_api;
 mod catalog;
 mod cli;
+mod cluster;
 mod compat;
 mod config;
 mod config_cli;

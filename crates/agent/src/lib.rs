@@ -22,7 +22,7 @@ pub mod sessions;
 pub mod snapshot;
 pub mod store;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -164,7 +164,10 @@ impl Agent {
     /// leader's duties (the external-service monitor). A single server (`-dev`)
     /// always leads.
     pub fn is_leader(&self) -> bool {
-        self.config.server
+        match self.store.cluster() {
+            Some(c) => c.is_leader(),
+            None => self.config.server,
+        }
     }
 
     /// A receiver that turns true when the agent stops.
@@ -309,16 +312,17 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     for w in &loaded.warnings {
         warn!("{w}");
     }
-    let config = loaded.config;
-    if !config.dev {
-        return Err(AgentError::Other(
-            "meshgate can only run with -dev for now: durable state and clustering \
-             (-server with -data-dir, -retry-join) are not implemented yet"
-                .into(),
-        ));
+    let mut config = loaded.config;
+    let cluster = !config.dev;
+    if cluster {
+        check_cluster_config(&mut config)?;
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let agent = Agent::new(config, sources);
+    let mut early_tasks = Vec::new();
+    if cluster {
+        early_tasks = start_consensus(&agent).await?;
+    }
     agent.register_self().await?;
     if agent.acl.enabled {
         agent.init_acls().await?;
@@ -331,6 +335,7 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
 
     // DNS first: once the HTTP API answers, DNS answers too.
     let (mut tasks, dns_bound) = dns::start(&agent).await?;
+    tasks.extend(early_tasks);
     *agent.dns_addrs.lock() = dns_bound.clone();
     let mut bound = Vec::new();
     if agent.config.ports.http > 0 {
@@ -379,6 +384,118 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     }
     tasks.push(tokio::spawn(sdnotify::watchdog(agent.clone())));
     Ok(Running { agent, tasks })
+}
+
+/// Checks what cluster mode needs, and gives the node a stable id.
+fn check_cluster_config(config: &mut Config) -> Result<(), AgentError> {
+    if !config.server {
+        return Err(AgentError::Other(
+            "client agents (without -server) are not implemented yet: run meshgate servers \
+             (-server -bootstrap-expect=N -data-dir=DIR -retry-join=ADDR), or -dev"
+                .into(),
+        ));
+    }
+    if config.data_dir.is_empty() {
+        return Err(AgentError::Other(
+            "data_dir is required for a server (-data-dir=DIR)".into(),
+        ));
+    }
+    let bind: IpAddr = config.bind_addr.parse().map_err(|_| {
+        AgentError::Other(format!(
+            "bind_addr {:?} is not an IP address",
+            config.bind_addr
+        ))
+    })?;
+    if !bind.is_loopback() {
+        return Err(AgentError::Other(format!(
+            "refusing to bind cluster traffic to {bind}: without cluster credentials \
+             (`meshgate setup`) server-to-server traffic is not authenticated, so only \
+             loopback addresses (127.0.0.0/8, ::1) may be used (-bind 127.0.0.2)"
+        )));
+    }
+    warn!(
+        "cluster traffic is unauthenticated and unencrypted (no cluster credentials); \
+         loopback only"
+    );
+    if config.node_id.is_empty() {
+        let path = std::path::Path::new(&config.data_dir).join("node-id");
+        config.node_id = match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+            _ => {
+                let id = uuid::Uuid::new_v4().to_string();
+                std::fs::create_dir_all(&config.data_dir)
+                    .and_then(|()| std::fs::write(&path, &id))
+                    .map_err(|e| AgentError::Other(format!("{}: {e}", path.display())))?;
+                id
+            }
+        };
+    }
+    Ok(())
+}
+
+/// `host:port` with IPv6 brackets.
+fn host_port(host: &str, port: i64) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Starts the replicated log, its server port and cluster formation.
+async fn start_consensus(
+    agent: &Arc<Agent>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, AgentError> {
+    let c = &agent.config;
+    let port = if c.ports.server > 0 {
+        c.ports.server
+    } else {
+        8300
+    };
+    let addr = host_port(&c.bind_addr, port);
+    let id = meshgate_consensus::node_id_from_uuid(&agent.node_id);
+    let dir = std::path::Path::new(&c.data_dir).join("raft");
+    let listener = bind_listener(&addr).map_err(|source| AgentError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let host: Arc<dyn meshgate_consensus::Host> = agent.store.clone();
+    let consensus = meshgate_consensus::Consensus::start(id, addr.clone(), &dir, host)
+        .await
+        .map_err(|e| AgentError::Other(format!("starting the replicated log: {e}")))?;
+    agent.store.set_cluster(consensus.clone());
+    let mut tasks = Vec::new();
+    let app = meshgate_consensus::network::router(consensus.clone());
+    tasks.push(tokio::spawn(serve_http(
+        listener,
+        app,
+        agent.shutdown_signal(),
+    )));
+    let join: Vec<String> = c
+        .retry_join
+        .iter()
+        .chain(&c.start_join)
+        .map(|j| {
+            if j.parse::<IpAddr>().is_ok() {
+                host_port(j, port)
+            } else if j.contains(':') {
+                j.clone()
+            } else {
+                format!("{j}:{port}")
+            }
+        })
+        .collect();
+    let expect = if c.bootstrap {
+        1
+    } else {
+        c.bootstrap_expect.max(1) as usize
+    };
+    info!(server = id, %addr, expect, "raft server starting");
+    let stop = agent.shutdown_signal();
+    tasks.push(tokio::spawn(async move {
+        consensus.form(join, expect, stop).await;
+    }));
+    Ok(tasks)
 }
 
 /// Serves HTTP/1.1 on a listener until the shutdown signal, then lets open

@@ -21,12 +21,20 @@ pub enum WriteError {
     /// No leader could order the command.
     #[error("No cluster leader")]
     NoLeader,
+    /// The cluster failed to order the command.
+    #[error("{0}")]
+    Cluster(String),
 }
+
+/// How long a write waits for a cluster leader.
+pub const LEADER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The state store with its watches.
 pub struct Store {
     state: RwLock<State>,
     watches: Vec<watch::Sender<u64>>,
+    /// In cluster mode, the replicated log that orders writes.
+    cluster: std::sync::OnceLock<meshgate_consensus::Consensus>,
 }
 
 fn table_slot(t: Table) -> usize {
@@ -65,6 +73,7 @@ impl Store {
         Store {
             state: RwLock::new(State::new()),
             watches: Table::ALL.iter().map(|_| watch::channel(0).0).collect(),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -87,13 +96,42 @@ impl Store {
         }
     }
 
-    /// Orders and applies one command (single-node mode).
+    /// Puts the replicated log in front of the state (cluster mode).
+    pub fn set_cluster(&self, c: meshgate_consensus::Consensus) {
+        let _ = self.cluster.set(c);
+    }
+
+    /// The replicated log, in cluster mode.
+    pub fn cluster(&self) -> Option<&meshgate_consensus::Consensus> {
+        self.cluster.get()
+    }
+
+    /// Orders and applies one command: in single-node mode here; in cluster
+    /// mode through the leader, returning once a quorum has it on disk and
+    /// this server applied it.
     pub async fn write(&self, cmd: Command) -> Result<Applied, WriteError> {
         let req = Request {
             now_ms: now_ms(),
             cmd,
         };
-        Ok(self.apply_with(|st| st.index + 1, &req)?)
+        match self.cluster.get() {
+            None => Ok(self.apply_with(|st| st.index + 1, &req)?),
+            Some(c) => match c.write(req, LEADER_PATIENCE).await {
+                Ok(r) => Ok(r?),
+                Err(meshgate_consensus::ConsensusError::NoLeader) => Err(WriteError::NoLeader),
+                Err(e) => Err(WriteError::Cluster(e.to_string())),
+            },
+        }
+    }
+
+    /// Replaces the whole state (a snapshot from the leader) and wakes every
+    /// watcher.
+    pub fn install(&self, st: State) {
+        *self.state.write() = st;
+        let t = self.state.read().tables();
+        for table in Table::ALL {
+            self.watches[table_slot(table)].send_replace(t.get(table));
+        }
     }
 
     /// Applies a command at an index chosen by the orderer and wakes the watchers
@@ -120,5 +158,23 @@ impl Store {
             }
         }
         result
+    }
+}
+
+impl meshgate_consensus::Host for Store {
+    fn apply(&self, index: u64, req: &Request) -> meshgate_consensus::Response {
+        self.apply_ordered(index, req)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let snap = self.read().snapshot();
+        serde_json::to_vec(&snap).unwrap_or_default()
+    }
+
+    fn restore(&self, data: &[u8]) -> Result<(), String> {
+        let snap = serde_json::from_slice(data).map_err(|e| format!("snapshot: {e}"))?;
+        let st = State::from_snapshot(&snap)?;
+        self.install(st);
+        Ok(())
     }
 }

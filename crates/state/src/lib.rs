@@ -136,7 +136,7 @@ pub struct Request {
 }
 
 /// What a successful `apply` returns.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Applied {
     /// Done; nothing to report.
     Done,
@@ -147,7 +147,7 @@ pub enum Applied {
 }
 
 /// An `apply` failure. Nothing was changed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ApplyError {
     /// The request is invalid in the current state (HTTP 500 in Consul's API).
     #[error("{0}")]

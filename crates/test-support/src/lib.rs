@@ -381,6 +381,14 @@ impl Agent {
         None
     }
 
+    /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status (None if it had to be killed).
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;

@@ -213,6 +213,8 @@ pub async fn run(agent: Arc<Agent>) {
             _ = nodes.changed() => {}
             _ = services.changed() => {}
             _ = checks_w.changed() => {}
+            // Leadership moves without a table change.
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = crate::stopped(&mut stop) => {
                 for (_, (_, t)) in running.drain() {
                     t.abort();

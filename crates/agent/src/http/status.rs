@@ -23,10 +23,19 @@ pub(super) fn routes() -> Vec<Route> {
 
 async fn leader(ctx: Ctx) -> ApiResult {
     ctx.query_options()?;
-    Ok(json(&ctx, &ctx.agent.server_addr()))
+    let leader = match ctx.agent.store.cluster() {
+        // "" while the cluster has no leader, as Consul answers.
+        Some(c) => c.info().leader.map(|(_, addr)| addr).unwrap_or_default(),
+        None => ctx.agent.server_addr(),
+    };
+    Ok(json(&ctx, &leader))
 }
 
 async fn peers(ctx: Ctx) -> ApiResult {
     ctx.query_options()?;
-    Ok(json(&ctx, &[ctx.agent.server_addr()]))
+    let peers: Vec<String> = match ctx.agent.store.cluster() {
+        Some(c) => c.voters().into_values().collect(),
+        None => vec![ctx.agent.server_addr()],
+    };
+    Ok(json(&ctx, &peers))
 }

@@ -334,8 +334,14 @@ pub(crate) fn init_logging(level: &str, json: bool) {
         "err" => "error".to_string(),
         other => other.to_string(),
     };
+    // openraft's own INFO lines (every vote and membership step) are noise
+    // for operators at info; they appear at debug.
+    let quiet_raft = match level.as_str() {
+        "trace" | "debug" => String::new(),
+        _ => ",openraft=error".to_string(),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MESHGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level}{quiet_raft}")));
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;

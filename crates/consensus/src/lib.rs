@@ -1,0 +1,370 @@
+//! meshgate's replicated log: servers order every [`Request`] with openraft
+//! (log and vote in redb, fsync before acknowledging), apply it at its log
+//! index to the host's state, and talk to each other over HTTP on the server
+//! port (`/v1/internal/raft/*`).
+//!
+//! The host (the agent's store) is behind the [`Host`] trait, so this crate
+//! knows nothing of endpoints.
+#![forbid(unsafe_code)]
+// openraft's traits return its own (large) StorageError and RaftError.
+#![allow(clippy::result_large_err)]
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshgate_state::{Applied, ApplyError, Request};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+openraft::declare_raft_types!(
+    /// The raft types of meshgate.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = u64,
+        Node = BasicNode,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+);
+
+/// What applying one entry gave.
+pub type Response = Result<Applied, ApplyError>;
+
+/// The state the log is applied to.
+pub trait Host: Send + Sync + 'static {
+    /// Applies a committed request at its log index.
+    fn apply(&self, index: u64, req: &Request) -> Response;
+    /// The whole state, serialized.
+    fn snapshot(&self) -> Vec<u8>;
+    /// Replaces the whole state with a serialized one.
+    fn restore(&self, data: &[u8]) -> Result<(), String>;
+}
+
+/// A failure to order a write.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    #[error("No cluster leader")]
+    NoLeader,
+    #[error(
+        "No cluster leader: timed out waiting for a quorum of servers to commit the write (it may still be applied if they come back)"
+    )]
+    Timeout,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What a server says about itself (`GET /v1/internal/raft/info`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Info {
+    pub id: u64,
+    /// `host:port` of its raft endpoint.
+    pub addr: String,
+    /// Whether it is a voter of an initialized cluster.
+    pub member: bool,
+    /// The leader it knows of: `(id, addr)`.
+    pub leader: Option<(u64, String)>,
+}
+
+/// A running raft member.
+#[derive(Clone)]
+pub struct Consensus {
+    pub raft: Raft<TypeConfig>,
+    pub id: u64,
+    /// `host:port` of this server's raft endpoint.
+    pub addr: String,
+    http: reqwest::Client,
+}
+
+/// A node id from a node's UUID (its first 8 bytes; never 0).
+pub fn node_id_from_uuid(uuid: &str) -> u64 {
+    let hex: String = uuid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(16)
+        .collect();
+    u64::from_str_radix(&hex, 16).unwrap_or(1).max(1)
+}
+
+impl Consensus {
+    /// Opens the log in `dir` and starts raft for node `id` reachable at
+    /// `addr`.
+    pub async fn start(
+        id: u64,
+        addr: String,
+        dir: &Path,
+        host: Arc<dyn Host>,
+    ) -> Result<Consensus, ConsensusError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ConsensusError::Other(format!("{}: {e}", dir.display())))?;
+        let db = redb::Database::create(dir.join("raft.redb"))
+            .map_err(|e| ConsensusError::Other(format!("opening the raft log: {e}")))?;
+        let db = Arc::new(db);
+        let config = openraft::Config {
+            cluster_name: "meshgate".into(),
+            heartbeat_interval: 150,
+            election_timeout_min: 600,
+            election_timeout_max: 1200,
+            install_snapshot_timeout: 5000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(8192),
+            max_in_snapshot_log_to_keep: 1024,
+            ..Default::default()
+        };
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| ConsensusError::Other(format!("raft configuration: {e}")))?,
+        );
+        let log = log_store::LogStore::new(db.clone());
+        let sm = state_machine::StateMachine::open(host, db)
+            .map_err(|e| ConsensusError::Other(format!("opening the state machine: {e}")))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ConsensusError::Other(e.to_string()))?;
+        let net = network::Network::new(http.clone());
+        let raft = Raft::new(id, config, net, log, sm)
+            .await
+            .map_err(|e| ConsensusError::Other(format!("starting raft: {e}")))?;
+        Ok(Consensus {
+            raft,
+            id,
+            addr,
+            http,
+        })
+    }
+
+    /// This server's view.
+    pub fn info(&self) -> Info {
+        let m = self.raft.metrics().borrow().clone();
+        let member = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.id);
+        let leader = m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| (l, n.addr.clone()))
+        });
+        Info {
+            id: self.id,
+            addr: self.addr.clone(),
+            member,
+            leader,
+        }
+    }
+
+    /// Whether this server leads.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// Voters: id → raft address.
+    pub fn voters(&self) -> BTreeMap<u64, String> {
+        let m = self.raft.metrics().borrow().clone();
+        let mem = m.membership_config.membership();
+        mem.voter_ids()
+            .filter_map(|id| mem.get_node(&id).map(|n| (id, n.addr.clone())))
+            .collect()
+    }
+
+    /// Orders a request: on the leader directly, else forwarded to it; in
+    /// both cases it returns once this server has applied it too (so a
+    /// client reads its own write on the server it wrote through). Waits up
+    /// to `patience` for a leader.
+    pub async fn write(
+        &self,
+        req: Request,
+        patience: Duration,
+    ) -> Result<Response, ConsensusError> {
+        let (r, index) = self.order(req, patience).await?;
+        if !self.is_leader() {
+            let _ = self
+                .raft
+                .wait(Some(patience))
+                .applied_index_at_least(Some(index), "a forwarded write")
+                .await;
+        }
+        Ok(r)
+    }
+
+    /// Orders a request; the response and the entry's log index.
+    pub async fn order(
+        &self,
+        req: Request,
+        patience: Duration,
+    ) -> Result<(Response, u64), ConsensusError> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A leader that lost its quorum never commits: give up at the
+            // deadline (the write may still be committed later).
+            let leader = match tokio::time::timeout(left, self.raft.client_write(req.clone())).await
+            {
+                Err(_) => return Err(ConsensusError::Timeout),
+                Ok(Ok(r)) => return Ok((r.data, r.log_id.index)),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => f.leader_node,
+                Ok(Err(e)) => return Err(ConsensusError::Other(e.to_string())),
+            };
+            if let Some(node) = leader {
+                match self.forward(&node.addr, &req).await {
+                    Ok(r) => return Ok(r),
+                    Err(e) => warn!("forwarding a write to the leader at {}: {e}", node.addr),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ConsensusError::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn forward(&self, addr: &str, req: &Request) -> Result<(Response, u64), String> {
+        let r = self
+            .http
+            .post(format!("http://{addr}/v1/internal/raft/write"))
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let r: Result<(Response, u64), String> = r.json().await.map_err(|e| e.to_string())?;
+        r
+    }
+
+    /// A consistent read point: `Ok` once this server is known to lead and
+    /// has applied everything committed before the call.
+    pub async fn linearizable(&self) -> Result<(), ConsensusError> {
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map(|_| ())
+            .map_err(|_| ConsensusError::NoLeader)
+    }
+
+    /// Adds a server (leader only): as a learner first, then as a voter.
+    pub async fn add_server(&self, id: u64, addr: &str) -> Result<(), String> {
+        if self.voters().contains_key(&id) {
+            return Ok(());
+        }
+        self.raft
+            .add_learner(id, BasicNode::new(addr), true)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut ids: BTreeSet<u64> = self.voters().into_keys().collect();
+        ids.insert(id);
+        self.raft
+            .change_membership(ids, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        info!(server = id, addr, "server joined the raft configuration");
+        Ok(())
+    }
+
+    /// Removes a server from the voters (leader only).
+    pub async fn remove_server(&self, id: u64) -> Result<(), String> {
+        let mut ids: BTreeSet<u64> = self.voters().into_keys().collect();
+        if !ids.remove(&id) {
+            return Err(format!("server {id} is not in the raft configuration"));
+        }
+        self.raft
+            .change_membership(ids, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Asks another server about itself.
+    pub async fn peer_info(&self, addr: &str) -> Result<Info, String> {
+        self.http
+            .get(format!("http://{addr}/v1/internal/raft/info"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Asks the leader at `addr` to add this server.
+    pub async fn ask_to_join(&self, addr: &str) -> Result<(), String> {
+        let r: Result<(), String> = self
+            .http
+            .post(format!("http://{addr}/v1/internal/raft/join"))
+            .json(&(self.id, self.addr.clone()))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        r
+    }
+
+    /// Forms or joins the cluster: until this server is a voter, it learns
+    /// the servers at `join` (`host:port` of their raft endpoints); once
+    /// `expect` servers are known and none is initialized, the one with the
+    /// lowest id initializes the cluster with all of them; a server that
+    /// finds an initialized cluster asks its leader to add it.
+    pub async fn form(
+        &self,
+        join: Vec<String>,
+        expect: usize,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let expect = expect.max(1);
+        let mut logged = Instant::now() - Duration::from_secs(60);
+        loop {
+            if self.info().member {
+                return;
+            }
+            let mut known: BTreeMap<u64, String> = BTreeMap::new();
+            known.insert(self.id, self.addr.clone());
+            let mut leader = None;
+            for addr in &join {
+                if let Ok(i) = self.peer_info(addr).await {
+                    if i.member {
+                        leader = leader.or(i.leader.clone());
+                    }
+                    known.insert(i.id, i.addr);
+                }
+            }
+            if let Some((_, laddr)) = leader {
+                match self.ask_to_join(&laddr).await {
+                    Ok(()) => info!("joined the cluster through the leader at {laddr}"),
+                    Err(e) => warn!("asking the leader at {laddr} to add this server: {e}"),
+                }
+            } else if known.len() >= expect && known.keys().next() == Some(&self.id) {
+                let members: BTreeMap<u64, BasicNode> = known
+                    .iter()
+                    .map(|(id, a)| (*id, BasicNode::new(a)))
+                    .collect();
+                match self.raft.initialize(members).await {
+                    Ok(()) => info!(servers = known.len(), "bootstrapped the cluster"),
+                    Err(e) => warn!("bootstrapping the cluster: {e}"),
+                }
+            } else if logged.elapsed() > Duration::from_secs(10) {
+                info!(
+                    known = known.len(),
+                    expect, "waiting for servers to form a cluster"
+                );
+                logged = Instant::now();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

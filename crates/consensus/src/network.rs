@@ -1,0 +1,202 @@
+//! Server-to-server raft RPCs over HTTP: the client side (openraft's
+//! `RaftNetwork`) and the server side (an axum router on the server port).
+//!
+//! Every RPC carries the target's id in the path and the receiving server
+//! checks it, so a message meant for one server never lands on another that
+//! took over its address.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openraft::BasicNode;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Consensus, Info, Response, TypeConfig};
+
+/// Makes clients to other servers.
+pub struct Network {
+    http: reqwest::Client,
+}
+
+impl Network {
+    pub fn new(http: reqwest::Client) -> Network {
+        Network { http }
+    }
+}
+
+/// A client to one server.
+pub struct Conn {
+    http: reqwest::Client,
+    target: u64,
+    addr: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Conn;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Conn {
+        Conn {
+            http: self.http.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+impl Conn {
+    async fn call<Req, Resp, E>(
+        &self,
+        rpc: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let url = format!(
+            "http://{}/v1/internal/raft/{rpc}/{}",
+            self.addr, self.target
+        );
+        let r = self
+            .http
+            .post(url)
+            .timeout(option.hard_ttl())
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        let r: Result<Resp, RaftError<u64, E>> = r
+            .json()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Conn {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.call("append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        self.call("snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.call("vote", &rpc, &option).await
+    }
+}
+
+/// A message meant for another server id is refused (the client sees a
+/// network error and retries; it never reaches the wrong state machine).
+fn check_target(me: u64, target: u64) -> Result<(), (StatusCode, String)> {
+    if me == target {
+        return Ok(());
+    }
+    tracing::warn!("a raft message for server {target} reached server {me}");
+    Err((
+        StatusCode::CONFLICT,
+        format!("this is server {me}, not {target}"),
+    ))
+}
+
+type Answer<T> = Result<Json<T>, (StatusCode, String)>;
+
+async fn append(
+    State(c): State<Consensus>,
+    Path(target): Path<u64>,
+    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Answer<Result<AppendEntriesResponse<u64>, RaftError<u64>>> {
+    check_target(c.id, target)?;
+    Ok(Json(c.raft.append_entries(req).await))
+}
+
+async fn vote(
+    State(c): State<Consensus>,
+    Path(target): Path<u64>,
+    Json(req): Json<VoteRequest<u64>>,
+) -> Answer<Result<VoteResponse<u64>, RaftError<u64>>> {
+    check_target(c.id, target)?;
+    Ok(Json(c.raft.vote(req).await))
+}
+
+async fn snapshot(
+    State(c): State<Consensus>,
+    Path(target): Path<u64>,
+    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Answer<Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>> {
+    check_target(c.id, target)?;
+    Ok(Json(c.raft.install_snapshot(req).await))
+}
+
+async fn info(State(c): State<Consensus>) -> Json<Info> {
+    Json(c.info())
+}
+
+async fn write(
+    State(c): State<Consensus>,
+    Json(req): Json<meshgate_state::Request>,
+) -> Json<Result<(Response, u64), String>> {
+    // Only the leader orders; a follower that receives a forwarded write
+    // forwards it on (the leader may have changed meanwhile).
+    Json(
+        c.order(req, std::time::Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string()),
+    )
+}
+
+async fn join(
+    State(c): State<Consensus>,
+    Json((id, addr)): Json<(u64, String)>,
+) -> Json<Result<(), String>> {
+    if !c.is_leader() {
+        return Json(Err("not the leader".into()));
+    }
+    Json(c.add_server(id, &addr).await)
+}
+
+/// The server port's routes.
+pub fn router(c: Consensus) -> Router {
+    Router::new()
+        .route("/v1/internal/raft/append/{target}", post(append))
+        .route("/v1/internal/raft/vote/{target}", post(vote))
+        .route("/v1/internal/raft/snapshot/{target}", post(snapshot))
+        .route("/v1/internal/raft/info", get(info))
+        .route("/v1/internal/raft/write", post(write))
+        .route("/v1/internal/raft/join", post(join))
+        .with_state(c)
+}

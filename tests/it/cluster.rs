@@ -1,0 +1,186 @@
+//! A real cluster (issue 7, first part): three servers on their own loopback
+//! addresses replicate every write with raft, keep accepting writes when the
+//! leader is killed with SIGKILL or a follower dies, a killed server restarted
+//! from its data directory catches up, and a full restart keeps every
+//! acknowledged write.
+
+use std::path::Path;
+use std::time::Duration;
+
+use meshgate_test_support::{Agent, AgentBuilder, eventually};
+
+use crate::BIN;
+
+const IPS: [&str; 3] = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
+
+fn server(i: usize, data: &Path) -> AgentBuilder {
+    let mut args = vec![
+        "-server".to_string(),
+        "-bootstrap-expect=3".into(),
+        format!("-node=server-{}", i + 1),
+        format!("-data-dir={}", data.join(format!("s{}", i + 1)).display()),
+    ];
+    for ip in IPS {
+        args.push(format!("-retry-join={ip}"));
+    }
+    AgentBuilder::dev(BIN).without_dev().ip(IPS[i]).args(args)
+}
+
+async fn start_all(data: &Path) -> Vec<Agent> {
+    let (a, b, c) = tokio::join!(
+        server(0, data).start(),
+        server(1, data).start(),
+        server(2, data).start()
+    );
+    vec![a, b, c]
+}
+
+async fn leader_of(a: &Agent) -> String {
+    let (_, v) = a.get_json("/v1/status/leader").await;
+    v.as_str().unwrap_or("").to_string()
+}
+
+/// Waits until every given server names the same, non-empty leader.
+async fn agreed_leader(servers: &[&Agent]) -> String {
+    agreed_leader_not(servers, "").await
+}
+
+/// The same, for a leader other than `not` (a server just killed).
+async fn agreed_leader_not(servers: &[&Agent], not: &str) -> String {
+    eventually(
+        "the servers agree on a leader",
+        Duration::from_secs(20),
+        || async {
+            let mut seen = Vec::new();
+            for s in servers {
+                seen.push(leader_of(s).await);
+            }
+            (!seen[0].is_empty() && seen[0] != not && seen.iter().all(|l| *l == seen[0]))
+                .then(|| seen[0].clone())
+        },
+    )
+    .await
+}
+
+async fn put_kv(a: &Agent, key: &str, value: &str) {
+    let (st, b) = a.put(&format!("/v1/kv/{key}"), value.to_string()).await;
+    assert_eq!((st, b.as_str()), (200, "true"), "PUT {key} on {}", a.base);
+}
+
+async fn get_kv(a: &Agent, key: &str) -> Option<String> {
+    let r = meshgate_test_support::client()
+        .get(a.url(&format!("/v1/kv/{key}?raw")))
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    r.text().await.ok()
+}
+
+async fn wait_kv(a: &Agent, key: &str, value: &str) {
+    eventually(
+        &format!("{key}={value} on {}", a.base),
+        Duration::from_secs(20),
+        || async { (get_kv(a, key).await.as_deref() == Some(value)).then_some(()) },
+    )
+    .await;
+}
+
+fn index_of_leader(servers: &[Agent], leader: &str) -> usize {
+    IPS.iter()
+        .position(|ip| leader.starts_with(&format!("{ip}:")))
+        .unwrap_or_else(|| panic!("leader {leader} is none of the servers ({})", servers.len()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_replicate_and_survive_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let mut s = start_all(data).await;
+    let leader = agreed_leader(&[&s[0], &s[1], &s[2]]).await;
+    let (_, peers) = s[0].get_json("/v1/status/peers").await;
+    let mut peers: Vec<String> = serde_json::from_value(peers).unwrap();
+    peers.sort();
+    assert_eq!(
+        peers,
+        IPS.iter()
+            .map(|ip| format!("{ip}:8300"))
+            .collect::<Vec<_>>()
+    );
+    // Every server registered itself through the log.
+    let (_, nodes) = s[2].get_json("/v1/catalog/nodes").await;
+    let names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["Node"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["server-1", "server-2", "server-3"]);
+
+    // A write through any server is on every server.
+    let li = index_of_leader(&s, &leader);
+    let follower = (li + 1) % 3;
+    put_kv(&s[follower], "a", "1").await;
+    // Read-your-write on the server written through.
+    assert_eq!(get_kv(&s[follower], "a").await.as_deref(), Some("1"));
+    for a in &s {
+        wait_kv(a, "a", "1").await;
+    }
+
+    // The leader dies without warning: a new one is elected among the
+    // others, and writes go on.
+    s[li].kill();
+    let rest: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+    let new_leader = agreed_leader_not(&[&s[rest[0]], &s[rest[1]]], &leader).await;
+    assert_ne!(new_leader, leader);
+    put_kv(&s[rest[0]], "b", "2").await;
+    put_kv(&s[rest[1]], "c", "3").await;
+    // Restarted from its data directory, it catches up.
+    s[li] = server(li, data).start().await;
+    wait_kv(&s[li], "b", "2").await;
+    wait_kv(&s[li], "c", "3").await;
+    wait_kv(&s[li], "a", "1").await;
+
+    // A follower dies: the two others still make a quorum.
+    let leader = agreed_leader(&[&s[0], &s[1], &s[2]]).await;
+    let li = index_of_leader(&s, &leader);
+    let fi = (li + 1) % 3;
+    s[fi].kill();
+    put_kv(&s[li], "d", "4").await;
+    let other = (0..3).find(|i| *i != li && *i != fi).unwrap();
+    wait_kv(&s[other], "d", "4").await;
+    s[fi] = server(fi, data).start().await;
+    wait_kv(&s[fi], "d", "4").await;
+
+    // Everything stops (SIGTERM) and starts again: every acknowledged write
+    // is still there.
+    for a in &mut s {
+        a.terminate();
+    }
+    drop(s);
+    let s = start_all(data).await;
+    agreed_leader(&[&s[0], &s[1], &s[2]]).await;
+    for a in &s {
+        for (k, v) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")] {
+            wait_kv(a, k, v).await;
+        }
+    }
+    // No write is acknowledged without a quorum: with two of three servers
+    // gone, a write fails with "No cluster leader" instead of succeeding.
+    let mut s = s;
+    s[0].kill();
+    s[1].kill();
+    let r = meshgate_test_support::client()
+        .put(s[2].url("/v1/kv/e"))
+        .body("5")
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    let body: String = r.text().await.unwrap();
+    assert_eq!(st, 500, "{body}");
+    assert!(body.contains("No cluster leader"), "{body}");
+}
