@@ -14,16 +14,20 @@ use crate::BIN;
 const IPS: [&str; 3] = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
 
 fn server(i: usize, data: &Path) -> AgentBuilder {
+    server_on(&IPS, i, data)
+}
+
+fn server_on(ips: &[&str; 3], i: usize, data: &Path) -> AgentBuilder {
     let mut args = vec![
         "-server".to_string(),
         "-bootstrap-expect=3".into(),
         format!("-node=server-{}", i + 1),
         format!("-data-dir={}", data.join(format!("s{}", i + 1)).display()),
     ];
-    for ip in IPS {
+    for ip in ips {
         args.push(format!("-retry-join={ip}"));
     }
-    AgentBuilder::dev(BIN).without_dev().ip(IPS[i]).args(args)
+    AgentBuilder::dev(BIN).without_dev().ip(ips[i]).args(args)
 }
 
 async fn start_all(data: &Path) -> Vec<Agent> {
@@ -89,7 +93,11 @@ async fn wait_kv(a: &Agent, key: &str, value: &str) {
 }
 
 fn index_of_leader(servers: &[Agent], leader: &str) -> usize {
-    IPS.iter()
+    index_in(&IPS, servers, leader)
+}
+
+fn index_in(ips: &[&str; 3], servers: &[Agent], leader: &str) -> usize {
+    ips.iter()
         .position(|ip| leader.starts_with(&format!("{ip}:")))
         .unwrap_or_else(|| panic!("leader {leader} is none of the servers ({})", servers.len()))
 }
@@ -183,4 +191,84 @@ async fn three_servers_replicate_and_survive_failures() {
     let body: String = r.text().await.unwrap();
     assert_eq!(st, 500, "{body}");
     assert!(body.contains("No cluster leader"), "{body}");
+}
+
+/// The external-service monitor runs on the leader only; when the leader is
+/// killed, the new leader takes the checks over within seconds and the
+/// transitions that follow are written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_leader_takes_over_external_checks() {
+    use meshgate_test_support::postgres::Postgres;
+    const ON: [&str; 3] = ["127.0.0.31", "127.0.0.32", "127.0.0.33"];
+    const FAST: &str = r#"external_health {
+  check_interval = "1s"
+  node_probe_interval = "1s"
+  critical_threshold = 2
+}"#;
+    let mut pg = Postgres::start("127.0.0.34", None);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let b = |i: usize| server_on(&ON, i, data).config_file("external.hcl", FAST);
+    let (a0, a1, a2) = tokio::join!(b(0).start(), b(1).start(), b(2).start());
+    let mut s = vec![a0, a1, a2];
+    let leader = agreed_leader(&[&s[0], &s[1], &s[2]]).await;
+    let reg = serde_json::json!({
+        "Node": "db-node", "Address": "127.0.0.34",
+        "NodeMeta": {"external-node": "true", "external-probe": "true"},
+        "Service": {"ID": "db", "Service": "db", "Port": pg.port},
+        "Check": {"CheckID": "pg", "Name": "PostgreSQL", "ServiceID": "db", "Status": "critical",
+                  "Definition": {"PostgreSQL": format!("127.0.0.34:{}", pg.port), "Interval": "1s"}}
+    });
+    let (st, body) = s[0].put("/v1/catalog/register", reg.to_string()).await;
+    assert_eq!(st, 200, "{body}");
+    let status = |a: &Agent| {
+        let url = a.url("/v1/health/node/db-node");
+        async move {
+            let v: serde_json::Value = meshgate_test_support::client()
+                .get(url)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let c = v.as_array()?.iter().find(|c| c["CheckID"] == "pg")?.clone();
+            Some((
+                c["Status"].as_str()?.to_string(),
+                c["ModifyIndex"].as_u64()?,
+            ))
+        }
+    };
+    let li = index_in(&ON, &s, &leader);
+    let other = (li + 1) % 3;
+    eventually(
+        "the leader runs the check",
+        Duration::from_secs(20),
+        || async { (status(&s[other]).await?.0 == "passing").then_some(()) },
+    )
+    .await;
+    // The leader goes; the database goes too. The new leader notices.
+    s[li].kill();
+    agreed_leader_not(&[&s[other], &s[(li + 2) % 3]], &leader).await;
+    pg.stop();
+    let (_, idx) = eventually(
+        "the new leader reports critical",
+        Duration::from_secs(30),
+        || async {
+            let (st, idx) = status(&s[other]).await?;
+            (st == "critical").then_some((st, idx))
+        },
+    )
+    .await;
+    // Written once: the index stays while nothing changes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        status(&s[other]).await.unwrap(),
+        ("critical".to_string(), idx)
+    );
+    pg.restart();
+    eventually("passing again", Duration::from_secs(30), || async {
+        (status(&s[other]).await?.0 == "passing").then_some(())
+    })
+    .await;
 }
