@@ -1137,6 +1137,27 @@ node "test-node" { policy = "read" }"#;
         "/v1/health/ingress/{service}",
         w("/v1/health/ingress/web", None, PROXY_R, Refused),
     );
+    // The raft configuration: operator.
+    add(
+        "GET",
+        "/v1/operator/raft/configuration",
+        w(
+            "/v1/operator/raft/configuration",
+            None,
+            r#"operator = "read""#,
+            Refused,
+        ),
+    );
+    add(
+        "DELETE",
+        "/v1/operator/raft/peer",
+        w(
+            "/v1/operator/raft/peer?id=x",
+            None,
+            r#"operator = "write""#,
+            Refused,
+        ),
+    );
     // The discovery chain: service:read on the service.
     add(
         "GET",

@@ -127,6 +127,16 @@ async fn three_servers_replicate_and_survive_failures() {
         .collect();
     assert_eq!(names, ["server-1", "server-2", "server-3"]);
 
+    // The operator's view: three voters, one leader.
+    let (code, out, err) =
+        meshgate_test_support::cli(BIN, &s[0], &["operator", "raft", "list-peers"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Node"), "{out}");
+    assert_eq!(out.matches(" leader ").count(), 1, "{out}");
+    assert_eq!(out.matches(" follower ").count(), 2, "{out}");
+    for n in ["server-1", "server-2", "server-3"] {
+        assert!(out.contains(n), "{out}");
+    }
     // A write through any server is on every server.
     let li = index_of_leader(&s, &leader);
     let follower = (li + 1) % 3;

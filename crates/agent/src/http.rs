@@ -15,6 +15,7 @@ mod coordinate;
 mod event;
 mod health;
 pub mod kv;
+mod operator;
 pub(crate) mod query;
 mod session;
 mod snapshot;
@@ -199,6 +200,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(agent::routes());
     r.extend(agent_ops::routes());
     r.extend(status::routes());
+    r.extend(operator::routes());
     r.extend(snapshot::routes());
     r.extend(event::routes());
     r.extend(coordinate::routes());

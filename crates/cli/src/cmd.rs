@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod intention;
 pub mod kv;
 pub mod login;
+pub mod operator;
 pub mod ops;
 pub mod proxy;
 pub mod snapshot;

@@ -69,6 +69,9 @@ pub enum Command {
     /// Service mesh commands: the built-in proxy and gateway, the certificate authority.
     #[command(subcommand)]
     Connect(cmd::connect::ConnectCmd),
+    /// Cluster operations: the raft configuration.
+    #[command(subcommand)]
+    Operator(cmd::operator::OperatorCmd),
     /// Publish external services through terminating gateways; show gateways.
     #[command(subcommand)]
     Gateway(cmd::gateway::GatewayCmd),
@@ -103,6 +106,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Intention(c) => cmd::intention::run(c).await,
         Command::Connect(c) => cmd::connect::run(c).await,
         Command::Gateway(c) => cmd::gateway::run(c).await,
+        Command::Operator(c) => cmd::operator::run(c).await,
         Command::Completion(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "meshgate", &mut std::io::stdout());

@@ -1,0 +1,131 @@
+//! `/v1/operator/raft/*`: the raft configuration and removing a server.
+
+use axum::http::Method;
+use meshgate_acl::{Access, Resource};
+use serde_json::{Value, json};
+
+use super::{AclRule, ApiError, ApiResult, Ctx, Route, handler, json, route};
+
+pub(super) fn routes() -> Vec<Route> {
+    let read = AclRule::Global(Resource::Operator, Access::Read);
+    let write = AclRule::Global(Resource::Operator, Access::Write);
+    vec![
+        route(
+            Method::GET,
+            "/v1/operator/raft/configuration",
+            read,
+            handler!(configuration),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/operator/raft/peer",
+            write,
+            handler!(remove_peer),
+        ),
+    ]
+}
+
+/// The servers: raft id, address, and the catalog node at that address.
+fn servers(ctx: &Ctx) -> Vec<Value> {
+    let st = ctx.agent.store.read();
+    let nodes = st.nodes().1;
+    let port = |a: &str| a.rsplit(':').next().unwrap_or("").to_string();
+    let host = |a: &str| {
+        a.rsplit_once(':')
+            .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
+            .unwrap_or_default()
+    };
+    match ctx.agent.store.cluster() {
+        None => vec![json!({
+            "ID": ctx.agent.node_id,
+            "Node": ctx.agent.node_name,
+            "Address": ctx.agent.server_addr(),
+            "Leader": true,
+            "ProtocolVersion": "3",
+            "Voter": true,
+            "LastIndex": st.index,
+        })],
+        Some(c) => {
+            let leader = c.info().leader.map(|(id, _)| id);
+            c.voters()
+                .into_iter()
+                .map(|(id, addr)| {
+                    let node = nodes.iter().find(|n| {
+                        n.address == host(&addr)
+                            && st.node_services(&n.node).1.is_some_and(|(_, svcs)| {
+                                svcs.iter().any(|s| {
+                                    s.service == "consul" && s.port.to_string() == port(&addr)
+                                })
+                            })
+                    });
+                    json!({
+                        "ID": node.map(|n| n.id.clone()).unwrap_or_else(|| id.to_string()),
+                        "Node": node.map(|n| n.node.clone()).unwrap_or_default(),
+                        "Address": addr,
+                        "Leader": leader == Some(id),
+                        "ProtocolVersion": "3",
+                        "Voter": true,
+                        "LastIndex": st.index,
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+async fn configuration(ctx: Ctx) -> ApiResult {
+    ctx.query_options()?;
+    let index = ctx.agent.store.read().index;
+    Ok(json(
+        &ctx,
+        &json!({"Servers": servers(&ctx), "Index": index}),
+    ))
+}
+
+/// The raft id of the server named by `?id=` (node ID or raft id) or
+/// `?address=`.
+fn target(ctx: &Ctx) -> Result<u64, ApiError> {
+    let id = ctx.query.get("id").unwrap_or_default().to_string();
+    let address = ctx.query.get("address").unwrap_or_default().to_string();
+    if id.is_empty() && address.is_empty() {
+        return Err(ApiError::bad_request(
+            "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove",
+        ));
+    }
+    let c = ctx
+        .agent
+        .store
+        .cluster()
+        .ok_or_else(|| ApiError::internal("this agent runs without a cluster (-dev)"))?;
+    let voters = c.voters();
+    let list = servers(ctx);
+    for (raft_id, addr) in &voters {
+        let entry = list.iter().find(|s| s["Address"] == *addr);
+        let node_id = entry.and_then(|e| e["ID"].as_str()).unwrap_or("");
+        if (!id.is_empty() && (id == node_id || id == raft_id.to_string()))
+            || (!address.is_empty() && address == *addr)
+        {
+            return Ok(*raft_id);
+        }
+    }
+    Err(ApiError::internal(format!(
+        "id {id:?} / address {address:?} was not found in the Raft configuration"
+    )))
+}
+
+async fn remove_peer(ctx: Ctx) -> ApiResult {
+    let id = target(&ctx)?;
+    let c = ctx
+        .agent
+        .store
+        .cluster()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("no cluster"))?;
+    if !c.is_leader() {
+        return Err(ApiError::internal(
+            "removing a peer must be sent to the leader (see /v1/status/leader)",
+        ));
+    }
+    c.remove_server(id).await.map_err(ApiError::internal)?;
+    Ok(json(&ctx, &Value::Null))
+}
