@@ -20,6 +20,7 @@ mod session;
 mod snapshot;
 mod status;
 mod txn;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -198,6 +199,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(txn::routes());
     r.extend(agent::routes());
     r.extend(agent_ops::routes());
+    r.extend(ui::routes());
     r.extend(status::routes());
     r.extend(snapshot::routes());
     r.extend(event::routes());
@@ -855,6 +857,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         );
     }
     let ui = agent.config.ui_enabled();
+    let router = ui::add_routes(router, ui);
     router
         .route(
             "/",
