@@ -21,6 +21,7 @@ mod query;
 mod session;
 mod snapshot;
 mod txn;
+mod ui;
 
 use meshgate_test_support::{Agent, AgentBuilder};
 
