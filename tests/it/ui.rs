@@ -550,6 +550,7 @@ async fn login_kv_intentions_policies_and_refusals() {
     b.wait_for(".error.denied[data-permission='key:read']")
         .await;
     assert!(b.text("main").await.contains("key:read"));
+    b.screenshot("kv-denied").await;
     // A direct read of a key is refused the same way.
     b.goto(&a.url("/ui/#/kv/carbonio-files/blob")).await;
     b.wait_text(".error.denied", "key:read").await;

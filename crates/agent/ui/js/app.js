@@ -208,6 +208,8 @@ function renderSession() {
 
 async function logout() {
   setToken('');
+  // What the last token did is none of the next one's business.
+  document.getElementById('toasts').replaceChildren();
   session.self = null;
   session.perms = null;
   renderSession();
