@@ -521,6 +521,41 @@ async fn login_kv_intentions_policies_and_refusals() {
     b.goto(&a.url("/ui/#/acl/tokens")).await;
     b.wait_for("#tokens-table").await;
     assert!(!b.text("#tokens-table").await.contains(ROOT));
+    // A new token holding the new policy.
+    b.goto(&a.url("/ui/#/acl/tokens/new")).await;
+    b.type_into("#token-description", "for the browser test")
+        .await;
+    b.click("#token-form fieldset label").await;
+    b.wait_js(
+        "a policy ticked",
+        "return document.querySelectorAll('#token-form fieldset input:checked').length === 1",
+        json!([]),
+        Duration::from_secs(5),
+    )
+    .await;
+    b.click("#token-save").await;
+    b.wait_text("#token-form", "SecretID").await;
+    let (_, body, _) = call(&a, "GET", "/v1/acl/tokens", Some(ROOT), None).await;
+    let tokens: Value = serde_json::from_str(&body).unwrap();
+    let made = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["Description"] == "for the browser test")
+        .expect("the token was created")
+        .clone();
+    assert_eq!(made["Policies"].as_array().map(Vec::len), Some(1));
+    assert!(
+        !b.text("#token-form")
+            .await
+            .contains(made["SecretID"].as_str().unwrap())
+    );
+    // Intentions are deleted after a confirmation.
+    b.goto(&a.url("/ui/#/intentions")).await;
+    b.click("tr[data-source='carbonio-files'] button[aria-label^='Delete']")
+        .await;
+    b.click("dialog.confirm button.danger").await;
+    b.wait_text("main", "No intentions").await;
     b.assert_clean_console(&[
         "/v1/acl/policy - Failed to load resource: the server responded with a status of 500",
     ])
