@@ -1311,6 +1311,17 @@ node "test-node" { policy = "read" }"#;
             Filtered,
         ),
     );
+    // The web UI's gateway counters: service read on the gateway's name.
+    add(
+        "GET",
+        "/v1/internal/ui/gateway-metrics/{name}",
+        w(
+            "/v1/internal/ui/gateway-metrics/web",
+            None,
+            r#"service "web" { policy = "read" }"#,
+            Refused,
+        ),
+    );
     add(
         "GET",
         "/v1/agent/service/{id}",
@@ -1838,4 +1849,40 @@ fn rand_suffix(path: &str, method: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (path, method).hash(&mut h);
     format!("{:x}", h.finish())
+}
+
+#[tokio::test]
+async fn kv_key_listing_is_filtered_by_key_read() {
+    let a = acl_agent().await;
+    for k in ["carbonio-gateway/a", "carbonio-files/db-password", "top"] {
+        let (s, _, _) = call(
+            &a,
+            "PUT",
+            &format!("/v1/kv/{k}"),
+            Some(ROOT),
+            Some("v".into()),
+        )
+        .await;
+        assert_eq!(s, 200);
+    }
+    let t = token_with_rules(
+        &a,
+        "gw-keys",
+        r#"key_prefix "carbonio-gateway/" { policy = "read" }"#,
+    )
+    .await;
+    let (s, body, h) = call(&a, "GET", "/v1/kv/?keys&separator=/", Some(&t), None).await;
+    assert_eq!(s, 200, "{body}");
+    let keys: Vec<String> = serde_json::from_str(&body).unwrap();
+    assert_eq!(keys, vec!["carbonio-gateway/".to_string()]);
+    assert_eq!(
+        h.get("x-consul-results-filtered-by-acls")
+            .map(|v| v.to_str().unwrap()),
+        Some("true")
+    );
+    let (s, _, _) = call(&a, "GET", "/v1/kv/carbonio-files/?keys", Some(&t), None).await;
+    assert_eq!(s, 404);
+    let (_, body, _) = call(&a, "GET", "/v1/kv/?keys", Some(ROOT), None).await;
+    let keys: Vec<String> = serde_json::from_str(&body).unwrap();
+    assert_eq!(keys.len(), 3);
 }

@@ -22,6 +22,7 @@ mod query;
 mod session;
 mod snapshot;
 mod txn;
+mod ui;
 
 use meshgate_test_support::{Agent, AgentBuilder};
 

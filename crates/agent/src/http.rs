@@ -21,6 +21,7 @@ mod session;
 mod snapshot;
 mod status;
 mod txn;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -199,6 +200,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(txn::routes());
     r.extend(agent::routes());
     r.extend(agent_ops::routes());
+    r.extend(ui::routes());
     r.extend(status::routes());
     r.extend(operator::routes());
     r.extend(snapshot::routes());
@@ -857,6 +859,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         );
     }
     let ui = agent.config.ui_enabled();
+    let router = ui::add_routes(router, ui);
     router
         .route(
             "/",

@@ -136,11 +136,19 @@ async fn get(ctx: Ctx) -> ApiResult {
             .or_else(|| ctx.query.get("seperator"))
             .unwrap_or("")
             .to_string();
+        // Keys the caller may not read are left out, as for `?recurse`.
+        let mut acl = list_filter(&ctx, &key)?;
         let (idx, keys) = blocking(&ctx, &opts, &[Table::Kv], |st| st.kv_keys(&key, &sep)).await;
+        let keys: Vec<_> = keys
+            .into_iter()
+            .filter(|k| acl.keep(acl.id.allows(Resource::Key, Access::Read, k)))
+            .collect();
         if keys.is_empty() && !key.is_empty() {
             return Ok(not_found(&opts, idx));
         }
-        return Ok(kv_json(&ctx, &opts, idx, &keys));
+        let mut r = kv_json(&ctx, &opts, idx, &keys);
+        acl.mark(&mut r);
+        return Ok(r);
     }
     let recurse = ctx.query.has("recurse");
     if !recurse && key.is_empty() {
