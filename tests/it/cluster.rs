@@ -282,3 +282,159 @@ async fn the_new_leader_takes_over_external_checks() {
     })
     .await;
 }
+
+/// `meshgate setup` on the first server and `setup --join` on two more: the
+/// cluster forms from the written configuration, and the bootstrap token
+/// comes out of the password-protected credential file, the way the
+/// scenario's step 3 takes it (`export CONSUL_HTTP_TOKEN=$(meshgate
+/// bootstrap-token --setup)`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_with_the_cluster_credential_password() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    const ON: [&str; 3] = ["127.0.0.41", "127.0.0.42", "127.0.0.43"];
+    const PW: &str = "correct horse battery\n";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let etc = |i: usize| d.join(format!("etc{i}")).display().to_string();
+    let data = |i: usize| d.join(format!("data{i}")).display().to_string();
+    // The first server.
+    let (code, out, err) = run(
+        &[
+            "setup",
+            "--password-stdin",
+            "--config-dir",
+            &etc(0),
+            "--data-dir",
+            &data(0),
+            "--bind",
+            ON[0],
+            "--node",
+            "server-1",
+            "--bootstrap-expect",
+            "3",
+        ],
+        PW,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("bootstrap-token --setup"), "{out}");
+    let cred = format!("{}/cluster-credentials.age", etc(0));
+    let meta = std::fs::metadata(&cred).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(
+        std::fs::read_to_string(&cred)
+            .unwrap()
+            .starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
+    );
+    // Set up twice: refused, nothing replaced.
+    let (code, _, err) = run(
+        &[
+            "setup",
+            "--password-stdin",
+            "--config-dir",
+            &etc(0),
+            "--bind",
+            ON[0],
+        ],
+        PW,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("already set up"), "{err}");
+    // Joining with the wrong password fails and writes nothing.
+    let (code, _, err) = run(
+        &[
+            "setup",
+            "--password-stdin",
+            "--join",
+            ON[0],
+            "--credentials",
+            &cred,
+            "--config-dir",
+            &etc(1),
+            "--data-dir",
+            &data(1),
+            "--bind",
+            ON[1],
+        ],
+        "not the password\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("Wrong password."), "{err}");
+    assert!(!Path::new(&etc(1)).join("meshgate.hcl").exists());
+    for (i, ip) in ON.iter().enumerate().skip(1) {
+        let (code, out, err) = run(
+            &[
+                "setup",
+                "--password-stdin",
+                "--join",
+                ON[0],
+                "--credentials",
+                &cred,
+                "--config-dir",
+                &etc(i),
+                "--data-dir",
+                &data(i),
+                "--bind",
+                ip,
+                "--node",
+                &format!("server-{}", i + 1),
+                "--bootstrap-expect",
+                "3",
+            ],
+            PW,
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&format!("(joins {})", ON[0])), "{out}");
+    }
+    // The three agents run from the written configuration.
+    let b = |i: usize| {
+        AgentBuilder::dev(BIN)
+            .without_dev()
+            .ip(ON[i])
+            .args(["-config-dir".to_string(), etc(i)])
+    };
+    let (a0, a1, a2) = tokio::join!(b(0).start(), b(1).start(), b(2).start());
+    agreed_leader(&[&a0, &a1, &a2]).await;
+    // The bootstrap token, bare, from the password on standard input.
+    let (code, token, err) = run(&["bootstrap-token", "--setup", "--config-dir", &etc(1)], PW);
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim().to_string();
+    assert_eq!(token.lines().count(), 1);
+    assert!(err.is_empty(), "--setup prints no prompt text: {err}");
+    // It manages the cluster; without it, nothing.
+    let r = meshgate_test_support::client()
+        .put(a2.url("/v1/kv/setup-check"))
+        .header("X-Consul-Token", &token)
+        .body("ok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (st, _) = a1.put("/v1/kv/setup-check", "anon").await;
+    assert_eq!(st, 403);
+    let (code, out, err) = run(&["bootstrap-token", "--config-dir", &etc(0)], "nope\n");
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(err.contains("Wrong password."), "{err}");
+}

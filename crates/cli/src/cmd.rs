@@ -12,5 +12,6 @@ pub mod login;
 pub mod operator;
 pub mod ops;
 pub mod proxy;
+pub mod setup;
 pub mod snapshot;
 pub mod watch;

@@ -69,6 +69,11 @@ pub enum Command {
     /// Service mesh commands: the built-in proxy and gateway, the certificate authority.
     #[command(subcommand)]
     Connect(cmd::connect::ConnectCmd),
+    /// Set up a cluster (first server), or a node joining one: secrets,
+    /// configuration, the password-protected cluster-credential file.
+    Setup(Box<cmd::setup::SetupArgs>),
+    /// Print the ACL bootstrap token, unlocked with the cluster credential password.
+    BootstrapToken(cmd::setup::BootstrapTokenArgs),
     /// Cluster operations: the raft configuration.
     #[command(subcommand)]
     Operator(cmd::operator::OperatorCmd),
@@ -107,6 +112,8 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Connect(c) => cmd::connect::run(c).await,
         Command::Gateway(c) => cmd::gateway::run(c).await,
         Command::Operator(c) => cmd::operator::run(c).await,
+        Command::Setup(a) => cmd::setup::setup(*a),
+        Command::BootstrapToken(a) => cmd::setup::bootstrap_token(a),
         Command::Completion(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "meshgate", &mut std::io::stdout());

@@ -70,6 +70,10 @@ pub struct Info {
     pub member: bool,
     /// The leader it knows of: `(id, addr)`.
     pub leader: Option<(u64, String)>,
+    /// Every server it has heard of (itself included), so that servers
+    /// joining through one of them learn of each other.
+    #[serde(default)]
+    pub known: BTreeMap<u64, String>,
 }
 
 /// A running raft member.
@@ -80,6 +84,7 @@ pub struct Consensus {
     /// `host:port` of this server's raft endpoint.
     pub addr: String,
     http: reqwest::Client,
+    known: Arc<parking_lot::Mutex<BTreeMap<u64, String>>>,
 }
 
 /// A node id from a node's UUID (its first 8 bytes; never 0).
@@ -132,11 +137,16 @@ impl Consensus {
         let raft = Raft::new(id, config, net, log, sm)
             .await
             .map_err(|e| ConsensusError::Other(format!("starting raft: {e}")))?;
+        let known = Arc::new(parking_lot::Mutex::new(BTreeMap::from([(
+            id,
+            addr.clone(),
+        )])));
         Ok(Consensus {
             raft,
             id,
             addr,
             http,
+            known,
         })
     }
 
@@ -159,6 +169,7 @@ impl Consensus {
             addr: self.addr.clone(),
             member,
             leader,
+            known: self.known.lock().clone(),
         }
     }
 
@@ -281,10 +292,20 @@ impl Consensus {
         Ok(())
     }
 
-    /// Asks another server about itself.
+    /// Records a server heard of.
+    pub fn heard_of(&self, id: u64, addr: &str) {
+        if id != 0 && !addr.is_empty() {
+            self.known.lock().insert(id, addr.to_string());
+        }
+    }
+
+    /// Asks another server about itself (telling it about this one).
     pub async fn peer_info(&self, addr: &str) -> Result<Info, String> {
         self.http
-            .get(format!("http://{addr}/v1/internal/raft/info"))
+            .get(format!(
+                "http://{addr}/v1/internal/raft/info?id={}&addr={}",
+                self.id, self.addr
+            ))
             .timeout(Duration::from_secs(2))
             .send()
             .await
@@ -326,17 +347,19 @@ impl Consensus {
             if self.info().member {
                 return;
             }
-            let mut known: BTreeMap<u64, String> = BTreeMap::new();
-            known.insert(self.id, self.addr.clone());
             let mut leader = None;
             for addr in &join {
                 if let Ok(i) = self.peer_info(addr).await {
                     if i.member {
                         leader = leader.or(i.leader.clone());
                     }
-                    known.insert(i.id, i.addr);
+                    self.heard_of(i.id, &i.addr);
+                    for (id, a) in &i.known {
+                        self.heard_of(*id, a);
+                    }
                 }
             }
+            let known = self.known.lock().clone();
             if let Some((_, laddr)) = leader {
                 match self.ask_to_join(&laddr).await {
                     Ok(()) => info!("joined the cluster through the leader at {laddr}"),

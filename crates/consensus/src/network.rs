@@ -5,7 +5,7 @@
 //! checks it, so a message meant for one server never lands on another that
 //! took over its address.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -162,7 +162,17 @@ async fn snapshot(
     Ok(Json(c.raft.install_snapshot(req).await))
 }
 
-async fn info(State(c): State<Consensus>) -> Json<Info> {
+/// Who is asking (a server forming the cluster).
+#[derive(serde::Deserialize)]
+struct Asker {
+    id: Option<u64>,
+    addr: Option<String>,
+}
+
+async fn info(State(c): State<Consensus>, Query(q): Query<Asker>) -> Json<Info> {
+    if let (Some(id), Some(addr)) = (q.id, q.addr.as_deref()) {
+        c.heard_of(id, addr);
+    }
     Json(c.info())
 }
 
