@@ -438,3 +438,242 @@ async fn setup_with_the_cluster_credential_password() {
     assert_eq!((code, out.as_str()), (1, ""));
     assert!(err.contains("Wrong password."), "{err}");
 }
+
+// === Linearizability ===
+
+/// One operation of the recorded history on a single register.
+#[derive(Debug, Clone)]
+struct Op {
+    write: Option<String>,
+    /// What a read returned (`None`: the key did not exist).
+    read: Option<Option<String>>,
+    start: u128,
+    /// `None`: no answer (a write that may or may not have happened).
+    end: Option<u128>,
+}
+
+/// Wing–Gong search: is there an order of the operations, consistent with
+/// real time, in which every read returns the last write before it? Writes
+/// without an answer may be placed anywhere after their start, or nowhere.
+fn linearizable(ops: &[Op]) -> bool {
+    use std::collections::HashSet;
+    fn go(
+        ops: &[Op],
+        done: &mut Vec<bool>,
+        state: Option<String>,
+        seen: &mut HashSet<(Vec<bool>, Option<String>)>,
+    ) -> bool {
+        if (0..ops.len()).all(|i| done[i] || ops[i].end.is_none()) {
+            return true;
+        }
+        if !seen.insert((done.clone(), state.clone())) {
+            return false;
+        }
+        // The earliest end among pending, answered operations: an operation
+        // can go next only if it started before that.
+        let horizon = (0..ops.len())
+            .filter(|i| !done[*i])
+            .filter_map(|i| ops[i].end)
+            .min()
+            .unwrap_or(u128::MAX);
+        for i in 0..ops.len() {
+            if done[i] || ops[i].start > horizon {
+                continue;
+            }
+            let next = match (&ops[i].write, &ops[i].read) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(r)) if *r == state => state.clone(),
+                _ => continue,
+            };
+            done[i] = true;
+            if go(ops, done, next, seen) {
+                return true;
+            }
+            done[i] = false;
+        }
+        false
+    }
+    let mut done = vec![false; ops.len()];
+    go(ops, &mut done, None, &mut HashSet::new())
+}
+
+#[test]
+fn the_checker_finds_a_stale_read() {
+    let w = |v: &str, s, e| Op {
+        write: Some(v.into()),
+        read: None,
+        start: s,
+        end: Some(e),
+    };
+    let r = |v: Option<&str>, s, e| Op {
+        write: None,
+        read: Some(v.map(str::to_string)),
+        start: s,
+        end: Some(e),
+    };
+    // A read after a completed write returning the older value: not
+    // linearizable.
+    assert!(!linearizable(&[
+        w("a", 0, 1),
+        w("b", 2, 3),
+        r(Some("a"), 4, 5)
+    ]));
+    // Overlapping, either order works.
+    assert!(linearizable(&[
+        w("a", 0, 10),
+        r(Some("a"), 1, 2),
+        r(None, 0, 1)
+    ]));
+    // A write with no answer may have happened...
+    let lost = Op {
+        write: Some("c".into()),
+        read: None,
+        start: 6,
+        end: None,
+    };
+    assert!(linearizable(&[
+        w("a", 0, 1),
+        lost.clone(),
+        r(Some("c"), 7, 8)
+    ]));
+    // ...or not.
+    assert!(linearizable(&[w("a", 0, 1), lost, r(Some("a"), 7, 8)]));
+}
+
+/// Clients write and read one key (`?consistent`) on every server while
+/// servers are killed and restarted; the history must be linearizable and
+/// every acknowledged write must be there at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_under_server_kills_is_linearizable() {
+    use std::sync::Arc;
+    use std::time::Instant;
+    const ON: [&str; 3] = ["127.0.0.51", "127.0.0.52", "127.0.0.53"];
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let (a0, a1, a2) = tokio::join!(
+        server_on(&ON, 0, &data).start(),
+        server_on(&ON, 1, &data).start(),
+        server_on(&ON, 2, &data).start()
+    );
+    let mut s = vec![a0, a1, a2];
+    agreed_leader(&[&s[0], &s[1], &s[2]]).await;
+    let bases: Arc<Vec<String>> = Arc::new(s.iter().map(|a| a.base.clone()).collect());
+    let origin = Instant::now();
+    let history = Arc::new(std::sync::Mutex::new(Vec::<Op>::new()));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut clients = Vec::new();
+    for c in 0..4usize {
+        let (bases, history, http) = (bases.clone(), history.clone(), http.clone());
+        clients.push(tokio::spawn(async move {
+            let mut server = c % 3;
+            for n in 0..50usize {
+                // Paced, so the run spans the faults below.
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let base = bases[server].clone();
+                let start = origin.elapsed().as_nanos();
+                if (n + c) % 2 == 0 {
+                    let v = format!("c{c}-{n}");
+                    let r = http
+                        .put(format!("{base}/v1/kv/lin/x"))
+                        .body(v.clone())
+                        .send()
+                        .await;
+                    let ok = matches!(&r, Ok(r) if r.status() == 200);
+                    let end = origin.elapsed().as_nanos();
+                    history.lock().unwrap().push(Op {
+                        write: Some(v),
+                        read: None,
+                        start,
+                        end: ok.then_some(end),
+                    });
+                    if !ok {
+                        server = (server + 1) % 3;
+                    }
+                } else {
+                    let r = http
+                        .get(format!("{base}/v1/kv/lin/x?consistent&raw"))
+                        .send()
+                        .await;
+                    let got = match r {
+                        Ok(r) if r.status() == 200 => {
+                            Some(Some(r.text().await.unwrap_or_default()))
+                        }
+                        Ok(r) if r.status() == 404 => Some(None),
+                        _ => None,
+                    };
+                    let end = origin.elapsed().as_nanos();
+                    match got {
+                        Some(v) => history.lock().unwrap().push(Op {
+                            write: None,
+                            read: Some(v),
+                            start,
+                            end: Some(end),
+                        }),
+                        None => server = (server + 1) % 3,
+                    }
+                }
+            }
+        }));
+    }
+    // Faults while the clients run: the leader, then a follower, killed and
+    // restarted from their data directories.
+    let mut kills = Vec::new();
+    for round in 0..2 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let leader = agreed_leader(&[&s[0], &s[1], &s[2]]).await;
+        let li = index_in(&ON, &s, &leader);
+        let victim = if round == 0 { li } else { (li + 1) % 3 };
+        s[victim].kill();
+        kills.push(origin.elapsed().as_nanos());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s[victim] = server_on(&ON, victim, &data).start().await;
+        // (The restarted server answers on a new HTTP port: clients that
+        // used it move on to the next server after their first failure.)
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let mut ops = history.lock().unwrap().clone();
+    // The final value, read consistently once everything settled.
+    let last = eventually(
+        "a final consistent read",
+        Duration::from_secs(20),
+        || async {
+            let r = meshgate_test_support::client()
+                .get(s[0].url("/v1/kv/lin/x?consistent&raw"))
+                .send()
+                .await
+                .ok()?;
+            match r.status().as_u16() {
+                200 => Some(Some(r.text().await.ok()?)),
+                404 => Some(None),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    let t = origin.elapsed().as_nanos();
+    ops.push(Op {
+        write: None,
+        read: Some(last.clone()),
+        start: t,
+        end: Some(t + 1),
+    });
+    let acked = ops
+        .iter()
+        .filter(|o| o.write.is_some() && o.end.is_some())
+        .count();
+    assert!(
+        acked >= 20,
+        "too few acknowledged writes to mean anything: {acked}"
+    );
+    assert!(ops.iter().filter(|o| o.read.is_some()).count() >= 20);
+    assert!(last.is_some(), "every acknowledged write vanished");
+    assert!(
+        linearizable(&ops),
+        "the history is not linearizable:\n{ops:#?}"
+    );
+}

@@ -652,12 +652,22 @@ async fn dispatch(
         body,
     };
     let mut r = match authorize(ctx, rule) {
-        Ok(ctx) => match handler(ctx).await {
-            Ok(r) => r,
+        Ok(ctx) => match read_barrier(&ctx).await {
             Err(e) => e.into_response(),
+            Ok(()) => match handler(ctx).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            },
         },
         Err(e) => e.into_response(),
     };
+    if let Some(c) = metrics_agent.store.cluster()
+        && r.headers().contains_key("x-consul-knownleader")
+        && c.info().leader.is_none()
+    {
+        r.headers_mut()
+            .insert("x-consul-knownleader", HeaderValue::from_static("false"));
+    }
     let h = r.headers_mut();
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     h.insert(
@@ -677,6 +687,22 @@ async fn dispatch(
         elapsed
     );
     r
+}
+
+/// `?consistent` reads in cluster mode: wait until this server has applied
+/// everything the leader had committed when the request arrived (the leader
+/// confirming with a quorum that it still leads). Reads without it are
+/// answered from this server's copy.
+async fn read_barrier(ctx: &Ctx) -> Result<(), ApiError> {
+    let Some(c) = ctx.agent.store.cluster() else {
+        return Ok(());
+    };
+    if ctx.method != Method::GET || !ctx.query.has("consistent") || ctx.query.has("stale") {
+        return Ok(());
+    }
+    c.read_barrier(Duration::from_secs(7))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// A request URL fit for logs: the value of a `token` query parameter is

@@ -250,13 +250,41 @@ impl Consensus {
         r
     }
 
-    /// A consistent read point: `Ok` once this server is known to lead and
-    /// has applied everything committed before the call.
-    pub async fn linearizable(&self) -> Result<(), ConsensusError> {
+    /// A linearizable read point: returns once this server has applied
+    /// everything the leader had committed when the read started (the leader
+    /// first confirms with a quorum that it still leads). Backs `?consistent`.
+    pub async fn read_barrier(&self, patience: Duration) -> Result<(), ConsensusError> {
+        let index = if self.is_leader() {
+            self.read_index().await?
+        } else {
+            let (_, addr) = self.info().leader.ok_or(ConsensusError::NoLeader)?;
+            let r: Result<u64, String> = self
+                .http
+                .get(format!("http://{addr}/v1/internal/raft/read-index"))
+                .timeout(patience)
+                .send()
+                .await
+                .map_err(|_| ConsensusError::NoLeader)?
+                .json()
+                .await
+                .map_err(|_| ConsensusError::NoLeader)?;
+            r.map_err(|_| ConsensusError::NoLeader)?
+        };
+        self.raft
+            .wait(Some(patience))
+            .applied_index_at_least(Some(index), "a consistent read")
+            .await
+            .map(|_| ())
+            .map_err(|_| ConsensusError::NoLeader)
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the
+    /// index a linearizable read must wait for.
+    pub async fn read_index(&self) -> Result<u64, ConsensusError> {
         self.raft
             .ensure_linearizable()
             .await
-            .map(|_| ())
+            .map(|l| l.map(|l| l.index).unwrap_or(0))
             .map_err(|_| ConsensusError::NoLeader)
     }
 

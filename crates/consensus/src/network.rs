@@ -199,6 +199,10 @@ async fn join(
     Json(c.add_server(id, &addr).await)
 }
 
+async fn read_index(State(c): State<Consensus>) -> Json<Result<u64, String>> {
+    Json(c.read_index().await.map_err(|e| e.to_string()))
+}
+
 /// The server port's routes.
 pub fn router(c: Consensus) -> Router {
     Router::new()
@@ -208,5 +212,6 @@ pub fn router(c: Consensus) -> Router {
         .route("/v1/internal/raft/info", get(info))
         .route("/v1/internal/raft/write", post(write))
         .route("/v1/internal/raft/join", post(join))
+        .route("/v1/internal/raft/read-index", get(read_index))
         .with_state(c)
 }
