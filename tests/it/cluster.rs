@@ -677,3 +677,125 @@ async fn history_under_server_kills_is_linearizable() {
         "the history is not linearizable:\n{ops:#?}"
     );
 }
+
+/// Client agents (no `-server`): they follow the servers' log, serve the
+/// whole API locally, keep their own services in the catalog, and the leader
+/// marks them failed within seconds of their heartbeats stopping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_agents_serve_sync_and_are_watched() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = AgentBuilder::dev(BIN)
+        .without_dev()
+        .ip("127.0.0.61")
+        .args([
+            "-server".to_string(),
+            "-bootstrap".into(),
+            "-node=server-1".into(),
+            format!("-data-dir={}", d.join("s1").display()),
+        ])
+        .start()
+        .await;
+    let client = |i: usize| {
+        AgentBuilder::dev(BIN)
+            .without_dev()
+            .ip(["127.0.0.62", "127.0.0.63"][i])
+            .args([
+                format!("-node=client-{}", i + 1),
+                format!("-data-dir={}", d.join(format!("c{i}")).display()),
+                "-retry-join=127.0.0.61".into(),
+            ])
+    };
+    let (c1, c2) = tokio::join!(client(0).start(), client(1).start());
+    let mut c2 = c2;
+    // A service registered with a client agent reaches the catalog.
+    let (st, b) = c1
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name": "web", "Port": 8080}"#,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    eventually(
+        "web in the servers' catalog",
+        Duration::from_secs(10),
+        || async {
+            let (_, v) = server.get_json("/v1/catalog/service/web").await;
+            (v.as_array()?.first()?["Node"] == "client-1").then_some(())
+        },
+    )
+    .await;
+    // Removed behind the agent's back, anti-entropy puts it back.
+    let (st, _) = server
+        .put(
+            "/v1/catalog/deregister",
+            r#"{"Node": "client-1", "ServiceID": "web"}"#,
+        )
+        .await;
+    assert_eq!(st, 200);
+    eventually(
+        "anti-entropy restores web",
+        Duration::from_secs(30),
+        || async {
+            let (_, v) = server.get_json("/v1/catalog/service/web").await;
+            (!v.as_array()?.is_empty()).then_some(())
+        },
+    )
+    .await;
+    // Writes through a client reach everyone; reads are served locally.
+    put_kv(&c2, "from-client", "yes").await;
+    wait_kv(&c1, "from-client", "yes").await;
+    wait_kv(&server, "from-client", "yes").await;
+    // Members: the server and both clients, alive.
+    let (code, out, err) = meshgate_test_support::cli(BIN, &c1, &["members"], None);
+    assert_eq!(code, 0, "{err}");
+    for (n, t) in [
+        ("server-1", "server"),
+        ("client-1", "client"),
+        ("client-2", "client"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(n) && l.contains(" alive ") && l.contains(t)),
+            "{out}"
+        );
+    }
+    // A client dies: its serfHealth goes critical within the failure window.
+    c2.kill();
+    let serf = |a: &Agent| {
+        let url = a.url("/v1/health/node/client-2");
+        async move {
+            let v: serde_json::Value = meshgate_test_support::client()
+                .get(url)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            v.as_array()?
+                .iter()
+                .find(|c| c["CheckID"] == "serfHealth")
+                .map(|c| c["Status"].as_str().unwrap_or("").to_string())
+        }
+    };
+    eventually(
+        "client-2 marked critical",
+        Duration::from_secs(20),
+        || async { (serf(&server).await? == "critical").then_some(()) },
+    )
+    .await;
+    let (_, out, _) = meshgate_test_support::cli(BIN, &server, &["members"], None);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("client-2") && l.contains(" failed ")),
+        "{out}"
+    );
+    // Back again: passing.
+    c2 = client(1).start().await;
+    eventually("client-2 alive again", Duration::from_secs(20), || async {
+        (serf(&server).await? == "passing").then_some(())
+    })
+    .await;
+    wait_kv(&c2, "from-client", "yes").await;
+}

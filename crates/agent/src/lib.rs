@@ -14,6 +14,7 @@ pub mod filter;
 pub mod host;
 pub mod http;
 pub mod jwt;
+pub mod liveness;
 pub mod local;
 pub mod metrics;
 pub mod monitor;
@@ -388,16 +389,17 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
 
 /// Checks what cluster mode needs, and gives the node a stable id.
 fn check_cluster_config(config: &mut Config) -> Result<(), AgentError> {
-    if !config.server {
+    if !config.server && config.retry_join.is_empty() && config.start_join.is_empty() {
         return Err(AgentError::Other(
-            "client agents (without -server) are not implemented yet: run meshgate servers \
-             (-server -bootstrap-expect=N -data-dir=DIR -retry-join=ADDR), or -dev"
+            "a client agent needs servers to join (-retry-join=ADDR); \
+             use -server for a server, or -dev for a single-node agent"
                 .into(),
         ));
     }
     if config.data_dir.is_empty() {
         return Err(AgentError::Other(
-            "data_dir is required for a server (-data-dir=DIR)".into(),
+            "data_dir is required (-data-dir=DIR): the agent keeps its copy of the log there"
+                .into(),
         ));
     }
     let bind: IpAddr = config.bind_addr.parse().map_err(|_| {
@@ -490,11 +492,18 @@ async fn start_consensus(
     } else {
         c.bootstrap_expect.max(1) as usize
     };
-    info!(server = id, %addr, expect, "raft server starting");
+    if c.server {
+        info!(server = id, %addr, expect, "raft server starting");
+    } else {
+        info!(node = id, %addr, "client agent starting: it follows the servers' log");
+    }
     let stop = agent.shutdown_signal();
+    let voter = c.server;
     tasks.push(tokio::spawn(async move {
-        consensus.form(join, expect, stop).await;
+        consensus.form(join, expect, voter, stop).await;
     }));
+    tasks.push(tokio::spawn(liveness::heartbeats(agent.clone())));
+    tasks.push(tokio::spawn(liveness::watch(agent.clone())));
     Ok(tasks)
 }
 

@@ -68,6 +68,9 @@ pub struct Info {
     pub addr: String,
     /// Whether it is a voter of an initialized cluster.
     pub member: bool,
+    /// Whether it follows the log without a vote (a client agent).
+    #[serde(default)]
+    pub learner: bool,
     /// The leader it knows of: `(id, addr)`.
     pub leader: Option<(u64, String)>,
     /// Every server it has heard of (itself included), so that servers
@@ -85,6 +88,17 @@ pub struct Consensus {
     pub addr: String,
     http: reqwest::Client,
     known: Arc<parking_lot::Mutex<BTreeMap<u64, String>>>,
+    /// Heartbeats received (on the leader): node name → when.
+    heartbeats: Arc<parking_lot::Mutex<BTreeMap<String, Instant>>>,
+}
+
+/// A server or client asking the leader to add it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub id: u64,
+    pub addr: String,
+    /// A server (voter) or a client agent (a learner: it follows the log).
+    pub voter: bool,
 }
 
 /// A node id from a node's UUID (its first 8 bytes; never 0).
@@ -147,6 +161,7 @@ impl Consensus {
             addr,
             http,
             known,
+            heartbeats: Arc::default(),
         })
     }
 
@@ -158,6 +173,11 @@ impl Consensus {
             .membership()
             .voter_ids()
             .any(|v| v == self.id);
+        let learner = m
+            .membership_config
+            .membership()
+            .learner_ids()
+            .any(|v| v == self.id);
         let leader = m.current_leader.and_then(|l| {
             m.membership_config
                 .membership()
@@ -168,6 +188,7 @@ impl Consensus {
             id: self.id,
             addr: self.addr.clone(),
             member,
+            learner,
             leader,
             known: self.known.lock().clone(),
         }
@@ -288,6 +309,57 @@ impl Consensus {
             .map_err(|_| ConsensusError::NoLeader)
     }
 
+    /// Records a heartbeat of node `node` (on the leader).
+    pub fn heartbeat_from(&self, node: &str) {
+        self.heartbeats
+            .lock()
+            .insert(node.to_string(), Instant::now());
+    }
+
+    /// The heartbeats received: node name → when.
+    pub fn heartbeats(&self) -> BTreeMap<String, Instant> {
+        self.heartbeats.lock().clone()
+    }
+
+    /// Sends this node's heartbeat to the leader.
+    pub async fn send_heartbeat(&self, node: &str) -> Result<(), String> {
+        let (_, addr) = self.info().leader.ok_or("no leader")?;
+        self.http
+            .post(format!("http://{addr}/v1/internal/raft/heartbeat"))
+            .timeout(Duration::from_secs(2))
+            .json(&node)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Adds a client agent (leader only): it follows the log as a learner.
+    pub async fn add_client(&self, id: u64, addr: &str) -> Result<(), String> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.membership_config.membership().get_node(&id).is_some() {
+            return Ok(());
+        }
+        self.raft
+            .add_learner(id, BasicNode::new(addr), true)
+            .await
+            .map_err(|e| e.to_string())?;
+        info!(node = id, addr, "client agent follows the log");
+        Ok(())
+    }
+
+    /// Removes a client agent (a learner) from the membership (leader only).
+    pub async fn remove_client(&self, id: u64) -> Result<(), String> {
+        self.raft
+            .change_membership(
+                openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+                false,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// Adds a server (leader only): as a learner first, then as a voter.
     pub async fn add_server(&self, id: u64, addr: &str) -> Result<(), String> {
         if self.voters().contains_key(&id) {
@@ -343,12 +415,16 @@ impl Consensus {
             .map_err(|e| e.to_string())
     }
 
-    /// Asks the leader at `addr` to add this server.
-    pub async fn ask_to_join(&self, addr: &str) -> Result<(), String> {
+    /// Asks the leader at `addr` to add this node.
+    pub async fn ask_to_join(&self, addr: &str, voter: bool) -> Result<(), String> {
         let r: Result<(), String> = self
             .http
             .post(format!("http://{addr}/v1/internal/raft/join"))
-            .json(&(self.id, self.addr.clone()))
+            .json(&JoinRequest {
+                id: self.id,
+                addr: self.addr.clone(),
+                voter,
+            })
             .send()
             .await
             .map_err(|e| e.to_string())?
@@ -362,17 +438,21 @@ impl Consensus {
     /// the servers at `join` (`host:port` of their raft endpoints); once
     /// `expect` servers are known and none is initialized, the one with the
     /// lowest id initializes the cluster with all of them; a server that
-    /// finds an initialized cluster asks its leader to add it.
+    /// finds an initialized cluster asks its leader to add it. A client
+    /// agent (`voter = false`) only ever asks a leader to add it, as a
+    /// learner that follows the log.
     pub async fn form(
         &self,
         join: Vec<String>,
         expect: usize,
+        voter: bool,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let expect = expect.max(1);
         let mut logged = Instant::now() - Duration::from_secs(60);
         loop {
-            if self.info().member {
+            let me = self.info();
+            if me.member || (!voter && me.learner) {
                 return;
             }
             let mut leader = None;
@@ -389,11 +469,11 @@ impl Consensus {
             }
             let known = self.known.lock().clone();
             if let Some((_, laddr)) = leader {
-                match self.ask_to_join(&laddr).await {
+                match self.ask_to_join(&laddr, voter).await {
                     Ok(()) => info!("joined the cluster through the leader at {laddr}"),
-                    Err(e) => warn!("asking the leader at {laddr} to add this server: {e}"),
+                    Err(e) => warn!("asking the leader at {laddr} to add this node: {e}"),
                 }
-            } else if known.len() >= expect && known.keys().next() == Some(&self.id) {
+            } else if voter && known.len() >= expect && known.keys().next() == Some(&self.id) {
                 let members: BTreeMap<u64, BasicNode> = known
                     .iter()
                     .map(|(id, a)| (*id, BasicNode::new(a)))

@@ -191,12 +191,21 @@ async fn write(
 
 async fn join(
     State(c): State<Consensus>,
-    Json((id, addr)): Json<(u64, String)>,
+    Json(j): Json<crate::JoinRequest>,
 ) -> Json<Result<(), String>> {
     if !c.is_leader() {
         return Json(Err("not the leader".into()));
     }
-    Json(c.add_server(id, &addr).await)
+    if j.voter {
+        Json(c.add_server(j.id, &j.addr).await)
+    } else {
+        Json(c.add_client(j.id, &j.addr).await)
+    }
+}
+
+async fn heartbeat(State(c): State<Consensus>, Json(node): Json<String>) -> Json<()> {
+    c.heartbeat_from(&node);
+    Json(())
 }
 
 async fn read_index(State(c): State<Consensus>) -> Json<Result<u64, String>> {
@@ -212,6 +221,7 @@ pub fn router(c: Consensus) -> Router {
         .route("/v1/internal/raft/info", get(info))
         .route("/v1/internal/raft/write", post(write))
         .route("/v1/internal/raft/join", post(join))
+        .route("/v1/internal/raft/heartbeat", post(heartbeat))
         .route("/v1/internal/raft/read-index", get(read_index))
         .with_state(c)
 }

@@ -398,6 +398,56 @@ async fn check_update(ctx: Ctx) -> ApiResult {
 }
 
 /// This agent as a cluster member.
+/// The cluster's members: this agent, and in cluster mode every other node
+/// that runs an agent (it has a `serfHealth` check), alive (1) or failed (4)
+/// as the leader judges from their heartbeats; servers are the raft voters.
+pub fn members_of(agent: &Agent) -> Vec<Member> {
+    let me = member(agent);
+    let Some(c) = agent.store.cluster() else {
+        return vec![me];
+    };
+    let voters: Vec<u64> = c.voters().into_keys().collect();
+    let st = agent.store.read();
+    let mut out = vec![me];
+    for ch in st.checks_in_state("any").1 {
+        if ch.check_id != meshgate_types::catalog::SERF_CHECK_ID || ch.node == agent.node_name {
+            continue;
+        }
+        let Some(n) = st.node(&ch.node) else { continue };
+        let server = voters.contains(&meshgate_consensus::node_id_from_uuid(&n.id));
+        // Every agent runs this build: the version tags are this agent's.
+        let mut tags: BTreeMap<String, String> = out[0]
+            .tags
+            .iter()
+            .filter(|(k, _)| {
+                [
+                    "dc", "segment", "vsn", "vsn_min", "vsn_max", "build", "acls",
+                ]
+                .contains(&k.as_str())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        tags.insert(
+            "role".to_string(),
+            if server { "consul" } else { "node" }.to_string(),
+        );
+        tags.insert("id".to_string(), n.id.clone());
+        out.push(Member {
+            name: n.node.clone(),
+            addr: n.address.clone(),
+            port: agent.config.ports.serf_lan.clamp(0, 65535) as u16,
+            tags,
+            status: if ch.status == meshgate_types::catalog::status::CRITICAL {
+                4
+            } else {
+                1
+            },
+            ..member(agent)
+        });
+    }
+    out
+}
+
 pub fn member(agent: &Agent) -> Member {
     let c = &agent.config;
     let mut tags = BTreeMap::new();
@@ -443,7 +493,7 @@ pub fn member(agent: &Agent) -> Member {
 async fn members(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
     let mut acl = AclFilter::new(&ctx)?;
-    let list: Vec<Member> = vec![member(&ctx.agent)]
+    let list: Vec<Member> = members_of(&ctx.agent)
         .into_iter()
         .filter(|m| acl.keep(acl.id.allows(Resource::Node, Access::Read, &m.name)))
         .collect();
