@@ -17,6 +17,7 @@ mod external;
 mod gateway_cli;
 mod health;
 mod kv;
+mod multinode;
 mod ops;
 mod query;
 mod session;
