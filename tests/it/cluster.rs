@@ -798,4 +798,35 @@ async fn client_agents_serve_sync_and_are_watched() {
     })
     .await;
     wait_kv(&c2, "from-client", "yes").await;
+    // `leave`: the agent leaves the cluster and the catalog, and stops.
+    let mut c1 = c1;
+    let (code, _, err) = meshgate_test_support::cli(BIN, &c1, &["leave"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        c1.wait_exit(Duration::from_secs(20)).is_some(),
+        "client-1 still runs"
+    );
+    // `force-leave` for a dead one.
+    c2.kill();
+    let (code, _, err) =
+        meshgate_test_support::cli(BIN, &server, &["force-leave", "client-2"], None);
+    assert_eq!(code, 0, "{err}");
+    eventually(
+        "both clients out of the catalog",
+        Duration::from_secs(20),
+        || async {
+            let (_, nodes) = server.get_json("/v1/catalog/nodes").await;
+            let names: Vec<String> = nodes
+                .as_array()?
+                .iter()
+                .filter_map(|n| n["Node"].as_str().map(str::to_string))
+                .collect();
+            (names == ["server-1"]).then_some(())
+        },
+    )
+    .await;
+    let (_, out, _) = meshgate_test_support::cli(BIN, &server, &["members"], None);
+    assert!(!out.contains("client-"), "{out}");
+    // The cluster still takes writes (nobody waits for the departed).
+    put_kv(&server, "after-leave", "ok").await;
 }

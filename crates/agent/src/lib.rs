@@ -88,6 +88,8 @@ pub struct Agent {
     /// The DNS settings in force (replaced by `/v1/agent/reload`).
     pub dns: parking_lot::RwLock<Arc<dns::DnsSettings>>,
     shutdown: watch::Sender<bool>,
+    /// Set by `leave`: the agent stops putting itself back in the catalog.
+    pub leaving: std::sync::atomic::AtomicBool,
 }
 
 fn hostname() -> String {
@@ -131,6 +133,7 @@ impl Agent {
             dns_addrs: Mutex::new(Vec::new()),
             dns: parking_lot::RwLock::new(Arc::new(dns)),
             shutdown: watch::channel(false).0,
+            leaving: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -863,6 +863,9 @@ impl Agent {
     /// Makes the catalog's view of this node equal to the local state:
     /// registers what is missing or different, removes what the agent does not own.
     pub async fn reconcile(self: &Arc<Self>) {
+        if self.leaving.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let registered = self.store.read().node(&self.node_name).is_some();
         if !registered && let Err(e) = self.register_self().await {
             warn!("anti-entropy: {e}");

@@ -360,6 +360,40 @@ impl Consensus {
             .map_err(|e| e.to_string())
     }
 
+    /// Removes node `id` (server or client agent) from the membership,
+    /// through the leader.
+    pub async fn remove_member(&self, id: u64) -> Result<(), String> {
+        if self.is_leader() {
+            return self.remove_local(id).await;
+        }
+        let (_, addr) = self.info().leader.ok_or("No cluster leader")?;
+        let r: Result<(), String> = self
+            .http
+            .post(format!("http://{addr}/v1/internal/raft/remove"))
+            .json(&id)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        r
+    }
+
+    /// On the leader: removes a voter or a learner; a node not in the
+    /// membership is fine.
+    pub async fn remove_local(&self, id: u64) -> Result<(), String> {
+        let m = self.raft.metrics().borrow().clone();
+        let mem = m.membership_config.membership();
+        if mem.voter_ids().any(|v| v == id) {
+            self.remove_server(id).await
+        } else if mem.learner_ids().any(|v| v == id) {
+            self.remove_client(id).await
+        } else {
+            Ok(())
+        }
+    }
+
     /// Adds a server (leader only): as a learner first, then as a voter.
     pub async fn add_server(&self, id: u64, addr: &str) -> Result<(), String> {
         if self.voters().contains_key(&id) {

@@ -203,6 +203,13 @@ async fn join(
     }
 }
 
+async fn remove(State(c): State<Consensus>, Json(id): Json<u64>) -> Json<Result<(), String>> {
+    if !c.is_leader() {
+        return Json(Err("not the leader".into()));
+    }
+    Json(c.remove_local(id).await)
+}
+
 async fn heartbeat(State(c): State<Consensus>, Json(node): Json<String>) -> Json<()> {
     c.heartbeat_from(&node);
     Json(())
@@ -222,6 +229,7 @@ pub fn router(c: Consensus) -> Router {
         .route("/v1/internal/raft/write", post(write))
         .route("/v1/internal/raft/join", post(join))
         .route("/v1/internal/raft/heartbeat", post(heartbeat))
+        .route("/v1/internal/raft/remove", post(remove))
         .route("/v1/internal/raft/read-index", get(read_index))
         .with_state(c)
 }

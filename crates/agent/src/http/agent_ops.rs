@@ -124,6 +124,29 @@ async fn reload(ctx: Ctx) -> ApiResult {
 
 async fn leave(ctx: Ctx) -> ApiResult {
     let agent = ctx.agent.clone();
+    // In a cluster: out of the membership and the catalog first, so that
+    // the others neither wait for this node nor report it failed (and no
+    // more syncing that would put it back).
+    if let Some(c) = agent.store.cluster().cloned() {
+        agent
+            .leaving
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let id = meshgate_consensus::node_id_from_uuid(&agent.node_id);
+        let r = agent
+            .store
+            .write(Command::Deregister(DeregisterRequest {
+                node: agent.node_name.clone(),
+                ..Default::default()
+            }))
+            .await;
+        if let Err(e) = r {
+            tracing::warn!("leaving: deregistering this node: {e}");
+        }
+        match c.remove_member(id).await {
+            Ok(()) => tracing::info!("left the cluster"),
+            Err(e) => tracing::warn!("leaving: removing this node from the cluster: {e}"),
+        }
+    }
     // Answer first, then stop: the client gets its 200.
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -149,7 +172,17 @@ async fn force_leave(ctx: Ctx) -> ApiResult {
         )));
     }
     // A node without an agent (or whose agent is gone) is removed from the
-    // catalog, as a server reaps a member that left.
+    // catalog, as a server reaps a member that left; in a cluster, from the
+    // raft membership too.
+    let raft_id = ctx
+        .agent
+        .store
+        .read()
+        .node(&node)
+        .map(|n| meshgate_consensus::node_id_from_uuid(&n.id));
+    if let (Some(c), Some(id)) = (ctx.agent.store.cluster().cloned(), raft_id) {
+        c.remove_member(id).await.map_err(ApiError::internal)?;
+    }
     ctx.agent
         .store
         .write(Command::Deregister(DeregisterRequest {
