@@ -434,6 +434,14 @@ async fn setup_with_the_cluster_credential_password() {
     assert_eq!(r.status(), 200);
     let (st, _) = a1.put("/v1/kv/setup-check", "anon").await;
     assert_eq!(st, 403);
+    // The server port refuses requests without the cluster key `setup` made
+    // (a local process cannot write around the ACLs).
+    let r = meshgate_test_support::client()
+        .get(format!("http://{}:8300/v1/internal/raft/info", ON[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     let (code, out, err) = run(&["bootstrap-token", "--config-dir", &etc(0)], "nope\n");
     assert_eq!((code, out.as_str()), (1, ""));
     assert!(err.contains("Wrong password."), "{err}");

@@ -257,6 +257,9 @@ pub struct Config {
     pub recursors: Vec<String>,
     pub dns_config: DnsConfig,
     pub external_health: ExternalHealthConfig,
+    /// The cluster key: agents of a cluster send it with every request
+    /// between them (see docs/cluster.md).
+    pub encrypt: String,
     /// Files the configuration was read from (for `/v1/agent/reload`).
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
@@ -303,6 +306,7 @@ impl Default for Config {
             recursors: Vec::new(),
             dns_config: DnsConfig::default(),
             external_health: ExternalHealthConfig::default(),
+            encrypt: String::new(),
             sources: Vec::new(),
         }
     }

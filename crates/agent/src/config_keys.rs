@@ -96,6 +96,7 @@ pub static IMPLEMENTED: &[&str] = &[
     "datacenter",
     "disable_update_check",
     "dns_config",
+    "encrypt",
     "external_health",
     "external_health.enabled",
     "external_health.node_probe_interval",

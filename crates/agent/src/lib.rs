@@ -465,7 +465,13 @@ async fn start_consensus(
         source,
     })?;
     let host: Arc<dyn meshgate_consensus::Host> = agent.store.clone();
-    let consensus = meshgate_consensus::Consensus::start(id, addr.clone(), &dir, host)
+    let key = (!c.encrypt.is_empty()).then(|| c.encrypt.clone());
+    if key.is_none() {
+        warn!(
+            "no cluster key (`encrypt`, written by `meshgate setup`): any local process can talk to the server port"
+        );
+    }
+    let consensus = meshgate_consensus::Consensus::start(id, addr.clone(), &dir, host, key)
         .await
         .map_err(|e| AgentError::Other(format!("starting the replicated log: {e}")))?;
     agent.store.set_cluster(consensus.clone());

@@ -90,6 +90,8 @@ pub struct Consensus {
     known: Arc<parking_lot::Mutex<BTreeMap<u64, String>>>,
     /// Heartbeats received (on the leader): node name → when.
     heartbeats: Arc<parking_lot::Mutex<BTreeMap<String, Instant>>>,
+    /// The cluster key requests between agents must carry.
+    pub(crate) key: Option<Arc<String>>,
 }
 
 /// A server or client asking the leader to add it.
@@ -114,11 +116,14 @@ pub fn node_id_from_uuid(uuid: &str) -> u64 {
 impl Consensus {
     /// Opens the log in `dir` and starts raft for node `id` reachable at
     /// `addr`.
+    /// `key`: the cluster key; when set, every request between agents
+    /// carries it and requests without it are refused.
     pub async fn start(
         id: u64,
         addr: String,
         dir: &Path,
         host: Arc<dyn Host>,
+        key: Option<String>,
     ) -> Result<Consensus, ConsensusError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| ConsensusError::Other(format!("{}: {e}", dir.display())))?;
@@ -143,8 +148,15 @@ impl Consensus {
         let log = log_store::LogStore::new(db.clone());
         let sm = state_machine::StateMachine::open(host, db)
             .map_err(|e| ConsensusError::Other(format!("opening the state machine: {e}")))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(k) = &key {
+            let v = reqwest::header::HeaderValue::from_str(k)
+                .map_err(|_| ConsensusError::Other("the cluster key is not valid text".into()))?;
+            headers.insert(network::KEY_HEADER, v);
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .default_headers(headers)
             .build()
             .map_err(|e| ConsensusError::Other(e.to_string()))?;
         let net = network::Network::new(http.clone());
@@ -162,6 +174,7 @@ impl Consensus {
             http,
             known,
             heartbeats: Arc::default(),
+            key: key.map(Arc::new),
         })
     }
 

@@ -219,6 +219,37 @@ async fn read_index(State(c): State<Consensus>) -> Json<Result<u64, String>> {
     Json(c.read_index().await.map_err(|e| e.to_string()))
 }
 
+/// The header carrying the cluster key between agents.
+pub const KEY_HEADER: &str = "x-meshgate-cluster-key";
+
+/// Equal, in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses requests without the cluster key, when the cluster has one.
+async fn check_key(
+    State(c): State<Consensus>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(k) = &c.key {
+        let given = req
+            .headers()
+            .get(KEY_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !same(given, k.as_bytes()) {
+            tracing::warn!("refused a cluster request without the cluster key");
+            return axum::response::IntoResponse::into_response((
+                StatusCode::FORBIDDEN,
+                "missing or wrong cluster key",
+            ));
+        }
+    }
+    next.run(req).await
+}
+
 /// The server port's routes.
 pub fn router(c: Consensus) -> Router {
     Router::new()
@@ -231,5 +262,6 @@ pub fn router(c: Consensus) -> Router {
         .route("/v1/internal/raft/heartbeat", post(heartbeat))
         .route("/v1/internal/raft/remove", post(remove))
         .route("/v1/internal/raft/read-index", get(read_index))
+        .layer(axum::middleware::from_fn_with_state(c.clone(), check_key))
         .with_state(c)
 }
