@@ -39,7 +39,10 @@ if grep -Eq "systemctl (start|enable)|deb-systemd-invoke" "$tmp/DEBIAN/postinst"
 fi
 sh -n "$tmp/DEBIAN/postinst" && sh -n "$tmp/DEBIAN/postrm" || fail "a maintainer script does not parse"
 dpkg-deb -x "$deb" "$tmp/root"
-"$tmp/root/usr/bin/meshgate" version | grep -q "^meshgate v" || fail "the packaged binary does not run"
+# (Captured first: `grep -q` closing the pipe early would kill the writer
+# with SIGPIPE, which pipefail reports as a failure.)
+version=$("$tmp/root/usr/bin/meshgate" version) || fail "the packaged binary does not run"
+grep -q "^meshgate v" <<<"$version" || fail "the packaged binary printed: $version"
 bash -n "$tmp/root/usr/share/bash-completion/completions/meshgate" || fail "the bash completion does not parse"
 if command -v systemd-analyze >/dev/null 2>&1; then
   # Verify the units as installed, with the packaged binary in place of /usr/bin/meshgate.
