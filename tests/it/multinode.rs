@@ -2,8 +2,9 @@
 //! gateway nodes and two file-service nodes (client agents), each on its own
 //! loopback address, PostgreSQL on another. The external database is
 //! published with `meshgate gateway external add`; queries flow from both
-//! file-service nodes; the leader server and then a gateway instance are
-//! killed (traffic goes on through the other instance); `remove` leaves the
+//! file-service nodes; the leader server is killed and restarted, a gateway
+//! instance is stopped (traffic goes on through the other) and restarted
+//! (traffic goes through it when the other stops); `remove` leaves the
 //! catalog and config entries as they were.
 
 use std::path::Path;
@@ -172,8 +173,12 @@ async fn scenario_on_three_servers_two_gateways_two_file_nodes() {
     // Two gateway instances, one per gateway node, each talking to its own
     // local agent.
     let mut gateways = Vec::new();
+    let gateway_addrs: Vec<String> = GATEWAYS
+        .iter()
+        .map(|ip| format!("{ip}:{}", free_port(ip)))
+        .collect();
     for (i, a) in gw_agents.iter().enumerate() {
-        let addr = format!("{}:{}", GATEWAYS[i], free_port(GATEWAYS[i]));
+        let addr = gateway_addrs[i].clone();
         let mut p = Proc::spawn(
             &format!("gateway-{}", i + 1),
             BIN,
@@ -268,6 +273,41 @@ async fn scenario_on_three_servers_two_gateways_two_file_nodes() {
         for up in &upstreams {
             assert_eq!(query(*up, "select 3").unwrap(), "3");
         }
+    }
+
+    // It comes back (same registration, same address) and takes traffic again.
+    let mut p = Proc::spawn(
+        "gateway-1-again",
+        BIN,
+        &[
+            "connect",
+            "envoy",
+            "-gateway=terminating",
+            "-register",
+            "-service",
+            "carbonio-gateway",
+            "-proxy-id",
+            "carbonio-gateway-1",
+            "-address",
+            &gateway_addrs[0],
+            "-admin-bind",
+            "127.0.0.1:0",
+        ],
+        &[("CONSUL_HTTP_ADDR", &gw_agents[0].base)],
+    );
+    let admin = admin_addr(&mut p);
+    wait_ready(&mut p, &admin).await;
+    gateways[0] = p;
+    gateways[1].sigterm();
+    assert!(gateways[1].wait_exit(Duration::from_secs(30)).is_some());
+    for up in &upstreams {
+        let up = *up;
+        eventually(
+            "queries through the restarted gateway",
+            Duration::from_secs(30),
+            || async move { (query(up, "select 4").ok()? == "4").then_some(()) },
+        )
+        .await;
     }
 
     // Teardown: the proxies go, the gateway registrations with them, and
