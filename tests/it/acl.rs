@@ -1158,6 +1158,13 @@ node "test-node" { policy = "read" }"#;
             Refused,
         ),
     );
+    for path in [
+        "/v1/operator/autopilot/configuration",
+        "/v1/operator/autopilot/health",
+        "/v1/operator/usage",
+    ] {
+        add("GET", path, w(path, None, r#"operator = "read""#, Refused));
+    }
     // The discovery chain: service:read on the service.
     add(
         "GET",

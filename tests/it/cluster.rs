@@ -137,6 +137,30 @@ async fn three_servers_replicate_and_survive_failures() {
     for n in ["server-1", "server-2", "server-3"] {
         assert!(out.contains(n), "{out}");
     }
+    // Autopilot's view: three healthy voters, one failure tolerated.
+    let h = eventually(
+        "autopilot sees three healthy servers",
+        Duration::from_secs(10),
+        || async {
+            let (st, h) = s[1].get_json("/v1/operator/autopilot/health").await;
+            (st == 200 && h["Healthy"] == true).then_some(h)
+        },
+    )
+    .await;
+    assert_eq!(h["FailureTolerance"], 1, "{h}");
+    assert_eq!(h["Servers"].as_array().unwrap().len(), 3, "{h}");
+    assert_eq!(
+        h["Servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Leader"] == true)
+            .count(),
+        1
+    );
+    let (_, u) = s[2].get_json("/v1/operator/usage").await;
+    assert_eq!(u["Usage"]["dc1"]["Nodes"], 3, "{u}");
+
     // A write through any server is on every server.
     let li = index_of_leader(&s, &leader);
     let follower = (li + 1) % 3;

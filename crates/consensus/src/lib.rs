@@ -94,6 +94,15 @@ pub struct Consensus {
     pub(crate) key: Option<Arc<String>>,
 }
 
+/// The leader's view of replication.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Replication {
+    /// Node id → last log index it has.
+    pub matched: BTreeMap<u64, u64>,
+    pub last_index: u64,
+    pub term: u64,
+}
+
 /// A server or client asking the leader to add it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinRequest {
@@ -320,6 +329,40 @@ impl Consensus {
             .await
             .map(|l| l.map(|l| l.index).unwrap_or(0))
             .map_err(|_| ConsensusError::NoLeader)
+    }
+
+    /// On the leader: each voter's and learner's last matched log index, the
+    /// leader's last log index and term. `None` on a follower.
+    pub fn replication(&self) -> Option<Replication> {
+        let m = self.raft.metrics().borrow().clone();
+        let rep = m.replication?;
+        Some(Replication {
+            matched: rep
+                .into_iter()
+                .map(|(id, l)| (id, l.map(|l| l.index).unwrap_or(0)))
+                .collect(),
+            last_index: m.last_log_index.unwrap_or(0),
+            term: m.current_term,
+        })
+    }
+
+    /// The leader's replication view, asked from any server.
+    pub async fn leader_replication(&self) -> Result<Replication, ConsensusError> {
+        if let Some(r) = self.replication() {
+            return Ok(r);
+        }
+        let (_, addr) = self.info().leader.ok_or(ConsensusError::NoLeader)?;
+        let r: Option<Replication> = self
+            .http
+            .get(format!("http://{addr}/v1/internal/raft/replication"))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .map_err(|_| ConsensusError::NoLeader)?
+            .json()
+            .await
+            .map_err(|_| ConsensusError::NoLeader)?;
+        r.ok_or(ConsensusError::NoLeader)
     }
 
     /// Records a heartbeat of node `node` (on the leader).

@@ -210,6 +210,10 @@ async fn remove(State(c): State<Consensus>, Json(id): Json<u64>) -> Json<Result<
     Json(c.remove_local(id).await)
 }
 
+async fn replication(State(c): State<Consensus>) -> Json<Option<crate::Replication>> {
+    Json(c.replication())
+}
+
 async fn heartbeat(State(c): State<Consensus>, Json(node): Json<String>) -> Json<()> {
     c.heartbeat_from(&node);
     Json(())
@@ -261,6 +265,7 @@ pub fn router(c: Consensus) -> Router {
         .route("/v1/internal/raft/join", post(join))
         .route("/v1/internal/raft/heartbeat", post(heartbeat))
         .route("/v1/internal/raft/remove", post(remove))
+        .route("/v1/internal/raft/replication", get(replication))
         .route("/v1/internal/raft/read-index", get(read_index))
         .layer(axum::middleware::from_fn_with_state(c.clone(), check_key))
         .with_state(c)

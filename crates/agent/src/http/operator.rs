@@ -22,6 +22,19 @@ pub(super) fn routes() -> Vec<Route> {
             write,
             handler!(remove_peer),
         ),
+        route(
+            Method::GET,
+            "/v1/operator/autopilot/configuration",
+            read,
+            handler!(autopilot_configuration),
+        ),
+        route(
+            Method::GET,
+            "/v1/operator/autopilot/health",
+            read,
+            handler!(autopilot_health),
+        ),
+        route(Method::GET, "/v1/operator/usage", read, handler!(usage)),
     ]
 }
 
@@ -128,4 +141,132 @@ async fn remove_peer(ctx: Ctx) -> ApiResult {
     }
     c.remove_server(id).await.map_err(ApiError::internal)?;
     Ok(json(&ctx, &Value::Null))
+}
+
+/// Log entries a healthy server may trail the leader by.
+const MAX_TRAILING_LOGS: u64 = 250;
+
+async fn autopilot_configuration(ctx: Ctx) -> ApiResult {
+    ctx.query_options()?;
+    Ok(json(
+        &ctx,
+        &json!({
+            "CleanupDeadServers": false,
+            "LastContactThreshold": "10s",
+            "MaxTrailingLogs": MAX_TRAILING_LOGS,
+            "MinQuorum": 0,
+            "ServerStabilizationTime": "10s",
+            "RedundancyZoneTag": "",
+            "DisableUpgradeMigration": false,
+            "UpgradeVersionTag": "",
+            "CreateIndex": 0,
+            "ModifyIndex": 0,
+        }),
+    ))
+}
+
+/// Each server's health as the leader sees it: heard from within the
+/// failure window (heartbeats) and not trailing the log by more than
+/// `MaxTrailingLogs`.
+async fn autopilot_health(ctx: Ctx) -> ApiResult {
+    ctx.query_options()?;
+    let list = servers(&ctx);
+    let Some(c) = ctx.agent.store.cluster().cloned() else {
+        let servers: Vec<Value> = list
+            .into_iter()
+            .map(|s| {
+                json!({"ID": s["ID"], "Name": s["Node"], "Address": s["Address"],
+                       "SerfStatus": "alive", "Version": crate::COMPAT_VERSION,
+                       "Leader": true, "LastContact": "0s", "LastTerm": 1,
+                       "LastIndex": s["LastIndex"], "Healthy": true, "Voter": true,
+                       "StableSince": ""})
+            })
+            .collect();
+        return Ok(json(
+            &ctx,
+            &json!({"Healthy": true, "FailureTolerance": 0, "Servers": servers}),
+        ));
+    };
+    let rep = c
+        .leader_replication()
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let leader = c.info().leader.map(|(id, _)| id);
+    let voters = c.voters();
+    let serf: std::collections::BTreeMap<String, String> = {
+        let st = ctx.agent.store.read();
+        st.checks_in_state("any")
+            .1
+            .into_iter()
+            .filter(|ch| ch.check_id == meshgate_types::catalog::SERF_CHECK_ID)
+            .map(|ch| (ch.node.clone(), ch.status.clone()))
+            .collect()
+    };
+    let mut healthy_count = 0usize;
+    let mut out = Vec::new();
+    for (id, addr) in &voters {
+        let entry = list
+            .iter()
+            .find(|s| s["Address"] == *addr)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let name = entry["Node"].as_str().unwrap_or("").to_string();
+        let is_leader = leader == Some(*id);
+        let index = if is_leader {
+            rep.last_index
+        } else {
+            rep.matched.get(id).copied().unwrap_or(0)
+        };
+        let alive = serf.get(&name).is_none_or(|s| s != "critical");
+        let healthy = alive && rep.last_index.saturating_sub(index) <= MAX_TRAILING_LOGS;
+        if healthy {
+            healthy_count += 1;
+        }
+        out.push(json!({
+            "ID": entry["ID"],
+            "Name": name,
+            "Address": addr,
+            "SerfStatus": if alive { "alive" } else { "failed" },
+            "Version": crate::COMPAT_VERSION,
+            "Leader": is_leader,
+            "LastContact": if is_leader { "0s" } else if alive { "<10s" } else { ">10s" },
+            "LastTerm": rep.term,
+            "LastIndex": index,
+            "Healthy": healthy,
+            "Voter": true,
+            "StableSince": "",
+        }));
+    }
+    let quorum = voters.len() / 2 + 1;
+    Ok(json(
+        &ctx,
+        &json!({
+            "Healthy": healthy_count == voters.len(),
+            "FailureTolerance": healthy_count.saturating_sub(quorum),
+            "Servers": out,
+        }),
+    ))
+}
+
+/// Counts of what the catalog holds.
+async fn usage(ctx: Ctx) -> ApiResult {
+    ctx.query_options()?;
+    let st = ctx.agent.store.read();
+    let (idx, services) = st.services();
+    let instances: Vec<_> = st.all_service_instances().collect();
+    let connect = instances.iter().filter(|(_, s)| !s.kind.is_empty()).count();
+    let nodes = st.nodes().1.len();
+    let dc = ctx.agent.config.datacenter.clone();
+    let body = json!({
+        "Usage": { dc: {
+            "Services": services.len(),
+            "ServiceInstances": instances.len(),
+            "ConnectServiceInstances": {"connect-proxy": instances.iter().filter(|(_, s)| s.kind == "connect-proxy").count(),
+                                        "terminating-gateway": instances.iter().filter(|(_, s)| s.kind == "terminating-gateway").count()},
+            "BillableServiceInstances": instances.len() - connect,
+            "Nodes": nodes,
+        }},
+        "Index": idx,
+    });
+    Ok(json(&ctx, &body))
 }
