@@ -62,6 +62,17 @@ fn ok(r: (i32, String, String)) -> String {
     r.1
 }
 
+/// Whether a process ignores SIGPIPE (a proxy writing to a peer that reset
+/// must get EPIPE, not die).
+pub fn ignores_sigpipe(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|m| m & (1 << (13 - 1)) != 0)
+}
+
 /// The admin address a proxy logged.
 pub fn admin_addr(p: &mut Proc) -> String {
     let line = p.wait_log("admin endpoint on http://", Duration::from_secs(20));
@@ -331,6 +342,16 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
     );
     let sc_admin = admin_addr(&mut sidecar);
     wait_ready(&mut sidecar, &sc_admin).await;
+    // Both proxies survive peers that reset: SIGPIPE is ignored (the CLI's
+    // reset of SIGPIPE, for `meshgate kv get | head`, is not for them).
+    assert!(
+        ignores_sigpipe(gateway.pid()),
+        "the gateway dies on SIGPIPE"
+    );
+    assert!(
+        ignores_sigpipe(sidecar.pid()),
+        "the sidecar dies on SIGPIPE"
+    );
     let password = ok(cli(&a, ROOT, &["kv", "get", "carbonio-files/db-password"]))
         .trim()
         .to_string();

@@ -133,6 +133,16 @@ async fn dispatch(cli: Cli) -> CliResult {
     }
 }
 
+/// Whether the command is a long-running network process (the agent, a
+/// sidecar or gateway).
+fn serves_network(cmd: &Command) -> bool {
+    use cmd::connect::ConnectCmd;
+    matches!(
+        cmd,
+        Command::Agent(_) | Command::Connect(ConnectCmd::Proxy(_) | ConnectCmd::Envoy(_))
+    )
+}
+
 /// `meshgate completion SHELL`.
 #[derive(clap::Args, Debug)]
 pub struct CompletionArgs {
@@ -173,9 +183,6 @@ fn man(a: ManArgs) -> CliResult {
 
 /// The program's entry point.
 pub fn main() -> ExitCode {
-    // Like other command-line tools, end quietly when the reader of our output
-    // goes away (`meshgate kv get -recurse | head`) instead of panicking.
-    sigpipe::reset();
     let args = args::normalize(std::env::args().collect());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
@@ -185,6 +192,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Like other command-line tools, end quietly when the reader of our output
+    // goes away (`meshgate kv get -recurse | head`) instead of panicking. Not
+    // the agent and the proxies: they write to sockets, and a peer that resets
+    // must cost one connection (EPIPE), not the process (SIGPIPE).
+    if !serves_network(&cli.command) {
+        sigpipe::reset();
+    }
     let workers = std::env::var("MESHGATE_WORKER_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
