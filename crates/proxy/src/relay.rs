@@ -2,13 +2,17 @@
 //! retries, resolving host names with a short cache, and relaying bytes.
 
 use std::collections::HashMap;
+use std::future::poll_fn;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::debug;
 
@@ -16,8 +20,14 @@ use crate::metrics::Counters;
 
 /// How long a host name's addresses are reused before asking again.
 pub const DNS_TTL: Duration = Duration::from_secs(30);
-/// Per-direction relay buffer.
+/// Per-direction relay buffer of a new connection: enough for the request
+/// and answer messages of a database session, and little memory for the
+/// many connections that sit idle.
 const BUF: usize = 16 * 1024;
+/// What a direction's buffer grows to once a read fills it (a bulk
+/// transfer): a quarter of the reads and writes per byte, and several TLS
+/// records per `writev`.
+const BUF_MAX: usize = 64 * 1024;
 
 /// One instance to connect to: an IP address or a host name, and a port.
 #[derive(Debug)]
@@ -176,17 +186,219 @@ pub async fn connect(
 }
 
 /// Relays bytes both ways until both sides are done; counts them.
-pub async fn relay<A, B>(mut down: A, mut up: B, counters: &Counters) -> std::io::Result<()>
+///
+/// Like `tokio::io::copy_bidirectional` (same flushing, half-close and error
+/// behaviour), except that each direction starts with a [`BUF`] buffer and
+/// moves to a [`BUF_MAX`] one when a read fills it.
+pub async fn relay<A, B>(mut down: A, mut up: B, counters: &Counters) -> io::Result<()>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let r = tokio::io::copy_bidirectional_with_sizes(&mut down, &mut up, BUF, BUF).await;
-    if let Ok((sent, received)) = r {
-        counters.bytes_sent.fetch_add(sent, Relaxed);
-        counters.bytes_received.fetch_add(received, Relaxed);
+    let mut sent = Direction::new();
+    let mut received = Direction::new();
+    let r = poll_fn(|cx| {
+        let a = sent.poll(cx, &mut down, &mut up)?;
+        let b = received.poll(cx, &mut up, &mut down)?;
+        ready!(a);
+        ready!(b);
+        Poll::Ready(Ok(()))
+    })
+    .await;
+    counters.bytes_sent.fetch_add(sent.copy.amt, Relaxed);
+    counters
+        .bytes_received
+        .fetch_add(received.copy.amt, Relaxed);
+    r
+}
+
+/// One direction of a relay: copying until the reader's end, then shutting
+/// the writer down.
+struct Direction {
+    copy: Copy,
+    state: State,
+}
+
+#[derive(PartialEq)]
+enum State {
+    Copying,
+    ShuttingDown,
+    Done,
+}
+
+impl Direction {
+    fn new() -> Direction {
+        Direction {
+            copy: Copy::new(),
+            state: State::Copying,
+        }
     }
-    r.map(|_| ())
+
+    fn poll<R, W>(&mut self, cx: &mut Context<'_>, r: &mut R, w: &mut W) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            match self.state {
+                State::Copying => {
+                    ready!(self.copy.poll_copy(cx, r, w))?;
+                    self.state = State::ShuttingDown;
+                }
+                State::ShuttingDown => {
+                    ready!(Pin::new(&mut *w).poll_shutdown(cx))?;
+                    self.state = State::Done;
+                }
+                State::Done => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+/// tokio's `CopyBuffer` with a buffer that grows: bytes are read into the
+/// free end of the buffer while the writer is busy, written out, and the
+/// buffer is reused from the start once it is empty.
+struct Copy {
+    buf: Box<[u8]>,
+    /// Written up to here…
+    pos: usize,
+    /// …of the bytes read up to here.
+    cap: usize,
+    /// Bytes written in total.
+    amt: u64,
+    read_done: bool,
+    need_flush: bool,
+    /// A read filled the buffer: take the larger one once it is empty.
+    grow: bool,
+}
+
+impl Copy {
+    fn new() -> Copy {
+        Copy {
+            buf: vec![0; BUF].into_boxed_slice(),
+            pos: 0,
+            cap: 0,
+            amt: 0,
+            read_done: false,
+            need_flush: false,
+            grow: false,
+        }
+    }
+
+    fn poll_fill_buf<R>(&mut self, cx: &mut Context<'_>, reader: &mut R) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let mut buf = ReadBuf::new(&mut self.buf);
+        buf.set_filled(self.cap);
+        let res = loop {
+            match Pin::new(&mut *reader).poll_read(cx, &mut buf) {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                res => break res,
+            }
+        };
+        if let Poll::Ready(Ok(())) = res {
+            let filled = buf.filled().len();
+            self.read_done = self.cap == filled;
+            self.cap = filled;
+            if filled == self.buf.len() && self.buf.len() < BUF_MAX {
+                self.grow = true;
+            }
+        }
+        res
+    }
+
+    fn poll_write_buf<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+    ) -> Poll<io::Result<usize>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            match Pin::new(&mut *writer).poll_write(cx, &self.buf[self.pos..self.cap]) {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Pending => {
+                    // Read more while the writer is busy, for a larger
+                    // write when it is ready again.
+                    if !self.read_done && self.cap < self.buf.len() {
+                        ready!(self.poll_fill_buf(cx, reader))?;
+                    }
+                    return Poll::Pending;
+                }
+                res => return res,
+            }
+        }
+    }
+
+    /// Copies until the reader's end and a final flush; the number of
+    /// bytes is in `amt`.
+    fn poll_copy<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        // Yield now and then when both sides are always ready, as tokio's
+        // own copy does.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        loop {
+            if self.cap < self.buf.len() && !self.read_done {
+                match self.poll_fill_buf(cx, reader) {
+                    Poll::Ready(Ok(())) => coop.made_progress(),
+                    Poll::Ready(Err(e)) => {
+                        coop.made_progress();
+                        return Poll::Ready(Err(e));
+                    }
+                    Poll::Pending => {
+                        if self.pos == self.cap {
+                            // Nothing to write: flush what was written, in
+                            // case the reader waits for it.
+                            if self.need_flush {
+                                ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                                coop.made_progress();
+                                self.need_flush = false;
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            }
+            while self.pos < self.cap {
+                let n = ready!(self.poll_write_buf(cx, reader, writer))?;
+                coop.made_progress();
+                if n == 0 {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "write zero byte into writer",
+                    )));
+                }
+                self.pos += n;
+                self.amt += n as u64;
+                self.need_flush = true;
+            }
+            debug_assert!(self.pos <= self.cap, "writer wrote more than it was given");
+            // Everything read is written: the buffer is empty again.
+            self.pos = 0;
+            self.cap = 0;
+            if self.grow {
+                self.grow = false;
+                self.buf = vec![0; BUF_MAX].into_boxed_slice();
+            }
+            if self.read_done {
+                ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                coop.made_progress();
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +446,68 @@ mod tests {
             .unwrap();
         assert_eq!(label, format!("127.0.0.1:{live_port}"));
         assert_eq!(counters.connect_errors.load(Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn relays_both_ways_with_half_close_and_counts() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, down) = tokio::io::duplex(256 * 1024);
+        let (up, mut server) = tokio::io::duplex(256 * 1024);
+        let counters = Arc::new(Counters::default());
+        let c2 = counters.clone();
+        let relay = tokio::spawn(async move { relay(down, up, &c2).await });
+        let request: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let answer: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        let (req, ans) = (request.clone(), answer.clone());
+        let server = tokio::spawn(async move {
+            // The whole request arrives, then its end (the client's
+            // half-close); the answer still goes back afterwards.
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            assert!(got == req, "request corrupted ({} bytes)", got.len());
+            server.write_all(&ans).await.unwrap();
+            server.shutdown().await.unwrap();
+        });
+        client.write_all(&request).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert!(got == answer, "answer corrupted ({} bytes)", got.len());
+        server.await.unwrap();
+        relay.await.unwrap().unwrap();
+        assert_eq!(counters.bytes_sent.load(Relaxed), 1_000_000);
+        assert_eq!(counters.bytes_received.load(Relaxed), 300_000);
+    }
+
+    #[tokio::test]
+    async fn the_buffer_grows_for_bulk_transfers_only() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Small messages, one at a time: the buffer stays small.
+        let (mut src, mut r) = tokio::io::duplex(1024 * 1024);
+        let (mut w, mut dst) = tokio::io::duplex(1024 * 1024);
+        let mut d = Direction::new();
+        for _ in 0..100 {
+            src.write_all(&[7u8; 200]).await.unwrap();
+            let mut msg = [0u8; 200];
+            tokio::select! {
+                end = poll_fn(|cx| d.poll(cx, &mut r, &mut w)) => panic!("the copy ended: {end:?}"),
+                read = dst.read_exact(&mut msg) => read.unwrap(),
+            };
+        }
+        assert_eq!(d.copy.buf.len(), BUF);
+        // A bulk transfer: reads fill it, and it grows; every byte arrives.
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            dst.read_to_end(&mut got).await.unwrap();
+            got.len()
+        });
+        src.write_all(&vec![1u8; 512 * 1024]).await.unwrap();
+        src.shutdown().await.unwrap();
+        poll_fn(|cx| d.poll(cx, &mut r, &mut w)).await.unwrap();
+        assert_eq!(d.copy.buf.len(), BUF_MAX);
+        drop(w);
+        assert_eq!(reader.await.unwrap(), 512 * 1024);
+        assert_eq!(d.copy.amt, 100 * 200 + 512 * 1024);
     }
 
     #[tokio::test]
