@@ -124,6 +124,9 @@ struct Upstream {
     /// The chain target connections go to now (the first of the chain's
     /// targets with a passing instance).
     route: RwLock<ChainTarget>,
+    /// Whether the instances of the upstream are known (the sidecar is not
+    /// ready before).
+    known: std::sync::atomic::AtomicBool,
     counters: Arc<Counters>,
     tls: RwLock<Option<(String, Arc<ClientConfig>)>>,
     tasks: parking_lot::Mutex<Tasks>,
@@ -263,6 +266,7 @@ impl Sidecar {
                 def: def.clone(),
                 balancer: Balancer::default(),
                 route: RwLock::new(ChainTarget::plain(&def.destination, &def.datacenter)),
+                known: std::sync::atomic::AtomicBool::new(false),
                 tls: RwLock::new(None),
                 tasks: parking_lot::Mutex::new(Tasks::default()),
             });
@@ -485,6 +489,17 @@ impl Sidecar {
         if self.intentions.borrow().is_none() {
             return Err("waiting for intentions".into());
         }
+        if let Some(u) = self
+            .upstreams
+            .read()
+            .values()
+            .find(|u| !u.known.load(Relaxed))
+        {
+            return Err(format!(
+                "waiting for the instances of upstream {}",
+                u.def.destination
+            ));
+        }
         Ok(())
     }
 
@@ -597,6 +612,7 @@ async fn follow_chain(client: AgentClient, local_dc: String, up: Weak<Upstream>)
                 u.balancer.update(&list);
                 current = Some((target, list));
             }
+            u.known.store(true, Relaxed);
         }
         let changed =
             futures::future::select_all(watches.values_mut().map(|w| Box::pin(w.0.changed())));
