@@ -597,12 +597,18 @@ async fn history_under_server_kills_is_linearizable() {
         .build()
         .unwrap();
     let mut clients = Vec::new();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for c in 0..4usize {
         let (bases, history, http) = (bases.clone(), history.clone(), http.clone());
+        let done = done.clone();
         clients.push(tokio::spawn(async move {
             let mut server = c % 3;
-            for n in 0..50usize {
-                // Paced, so the run spans the faults below.
+            // Until the faults below are over (at most 400 operations).
+            for n in 0..400usize {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                // Paced, so that the run spans the faults.
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 let base = bases[server].clone();
                 let start = origin.elapsed().as_nanos();
@@ -665,6 +671,9 @@ async fn history_under_server_kills_is_linearizable() {
         // (The restarted server answers on a new HTTP port: clients that
         // used it move on to the next server after their first failure.)
     }
+    // Some more operations after the last restart, then stop.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
     for c in clients {
         c.await.unwrap();
     }
