@@ -17,7 +17,7 @@ fn server(i: usize, data: &Path) -> AgentBuilder {
     server_on(&IPS, i, data)
 }
 
-fn server_on(ips: &[&str; 3], i: usize, data: &Path) -> AgentBuilder {
+pub fn server_on(ips: &[&str; 3], i: usize, data: &Path) -> AgentBuilder {
     let mut args = vec![
         "-server".to_string(),
         "-bootstrap-expect=3".into(),
@@ -39,7 +39,7 @@ async fn start_all(data: &Path) -> Vec<Agent> {
     vec![a, b, c]
 }
 
-async fn leader_of(a: &Agent) -> String {
+pub async fn leader_of(a: &Agent) -> String {
     let (_, v) = a.get_json("/v1/status/leader").await;
     v.as_str().unwrap_or("").to_string()
 }

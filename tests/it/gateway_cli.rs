@@ -22,7 +22,7 @@ async fn get(a: &Agent, path: &str) -> (u16, Value) {
 
 /// What `remove` must restore: the catalog's nodes and services, and every
 /// config entry (indexes left out).
-async fn state(a: &Agent) -> Value {
+pub async fn state(a: &Agent) -> Value {
     let (_, nodes) = get(a, "/v1/catalog/nodes").await;
     let mut out = serde_json::Map::new();
     for n in nodes.as_array().unwrap() {

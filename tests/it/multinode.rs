@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use meshgate_test_support::postgres::Postgres;
 use meshgate_test_support::{Agent, AgentBuilder, Proc, eventually, free_port};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::BIN;
 use crate::dataplane::{admin_addr, psql_via, wait_ready};
+use crate::gateway_cli::state;
 
 const SERVERS: [&str; 3] = ["127.0.0.71", "127.0.0.72", "127.0.0.73"];
 const GATEWAYS: [&str; 2] = ["127.0.0.74", "127.0.0.75"];
@@ -23,22 +24,7 @@ const FILES: [&str; 2] = ["127.0.0.76", "127.0.0.77"];
 const DB: &str = "127.0.0.78";
 
 fn server(i: usize, data: &Path) -> AgentBuilder {
-    let mut args = vec![
-        "-server".to_string(),
-        "-bootstrap-expect=3".into(),
-        format!("-node=server-{}", i + 1),
-        format!(
-            "-data-dir={}",
-            data.join(format!("server-{}", i + 1)).display()
-        ),
-    ];
-    for ip in SERVERS {
-        args.push(format!("-retry-join={ip}"));
-    }
-    AgentBuilder::dev(BIN)
-        .without_dev()
-        .ip(SERVERS[i])
-        .args(args)
+    crate::cluster::server_on(&SERVERS, i, data)
 }
 
 fn client(ip: &str, name: &str, data: &Path) -> AgentBuilder {
@@ -50,52 +36,6 @@ fn client(ip: &str, name: &str, data: &Path) -> AgentBuilder {
         args.push(format!("-retry-join={ip}"));
     }
     AgentBuilder::dev(BIN).without_dev().ip(ip).args(args)
-}
-
-async fn leader(a: &Agent) -> String {
-    a.get_json("/v1/status/leader")
-        .await
-        .1
-        .as_str()
-        .unwrap_or("")
-        .to_string()
-}
-
-/// The catalog's nodes and services, and every config entry, indexes left out.
-async fn state(a: &Agent) -> Value {
-    let (_, nodes) = a.get_json("/v1/catalog/nodes").await;
-    let mut out = serde_json::Map::new();
-    for n in nodes.as_array().unwrap() {
-        let name = n["Node"].as_str().unwrap();
-        let (_, svcs) = a.get_json(&format!("/v1/catalog/node/{name}")).await;
-        let mut keys: Vec<String> = svcs["Services"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        keys.sort();
-        out.insert(format!("node {name}"), json!(keys));
-    }
-    for kind in [
-        "terminating-gateway",
-        "service-defaults",
-        "service-intentions",
-    ] {
-        let (_, list) = a.get_json(&format!("/v1/config/{kind}")).await;
-        for mut e in list.as_array().unwrap().clone() {
-            let o = e.as_object_mut().unwrap();
-            for k in [
-                "CreateIndex",
-                "ModifyIndex",
-                "Hash",
-                "CreatedAt",
-                "UpdatedAt",
-            ] {
-                o.remove(k);
-            }
-            out.insert(format!("{kind} {}", e["Name"].as_str().unwrap()), e);
-        }
-    }
-    Value::Object(out)
 }
 
 fn cli(a: &Agent, args: &[&str]) -> String {
@@ -137,7 +77,7 @@ async fn scenario_on_three_servers_two_gateways_two_file_nodes() {
         "the cluster has a leader",
         Duration::from_secs(20),
         || async {
-            let l = leader(&servers[0]).await;
+            let l = crate::cluster::leader_of(&servers[0]).await;
             (!l.is_empty()).then_some(l)
         },
     )
@@ -247,7 +187,7 @@ async fn scenario_on_three_servers_two_gateways_two_file_nodes() {
     assert!(out.contains(&format!("{DB}:{}  passing", pg.port)), "{out}");
 
     // The leader server dies: queries go on; it comes back and catches up.
-    let l = leader(&servers[0]).await;
+    let l = crate::cluster::leader_of(&servers[0]).await;
     let li = SERVERS
         .iter()
         .position(|ip| l.starts_with(&format!("{ip}:")))

@@ -35,21 +35,19 @@ impl Outcome {
 pub async fn tcp(addr: &str, timeout: Duration) -> Outcome {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(_)) => Outcome::new(status::PASSING, format!("TCP connect {addr}: Success")),
-        Ok(Err(e)) => Outcome::new(
-            status::CRITICAL,
-            format!("dial tcp {addr}: connect: {}", io_reason(&e)),
-        ),
+        Ok(Err(e)) => Outcome::new(status::CRITICAL, dial_error(addr, &e)),
         Err(_) => Outcome::new(status::CRITICAL, format!("dial tcp {addr}: i/o timeout")),
     }
 }
 
-/// Go's wording for the usual connect errors.
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        std::io::ErrorKind::TimedOut => "i/o timeout".into(),
+/// A failed connect, in Go's words (the outputs operators know).
+pub(crate) fn dial_error(addr: &str, e: &std::io::Error) -> String {
+    let why = match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        std::io::ErrorKind::TimedOut => "i/o timeout".to_string(),
         _ => e.to_string(),
-    }
+    };
+    format!("dial tcp {addr}: connect: {why}")
 }
 
 /// Builds the HTTP client used by HTTP checks.

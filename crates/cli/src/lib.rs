@@ -5,6 +5,7 @@
 pub mod args;
 pub mod client;
 pub mod cmd;
+pub mod files;
 
 use std::process::ExitCode;
 

@@ -13,7 +13,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::checks::Outcome;
+use crate::checks::{Outcome, dial_error};
 
 /// Where the system's CA bundle lives on Debian; used when a TLS probe names no
 /// `TLSCAFile`.
@@ -124,17 +124,6 @@ fn client_config(
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     Ok((Arc::new(cfg), server_name))
-}
-
-/// The words Go uses for a failed dial, so outputs read like the checks
-/// operators know.
-fn dial_error(addr: &str, e: &std::io::Error) -> String {
-    let why = match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-        std::io::ErrorKind::TimedOut => "i/o timeout".to_string(),
-        _ => e.to_string(),
-    };
-    format!("dial tcp {addr}: connect: {why}")
 }
 
 /// A TLS check: TCP connect, then a complete TLS handshake verified against

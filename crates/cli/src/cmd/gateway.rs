@@ -9,7 +9,6 @@
 //! written. `--dry-run` prints the API calls and files instead.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -256,6 +255,45 @@ impl Exec {
         Ok(serde_json::from_slice(&r.body).unwrap_or(Value::Null))
     }
 
+    /// Writes a config entry with check-and-set at `cas` (0: only if new),
+    /// its index fields left out; a lost race is an error of step `what`.
+    async fn put_entry(&mut self, what: &str, mut entry: Value, cas: u64) -> CliResult {
+        if let Some(o) = entry.as_object_mut() {
+            for k in ["CreateIndex", "ModifyIndex", "Hash"] {
+                o.remove(k);
+            }
+        }
+        let r = self
+            .write(
+                Method::PUT,
+                "/v1/config",
+                &[("cas", cas.to_string())],
+                Some(&entry),
+            )
+            .await
+            .map_err(|e| self.fail(what, e))?;
+        self.check_cas(what, &r)
+    }
+
+    /// Deletes the config entry at `path` if it still has index `cas`.
+    async fn delete_entry(&mut self, what: &str, path: &str, cas: u64) -> CliResult {
+        let r = self
+            .write(Method::DELETE, path, &[("cas", cas.to_string())], None)
+            .await
+            .map_err(|e| self.fail(what, e))?;
+        self.check_cas(what, &r)
+    }
+
+    fn check_cas(&self, what: &str, answer: &Value) -> CliResult {
+        if *answer == Value::Bool(false) {
+            return Err(self.fail(
+                what,
+                "the entry changed while it was being updated; run the command again",
+            ));
+        }
+        Ok(())
+    }
+
     /// Writes a file atomically (temporary file in the same directory, then
     /// rename), with `mode` and optionally an owner.
     fn write_file(
@@ -276,7 +314,7 @@ impl Exec {
             );
             return Ok(());
         }
-        write_atomic(path, contents, mode, owner)
+        crate::files::write_atomic(path, contents.as_bytes(), mode, owner)
             .map_err(|e| CliError::new(format!("writing {}: {e}", path.display())))
     }
 
@@ -292,43 +330,6 @@ impl Exec {
             Err(e) => Err(CliError::new(format!("removing {}: {e}", path.display()))),
         }
     }
-}
-
-fn write_atomic(
-    path: &Path,
-    contents: &str,
-    mode: u32,
-    owner: Option<(u32, u32)>,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(contents.as_bytes())?;
-        f.sync_all()?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
-        }
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// `(uid, gid)` of a system user, from /etc/passwd.
@@ -700,26 +701,7 @@ async fn step_entry(x: &mut Exec, a: &AddArgs) -> Result<(), CliError> {
         services.push(wanted);
     }
     entry["Services"] = json!(services);
-    for k in ["CreateIndex", "ModifyIndex", "Hash"] {
-        if let Some(o) = entry.as_object_mut() {
-            o.remove(k);
-        }
-    }
-    let r = x
-        .write(
-            Method::PUT,
-            "/v1/config",
-            &[("cas", cas.to_string())],
-            Some(&entry),
-        )
-        .await
-        .map_err(|e| x.fail("config entry", e))?;
-    if r == Value::Bool(false) {
-        return Err(x.fail(
-            "config entry",
-            "the entry changed while it was being updated; run the command again",
-        ));
-    }
+    x.put_entry("config entry", entry, cas).await?;
     let others = services.len() - 1;
     x.say(&format!(
         "terminating-gateway {}: {} {}{}",
@@ -763,26 +745,7 @@ async fn step_defaults(x: &mut Exec, a: &AddArgs) -> Result<(), CliError> {
         ),
     };
     entry["Protocol"] = json!(proto);
-    if let Some(o) = entry.as_object_mut() {
-        for k in ["CreateIndex", "ModifyIndex", "Hash"] {
-            o.remove(k);
-        }
-    }
-    let r = x
-        .write(
-            Method::PUT,
-            "/v1/config",
-            &[("cas", cas.to_string())],
-            Some(&entry),
-        )
-        .await
-        .map_err(|e| x.fail("service-defaults", e))?;
-    if r == Value::Bool(false) {
-        return Err(x.fail(
-            "service-defaults",
-            "the entry changed while it was being updated; run the command again",
-        ));
-    }
+    x.put_entry("service-defaults", entry, cas).await?;
     x.say(&format!("service-defaults {}: protocol {proto}", a.service));
     Ok(())
 }
@@ -1056,42 +1019,14 @@ async fn remove(a: RemoveArgs) -> CliResult {
                 ));
             } else if services.is_empty() {
                 gateway_empty = true;
-                let r = x
-                    .write(Method::DELETE, &path, &[("cas", cas.to_string())], None)
-                    .await
-                    .map_err(|e| x.fail("config entry", e))?;
-                if r == Value::Bool(false) {
-                    return Err(x.fail(
-                        "config entry",
-                        "the entry changed meanwhile; run the command again",
-                    ));
-                }
+                x.delete_entry("config entry", &path, cas).await?;
                 x.say(&format!(
                     "terminating-gateway {}: deleted (no linked service left)",
                     a.gateway
                 ));
             } else {
                 e["Services"] = json!(services);
-                if let Some(o) = e.as_object_mut() {
-                    for k in ["CreateIndex", "ModifyIndex", "Hash"] {
-                        o.remove(k);
-                    }
-                }
-                let r = x
-                    .write(
-                        Method::PUT,
-                        "/v1/config",
-                        &[("cas", cas.to_string())],
-                        Some(&e),
-                    )
-                    .await
-                    .map_err(|e| x.fail("config entry", e))?;
-                if r == Value::Bool(false) {
-                    return Err(x.fail(
-                        "config entry",
-                        "the entry changed meanwhile; run the command again",
-                    ));
-                }
+                x.put_entry("config entry", e, cas).await?;
                 x.say(&format!(
                     "terminating-gateway {}: unlinked {} ({} other linked services kept)",
                     a.gateway,

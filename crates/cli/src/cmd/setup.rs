@@ -172,32 +172,10 @@ fn decrypt(data: &[u8], pw: SecretString) -> Result<Credentials, CliError> {
         .map_err(|e| err(format!("The credential file holds no credentials: {e}")))
 }
 
-/// Writes a file atomically with `mode`.
+/// Writes a file atomically with `mode` (see [`crate::files::write_atomic`]).
 fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), CliError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let r = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r.map_err(|e| err(format!("writing {}: {e}", path.display())))
+    crate::files::write_atomic(path, data, mode, None)
+        .map_err(|e| err(format!("writing {}: {e}", path.display())))
 }
 
 fn hcl_quote(s: &str) -> String {
