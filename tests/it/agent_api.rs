@@ -379,3 +379,267 @@ async fn node_checks_self_and_members() {
     let (_, p) = a.get_json("/v1/status/peers").await;
     assert_eq!(p.as_array().unwrap().len(), 1);
 }
+
+/// A real gRPC server (Python grpcio with the standard health service), driven
+/// through its stdin.
+struct GrpcServer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    addr: String,
+}
+
+impl GrpcServer {
+    fn start(tls: Option<(&std::path::Path, &std::path::Path)>) -> GrpcServer {
+        use std::io::BufRead;
+        let ok = std::process::Command::new("python3")
+            .args(["-c", "import grpc, grpc_health.v1.health"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "the gRPC check tests need Python's grpcio: \
+             pip install grpcio grpcio-health-checking (.ci/run does this)"
+        );
+        let port = meshgate_test_support::free_port("127.0.0.1");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/it/grpc_health_server.py"
+        );
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(script).arg(port.to_string());
+        if let Some((cert, key)) = tls {
+            cmd.arg(cert).arg(key);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the gRPC health server");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("read from the gRPC server");
+        assert_eq!(line.trim(), "ready", "the gRPC server did not start");
+        GrpcServer {
+            child,
+            stdin,
+            stdout,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    fn set(&mut self, service: &str, status: &str) {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "set {service} {status}").expect("write to the gRPC server");
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("gRPC server answer");
+        assert_eq!(line.trim(), "ok");
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn register_check(a: &Agent, body: Value) {
+    let (st, text) = a.put("/v1/agent/check/register", body.to_string()).await;
+    assert_eq!((st, text.as_str()), (200, ""), "{body}");
+}
+
+/// Waits until a check has run (it has an output) and has `status`: a new
+/// check starts critical with no output.
+async fn wait_ran(a: &Agent, check_id: &str, status: &str) -> Value {
+    eventually(
+        &format!("check {check_id} to run and be {status}"),
+        Duration::from_secs(10),
+        || async {
+            catalog_check(a, check_id)
+                .await
+                .filter(|c| c["Status"] == status && !output(c).is_empty())
+        },
+    )
+    .await
+}
+
+fn output(c: &Value) -> &str {
+    c["Output"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_h2ping_checks_against_a_real_grpc_server() {
+    let a = dev().await;
+    let mut srv = GrpcServer::start(None);
+    srv.set("db", "SERVING");
+    let addr = srv.addr.clone();
+    let db = format!("{addr}/db");
+    register_check(
+        &a,
+        json!({"ID": "g-db", "Name": "db", "GRPC": db, "Interval": "1s"}),
+    )
+    .await;
+    register_check(
+        &a,
+        json!({"ID": "g-all", "Name": "all", "GRPC": addr, "Interval": "1s"}),
+    )
+    .await;
+    register_check(
+        &a,
+        json!({"ID": "g-nope", "Name": "nope", "GRPC": format!("{addr}/nope"), "Interval": "1s"}),
+    )
+    .await;
+    register_check(
+        &a,
+        json!({"ID": "h2c", "Name": "h2c", "H2PING": addr, "H2PingUseTLS": false, "Interval": "1s"}),
+    )
+    .await;
+    // H2PingUseTLS defaults to true: TLS against a cleartext server fails.
+    register_check(
+        &a,
+        json!({"ID": "h2-tls", "Name": "h2 tls", "H2PING": addr, "Interval": "1s"}),
+    )
+    .await;
+
+    let c = wait_ran(&a, "g-db", "passing").await;
+    assert_eq!(output(&c), format!("gRPC check {db}: success"));
+    assert_eq!(c["Type"], "grpc");
+    let c = wait_ran(&a, "g-all", "passing").await;
+    assert_eq!(output(&c), format!("gRPC check {addr}: success"));
+    let c = wait_ran(&a, "g-nope", "critical").await;
+    assert!(
+        output(&c).starts_with("rpc error: code = NotFound desc = "),
+        "{c}"
+    );
+    let c = wait_ran(&a, "h2c", "passing").await;
+    assert_eq!(output(&c), "HTTP2 ping was successful");
+    assert_eq!(c["Type"], "h2ping");
+    let c = wait_ran(&a, "h2-tls", "critical").await;
+    assert!(
+        output(&c).starts_with(&format!("Failed to dial to {addr}: ")),
+        "{c}"
+    );
+
+    // The service stops serving, then serves again.
+    srv.set("db", "NOT_SERVING");
+    let c = wait_ran(&a, "g-db", "critical").await;
+    assert_eq!(output(&c), format!("gRPC {db} serving status: NOT_SERVING"));
+    wait_ran(&a, "g-all", "passing").await;
+    srv.set("db", "SERVING");
+    wait_ran(&a, "g-db", "passing").await;
+
+    // The server goes away.
+    drop(srv);
+    let c = wait_ran(&a, "g-db", "critical").await;
+    assert!(
+        output(&c).starts_with("rpc error: code = Unavailable desc = connection error")
+            && output(&c).contains("connection refused"),
+        "{c}"
+    );
+    let c = wait_ran(&a, "h2c", "critical").await;
+    assert!(output(&c).contains("connection refused"), "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_h2ping_checks_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::dataplane::test_ca("grpc.meshgate.test");
+    let other = crate::dataplane::test_ca("grpc.meshgate.test");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let ca_file = write("ca.pem", &ca.ca_pem);
+    let cert = write("cert.pem", &ca.cert_pem);
+    let key = write("key.pem", &ca.key_pem);
+    let other_ca = write("other-ca.pem", &other.ca_pem);
+    let srv = GrpcServer::start(Some((&cert, &key)));
+    let addr = srv.addr.clone();
+
+    // The agent trusts the server's CA through tls.defaults.ca_file.
+    let a = dev_builder()
+        .config_file(
+            "tls.hcl",
+            &format!(
+                "tls {{ defaults {{ ca_file = \"{}\" }} }}",
+                ca_file.display()
+            ),
+        )
+        .start()
+        .await;
+    // A second agent trusts another CA only.
+    let b = dev_builder()
+        .config_file(
+            "tls.hcl",
+            &format!(
+                "tls {{ defaults {{ ca_file = \"{}\" }} }}",
+                other_ca.display()
+            ),
+        )
+        .start()
+        .await;
+    let name = "grpc.meshgate.test";
+    for agent in [&a, &b] {
+        register_check(
+            agent,
+            json!({"ID": "grpc-tls", "Name": "grpc tls", "GRPC": addr, "GRPCUseTLS": true,
+                   "TLSServerName": name, "Interval": "1s"}),
+        )
+        .await;
+        register_check(
+            agent,
+            json!({"ID": "h2-tls", "Name": "h2 tls", "H2PING": addr,
+                   "TLSServerName": name, "Interval": "1s"}),
+        )
+        .await;
+        register_check(
+            agent,
+            json!({"ID": "grpc-skip", "Name": "grpc skip", "GRPC": addr, "GRPCUseTLS": true,
+                   "TLSSkipVerify": true, "Interval": "1s"}),
+        )
+        .await;
+        register_check(
+            agent,
+            json!({"ID": "grpc-plain", "Name": "grpc plain", "GRPC": addr, "Interval": "1s"}),
+        )
+        .await;
+        register_check(
+            agent,
+            json!({"ID": "tcp-tls", "Name": "tcp tls", "TCP": addr, "TCPUseTLS": true,
+                   "TLSServerName": name, "Interval": "1s"}),
+        )
+        .await;
+    }
+    let c = wait_ran(&a, "grpc-tls", "passing").await;
+    assert_eq!(output(&c), format!("gRPC check {addr}: success"));
+    let c = wait_ran(&a, "h2-tls", "passing").await;
+    assert_eq!(output(&c), "HTTP2 ping was successful");
+    wait_ran(&a, "grpc-skip", "passing").await;
+    let c = wait_ran(&a, "tcp-tls", "passing").await;
+    assert!(output(&c).contains("TLS handshake: TLSv1.3"), "{c}");
+    // Cleartext against a TLS server never succeeds.
+    wait_ran(&a, "grpc-plain", "critical").await;
+
+    // Certificates from a CA the agent does not trust are refused; skipping
+    // verification still works.
+    let c = wait_ran(&b, "grpc-tls", "critical").await;
+    assert!(
+        output(&c).contains("authentication handshake failed"),
+        "{c}"
+    );
+    let c = wait_ran(&b, "h2-tls", "critical").await;
+    assert!(
+        output(&c).starts_with(&format!("Failed to dial to {addr}: ")),
+        "{c}"
+    );
+    wait_ran(&b, "grpc-skip", "passing").await;
+    wait_ran(&b, "tcp-tls", "critical").await;
+}

@@ -137,6 +137,23 @@ impl Default for DnsSoaConfig {
     }
 }
 
+/// `tls { defaults { ... } }`: what meshgate uses of the agent's TLS settings
+/// (the CA that TLS health checks trust).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TlsConfig {
+    pub defaults: TlsDefaults,
+}
+
+/// `tls.defaults`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TlsDefaults {
+    /// PEM file of the CAs TLS health checks (`GRPCUseTLS`, `H2PING`,
+    /// `TCPUseTLS`) trust; empty: the system's bundle.
+    pub ca_file: String,
+}
+
 /// `dns_config { ... }`: how the DNS interface answers (see `docs/dns.md`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default)]
@@ -257,6 +274,7 @@ pub struct Config {
     pub recursors: Vec<String>,
     pub dns_config: DnsConfig,
     pub external_health: ExternalHealthConfig,
+    pub tls: TlsConfig,
     /// The cluster key: agents of a cluster send it with every request
     /// between them (see docs/cluster.md).
     pub encrypt: String,
@@ -306,6 +324,7 @@ impl Default for Config {
             recursors: Vec::new(),
             dns_config: DnsConfig::default(),
             external_health: ExternalHealthConfig::default(),
+            tls: TlsConfig::default(),
             encrypt: String::new(),
             sources: Vec::new(),
         }

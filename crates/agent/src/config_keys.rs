@@ -157,6 +157,9 @@ pub static IMPLEMENTED: &[&str] = &[
     "session_ttl_min",
     "start_join",
     "txn_max_req_len",
+    "tls",
+    "tls.defaults",
+    "tls.defaults.ca_file",
     "ui_config",
     "ui_config.enabled",
 ];

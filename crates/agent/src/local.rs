@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::Agent;
 use crate::checks::{self, Outcome, Thresholds};
+use crate::external::probes;
 use crate::http::ApiError;
 
 /// Where a registration came from.
@@ -561,9 +562,34 @@ impl Agent {
             CheckKind::Ttl => tokio::spawn(ttl_watch(agent, id)),
             CheckKind::Tcp => {
                 let addr = def.tcp.clone();
+                let tls = def.tcp_use_tls.then(|| self.check_tls(&def));
                 tokio::spawn(periodic(agent, id, interval, move || {
                     let addr = addr.clone();
-                    async move { checks::tcp(&addr, timeout).await }
+                    let tls = tls.clone();
+                    async move {
+                        match tls {
+                            Some(opts) => probes::tls(&addr, &opts, timeout).await,
+                            None => checks::tcp(&addr, timeout).await,
+                        }
+                    }
+                }))
+            }
+            CheckKind::Grpc => {
+                let target = def.grpc.clone();
+                let tls = def.grpc_use_tls.then(|| self.check_tls(&def));
+                tokio::spawn(periodic(agent, id, interval, move || {
+                    let target = target.clone();
+                    let tls = tls.clone();
+                    async move { checks::h2::grpc(&target, tls.as_ref(), timeout).await }
+                }))
+            }
+            CheckKind::H2Ping => {
+                let addr = def.h2ping.clone();
+                let tls = def.h2ping_tls().then(|| self.check_tls(&def));
+                tokio::spawn(periodic(agent, id, interval, move || {
+                    let addr = addr.clone();
+                    let tls = tls.clone();
+                    async move { checks::h2::h2ping(&addr, tls.as_ref(), timeout).await }
                 }))
             }
             CheckKind::Http => {
@@ -584,6 +610,16 @@ impl Agent {
             _ => return None,
         };
         Some(handle.abort_handle())
+    }
+
+    /// How a TLS check of `def` verifies its server: the definition's
+    /// `TLSServerName`/`TLSSkipVerify`, the agent's `tls.defaults.ca_file`.
+    fn check_tls(&self, def: &CheckDefinition) -> probes::TlsOptions {
+        probes::TlsOptions {
+            server_name: def.tls_server_name.clone(),
+            skip_verify: def.tls_skip_verify,
+            ca_file: self.config.tls.defaults.ca_file.clone(),
+        }
     }
 
     /// Records the raw result of a check run (thresholds applied) and syncs it.

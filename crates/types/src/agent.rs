@@ -43,8 +43,9 @@ pub struct CheckDefinition {
     pub grpc_use_tls: bool,
     #[serde(rename = "H2PING")]
     pub h2ping: String,
-    #[serde(rename = "H2PingUseTLS")]
-    pub h2ping_use_tls: bool,
+    /// TLS for `H2PING` checks; absent means yes (as in Consul).
+    #[serde(rename = "H2PingUseTLS", skip_serializing_if = "Option::is_none")]
+    pub h2ping_use_tls: Option<bool>,
     #[serde(rename = "OSService")]
     pub os_service: String,
     #[serde(rename = "TLSServerName")]
@@ -87,6 +88,11 @@ impl CheckDefinition {
         } else {
             &self.script_args
         }
+    }
+
+    /// Whether an `H2PING` check talks TLS (the default) or cleartext h2c.
+    pub fn h2ping_tls(&self) -> bool {
+        self.h2ping_use_tls.unwrap_or(true)
     }
 
     /// The kind of check this definition describes, or `None` when it names no

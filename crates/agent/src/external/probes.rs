@@ -91,7 +91,7 @@ impl ServerCertVerifier for AnyCertificate {
 }
 
 /// The rustls client configuration and server name of a probe.
-fn client_config(
+pub(crate) fn client_config(
     addr: &str,
     opts: &TlsOptions,
 ) -> Result<(Arc<ClientConfig>, ServerName<'static>), String> {

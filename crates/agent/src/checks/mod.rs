@@ -1,6 +1,8 @@
 //! Running health checks: TCP connects, HTTP requests, scripts, and the result
 //! rules shared by all of them (thresholds, output truncation).
 
+pub mod h2;
+
 use std::time::Duration;
 
 use meshgate_types::agent::CheckDefinition;
