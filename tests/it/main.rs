@@ -15,6 +15,7 @@ mod dataplane;
 mod dns;
 mod external;
 mod gateway_cli;
+mod guide;
 mod health;
 mod kv;
 mod multinode;

@@ -413,15 +413,19 @@ fn check_cluster_config(config: &mut Config) -> Result<(), AgentError> {
     })?;
     if !bind.is_loopback() {
         return Err(AgentError::Other(format!(
-            "refusing to bind cluster traffic to {bind}: without cluster credentials \
-             (`meshgate setup`) server-to-server traffic is not authenticated, so only \
+            "refusing to bind cluster traffic to {bind}: traffic between agents is not \
+             encrypted yet (mutual TLS with the cluster CA is not implemented), so only \
              loopback addresses (127.0.0.0/8, ::1) may be used (-bind 127.0.0.2)"
         )));
     }
-    warn!(
-        "cluster traffic is unauthenticated and unencrypted (no cluster credentials); \
-         loopback only"
-    );
+    if config.encrypt.is_empty() {
+        warn!(
+            "cluster traffic is unauthenticated and unencrypted (no cluster key: run \
+             `meshgate setup`, or set `encrypt`); loopback only"
+        );
+    } else {
+        info!("cluster traffic carries the cluster key but is not encrypted yet; loopback only");
+    }
     if config.node_id.is_empty() {
         let path = std::path::Path::new(&config.data_dir).join("node-id");
         config.node_id = match std::fs::read_to_string(&path) {

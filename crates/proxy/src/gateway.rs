@@ -658,10 +658,14 @@ pub async fn register(
         "Meta": meta,
         "Address": address,
         "Port": port,
+        // The listener is bound before the registration, so the check starts
+        // passing: mesh clients can use the gateway as soon as it is ready,
+        // not only after its first check ran.
         "Check": {
             "Name": format!("{name} listening"),
             "TCP": check_addr,
             "Interval": "10s",
+            "Status": "passing",
             "DeregisterCriticalServiceAfter": deregister_after,
         },
     });

@@ -172,6 +172,36 @@ impl admin::AdminView for View {
     }
 }
 
+/// systemd's `Type=notify`: `READY=1` once the proxy is ready (what `/ready`
+/// answers), so that `systemctl start` returns when connections can flow;
+/// then watchdog pings when systemd asks for them.
+async fn tell_systemd(view: Arc<View>) {
+    use admin::AdminView;
+    use meshgate_types::sdnotify;
+    let mut last = String::new();
+    loop {
+        match view.ready() {
+            Ok(()) => break,
+            Err(e) if e != last => {
+                tracing::debug!("not ready yet: {e}");
+                last = e;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Ok(true) = sdnotify::send("READY=1") {
+        info!("told systemd the proxy is ready");
+    }
+    let Some(every) = sdnotify::watchdog_interval() else {
+        return;
+    };
+    loop {
+        let _ = sdnotify::send("WATCHDOG=1");
+        tokio::time::sleep(every / 2).await;
+    }
+}
+
 async fn find_sidecar(client: &AgentClient, sidecar_for: &str) -> Result<String, ProxyError> {
     let a = client.get_ok("/v1/agent/services").await?;
     let mut found = Vec::new();
@@ -387,14 +417,17 @@ pub async fn run(
             }
         }
     };
+    let view = Arc::new(view);
     if let Some(l) = admin_listener {
         info!(
             "admin endpoint on http://{}",
             admin_addr.unwrap_or_default()
         );
-        tasks.push(tokio::spawn(admin::serve(l, Arc::new(view))));
+        tasks.push(tokio::spawn(admin::serve(l, view.clone())));
     }
+    tasks.push(tokio::spawn(tell_systemd(view)));
     shutdown.await;
+    let _ = meshgate_types::sdnotify::send("STOPPING=1");
     drain.start();
     let open = metrics.active_total();
     info!(

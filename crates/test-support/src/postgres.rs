@@ -105,6 +105,11 @@ impl Postgres {
     /// password authentication for TCP clients and TLS when `tls` is given.
     /// The superuser is `postgres` with password `postgres`.
     pub fn start(host: &str, tls: Option<ServerTls>) -> Postgres {
+        Postgres::start_on(host, None, tls)
+    }
+
+    /// Like [`Postgres::start`], on a given port (`None`: a free one).
+    pub fn start_on(host: &str, port: Option<u16>, tls: Option<ServerTls>) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         let ids = is_root().then(postgres_ids);
@@ -180,7 +185,7 @@ impl Postgres {
         };
         let mut last = String::new();
         for _ in 0..5 {
-            pg.port = free_port(host);
+            pg.port = port.unwrap_or_else(|| free_port(host));
             match pg.spawn() {
                 Ok(()) => return pg,
                 Err(e) => last = e,

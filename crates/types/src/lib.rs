@@ -9,6 +9,7 @@ pub mod duration;
 pub mod kv;
 pub mod lenient;
 pub mod query;
+pub mod sdnotify;
 pub mod time;
 pub mod txn;
 

@@ -784,17 +784,26 @@ async fn step_intentions(x: &mut Exec, a: &AddArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The agent address the CLI and the proxies use when none is given.
+const DEFAULT_AGENT: &str = "http://127.0.0.1:8500";
+
 /// The systemd unit running the gateway (the scenario's unit).
-fn unit_text(gateway: &str, token_file: &str, user: Option<&str>) -> String {
+///
+/// When the operator's commands talk to an agent that is not at the default
+/// address, the unit tells the gateway where that agent is.
+fn unit_text(gateway: &str, token_file: &str, user: Option<&str>, agent: &str) -> String {
     let bin = std::env::current_exe()
         .ok()
         .and_then(|p| p.canonicalize().ok())
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "/usr/bin/meshgate".into());
-    let user_lines = match user {
+    let mut user_lines = match user {
         Some(u) => format!("User={u}\nGroup={u}\n"),
         None => String::new(),
     };
+    if agent != DEFAULT_AGENT {
+        user_lines.push_str(&format!("Environment=CONSUL_HTTP_ADDR={agent}\n"));
+    }
     format!(
         "# Written by `meshgate gateway external add --systemd`.\n\
 [Unit]\n\
@@ -803,6 +812,8 @@ Wants=network-online.target\n\
 After=network-online.target\n\
 \n\
 [Service]\n\
+Type=notify\n\
+NotifyAccess=main\n\
 ExecStart={bin} connect envoy -token-file {token_file} -admin-bind localhost:0 -gateway=terminating -register -service {gateway}\n\
 Restart=on-failure\n\
 RestartSec=2\n\
@@ -826,7 +837,7 @@ fn step_unit(x: &mut Exec, a: &AddArgs, token_file: &str, user: Option<&str>) ->
         return Ok(());
     }
     let path = unit_path(&a.systemd_dir, &a.gateway);
-    let text = unit_text(&a.gateway, token_file, user);
+    let text = unit_text(&a.gateway, token_file, user, &x.client.base);
     if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
         x.say(&format!("systemd unit {}: unchanged", path.display()));
         return Ok(());

@@ -60,6 +60,17 @@ pub struct SetupArgs {
     /// Replace an existing configuration and credential file.
     #[arg(long)]
     pub force: bool,
+    /// `server` (keeps the state, votes) or `client` (a client agent: follows
+    /// the servers, runs the node's services and checks; needs --join).
+    #[arg(long, value_enum, default_value_t = Role::Server)]
+    pub role: Role,
+}
+
+/// What a node set up by `meshgate setup` runs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Client,
 }
 
 #[derive(Args, Debug)]
@@ -178,11 +189,34 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), CliError> {
         .map_err(|e| err(format!("writing {}: {e}", path.display())))
 }
 
+/// The group the agent runs as under systemd (the package creates it).
+const AGENT_GROUP: &str = "meshgate";
+
+/// The configuration file the Debian package installs: `setup` may replace it.
+const PACKAGED_CONFIG: &str = include_str!("../../../../packaging/meshgate.hcl");
+
+/// Writes the agent configuration: 0640, and group `meshgate` when that group
+/// exists and we are root, so that the agent (which runs as `meshgate` under
+/// systemd) can read it while other users cannot.
+fn write_config(path: &Path, text: &str) -> Result<(), CliError> {
+    let owner = crate::files::group_id(AGENT_GROUP)
+        .filter(|_| crate::files::running_as_root())
+        .map(|gid| (0, gid));
+    crate::files::write_atomic(path, text.as_bytes(), 0o640, owner)
+        .map_err(|e| err(format!("writing {}: {e}", path.display())))
+}
+
+/// Whether the file at `path` is the packaged default configuration
+/// (untouched), which `setup` replaces without `--force`.
+fn is_packaged_default(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| t == PACKAGED_CONFIG)
+}
+
 fn hcl_quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
-/// The agent configuration of a server.
+/// The agent configuration of a server or client agent.
 fn config_text(a: &SetupArgs, creds: &Credentials, node: &str, join: &[String]) -> String {
     let client = a.client.clone().unwrap_or_else(|| a.bind.clone());
     let joins: Vec<String> = join.iter().map(|j| hcl_quote(j)).collect();
@@ -194,15 +228,20 @@ fn config_text(a: &SetupArgs, creds: &Credentials, node: &str, join: &[String]) 
     } else {
         String::new()
     };
-    let lines = [
+    let server = a.role == Role::Server;
+    let mut lines = vec![
         "# Written by `meshgate setup`. The secrets are in cluster-credentials.age".to_string(),
         "# (encrypted with the cluster credential password); `meshgate".to_string(),
         "# bootstrap-token` prints the bootstrap token.".to_string(),
         format!("datacenter       = {}", hcl_quote(&creds.datacenter)),
         format!("node_name        = {}", hcl_quote(node)),
         format!("data_dir         = {}", hcl_quote(&a.data_dir)),
-        "server           = true".to_string(),
-        format!("bootstrap_expect = {}", a.bootstrap_expect.max(1)),
+        format!("server           = {server}"),
+    ];
+    if server {
+        lines.push(format!("bootstrap_expect = {}", a.bootstrap_expect.max(1)));
+    }
+    lines.extend([
         format!("bind_addr        = {}", hcl_quote(&a.bind)),
         format!("client_addr      = {}", hcl_quote(&client)),
         format!("retry_join       = [{}]", joins.join(", ")),
@@ -217,9 +256,9 @@ fn config_text(a: &SetupArgs, creds: &Credentials, node: &str, join: &[String]) 
         "}".to_string(),
         String::new(),
         "ui_config {".to_string(),
-        "  enabled = true".to_string(),
+        format!("  enabled = {server}"),
         "}".to_string(),
-    ];
+    ]);
     let mut text = lines.join("\n");
     text.push('\n');
     text
@@ -246,11 +285,16 @@ pub fn setup(a: SetupArgs) -> CliResult {
             cred_path.display()
         )));
     }
-    if !a.force && config_path.exists() {
+    if !a.force && config_path.exists() && !is_packaged_default(&config_path) {
         return Err(err(format!(
             "{} exists (use --force to replace it)",
             config_path.display()
         )));
+    }
+    if a.role == Role::Client && a.join.is_none() {
+        return Err(err(
+            "--role client needs --join: a client agent joins the servers of an existing cluster",
+        ));
     }
     let node = a.node.clone().unwrap_or_else(hostname);
     match &a.join {
@@ -275,10 +319,9 @@ pub fn setup(a: SetupArgs) -> CliResult {
             };
             let sealed = encrypt(&creds, pw)?;
             write_file(&cred_path, &sealed, 0o600)?;
-            write_file(
+            write_config(
                 &config_path,
-                config_text(&a, &creds, &node, std::slice::from_ref(&a.bind)).as_bytes(),
-                0o640,
+                &config_text(&a, &creds, &node, std::slice::from_ref(&a.bind)),
             )?;
             println!(
                 "Created the cluster credentials: {} (0600)",
@@ -319,11 +362,7 @@ pub fn setup(a: SetupArgs) -> CliResult {
             if Path::new(&file) != cred_path {
                 write_file(&cred_path, &data, 0o600)?;
             }
-            write_file(
-                &config_path,
-                config_text(&a, &creds, &node, &joins).as_bytes(),
-                0o640,
-            )?;
+            write_config(&config_path, &config_text(&a, &creds, &node, &joins))?;
             println!(
                 "Wrote the agent configuration: {} (joins {server})",
                 config_path.display()
