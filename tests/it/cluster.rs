@@ -458,14 +458,68 @@ async fn setup_with_the_cluster_credential_password() {
     assert_eq!(r.status(), 200);
     let (st, _) = a1.put("/v1/kv/setup-check", "anon").await;
     assert_eq!(st, 403);
-    // The server port refuses requests without the cluster key `setup` made
-    // (a local process cannot write around the ACLs).
-    let r = meshgate_test_support::client()
-        .get(format!("http://{}:8300/v1/internal/raft/info", ON[0]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    // The server port speaks mutual TLS with the cluster CA `setup` made, and
+    // wants the cluster key too (a local process cannot write around the
+    // ACLs). curl is the independent client.
+    let url = format!("https://{}:8300/v1/internal/raft/info", ON[0]);
+    let file = |name: &str| format!("{}/{name}", etc(2));
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "5"])
+            .args(["--write-out", "%{http_code}", "--output", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("run curl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let ca = file("cluster-ca.pem");
+    let cert = file("agent.pem");
+    let key = file("agent-key.pem");
+    // Plain HTTP gets no HTTP answer.
+    let (code, _, _) = curl(&[&format!("http://{}:8300/v1/internal/raft/info", ON[0])]);
+    assert_ne!(code, 0, "plain HTTP must not be answered");
+    // TLS without a client certificate is refused in the handshake.
+    let (code, status, err) = curl(&["--cacert", &ca, &url]);
+    assert_ne!(code, 0, "no client certificate: {status} {err}");
+    // A certificate of another CA is refused too.
+    let other = crate::dataplane::test_ca("127.0.0.41");
+    std::fs::write(d.join("other.pem"), &other.cert_pem).unwrap();
+    std::fs::write(d.join("other-key.pem"), &other.key_pem).unwrap();
+    let other_cert = d.join("other.pem").display().to_string();
+    let other_key = d.join("other-key.pem").display().to_string();
+    let (code, status, err) = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &other_cert,
+        "--key",
+        &other_key,
+        &url,
+    ]);
+    assert!(
+        code != 0 || status != "200",
+        "a foreign certificate: {status} {err}"
+    );
+    // The cluster's certificate, without the cluster key: 403.
+    let (code, status, err) = curl(&["--cacert", &ca, "--cert", &cert, "--key", &key, &url]);
+    assert_eq!((code, status.as_str()), (0, "403"), "{err}");
+    // With both: answered.
+    let conf = std::fs::read_to_string(file("meshgate.hcl")).unwrap();
+    let cluster_key = conf
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("encrypt"))
+        .and_then(|l| l.split('"').nth(1))
+        .expect("encrypt in meshgate.hcl")
+        .to_string();
+    let header = format!("x-meshgate-cluster-key: {cluster_key}");
+    let (code, status, err) = curl(&[
+        "--cacert", &ca, "--cert", &cert, "--key", &key, "-H", &header, &url,
+    ]);
+    assert_eq!((code, status.as_str()), (0, "200"), "{err}");
     let (code, out, err) = run(&["bootstrap-token", "--config-dir", &etc(0)], "nope\n");
     assert_eq!((code, out.as_str()), (1, ""));
     assert!(err.contains("Wrong password."), "{err}");

@@ -95,7 +95,7 @@ fn servers_need_a_data_dir_and_loopback_without_credentials() {
         out.contains("refusing to bind cluster traffic to 0.0.0.0"),
         "{out}"
     );
-    assert!(out.contains("not encrypted yet"), "{out}");
+    assert!(out.contains("without mutual TLS"), "{out}");
 }
 
 #[tokio::test]

@@ -420,6 +420,16 @@ fn the_guide_runs_as_written() {
         }
     }
 
+    // The agents talked to each other over mutual TLS (setup wrote it).
+    for ip in ["127.0.0.81", "127.0.0.84", "127.0.0.85"] {
+        let log = std::fs::read_to_string(root.path().join(ip).join("run/meshgate.service.log"))
+            .unwrap_or_default();
+        assert!(
+            log.contains("cluster traffic: mutual TLS with the cluster CA"),
+            "{ip}: {log}"
+        );
+    }
+
     // After both teardowns nothing of the external service is left.
     let conf = std::fs::read_to_string(
         root.path()

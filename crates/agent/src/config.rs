@@ -137,21 +137,49 @@ impl Default for DnsSoaConfig {
     }
 }
 
-/// `tls { defaults { ... } }`: what meshgate uses of the agent's TLS settings
-/// (the CA that TLS health checks trust).
+/// `tls { defaults { ... } internal_rpc { ... } }`: what meshgate uses of the
+/// agent's TLS settings — the CA that TLS health checks trust, and mutual TLS
+/// on the server port (traffic between agents).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct TlsConfig {
-    pub defaults: TlsDefaults,
+    pub defaults: TlsFiles,
+    pub internal_rpc: TlsFiles,
 }
 
-/// `tls.defaults`.
+/// The files of a `tls` block.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
-pub struct TlsDefaults {
-    /// PEM file of the CAs TLS health checks (`GRPCUseTLS`, `H2PING`,
-    /// `TCPUseTLS`) trust; empty: the system's bundle.
+pub struct TlsFiles {
+    /// PEM file of the CAs to trust. In `defaults`, also the CAs TLS health
+    /// checks (`GRPCUseTLS`, `H2PING`, `TCPUseTLS`) trust (empty: the
+    /// system's bundle).
     pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// The files of mutual TLS between agents: `(ca_file, cert_file, key_file)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTlsFiles {
+    pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl TlsConfig {
+    /// Mutual TLS on the server port: `tls.internal_rpc`, each file falling
+    /// back to `tls.defaults` (as in Consul); `None` unless all three are set.
+    pub fn cluster(&self) -> Option<ClusterTlsFiles> {
+        let pick = |a: &String, b: &String| if a.is_empty() { b.clone() } else { a.clone() };
+        let (i, d) = (&self.internal_rpc, &self.defaults);
+        let f = ClusterTlsFiles {
+            ca_file: pick(&i.ca_file, &d.ca_file),
+            cert_file: pick(&i.cert_file, &d.cert_file),
+            key_file: pick(&i.key_file, &d.key_file),
+        };
+        (!f.ca_file.is_empty() && !f.cert_file.is_empty() && !f.key_file.is_empty()).then_some(f)
+    }
 }
 
 /// `dns_config { ... }`: how the DNS interface answers (see `docs/dns.md`).

@@ -160,6 +160,12 @@ pub static IMPLEMENTED: &[&str] = &[
     "tls",
     "tls.defaults",
     "tls.defaults.ca_file",
+    "tls.defaults.cert_file",
+    "tls.defaults.key_file",
+    "tls.internal_rpc",
+    "tls.internal_rpc.ca_file",
+    "tls.internal_rpc.cert_file",
+    "tls.internal_rpc.key_file",
     "ui_config",
     "ui_config.enabled",
 ];
@@ -455,6 +461,36 @@ mod tests {
         assert_eq!(get("ports.http"), Some(KeyCheck::Ok));
         assert_eq!(get("bogus"), Some(KeyCheck::Unknown));
         assert_eq!(get("audit.sink.mine.type"), Some(KeyCheck::NoEffect));
+    }
+
+    #[test]
+    fn cluster_tls_falls_back_to_defaults() {
+        let v = verdicts(
+            json!({"tls": {"internal_rpc": {"ca_file": "/a", "verify_incoming": true},
+                                        "defaults": {"cert_file": "/c", "key_file": "/k"}}}),
+        );
+        let get = |p: &str| v.iter().find(|(k, _)| k == p).map(|(_, c)| c.clone());
+        assert_eq!(get("tls.internal_rpc.ca_file"), Some(KeyCheck::Ok));
+        assert_eq!(get("tls.defaults.cert_file"), Some(KeyCheck::Ok));
+        // meshgate always verifies both ways when the files are there.
+        assert_eq!(
+            get("tls.internal_rpc.verify_incoming"),
+            Some(KeyCheck::NoEffect)
+        );
+        let mut t = crate::config::TlsConfig::default();
+        t.internal_rpc.ca_file = "/a".into();
+        assert_eq!(t.cluster(), None);
+        t.defaults.cert_file = "/c".into();
+        t.defaults.key_file = "/k".into();
+        let f = t.cluster().expect("all three files");
+        assert_eq!(
+            (
+                f.ca_file.as_str(),
+                f.cert_file.as_str(),
+                f.key_file.as_str()
+            ),
+            ("/a", "/c", "/k")
+        );
     }
 
     #[test]

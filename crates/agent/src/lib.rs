@@ -411,20 +411,27 @@ fn check_cluster_config(config: &mut Config) -> Result<(), AgentError> {
             config.bind_addr
         ))
     })?;
-    if !bind.is_loopback() {
+    let tls = config.tls.cluster().is_some();
+    if !bind.is_loopback() && !tls {
         return Err(AgentError::Other(format!(
             "refusing to bind cluster traffic to {bind}: traffic between agents is not \
-             encrypted yet (mutual TLS with the cluster CA is not implemented), so only \
-             loopback addresses (127.0.0.0/8, ::1) may be used (-bind 127.0.0.2)"
+             encrypted without mutual TLS (`tls {{ internal_rpc {{ ca_file, cert_file, \
+             key_file }} }}`, written by `meshgate setup`), so only loopback addresses \
+             (127.0.0.0/8, ::1) may be used (-bind 127.0.0.2)"
         )));
     }
-    if config.encrypt.is_empty() {
+    if tls {
+        info!("cluster traffic: mutual TLS with the cluster CA");
+    } else if config.encrypt.is_empty() {
         warn!(
-            "cluster traffic is unauthenticated and unencrypted (no cluster key: run \
-             `meshgate setup`, or set `encrypt`); loopback only"
+            "cluster traffic is unauthenticated and unencrypted (no cluster key and no \
+             TLS: run `meshgate setup`); loopback only"
         );
     } else {
-        info!("cluster traffic carries the cluster key but is not encrypted yet; loopback only");
+        warn!(
+            "cluster traffic carries the cluster key but is not encrypted (no `tls` \
+             block: run `meshgate setup`); loopback only"
+        );
     }
     if config.node_id.is_empty() {
         let path = std::path::Path::new(&config.data_dir).join("node-id");
@@ -470,19 +477,37 @@ async fn start_consensus(
     })?;
     let host: Arc<dyn meshgate_consensus::Host> = agent.store.clone();
     let key = (!c.encrypt.is_empty()).then(|| c.encrypt.clone());
-    if key.is_none() {
+    let (acceptor, client_tls) = match c.tls.cluster() {
+        Some(files) => {
+            let read = |what: &str, path: &str| {
+                std::fs::read_to_string(path)
+                    .map_err(|e| AgentError::Other(format!("tls.internal_rpc.{what} {path}: {e}")))
+            };
+            let (server, client) = meshgate_ca::tls::cluster_configs(
+                &read("ca_file", &files.ca_file)?,
+                &read("cert_file", &files.cert_file)?,
+                &read("key_file", &files.key_file)?,
+            )
+            .map_err(|e| AgentError::Other(format!("the cluster TLS files: {e}")))?;
+            (Some(tokio_rustls::TlsAcceptor::from(server)), Some(client))
+        }
+        None => (None, None),
+    };
+    if key.is_none() && acceptor.is_none() {
         warn!(
             "no cluster key (`encrypt`, written by `meshgate setup`): any local process can talk to the server port"
         );
     }
-    let consensus = meshgate_consensus::Consensus::start(id, addr.clone(), &dir, host, key)
-        .await
-        .map_err(|e| AgentError::Other(format!("starting the replicated log: {e}")))?;
+    let consensus =
+        meshgate_consensus::Consensus::start(id, addr.clone(), &dir, host, key, client_tls)
+            .await
+            .map_err(|e| AgentError::Other(format!("starting the replicated log: {e}")))?;
     agent.store.set_cluster(consensus.clone());
     let mut tasks = Vec::new();
     let app = meshgate_consensus::network::router(consensus.clone());
-    tasks.push(tokio::spawn(serve_http(
+    tasks.push(tokio::spawn(serve(
         listener,
+        acceptor,
         app,
         agent.shutdown_signal(),
     )));
@@ -526,7 +551,19 @@ async fn start_consensus(
 /// A hand-rolled accept loop over hyper's HTTP/1 connection instead of
 /// `axum::serve`: it costs about a quarter of the memory per connection, which
 /// matters with thousands of long-lived blocking queries.
-async fn serve_http(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
+async fn serve_http(listener: TcpListener, app: axum::Router, stop: watch::Receiver<bool>) {
+    serve(listener, None, app, stop).await
+}
+
+/// [`serve_http`], over TLS when `tls` is given (the server port with mutual
+/// TLS: the handshake, client certificate included, happens in the
+/// connection's own task, so a slow client never holds up the accept loop).
+async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -549,10 +586,34 @@ async fn serve_http(listener: TcpListener, app: axum::Router, mut stop: watch::R
                     .timer(TokioTimer::new())
                     .header_read_timeout(std::time::Duration::from_secs(30))
                     .max_buf_size(1024 * 1024);
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                match &tls {
+                    None => {
+                        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(
+                                std::time::Duration::from_secs(10),
+                                acceptor.accept(stream),
+                            );
+                            let stream = match handshake.await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!("server port: TLS handshake refused: {e}");
+                                    return;
+                                }
+                                Err(_) => return,
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                            let _ = watcher.watch(conn).await;
+                        });
+                    }
+                }
             }
             _ = stopped(&mut stop) => break,
         }

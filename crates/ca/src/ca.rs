@@ -437,6 +437,51 @@ pub fn sign_leaf(
     Ok(leaf_from(id, pem, info, key.serialize_pem()))
 }
 
+/// Issues the certificate an agent presents on the cluster's server port
+/// (traffic between agents; not the mesh): `CN=<node>`, DNS SAN
+/// `<role>.<datacenter>.meshgate` (`role`: `server` or `client`), IP SANs of
+/// the addresses it is reached at, usable as client and server certificate,
+/// signed by the *cluster* CA `signer` (made by `meshgate setup`). Returns
+/// `(cert_pem, key_pem /* PKCS#8 */)`.
+pub fn sign_agent_cert(
+    signer: &CaSigner,
+    node: &str,
+    role: &str,
+    datacenter: &str,
+    ips: &[IpAddr],
+    ttl: Duration,
+) -> Result<(String, String), CaError> {
+    let issuer = signer.issuer()?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let effective_now = now_utc() - to_time_duration(CERT_TIME_DRIFT)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = cn_dn(node)?;
+    params.serial_number = Some(SerialNumber::from_slice(&serial_bytes(random_serial()?)));
+    params.not_before = effective_now;
+    params.not_after = effective_now + to_time_duration(ttl)?;
+    let mut sans = vec![SanType::DnsName(
+        format!("{role}.{datacenter}.meshgate").try_into()?,
+    )];
+    for ip in ips {
+        sans.push(SanType::IpAddress(*ip));
+    }
+    params.subject_alt_names = sans;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+        KeyUsagePurpose::KeyAgreement,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ClientAuth,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::PreSpecified(key_id(&key));
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 /// What an agent does before asking the servers for a leaf (Consul's `generateNewLeaf`):
 /// a fresh ECDSA P-256 key and a CSR with an empty subject and a single URI SAN (critical,
 /// since the subject is empty). Returns `(key_pem /* PKCS#8 */, csr_pem)`.

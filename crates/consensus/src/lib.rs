@@ -87,6 +87,8 @@ pub struct Consensus {
     /// `host:port` of this server's raft endpoint.
     pub addr: String,
     http: reqwest::Client,
+    /// `https` when the server port speaks mutual TLS, else `http`.
+    scheme: &'static str,
     known: Arc<parking_lot::Mutex<BTreeMap<u64, String>>>,
     /// Heartbeats received (on the leader): node name → when.
     heartbeats: Arc<parking_lot::Mutex<BTreeMap<String, Instant>>>,
@@ -127,12 +129,15 @@ impl Consensus {
     /// `addr`.
     /// `key`: the cluster key; when set, every request between agents
     /// carries it and requests without it are refused.
+    /// `tls`: the client side of mutual TLS on the server port (the cluster
+    /// CA as roots, this agent's certificate); `None`: plain HTTP.
     pub async fn start(
         id: u64,
         addr: String,
         dir: &Path,
         host: Arc<dyn Host>,
         key: Option<String>,
+        tls: Option<rustls::ClientConfig>,
     ) -> Result<Consensus, ConsensusError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| ConsensusError::Other(format!("{}: {e}", dir.display())))?;
@@ -163,12 +168,19 @@ impl Consensus {
                 .map_err(|_| ConsensusError::Other("the cluster key is not valid text".into()))?;
             headers.insert(network::KEY_HEADER, v);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
-            .default_headers(headers)
+            .default_headers(headers);
+        let scheme = if let Some(cfg) = tls {
+            builder = builder.tls_backend_preconfigured(cfg);
+            "https"
+        } else {
+            "http"
+        };
+        let http = builder
             .build()
             .map_err(|e| ConsensusError::Other(e.to_string()))?;
-        let net = network::Network::new(http.clone());
+        let net = network::Network::new(http.clone(), scheme);
         let raft = Raft::new(id, config, net, log, sm)
             .await
             .map_err(|e| ConsensusError::Other(format!("starting raft: {e}")))?;
@@ -181,6 +193,7 @@ impl Consensus {
             id,
             addr,
             http,
+            scheme,
             known,
             heartbeats: Arc::default(),
             key: key.map(Arc::new),
@@ -284,7 +297,7 @@ impl Consensus {
     async fn forward(&self, addr: &str, req: &Request) -> Result<(Response, u64), String> {
         let r = self
             .http
-            .post(format!("http://{addr}/v1/internal/raft/write"))
+            .post(format!("{}://{addr}/v1/internal/raft/write", self.scheme))
             .json(req)
             .send()
             .await
@@ -303,7 +316,10 @@ impl Consensus {
             let (_, addr) = self.info().leader.ok_or(ConsensusError::NoLeader)?;
             let r: Result<u64, String> = self
                 .http
-                .get(format!("http://{addr}/v1/internal/raft/read-index"))
+                .get(format!(
+                    "{}://{addr}/v1/internal/raft/read-index",
+                    self.scheme
+                ))
                 .timeout(patience)
                 .send()
                 .await
@@ -354,7 +370,10 @@ impl Consensus {
         let (_, addr) = self.info().leader.ok_or(ConsensusError::NoLeader)?;
         let r: Option<Replication> = self
             .http
-            .get(format!("http://{addr}/v1/internal/raft/replication"))
+            .get(format!(
+                "{}://{addr}/v1/internal/raft/replication",
+                self.scheme
+            ))
             .timeout(Duration::from_secs(3))
             .send()
             .await
@@ -381,7 +400,10 @@ impl Consensus {
     pub async fn send_heartbeat(&self, node: &str) -> Result<(), String> {
         let (_, addr) = self.info().leader.ok_or("no leader")?;
         self.http
-            .post(format!("http://{addr}/v1/internal/raft/heartbeat"))
+            .post(format!(
+                "{}://{addr}/v1/internal/raft/heartbeat",
+                self.scheme
+            ))
             .timeout(Duration::from_secs(2))
             .json(&node)
             .send()
@@ -425,7 +447,7 @@ impl Consensus {
         let (_, addr) = self.info().leader.ok_or("No cluster leader")?;
         let r: Result<(), String> = self
             .http
-            .post(format!("http://{addr}/v1/internal/raft/remove"))
+            .post(format!("{}://{addr}/v1/internal/raft/remove", self.scheme))
             .json(&id)
             .send()
             .await
@@ -493,8 +515,8 @@ impl Consensus {
     pub async fn peer_info(&self, addr: &str) -> Result<Info, String> {
         self.http
             .get(format!(
-                "http://{addr}/v1/internal/raft/info?id={}&addr={}",
-                self.id, self.addr
+                "{}://{addr}/v1/internal/raft/info?id={}&addr={}",
+                self.scheme, self.id, self.addr
             ))
             .timeout(Duration::from_secs(2))
             .send()
@@ -509,7 +531,7 @@ impl Consensus {
     pub async fn ask_to_join(&self, addr: &str, voter: bool) -> Result<(), String> {
         let r: Result<(), String> = self
             .http
-            .post(format!("http://{addr}/v1/internal/raft/join"))
+            .post(format!("{}://{addr}/v1/internal/raft/join", self.scheme))
             .json(&JoinRequest {
                 id: self.id,
                 addr: self.addr.clone(),

@@ -26,17 +26,20 @@ use crate::{Consensus, Info, Response, TypeConfig};
 /// Makes clients to other servers.
 pub struct Network {
     http: reqwest::Client,
+    scheme: &'static str,
 }
 
 impl Network {
-    pub fn new(http: reqwest::Client) -> Network {
-        Network { http }
+    /// `scheme`: `https` when the server port speaks mutual TLS.
+    pub fn new(http: reqwest::Client, scheme: &'static str) -> Network {
+        Network { http, scheme }
     }
 }
 
 /// A client to one server.
 pub struct Conn {
     http: reqwest::Client,
+    scheme: &'static str,
     target: u64,
     addr: String,
 }
@@ -47,6 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Conn {
         Conn {
             http: self.http.clone(),
+            scheme: self.scheme,
             target,
             addr: node.addr.clone(),
         }
@@ -66,8 +70,8 @@ impl Conn {
         E: std::error::Error + DeserializeOwned,
     {
         let url = format!(
-            "http://{}/v1/internal/raft/{rpc}/{}",
-            self.addr, self.target
+            "{}://{}/v1/internal/raft/{rpc}/{}",
+            self.scheme, self.addr, self.target
         );
         let r = self
             .http

@@ -24,6 +24,13 @@ use crate::client::{CliError, CliResult};
 pub const CREDENTIALS_FILE: &str = "cluster-credentials.age";
 /// The agent configuration `setup` writes.
 pub const CONFIG_FILE: &str = "meshgate.hcl";
+/// The cluster CA's certificate (public), this agent's certificate and key
+/// for mutual TLS between agents.
+pub const CLUSTER_CA_FILE: &str = "cluster-ca.pem";
+pub const AGENT_CERT_FILE: &str = "agent.pem";
+pub const AGENT_KEY_FILE: &str = "agent-key.pem";
+/// How long an agent's certificate is valid (re-run `setup --force` to renew).
+const AGENT_CERT_TTL: std::time::Duration = std::time::Duration::from_secs(5 * 365 * 24 * 3600);
 
 #[derive(Args, Debug)]
 pub struct SetupArgs {
@@ -195,6 +202,39 @@ const AGENT_GROUP: &str = "meshgate";
 /// The configuration file the Debian package installs: `setup` may replace it.
 const PACKAGED_CONFIG: &str = include_str!("../../../../packaging/meshgate.hcl");
 
+/// Issues this agent's certificate from the cluster CA and writes it with the
+/// CA's certificate (0644) and its key (0640, group `meshgate` like the
+/// configuration).
+fn write_agent_tls(a: &SetupArgs, creds: &Credentials, node: &str) -> Result<(), CliError> {
+    let signer = meshgate_ca::CaSigner {
+        key_pem: creds.ca_key_pem.clone(),
+        cert_pem: creds.ca_cert_pem.clone(),
+    };
+    let mut ips: Vec<std::net::IpAddr> = Vec::new();
+    for addr in [Some(&a.bind), a.client.as_ref()].into_iter().flatten() {
+        if let Ok(ip) = addr.parse()
+            && !ips.contains(&ip)
+        {
+            ips.push(ip);
+        }
+    }
+    let role = match a.role {
+        Role::Server => "server",
+        Role::Client => "client",
+    };
+    let (cert, key) =
+        meshgate_ca::sign_agent_cert(&signer, node, role, &creds.datacenter, &ips, AGENT_CERT_TTL)
+            .map_err(|e| err(format!("issuing this agent's certificate: {e}")))?;
+    let dir = Path::new(&a.config_dir);
+    write_file(
+        &dir.join(CLUSTER_CA_FILE),
+        creds.ca_cert_pem.as_bytes(),
+        0o644,
+    )?;
+    write_file(&dir.join(AGENT_CERT_FILE), cert.as_bytes(), 0o644)?;
+    write_config(&dir.join(AGENT_KEY_FILE), &key)
+}
+
 /// Writes the agent configuration: 0640, and group `meshgate` when that group
 /// exists and we are root, so that the agent (which runs as `meshgate` under
 /// systemd) can read it while other users cannot.
@@ -241,6 +281,8 @@ fn config_text(a: &SetupArgs, creds: &Credentials, node: &str, join: &[String]) 
     if server {
         lines.push(format!("bootstrap_expect = {}", a.bootstrap_expect.max(1)));
     }
+    let dir = Path::new(&a.config_dir);
+    let file = |name: &str| hcl_quote(&dir.join(name).display().to_string());
     lines.extend([
         format!("bind_addr        = {}", hcl_quote(&a.bind)),
         format!("client_addr      = {}", hcl_quote(&client)),
@@ -252,6 +294,15 @@ fn config_text(a: &SetupArgs, creds: &Credentials, node: &str, join: &[String]) 
         "  default_policy           = \"deny\"".to_string(),
         "  enable_token_persistence = true".to_string(),
         format!("  tokens {{{initial}"),
+        "  }".to_string(),
+        "}".to_string(),
+        String::new(),
+        "# Mutual TLS between agents, with the cluster CA.".to_string(),
+        "tls {".to_string(),
+        "  internal_rpc {".to_string(),
+        format!("    ca_file   = {}", file(CLUSTER_CA_FILE)),
+        format!("    cert_file = {}", file(AGENT_CERT_FILE)),
+        format!("    key_file  = {}", file(AGENT_KEY_FILE)),
         "  }".to_string(),
         "}".to_string(),
         String::new(),
@@ -319,6 +370,7 @@ pub fn setup(a: SetupArgs) -> CliResult {
             };
             let sealed = encrypt(&creds, pw)?;
             write_file(&cred_path, &sealed, 0o600)?;
+            write_agent_tls(&a, &creds, &node)?;
             write_config(
                 &config_path,
                 &config_text(&a, &creds, &node, std::slice::from_ref(&a.bind)),
@@ -362,6 +414,7 @@ pub fn setup(a: SetupArgs) -> CliResult {
             if Path::new(&file) != cred_path {
                 write_file(&cred_path, &data, 0o600)?;
             }
+            write_agent_tls(&a, &creds, &node)?;
             write_config(&config_path, &config_text(&a, &creds, &node, &joins))?;
             println!(
                 "Wrote the agent configuration: {} (joins {server})",
