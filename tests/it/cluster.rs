@@ -170,6 +170,41 @@ async fn three_servers_replicate_and_survive_failures() {
     for a in &s {
         wait_kv(a, "a", "1").await;
     }
+    // Default reads are the leader's view: a write through one server is
+    // read at once through another, every time (no waiting for replication).
+    let other = (li + 2) % 3;
+    for i in 0..30 {
+        let v = format!("v{i}");
+        put_kv(&s[follower], "ryw", &v).await;
+        assert_eq!(get_kv(&s[other], "ryw").await.as_deref(), Some(v.as_str()));
+    }
+    // X-Consul-LastContact: 0 for reads that went through the leader; for
+    // ?stale reads on a follower, how long since the leader replicated to it
+    // (heartbeats every 150 ms).
+    let header_of = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let http = meshgate_test_support::client();
+    let r = http.get(s[other].url("/v1/kv/ryw")).send().await.unwrap();
+    assert_eq!(header_of(&r, "x-consul-lastcontact"), "0");
+    assert_eq!(header_of(&r, "x-consul-knownleader"), "true");
+    let r = http
+        .get(s[other].url("/v1/kv/ryw?stale"))
+        .send()
+        .await
+        .unwrap();
+    let ms: u64 = header_of(&r, "x-consul-lastcontact").parse().unwrap();
+    assert!(ms < 2000, "last contact {ms} ms ago");
+    let r = http
+        .get(s[li].url("/v1/kv/ryw?stale"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header_of(&r, "x-consul-lastcontact"), "0");
 
     // The leader dies without warning: a new one is elected among the
     // others, and writes go on.
@@ -225,6 +260,27 @@ async fn three_servers_replicate_and_survive_failures() {
     let body: String = r.text().await.unwrap();
     assert_eq!(st, 500, "{body}");
     assert!(body.contains("No cluster leader"), "{body}");
+    // Reads: the default mode needs the leader too; ?stale is answered from
+    // the survivor's copy, saying there is no known leader.
+    let r = meshgate_test_support::client()
+        .get(s[2].url("/v1/kv/a"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    let r = meshgate_test_support::client()
+        .get(s[2].url("/v1/kv/a?stale"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()
+            .get("x-consul-knownleader")
+            .and_then(|v| v.to_str().ok()),
+        Some("false")
+    );
 }
 
 /// The external-service monitor runs on the leader only; when the leader is

@@ -635,6 +635,11 @@ async fn dispatch(
     let method_for_log = parts.method.clone();
     let raw_query_for_log = raw_query.clone();
     let path_for_log = parts.uri.path().to_string();
+    let stale_read = parts.method == Method::GET
+        && parts.uri.query().is_some_and(|q| {
+            q.split('&')
+                .any(|kv| kv == "stale" || kv.starts_with("stale="))
+        });
     let default_policy = if agent.config.acl.default_policy == "deny" {
         "deny"
     } else {
@@ -652,7 +657,7 @@ async fn dispatch(
         body,
     };
     let mut r = match authorize(ctx, rule) {
-        Ok(ctx) => match read_barrier(&ctx).await {
+        Ok(ctx) => match read_barrier(&ctx, &path_for_log).await {
             Err(e) => e.into_response(),
             Ok(()) => match handler(ctx).await {
                 Ok(r) => r,
@@ -663,10 +668,22 @@ async fn dispatch(
     };
     if let Some(c) = metrics_agent.store.cluster()
         && r.headers().contains_key("x-consul-knownleader")
-        && c.info().leader.is_none()
     {
-        r.headers_mut()
-            .insert("x-consul-knownleader", HeaderValue::from_static("false"));
+        if c.info().leader.is_none() {
+            r.headers_mut()
+                .insert("x-consul-knownleader", HeaderValue::from_static("false"));
+        }
+        // Stale reads are answered from this node's copy: say how old it may
+        // be (ms since the leader last replicated to it). Other reads went
+        // through the leader (0).
+        if stale_read {
+            let ms = c
+                .last_contact()
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(u64::MAX / 2);
+            r.headers_mut()
+                .insert("x-consul-lastcontact", HeaderValue::from(ms));
+        }
     }
     let h = r.headers_mut();
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
@@ -689,20 +706,46 @@ async fn dispatch(
     r
 }
 
-/// `?consistent` reads in cluster mode: wait until this server has applied
-/// everything the leader had committed when the request arrived (the leader
-/// confirming with a quorum that it still leads). Reads without it are
-/// answered from this server's copy.
-async fn read_barrier(ctx: &Ctx) -> Result<(), ApiError> {
+/// The replicated state's read endpoints: their default-mode reads go
+/// through the leader (agent-local endpoints such as `/v1/agent/*` do not).
+const STATE_READS: &[&str] = &[
+    "/v1/catalog/",
+    "/v1/health/",
+    "/v1/kv/",
+    "/v1/session/",
+    "/v1/config",
+    "/v1/connect/",
+    "/v1/query",
+    "/v1/coordinate/",
+    "/v1/acl/",
+    "/v1/discovery-chain/",
+    "/v1/event/list",
+    "/v1/internal/ui/",
+];
+
+/// Reads in cluster mode, by consistency mode (as Consul serves them):
+/// `?consistent` waits until this node has applied everything the leader had
+/// committed when the request arrived, the leader confirming with a quorum
+/// that it still leads; the default mode waits until this node has applied
+/// what the leader had applied (the leader's view, without the quorum
+/// round); `?stale` is answered from this node's copy at once. Without a
+/// leader, the first two fail with `500 No cluster leader` after 7 s.
+async fn read_barrier(ctx: &Ctx, path: &str) -> Result<(), ApiError> {
     let Some(c) = ctx.agent.store.cluster() else {
         return Ok(());
     };
-    if ctx.method != Method::GET || !ctx.query.has("consistent") || ctx.query.has("stale") {
+    if ctx.method != Method::GET || ctx.query.has("stale") {
         return Ok(());
     }
-    c.read_barrier(Duration::from_secs(7))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))
+    let patience = Duration::from_secs(7);
+    let r = if ctx.query.has("consistent") {
+        c.read_barrier(patience).await
+    } else if STATE_READS.iter().any(|p| path.starts_with(p)) {
+        c.leader_barrier(patience).await
+    } else {
+        return Ok(());
+    };
+    r.map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// A request URL fit for logs: the value of a `token` query parameter is

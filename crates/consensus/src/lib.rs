@@ -90,6 +90,8 @@ pub struct Consensus {
     /// `https` when the server port speaks mutual TLS, else `http`.
     scheme: &'static str,
     known: Arc<parking_lot::Mutex<BTreeMap<u64, String>>>,
+    /// When the leader last replicated to this node (a successful append).
+    last_contact: Arc<parking_lot::Mutex<Option<Instant>>>,
     /// Heartbeats received (on the leader): node name → when.
     heartbeats: Arc<parking_lot::Mutex<BTreeMap<String, Instant>>>,
     /// The cluster key requests between agents must carry.
@@ -196,6 +198,7 @@ impl Consensus {
             scheme,
             known,
             heartbeats: Arc::default(),
+            last_contact: Arc::default(),
             key: key.map(Arc::new),
         })
     }
@@ -313,28 +316,75 @@ impl Consensus {
         let index = if self.is_leader() {
             self.read_index().await?
         } else {
-            let (_, addr) = self.info().leader.ok_or(ConsensusError::NoLeader)?;
-            let r: Result<u64, String> = self
-                .http
-                .get(format!(
-                    "{}://{addr}/v1/internal/raft/read-index",
-                    self.scheme
-                ))
-                .timeout(patience)
-                .send()
-                .await
-                .map_err(|_| ConsensusError::NoLeader)?
-                .json()
-                .await
-                .map_err(|_| ConsensusError::NoLeader)?;
-            r.map_err(|_| ConsensusError::NoLeader)?
+            self.ask_leader_index("read-index", patience).await?
         };
+        self.wait_applied(index, patience).await
+    }
+
+    /// The default read mode (Consul forwards such reads to the leader):
+    /// returns once this node has applied everything the leader had applied
+    /// when the read started, so that the answer is the leader's view
+    /// without a quorum round. Immediate on the leader.
+    pub async fn leader_barrier(&self, patience: Duration) -> Result<(), ConsensusError> {
+        if self.is_leader() {
+            return Ok(());
+        }
+        let index = self.ask_leader_index("applied-index", patience).await?;
+        self.wait_applied(index, patience).await
+    }
+
+    /// An index from the leader's `/v1/internal/raft/<what>`.
+    async fn ask_leader_index(
+        &self,
+        what: &str,
+        patience: Duration,
+    ) -> Result<u64, ConsensusError> {
+        let (_, addr) = self.info().leader.ok_or(ConsensusError::NoLeader)?;
+        let r: Result<u64, String> = self
+            .http
+            .get(format!("{}://{addr}/v1/internal/raft/{what}", self.scheme))
+            .timeout(patience)
+            .send()
+            .await
+            .map_err(|_| ConsensusError::NoLeader)?
+            .json()
+            .await
+            .map_err(|_| ConsensusError::NoLeader)?;
+        r.map_err(|_| ConsensusError::NoLeader)
+    }
+
+    /// Waits until this node has applied `index`.
+    async fn wait_applied(&self, index: u64, patience: Duration) -> Result<(), ConsensusError> {
         self.raft
             .wait(Some(patience))
-            .applied_index_at_least(Some(index), "a consistent read")
+            .applied_index_at_least(Some(index), "a read")
             .await
             .map(|_| ())
             .map_err(|_| ConsensusError::NoLeader)
+    }
+
+    /// The last log index this node has applied.
+    pub fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0)
+    }
+
+    /// Records contact from the leader (a successful append).
+    pub(crate) fn contacted(&self) {
+        *self.last_contact.lock() = Some(Instant::now());
+    }
+
+    /// How long since this node last heard from the leader: zero on the
+    /// leader, `None` when it never has.
+    pub fn last_contact(&self) -> Option<Duration> {
+        if self.is_leader() {
+            return Some(Duration::ZERO);
+        }
+        self.last_contact.lock().map(|t| t.elapsed())
     }
 
     /// On the leader: confirms leadership with a quorum and returns the

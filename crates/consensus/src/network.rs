@@ -145,7 +145,11 @@ async fn append(
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Answer<Result<AppendEntriesResponse<u64>, RaftError<u64>>> {
     check_target(c.id, target)?;
-    Ok(Json(c.raft.append_entries(req).await))
+    let r = c.raft.append_entries(req).await;
+    if r.as_ref().is_ok_and(|a| a.is_success()) {
+        c.contacted();
+    }
+    Ok(Json(r))
 }
 
 async fn vote(
@@ -227,6 +231,14 @@ async fn read_index(State(c): State<Consensus>) -> Json<Result<u64, String>> {
     Json(c.read_index().await.map_err(|e| e.to_string()))
 }
 
+async fn applied_index(State(c): State<Consensus>) -> Json<Result<u64, String>> {
+    Json(if c.is_leader() {
+        Ok(c.applied_index())
+    } else {
+        Err("not the leader".into())
+    })
+}
+
 /// The header carrying the cluster key between agents.
 pub const KEY_HEADER: &str = "x-meshgate-cluster-key";
 
@@ -270,6 +282,7 @@ pub fn router(c: Consensus) -> Router {
         .route("/v1/internal/raft/heartbeat", post(heartbeat))
         .route("/v1/internal/raft/remove", post(remove))
         .route("/v1/internal/raft/replication", get(replication))
+        .route("/v1/internal/raft/applied-index", get(applied_index))
         .route("/v1/internal/raft/read-index", get(read_index))
         .layer(axum::middleware::from_fn_with_state(c.clone(), check_key))
         .with_state(c)
