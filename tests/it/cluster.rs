@@ -584,11 +584,16 @@ async fn setup_with_the_cluster_credential_password() {
 // === Linearizability ===
 
 /// One operation of the recorded history on a single register.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Op {
     write: Option<String>,
     /// What a read returned (`None`: the key did not exist).
     read: Option<Option<String>>,
+    /// A check-and-set: `(expected, new, answer)` — write `new` if the
+    /// register holds `expected` (`None`: does not exist). Every value is
+    /// written once, so the `ModifyIndex` the client passed as `?cas=`
+    /// stands for the value it read. `answer`: `true`/`false` as answered.
+    cas: Option<(Option<String>, String, bool)>,
     start: u128,
     /// `None`: no answer (a write that may or may not have happened).
     end: Option<u128>,
@@ -622,9 +627,19 @@ fn linearizable(ops: &[Op]) -> bool {
             if done[i] || ops[i].start > horizon {
                 continue;
             }
-            let next = match (&ops[i].write, &ops[i].read) {
-                (Some(v), _) => Some(v.clone()),
-                (None, Some(r)) if *r == state => state.clone(),
+            let next = match (&ops[i].write, &ops[i].read, &ops[i].cas) {
+                (Some(v), _, _) => Some(v.clone()),
+                (None, Some(r), _) if *r == state => state.clone(),
+                // A CAS without an answer took effect (if it did) only
+                // where its expectation held.
+                (None, None, Some((exp, new, ok)))
+                    if *exp == state && (*ok || ops[i].end.is_none()) =>
+                {
+                    Some(new.clone())
+                }
+                (None, None, Some((exp, _, false))) if *exp != state && ops[i].end.is_some() => {
+                    state.clone()
+                }
                 _ => continue,
             };
             done[i] = true;
@@ -643,15 +658,15 @@ fn linearizable(ops: &[Op]) -> bool {
 fn the_checker_finds_a_stale_read() {
     let w = |v: &str, s, e| Op {
         write: Some(v.into()),
-        read: None,
         start: s,
         end: Some(e),
+        ..Default::default()
     };
     let r = |v: Option<&str>, s, e| Op {
-        write: None,
         read: Some(v.map(str::to_string)),
         start: s,
         end: Some(e),
+        ..Default::default()
     };
     // A read after a completed write returning the older value: not
     // linearizable.
@@ -669,9 +684,9 @@ fn the_checker_finds_a_stale_read() {
     // A write with no answer may have happened...
     let lost = Op {
         write: Some("c".into()),
-        read: None,
         start: 6,
         end: None,
+        ..Default::default()
     };
     assert!(linearizable(&[
         w("a", 0, 1),
@@ -680,6 +695,36 @@ fn the_checker_finds_a_stale_read() {
     ]));
     // ...or not.
     assert!(linearizable(&[w("a", 0, 1), lost, r(Some("a"), 7, 8)]));
+    // Check-and-set: success only where the expectation holds.
+    let cas = |exp: Option<&str>, new: &str, ok: bool, s, e| Op {
+        cas: Some((exp.map(str::to_string), new.into(), ok)),
+        start: s,
+        end: Some(e),
+        ..Default::default()
+    };
+    assert!(linearizable(&[
+        w("a", 0, 1),
+        cas(Some("a"), "b", true, 2, 3),
+        r(Some("b"), 4, 5)
+    ]));
+    // Two CAS from the same expectation cannot both succeed.
+    assert!(!linearizable(&[
+        w("a", 0, 1),
+        cas(Some("a"), "b", true, 2, 5),
+        cas(Some("a"), "c", true, 2, 5)
+    ]));
+    // A failed CAS whose expectation held throughout is wrong.
+    assert!(!linearizable(&[
+        w("a", 0, 1),
+        cas(Some("a"), "b", false, 2, 3),
+        r(Some("a"), 4, 5)
+    ]));
+    // Creation only if absent.
+    assert!(linearizable(&[
+        cas(None, "x", true, 0, 1),
+        cas(None, "y", false, 2, 3),
+        r(Some("x"), 4, 5)
+    ]));
 }
 
 /// Clients write and read one key (`?consistent`) on every server while
@@ -722,7 +767,64 @@ async fn history_under_server_kills_is_linearizable() {
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 let base = bases[server].clone();
                 let start = origin.elapsed().as_nanos();
-                if (n + c) % 2 == 0 {
+                if (n + c) % 3 == 2 {
+                    // Read (with its ModifyIndex), then check-and-set on it.
+                    let r = http
+                        .get(format!("{base}/v1/kv/lin/x?consistent"))
+                        .send()
+                        .await;
+                    let (got, index) = match r {
+                        Ok(r) if r.status() == 200 => {
+                            let v: serde_json::Value = r.json().await.unwrap_or_default();
+                            let e = &v[0];
+                            let value = e["Value"]
+                                .as_str()
+                                .and_then(|b| {
+                                    use base64::Engine;
+                                    base64::engine::general_purpose::STANDARD.decode(b).ok()
+                                })
+                                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                                .unwrap_or_default();
+                            (Some(Some(value)), e["ModifyIndex"].as_u64().unwrap_or(0))
+                        }
+                        Ok(r) if r.status() == 404 => (Some(None), 0),
+                        _ => (None, 0),
+                    };
+                    let end = origin.elapsed().as_nanos();
+                    let Some(seen) = got else {
+                        server = (server + 1) % 3;
+                        continue;
+                    };
+                    history.lock().unwrap().push(Op {
+                        read: Some(seen.clone()),
+                        start,
+                        end: Some(end),
+                        ..Default::default()
+                    });
+                    let v = format!("c{c}-{n}");
+                    let start = origin.elapsed().as_nanos();
+                    let r = http
+                        .put(format!("{base}/v1/kv/lin/x?cas={index}"))
+                        .body(v.clone())
+                        .send()
+                        .await;
+                    let answer = match r {
+                        Ok(r) if r.status() == 200 => {
+                            r.text().await.ok().map(|t| t.trim() == "true")
+                        }
+                        _ => None,
+                    };
+                    let end = origin.elapsed().as_nanos();
+                    history.lock().unwrap().push(Op {
+                        cas: Some((seen, v, answer.unwrap_or(false))),
+                        start,
+                        end: answer.map(|_| end),
+                        ..Default::default()
+                    });
+                    if answer.is_none() {
+                        server = (server + 1) % 3;
+                    }
+                } else if (n + c) % 3 == 0 {
                     let v = format!("c{c}-{n}");
                     let r = http
                         .put(format!("{base}/v1/kv/lin/x"))
@@ -733,9 +835,9 @@ async fn history_under_server_kills_is_linearizable() {
                     let end = origin.elapsed().as_nanos();
                     history.lock().unwrap().push(Op {
                         write: Some(v),
-                        read: None,
                         start,
                         end: ok.then_some(end),
+                        ..Default::default()
                     });
                     if !ok {
                         server = (server + 1) % 3;
@@ -755,10 +857,10 @@ async fn history_under_server_kills_is_linearizable() {
                     let end = origin.elapsed().as_nanos();
                     match got {
                         Some(v) => history.lock().unwrap().push(Op {
-                            write: None,
                             read: Some(v),
                             start,
                             end: Some(end),
+                            ..Default::default()
                         }),
                         None => server = (server + 1) % 3,
                     }
@@ -808,10 +910,10 @@ async fn history_under_server_kills_is_linearizable() {
     .await;
     let t = origin.elapsed().as_nanos();
     ops.push(Op {
-        write: None,
         read: Some(last.clone()),
         start: t,
         end: Some(t + 1),
+        ..Default::default()
     });
     let acked = ops
         .iter()
@@ -822,6 +924,11 @@ async fn history_under_server_kills_is_linearizable() {
         "too few acknowledged writes to mean anything: {acked}"
     );
     assert!(ops.iter().filter(|o| o.read.is_some()).count() >= 20);
+    let cas_ok = ops
+        .iter()
+        .filter(|o| matches!(o.cas, Some((_, _, true))) && o.end.is_some())
+        .count();
+    assert!(cas_ok >= 5, "too few successful check-and-sets: {cas_ok}");
     assert!(last.is_some(), "every acknowledged write vanished");
     assert!(
         linearizable(&ops),
