@@ -576,6 +576,88 @@ async fn setup_with_the_cluster_credential_password() {
         "--cacert", &ca, "--cert", &cert, "--key", &key, "-H", &header, &url,
     ]);
     assert_eq!((code, status.as_str()), (0, "200"), "{err}");
+
+    // Rotating the cluster key on every agent: install, use, remove.
+    let token_arg = format!("-token={token}");
+    let keyring = |a: &Agent, args: &[&str]| {
+        meshgate_test_support::cli(BIN, a, &[&["keyring", &token_arg], args].concat(), None)
+    };
+    let (code, out, err) = keyring(&a1, &["-list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("==> Gathering installed encryption keys...\n\nWAN:\n"),
+        "{out}"
+    );
+    assert!(out.contains("\ndc1 (LAN):\n"), "{out}");
+    assert_eq!(
+        out.matches(&format!("  {cluster_key} [3/3]")).count(),
+        2,
+        "{out}"
+    );
+    let new_key = "ZWTL+bgjHyQPhJRKcFe3ccirc2SFHmc/Nw67l8NQfdk=";
+    let (code, out, err) = keyring(&a1, &[&format!("-install={new_key}")]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "==> Installing new gossip encryption key...\n"),
+        "{err}"
+    );
+    let (code, _, err) = keyring(&a2, &["-install=c2hvcnQ="]);
+    assert_eq!(code, 1);
+    assert!(err.contains("key size must be 16, 24 or 32 bytes"), "{err}");
+    let (code, _, err) = keyring(&a0, &[&format!("-remove={cluster_key}")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: Unexpected response code: 500 ("),
+        "{err}"
+    );
+    assert!(
+        err.contains("Removing the primary key is not allowed"),
+        "{err}"
+    );
+    let (code, _, err) = keyring(&a0, &[&format!("-use={new_key}")]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = keyring(&a2, &["-list-primary"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.matches(&format!("  {new_key} [3/3]")).count(),
+        2,
+        "{out}"
+    );
+    let (code, _, err) = keyring(&a0, &[&format!("-remove={cluster_key}")]);
+    assert_eq!(code, 0, "{err}");
+    // The old key no longer opens the server port; the cluster works on the
+    // new one, also after a restart (each agent saved its keyring).
+    let (code, status, _) = curl(&[
+        "--cacert", &ca, "--cert", &cert, "--key", &key, "-H", &header, &url,
+    ]);
+    assert_eq!((code, status.as_str()), (0, "403"));
+    let (code, status, err) = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "-H",
+        &format!("x-meshgate-cluster-key: {new_key}"),
+        &url,
+    ]);
+    assert_eq!((code, status.as_str()), (0, "200"), "{err}");
+    let mut a2 = a2;
+    a2.terminate();
+    let a2 = b(2).start().await;
+    let r = meshgate_test_support::client()
+        .put(a2.url("/v1/kv/after-rotation"))
+        .header("X-Consul-Token", &token)
+        .body("ok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (code, out, _) = keyring(&a0, &["-list"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains(cluster_key.as_str()), "{out}");
+
     let (code, out, err) = run(&["bootstrap-token", "--config-dir", &etc(0)], "nope\n");
     assert_eq!((code, out.as_str()), (1, ""));
     assert!(err.contains("Wrong password."), "{err}");

@@ -14,6 +14,7 @@ mod connect;
 mod coordinate;
 mod event;
 mod health;
+mod keyring;
 pub mod kv;
 mod operator;
 pub(crate) mod query;
@@ -203,6 +204,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(ui::routes());
     r.extend(status::routes());
     r.extend(operator::routes());
+    r.extend(keyring::routes());
     r.extend(snapshot::routes());
     r.extend(event::routes());
     r.extend(coordinate::routes());

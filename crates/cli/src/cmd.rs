@@ -7,6 +7,7 @@ pub mod config;
 pub mod connect;
 pub mod gateway;
 pub mod intention;
+pub mod keyring;
 pub mod kv;
 pub mod login;
 pub mod operator;

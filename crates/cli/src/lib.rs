@@ -40,6 +40,8 @@ pub enum Command {
     Snapshot(cmd::snapshot::SnapshotCmd),
     /// List the members of the cluster.
     Members(cmd::catalog::MembersArgs),
+    /// List and rotate the cluster key on every agent.
+    Keyring(cmd::keyring::KeyringArgs),
     /// Print the version.
     Version,
     /// Show the agent's statistics.
@@ -98,6 +100,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Catalog(c) => cmd::catalog::run(c).await,
         Command::Services(c) => cmd::catalog::run_services(c).await,
         Command::Members(a) => cmd::catalog::members(a).await,
+        Command::Keyring(a) => cmd::keyring::run(a).await,
         Command::Snapshot(c) => cmd::snapshot::run(c).await,
         Command::Info(a) => cmd::ops::info(a).await,
         Command::Monitor(a) => cmd::ops::monitor(a).await,

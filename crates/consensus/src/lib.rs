@@ -9,6 +9,7 @@
 // openraft's traits return its own (large) StorageError and RaftError.
 #![allow(clippy::result_large_err)]
 
+pub mod keyring;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -79,6 +80,10 @@ pub struct Info {
     pub known: BTreeMap<u64, String>,
 }
 
+/// How recently a quorum must have acknowledged a leader for its default
+/// reads to count as the leader's view.
+const LEADER_LEASE_MS: u64 = 500;
+
 /// A running raft member.
 #[derive(Clone)]
 pub struct Consensus {
@@ -94,8 +99,10 @@ pub struct Consensus {
     last_contact: Arc<parking_lot::Mutex<Option<Instant>>>,
     /// Heartbeats received (on the leader): node name → when.
     heartbeats: Arc<parking_lot::Mutex<BTreeMap<String, Instant>>>,
-    /// The cluster key requests between agents must carry.
-    pub(crate) key: Option<Arc<String>>,
+    /// The cluster keys: accepted on the server port; the primary one is
+    /// sent with every request to other agents.
+    pub(crate) keyring: Arc<parking_lot::RwLock<keyring::Keyring>>,
+    keyring_path: Option<std::path::PathBuf>,
 }
 
 /// The leader's view of replication.
@@ -164,15 +171,15 @@ impl Consensus {
         let log = log_store::LogStore::new(db.clone());
         let sm = state_machine::StateMachine::open(host, db)
             .map_err(|e| ConsensusError::Other(format!("opening the state machine: {e}")))?;
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(k) = &key {
-            let v = reqwest::header::HeaderValue::from_str(k)
+        let keyring_path = dir.parent().map(|p| p.join("keyring.json"));
+        let ring = keyring::Keyring::load(keyring_path.as_ref(), key)
+            .map_err(|e| ConsensusError::Other(format!("the keyring: {e}")))?;
+        if let Some(k) = &ring.primary {
+            reqwest::header::HeaderValue::from_str(k)
                 .map_err(|_| ConsensusError::Other("the cluster key is not valid text".into()))?;
-            headers.insert(network::KEY_HEADER, v);
         }
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .default_headers(headers);
+        let keyring = Arc::new(parking_lot::RwLock::new(ring));
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
         let scheme = if let Some(cfg) = tls {
             builder = builder.tls_backend_preconfigured(cfg);
             "https"
@@ -182,7 +189,7 @@ impl Consensus {
         let http = builder
             .build()
             .map_err(|e| ConsensusError::Other(e.to_string()))?;
-        let net = network::Network::new(http.clone(), scheme);
+        let net = network::Network::new(http.clone(), scheme, keyring.clone());
         let raft = Raft::new(id, config, net, log, sm)
             .await
             .map_err(|e| ConsensusError::Other(format!("starting raft: {e}")))?;
@@ -199,8 +206,91 @@ impl Consensus {
             known,
             heartbeats: Arc::default(),
             last_contact: Arc::default(),
-            key: key.map(Arc::new),
+            keyring,
+            keyring_path,
         })
+    }
+
+    /// A GET to another agent's server port, with the cluster key.
+    fn get(&self, url: String) -> reqwest::RequestBuilder {
+        keyed(self.http.get(url), &self.keyring)
+    }
+
+    /// A POST to another agent's server port, with the cluster key.
+    fn post(&self, url: String) -> reqwest::RequestBuilder {
+        keyed(self.http.post(url), &self.keyring)
+    }
+
+    /// Every member of the cluster (voters and client agents): id → (server
+    /// port address, voter).
+    pub fn members(&self) -> BTreeMap<u64, (String, bool)> {
+        let m = self.raft.metrics().borrow().clone();
+        let mem = m.membership_config.membership();
+        mem.nodes()
+            .map(|(id, n)| (*id, (n.addr.clone(), mem.voter_ids().any(|v| v == *id))))
+            .collect()
+    }
+
+    /// Applies a keyring operation to this agent's keyring (saved when it
+    /// changes).
+    pub fn keyring_local(&self, op: keyring::KeyOp, key: &str) -> keyring::KeyAnswer {
+        let mut ring = self.keyring.write();
+        let mut next = ring.clone();
+        let result = next.apply(op, key).and_then(|changed| {
+            if changed && let Some(p) = &self.keyring_path {
+                next.save(p)?;
+            }
+            Ok(changed)
+        });
+        match result {
+            Ok(_) => {
+                *ring = next;
+                keyring::KeyAnswer {
+                    keys: ring.keys.clone(),
+                    primary: ring.primary.clone(),
+                    error: String::new(),
+                }
+            }
+            Err(e) => keyring::KeyAnswer {
+                keys: ring.keys.clone(),
+                primary: ring.primary.clone(),
+                error: e,
+            },
+        }
+    }
+
+    /// Runs a keyring operation on every member, in parallel: (id, address,
+    /// voter, the member's answer or why it gave none).
+    pub async fn keyring_everywhere(
+        &self,
+        op: keyring::KeyOp,
+        key: &str,
+    ) -> Vec<(u64, String, bool, Result<keyring::KeyAnswer, String>)> {
+        let calls = self.members().into_iter().map(|(id, (addr, voter))| {
+            let key = key.to_string();
+            async move {
+                let answer = if id == self.id {
+                    Ok(self.keyring_local(op, &key))
+                } else {
+                    let r = self
+                        .post(format!("{}://{addr}/v1/internal/raft/keyring", self.scheme))
+                        .timeout(Duration::from_secs(5))
+                        .json(&(op, key))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() => r
+                            .json::<keyring::KeyAnswer>()
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Ok(r) => Err(format!("{}", r.status())),
+                        Err(e) => Err(e.to_string()),
+                    }
+                };
+                (id, addr, voter, answer)
+            }
+        });
+        futures::future::join_all(calls).await
     }
 
     /// This server's view.
@@ -299,7 +389,6 @@ impl Consensus {
 
     async fn forward(&self, addr: &str, req: &Request) -> Result<(Response, u64), String> {
         let r = self
-            .http
             .post(format!("{}://{addr}/v1/internal/raft/write", self.scheme))
             .json(req)
             .send()
@@ -325,12 +414,37 @@ impl Consensus {
     /// returns once this node has applied everything the leader had applied
     /// when the read started, so that the answer is the leader's view
     /// without a quorum round. Immediate on the leader.
+    /// A leader that has not heard from a quorum within the lease does not
+    /// count (it may have been replaced); without a leader this waits up to
+    /// `patience` for one.
     pub async fn leader_barrier(&self, patience: Duration) -> Result<(), ConsensusError> {
-        if self.is_leader() {
-            return Ok(());
+        let deadline = Instant::now() + patience;
+        loop {
+            if self.is_leader() {
+                if self.holds_lease() {
+                    return Ok(());
+                }
+            } else if self.info().leader.is_some() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if let Ok(index) = self.ask_leader_index("applied-index", left).await {
+                    return self.wait_applied(index, left).await;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ConsensusError::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let index = self.ask_leader_index("applied-index", patience).await?;
-        self.wait_applied(index, patience).await
+    }
+
+    /// On the leader: whether a quorum acknowledged it within the lease
+    /// (Consul's leader lease, 500 ms; here a little under the shortest
+    /// election timeout).
+    pub fn holds_lease(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.current_leader == Some(self.id)
+            && m.millis_since_quorum_ack
+                .is_some_and(|ms| ms <= LEADER_LEASE_MS)
     }
 
     /// An index from the leader's `/v1/internal/raft/<what>`.
@@ -341,7 +455,6 @@ impl Consensus {
     ) -> Result<u64, ConsensusError> {
         let (_, addr) = self.info().leader.ok_or(ConsensusError::NoLeader)?;
         let r: Result<u64, String> = self
-            .http
             .get(format!("{}://{addr}/v1/internal/raft/{what}", self.scheme))
             .timeout(patience)
             .send()
@@ -419,7 +532,6 @@ impl Consensus {
         }
         let (_, addr) = self.info().leader.ok_or(ConsensusError::NoLeader)?;
         let r: Option<Replication> = self
-            .http
             .get(format!(
                 "{}://{addr}/v1/internal/raft/replication",
                 self.scheme
@@ -449,16 +561,15 @@ impl Consensus {
     /// Sends this node's heartbeat to the leader.
     pub async fn send_heartbeat(&self, node: &str) -> Result<(), String> {
         let (_, addr) = self.info().leader.ok_or("no leader")?;
-        self.http
-            .post(format!(
-                "{}://{addr}/v1/internal/raft/heartbeat",
-                self.scheme
-            ))
-            .timeout(Duration::from_secs(2))
-            .json(&node)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        self.post(format!(
+            "{}://{addr}/v1/internal/raft/heartbeat",
+            self.scheme
+        ))
+        .timeout(Duration::from_secs(2))
+        .json(&node)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -496,7 +607,6 @@ impl Consensus {
         }
         let (_, addr) = self.info().leader.ok_or("No cluster leader")?;
         let r: Result<(), String> = self
-            .http
             .post(format!("{}://{addr}/v1/internal/raft/remove", self.scheme))
             .json(&id)
             .send()
@@ -563,24 +673,22 @@ impl Consensus {
 
     /// Asks another server about itself (telling it about this one).
     pub async fn peer_info(&self, addr: &str) -> Result<Info, String> {
-        self.http
-            .get(format!(
-                "{}://{addr}/v1/internal/raft/info?id={}&addr={}",
-                self.scheme, self.id, self.addr
-            ))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())
+        self.get(format!(
+            "{}://{addr}/v1/internal/raft/info?id={}&addr={}",
+            self.scheme, self.id, self.addr
+        ))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Asks the leader at `addr` to add this node.
     pub async fn ask_to_join(&self, addr: &str, voter: bool) -> Result<(), String> {
         let r: Result<(), String> = self
-            .http
             .post(format!("{}://{addr}/v1/internal/raft/join", self.scheme))
             .json(&JoinRequest {
                 id: self.id,
@@ -661,3 +769,14 @@ impl Consensus {
 
 #[cfg(test)]
 mod tests;
+
+/// Adds the primary cluster key to a request between agents.
+pub(crate) fn keyed(
+    r: reqwest::RequestBuilder,
+    ring: &parking_lot::RwLock<keyring::Keyring>,
+) -> reqwest::RequestBuilder {
+    match &ring.read().primary {
+        Some(k) => r.header(network::KEY_HEADER, k.as_str()),
+        None => r,
+    }
+}

@@ -21,18 +21,32 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::keyring::{KeyAnswer, KeyOp, Keyring};
 use crate::{Consensus, Info, Response, TypeConfig};
 
 /// Makes clients to other servers.
 pub struct Network {
     http: reqwest::Client,
     scheme: &'static str,
+    keyring: Arc<RwLock<Keyring>>,
 }
 
 impl Network {
     /// `scheme`: `https` when the server port speaks mutual TLS.
-    pub fn new(http: reqwest::Client, scheme: &'static str) -> Network {
-        Network { http, scheme }
+    pub fn new(
+        http: reqwest::Client,
+        scheme: &'static str,
+        keyring: Arc<RwLock<Keyring>>,
+    ) -> Network {
+        Network {
+            http,
+            scheme,
+            keyring,
+        }
     }
 }
 
@@ -40,6 +54,7 @@ impl Network {
 pub struct Conn {
     http: reqwest::Client,
     scheme: &'static str,
+    keyring: Arc<RwLock<Keyring>>,
     target: u64,
     addr: String,
 }
@@ -51,6 +66,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Conn {
             http: self.http.clone(),
             scheme: self.scheme,
+            keyring: self.keyring.clone(),
             target,
             addr: node.addr.clone(),
         }
@@ -73,9 +89,7 @@ impl Conn {
             "{}://{}/v1/internal/raft/{rpc}/{}",
             self.scheme, self.addr, self.target
         );
-        let r = self
-            .http
-            .post(url)
+        let r = crate::keyed(self.http.post(url), &self.keyring)
             .timeout(option.hard_ttl())
             .json(req)
             .send()
@@ -231,8 +245,15 @@ async fn read_index(State(c): State<Consensus>) -> Json<Result<u64, String>> {
     Json(c.read_index().await.map_err(|e| e.to_string()))
 }
 
+async fn keyring_op(
+    State(c): State<Consensus>,
+    Json((op, key)): Json<(KeyOp, String)>,
+) -> Json<KeyAnswer> {
+    Json(c.keyring_local(op, &key))
+}
+
 async fn applied_index(State(c): State<Consensus>) -> Json<Result<u64, String>> {
-    Json(if c.is_leader() {
+    Json(if c.holds_lease() {
         Ok(c.applied_index())
     } else {
         Err("not the leader".into())
@@ -242,30 +263,28 @@ async fn applied_index(State(c): State<Consensus>) -> Json<Result<u64, String>> 
 /// The header carrying the cluster key between agents.
 pub const KEY_HEADER: &str = "x-meshgate-cluster-key";
 
-/// Equal, in time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Refuses requests without the cluster key, when the cluster has one.
 async fn check_key(
     State(c): State<Consensus>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if let Some(k) = &c.key {
-        let given = req
-            .headers()
-            .get(KEY_HEADER)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if !same(given, k.as_bytes()) {
-            tracing::warn!("refused a cluster request without the cluster key");
-            return axum::response::IntoResponse::into_response((
-                StatusCode::FORBIDDEN,
-                "missing or wrong cluster key",
-            ));
-        }
+    let refused = {
+        let ring = c.keyring.read();
+        !ring.keys.is_empty()
+            && !ring.accepts(
+                req.headers()
+                    .get(KEY_HEADER)
+                    .map(|v| v.as_bytes())
+                    .unwrap_or_default(),
+            )
+    };
+    if refused {
+        tracing::warn!("refused a cluster request without the cluster key");
+        return axum::response::IntoResponse::into_response((
+            StatusCode::FORBIDDEN,
+            "missing or wrong cluster key",
+        ));
     }
     next.run(req).await
 }
@@ -283,6 +302,7 @@ pub fn router(c: Consensus) -> Router {
         .route("/v1/internal/raft/remove", post(remove))
         .route("/v1/internal/raft/replication", get(replication))
         .route("/v1/internal/raft/applied-index", get(applied_index))
+        .route("/v1/internal/raft/keyring", post(keyring_op))
         .route("/v1/internal/raft/read-index", get(read_index))
         .layer(axum::middleware::from_fn_with_state(c.clone(), check_key))
         .with_state(c)
