@@ -283,6 +283,140 @@ async fn three_servers_replicate_and_survive_failures() {
     );
 }
 
+/// Autopilot: its configuration is replicated state (PUT with `?cas`), its
+/// state names every server with real last-contact figures, and a server
+/// that is gone for good is removed from the raft configuration by the
+/// leader (`CleanupDeadServers`), within the limits Consul keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autopilot_configuration_state_and_dead_server_cleanup() {
+    const ON: [&str; 3] = ["127.0.0.91", "127.0.0.92", "127.0.0.93"];
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (a0, a1, a2) = tokio::join!(
+        server_on(&ON, 0, data).start(),
+        server_on(&ON, 1, data).start(),
+        server_on(&ON, 2, data).start()
+    );
+    let mut s = vec![a0, a1, a2];
+    let leader = agreed_leader(&[&s[0], &s[1], &s[2]]).await;
+    let http = meshgate_test_support::client();
+
+    // The configuration: Consul's defaults, then a PUT (fields left out
+    // take the defaults), a check-and-set that misses, bad input.
+    let (st, c) = s[1].get_json("/v1/operator/autopilot/configuration").await;
+    assert_eq!(st, 200);
+    assert_eq!(c["CleanupDeadServers"], true, "{c}");
+    assert_eq!(c["LastContactThreshold"], "200ms", "{c}");
+    assert_eq!(c["MaxTrailingLogs"], 250, "{c}");
+    let r = http
+        .put(s[2].url("/v1/operator/autopilot/configuration"))
+        .body(r#"{"MinQuorum": 3, "LastContactThreshold": "1s"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "true");
+    let (_, c) = s[0].get_json("/v1/operator/autopilot/configuration").await;
+    assert_eq!(c["MinQuorum"], 3, "{c}");
+    assert_eq!(c["LastContactThreshold"], "1s", "{c}");
+    assert_eq!(c["CleanupDeadServers"], true, "{c}");
+    let modify = c["ModifyIndex"].as_u64().unwrap();
+    assert!(modify > 0);
+    let r = http
+        .put(s[0].url(&format!(
+            "/v1/operator/autopilot/configuration?cas={}",
+            modify + 1000
+        )))
+        .body(r#"{"MinQuorum": 0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "false");
+    let r = http
+        .put(s[0].url("/v1/operator/autopilot/configuration"))
+        .body(r#"{"Bogus": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "Error parsing autopilot config: json: unknown field \"Bogus\""
+    );
+
+    // The state: three servers, the leader first among the voters.
+    let state = eventually(
+        "autopilot state with three healthy servers",
+        Duration::from_secs(15),
+        || async {
+            let (st, v) = s[2].get_json("/v1/operator/autopilot/state").await;
+            (st == 200 && v["Healthy"] == true).then_some(v)
+        },
+    )
+    .await;
+    let servers = state["Servers"].as_object().unwrap();
+    assert_eq!(servers.len(), 3, "{state}");
+    assert_eq!(state["FailureTolerance"], 1, "{state}");
+    let leader_id = state["Leader"].as_str().unwrap();
+    assert_eq!(state["Voters"][0], leader_id, "{state}");
+    let l = &servers[leader_id];
+    assert_eq!(l["Status"], "leader", "{state}");
+    assert_eq!(l["LastContact"], "0s", "{state}");
+    assert!(
+        leader.starts_with(l["Address"].as_str().unwrap()),
+        "{state}"
+    );
+    for v in servers.values() {
+        assert_eq!(v["NodeStatus"], "alive", "{state}");
+        assert!(v["LastIndex"].as_u64().unwrap() > 0, "{state}");
+    }
+
+    // A follower dies for good. With MinQuorum 3 it stays in the
+    // configuration (removing it would leave two voters)...
+    let li = index_in(&ON, &s, &leader);
+    let dead = (li + 1) % 3;
+    s[dead].kill();
+    let other = (0..3).find(|i| *i != li && *i != dead).unwrap();
+    eventually(
+        "the dead server's node is failed",
+        Duration::from_secs(30),
+        || async {
+            let (st, v) = s[other].get_json("/v1/operator/autopilot/state").await;
+            (st == 200
+                && v["Servers"]
+                    .as_object()?
+                    .values()
+                    .any(|x| x["NodeStatus"] == "failed"))
+            .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let (_, peers) = s[li].get_json("/v1/status/peers").await;
+    assert_eq!(peers.as_array().unwrap().len(), 3, "{peers}");
+    // ...and with MinQuorum 0 the leader removes it within a round.
+    let r = http
+        .put(s[other].url("/v1/operator/autopilot/configuration"))
+        .body(r#"{"MinQuorum": 0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(
+        "the dead server is removed",
+        Duration::from_secs(25),
+        || async {
+            let (_, peers) = s[li].get_json("/v1/status/peers").await;
+            (peers.as_array()?.len() == 2).then_some(())
+        },
+    )
+    .await;
+    put_kv(&s[other], "after-cleanup", "ok").await;
+    let (st, h) = s[other].get_json("/v1/operator/autopilot/health").await;
+    assert_eq!(st, 200, "{h}");
+    assert_eq!(h["Servers"].as_array().unwrap().len(), 2, "{h}");
+}
+
 /// The external-service monitor runs on the leader only; when the leader is
 /// killed, the new leader takes the checks over within seconds and the
 /// transitions that follow are written once.

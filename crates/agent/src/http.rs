@@ -723,6 +723,8 @@ const STATE_READS: &[&str] = &[
     "/v1/discovery-chain/",
     "/v1/event/list",
     "/v1/internal/ui/",
+    "/v1/operator/autopilot/configuration",
+    "/v1/operator/usage",
 ];
 
 /// Reads in cluster mode, by consistency mode (as Consul serves them):

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acl;
+pub mod autopilot;
 pub mod checks;
 pub mod config;
 pub mod config_keys;
@@ -542,6 +543,9 @@ async fn start_consensus(
     }));
     tasks.push(tokio::spawn(liveness::heartbeats(agent.clone())));
     tasks.push(tokio::spawn(liveness::watch(agent.clone())));
+    if c.server {
+        tasks.push(tokio::spawn(autopilot::run(agent.clone())));
+    }
     Ok(tasks)
 }
 

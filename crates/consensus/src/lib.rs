@@ -78,6 +78,15 @@ pub struct Info {
     /// joining through one of them learn of each other.
     #[serde(default)]
     pub known: BTreeMap<u64, String>,
+    /// Milliseconds since the leader last replicated to it (0 on the
+    /// leader; `None`: never).
+    #[serde(default)]
+    pub last_contact_ms: Option<u64>,
+    /// Its last log index and current term.
+    #[serde(default)]
+    pub last_index: u64,
+    #[serde(default)]
+    pub term: u64,
 }
 
 /// How recently a quorum must have acknowledged a leader for its default
@@ -319,6 +328,9 @@ impl Consensus {
             learner,
             leader,
             known: self.known.lock().clone(),
+            last_contact_ms: self.last_contact().map(|d| d.as_millis() as u64),
+            last_index: m.last_log_index.unwrap_or(0),
+            term: m.current_term,
         }
     }
 

@@ -125,6 +125,50 @@ pub enum Command {
     /// Replaces the mesh CA (initialization, rotation, configuration) when
     /// its index is still `cas` (0: not initialized yet).
     CaSet { ca: Box<CaState>, cas: u64 },
+    /// Sets autopilot's configuration; with `cas`, only if one exists and
+    /// its `ModifyIndex` is `cas` (as Consul).
+    AutopilotSet {
+        config: Box<AutopilotConfig>,
+        cas: Option<u64>,
+    },
+}
+
+/// Autopilot's configuration (`/v1/operator/autopilot/configuration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AutopilotConfig {
+    pub cleanup_dead_servers: bool,
+    pub last_contact_threshold: meshgate_types::GoDuration,
+    pub max_trailing_logs: u64,
+    pub min_quorum: u64,
+    pub server_stabilization_time: meshgate_types::GoDuration,
+    pub redundancy_zone_tag: String,
+    pub disable_upgrade_migration: bool,
+    pub upgrade_version_tag: String,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+impl Default for AutopilotConfig {
+    /// Consul's defaults.
+    fn default() -> Self {
+        AutopilotConfig {
+            cleanup_dead_servers: true,
+            last_contact_threshold: meshgate_types::GoDuration(std::time::Duration::from_millis(
+                200,
+            )),
+            max_trailing_logs: 250,
+            min_quorum: 0,
+            server_stabilization_time: meshgate_types::GoDuration(std::time::Duration::from_secs(
+                10,
+            )),
+            redundancy_zone_tag: String::new(),
+            disable_upgrade_migration: false,
+            upgrade_version_tag: String::new(),
+            create_index: 0,
+            modify_index: 0,
+        }
+    }
 }
 
 /// A command with the time (milliseconds since the Unix epoch) its proposer
@@ -275,6 +319,7 @@ pub struct State {
     queries: BTreeMap<String, meshgate_types::query::PreparedQuery>,
     config: config::ConfigTable,
     ca: Option<CaState>,
+    autopilot: Option<AutopilotConfig>,
 }
 
 /// Node names and service names are case-insensitive.
@@ -388,7 +433,29 @@ impl State {
                 Ok(Applied::Bool(self.config_delete(index, kind, name, *cas)))
             }
             Command::CaSet { ca, cas } => self.ca_set(index, ca, *cas).map(Applied::Bool),
+            Command::AutopilotSet { config, cas } => {
+                Ok(Applied::Bool(self.autopilot_set(index, config, *cas)))
+            }
         }
+    }
+
+    fn autopilot_set(&mut self, idx: u64, config: &AutopilotConfig, cas: Option<u64>) -> bool {
+        let current = self.autopilot.as_ref();
+        if let Some(cas) = cas
+            && current.is_none_or(|c| c.modify_index != cas)
+        {
+            return false;
+        }
+        let mut c = config.clone();
+        c.create_index = current.map(|c| c.create_index).unwrap_or(idx);
+        c.modify_index = idx;
+        self.autopilot = Some(c);
+        true
+    }
+
+    /// Autopilot's configuration (Consul's defaults until one is set).
+    pub fn autopilot(&self) -> AutopilotConfig {
+        self.autopilot.clone().unwrap_or_default()
     }
 
     fn touch(&mut self, t: Table, idx: u64) {

@@ -46,6 +46,8 @@ pub struct Snapshot {
     pub config_entries: Vec<serde_json::Value>,
     #[serde(default)]
     pub ca: Option<crate::CaState>,
+    #[serde(default)]
+    pub autopilot: Option<crate::AutopilotConfig>,
 }
 
 impl State {
@@ -102,6 +104,7 @@ impl State {
             queries: self.queries.values().cloned().collect(),
             config_entries: self.config.values().map(|e| e.to_json()).collect(),
             ca: self.ca.clone(),
+            autopilot: self.autopilot.clone(),
         }
     }
 
@@ -202,6 +205,7 @@ impl State {
                 .insert((e.kind().to_string(), e.name().to_string()), e);
         }
         st.ca = s.ca.clone();
+        st.autopilot = s.autopilot.clone();
         Ok(st)
     }
 

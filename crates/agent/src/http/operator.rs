@@ -29,10 +29,22 @@ pub(super) fn routes() -> Vec<Route> {
             handler!(autopilot_configuration),
         ),
         route(
+            Method::PUT,
+            "/v1/operator/autopilot/configuration",
+            write,
+            handler!(autopilot_set_configuration),
+        ),
+        route(
             Method::GET,
             "/v1/operator/autopilot/health",
             read,
             handler!(autopilot_health),
+        ),
+        route(
+            Method::GET,
+            "/v1/operator/autopilot/state",
+            read,
+            handler!(autopilot_state),
         ),
         route(Method::GET, "/v1/operator/usage", read, handler!(usage)),
     ]
@@ -143,43 +155,107 @@ async fn remove_peer(ctx: Ctx) -> ApiResult {
     Ok(json(&ctx, &Value::Null))
 }
 
-/// Log entries a healthy server may trail the leader by.
-const MAX_TRAILING_LOGS: u64 = 250;
+fn config_json(c: &meshgate_state::AutopilotConfig) -> Value {
+    json!({
+        "CleanupDeadServers": c.cleanup_dead_servers,
+        "LastContactThreshold": c.last_contact_threshold,
+        "MaxTrailingLogs": c.max_trailing_logs,
+        "MinQuorum": c.min_quorum,
+        "ServerStabilizationTime": c.server_stabilization_time,
+        "RedundancyZoneTag": c.redundancy_zone_tag,
+        "DisableUpgradeMigration": c.disable_upgrade_migration,
+        "UpgradeVersionTag": c.upgrade_version_tag,
+        "CreateIndex": c.create_index,
+        "ModifyIndex": c.modify_index,
+    })
+}
 
 async fn autopilot_configuration(ctx: Ctx) -> ApiResult {
     ctx.query_options()?;
-    Ok(json(
-        &ctx,
-        &json!({
-            "CleanupDeadServers": false,
-            "LastContactThreshold": "10s",
-            "MaxTrailingLogs": MAX_TRAILING_LOGS,
-            "MinQuorum": 0,
-            "ServerStabilizationTime": "10s",
-            "RedundancyZoneTag": "",
-            "DisableUpgradeMigration": false,
-            "UpgradeVersionTag": "",
-            "CreateIndex": 0,
-            "ModifyIndex": 0,
-        }),
-    ))
+    let c = ctx.agent.store.read().autopilot();
+    Ok(json(&ctx, &config_json(&c)))
 }
 
-/// Each server's health as the leader sees it: heard from within the
-/// failure window (heartbeats) and not trailing the log by more than
-/// `MaxTrailingLogs`.
+/// `PUT /v1/operator/autopilot/configuration[?cas=N]`: fields left out take
+/// Consul's defaults; answers `true`, or `false` when `cas` did not match.
+async fn autopilot_set_configuration(ctx: Ctx) -> ApiResult {
+    use meshgate_types::lenient::{self, Options};
+    let cas = match ctx.query.get("cas").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "Error parsing cas value: strconv.ParseUint: parsing \"{v}\": invalid syntax"
+            ))
+        })?),
+    };
+    if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::bad_request("Error parsing autopilot config: EOF"));
+    }
+    let body: Value = serde_json::from_slice(&ctx.body)
+        .map_err(|e| ApiError::bad_request(format!("Error parsing autopilot config: {e}")))?;
+    // Start from the defaults, then the fields given.
+    let mut merged = config_json(&meshgate_state::AutopilotConfig::default());
+    if let (Some(m), Some(b)) = (merged.as_object_mut(), body.as_object()) {
+        for (k, v) in b {
+            let known = m.keys().find(|mk| mk.eq_ignore_ascii_case(k)).cloned();
+            match known {
+                Some(mk) => {
+                    if !v.is_null() {
+                        m.insert(mk, v.clone());
+                    }
+                }
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "Error parsing autopilot config: json: unknown field \"{k}\""
+                    )));
+                }
+            }
+        }
+    }
+    let config: meshgate_state::AutopilotConfig =
+        lenient::from_value(merged, Options { deny_unknown: true })
+            .map_err(|e| ApiError::bad_request(format!("Error parsing autopilot config: {e}")))?;
+    let applied = ctx
+        .agent
+        .store
+        .write(meshgate_state::Command::AutopilotSet {
+            config: Box::new(config),
+            cas,
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let ok = matches!(applied, meshgate_state::Applied::Bool(true));
+    Ok(json(&ctx, &json!(ok)))
+}
+
+fn duration_text(d: Option<std::time::Duration>) -> String {
+    d.map(meshgate_types::duration::format)
+        .unwrap_or_else(|| "never".into())
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    meshgate_types::time::format_rfc3339_ms(ms)
+}
+
+/// Each server's health as autopilot judges it (`LastContactThreshold`,
+/// `MaxTrailingLogs`, the leader's term); 429 when not every server is
+/// healthy, as in Consul.
 async fn autopilot_health(ctx: Ctx) -> ApiResult {
     ctx.query_options()?;
-    let list = servers(&ctx);
-    let Some(c) = ctx.agent.store.cluster().cloned() else {
-        let servers: Vec<Value> = list
+    let config = ctx.agent.store.read().autopilot();
+    let Some(view) = crate::autopilot::view(&ctx.agent, &config).await else {
+        let servers: Vec<Value> = servers(&ctx)
             .into_iter()
             .map(|s| {
                 json!({"ID": s["ID"], "Name": s["Node"], "Address": s["Address"],
                        "SerfStatus": "alive", "Version": crate::COMPAT_VERSION,
                        "Leader": true, "LastContact": "0s", "LastTerm": 1,
                        "LastIndex": s["LastIndex"], "Healthy": true, "Voter": true,
-                       "StableSince": ""})
+                       "StableSince": rfc3339(std::time::SystemTime::now())})
             })
             .collect();
         return Ok(json(
@@ -187,63 +263,93 @@ async fn autopilot_health(ctx: Ctx) -> ApiResult {
             &json!({"Healthy": true, "FailureTolerance": 0, "Servers": servers}),
         ));
     };
-    let rep = c
-        .leader_replication()
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let leader = c.info().leader.map(|(id, _)| id);
-    let voters = c.voters();
-    let serf: std::collections::BTreeMap<String, String> = {
-        let st = ctx.agent.store.read();
-        st.checks_in_state("any")
-            .1
-            .into_iter()
-            .filter(|ch| ch.check_id == meshgate_types::catalog::SERF_CHECK_ID)
-            .map(|ch| (ch.node.clone(), ch.status.clone()))
-            .collect()
-    };
-    let mut healthy_count = 0usize;
-    let mut out = Vec::new();
-    for (id, addr) in &voters {
-        let entry = list
-            .iter()
-            .find(|s| s["Address"] == *addr)
-            .cloned()
-            .unwrap_or(Value::Null);
-        let name = entry["Node"].as_str().unwrap_or("").to_string();
-        let is_leader = leader == Some(*id);
-        let index = if is_leader {
-            rep.last_index
-        } else {
-            rep.matched.get(id).copied().unwrap_or(0)
-        };
-        let alive = serf.get(&name).is_none_or(|s| s != "critical");
-        let healthy = alive && rep.last_index.saturating_sub(index) <= MAX_TRAILING_LOGS;
-        if healthy {
-            healthy_count += 1;
-        }
-        out.push(json!({
-            "ID": entry["ID"],
-            "Name": name,
-            "Address": addr,
-            "SerfStatus": if alive { "alive" } else { "failed" },
-            "Version": crate::COMPAT_VERSION,
-            "Leader": is_leader,
-            "LastContact": if is_leader { "0s" } else if alive { "<10s" } else { ">10s" },
-            "LastTerm": rep.term,
-            "LastIndex": index,
-            "Healthy": healthy,
-            "Voter": true,
-            "StableSince": "",
-        }));
+    let servers: Vec<Value> = view
+        .servers
+        .iter()
+        .map(|s| {
+            json!({
+                "ID": s.id,
+                "Name": s.name,
+                "Address": s.address,
+                "SerfStatus": s.node_status,
+                "Version": crate::COMPAT_VERSION,
+                "Leader": s.leader,
+                "LastContact": duration_text(s.last_contact),
+                "LastTerm": s.last_term,
+                "LastIndex": s.last_index,
+                "Healthy": s.healthy,
+                "Voter": true,
+                "StableSince": rfc3339(s.stable_since),
+            })
+        })
+        .collect();
+    let body = json!({
+        "Healthy": view.healthy,
+        "FailureTolerance": view.failure_tolerance,
+        "Servers": servers,
+    });
+    let mut r = json(&ctx, &body);
+    if !view.healthy {
+        *r.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
     }
-    let quorum = voters.len() / 2 + 1;
+    Ok(r)
+}
+
+/// `GET /v1/operator/autopilot/state`: the servers of the raft configuration
+/// keyed by ID, their role and health, the voters (leader first).
+async fn autopilot_state(ctx: Ctx) -> ApiResult {
+    ctx.query_options()?;
+    let config = ctx.agent.store.read().autopilot();
+    let Some(view) = crate::autopilot::view(&ctx.agent, &config).await else {
+        return Err(ApiError::internal(
+            "Failed to get autopilot state: no state found",
+        ));
+    };
+    let mut servers = serde_json::Map::new();
+    for s in &view.servers {
+        servers.insert(
+            s.id.clone(),
+            json!({
+                "ID": s.id,
+                "Name": s.name,
+                "Address": s.address,
+                "NodeStatus": s.node_status,
+                "Version": crate::COMPAT_VERSION,
+                "LastContact": duration_text(s.last_contact),
+                "LastTerm": s.last_term,
+                "LastIndex": s.last_index,
+                "Healthy": s.healthy,
+                "StableSince": rfc3339(s.stable_since),
+                "ReadReplica": false,
+                "Status": if s.leader { "leader" } else { "voter" },
+                "Meta": s.meta,
+                "NodeType": "voter",
+            }),
+        );
+    }
+    let mut voters: Vec<&crate::autopilot::ServerView> = view.servers.iter().collect();
+    voters.sort_by(|a, b| {
+        b.leader
+            .cmp(&a.leader)
+            .then(b.healthy.cmp(&a.healthy))
+            .then(a.stable_since.cmp(&b.stable_since))
+            .then(a.id.cmp(&b.id))
+    });
+    let leader = view
+        .servers
+        .iter()
+        .find(|s| s.leader)
+        .map(|s| s.id.clone())
+        .unwrap_or_default();
     Ok(json(
         &ctx,
         &json!({
-            "Healthy": healthy_count == voters.len(),
-            "FailureTolerance": healthy_count.saturating_sub(quorum),
-            "Servers": out,
+            "Healthy": view.healthy,
+            "FailureTolerance": view.failure_tolerance,
+            "OptimisticFailureTolerance": view.failure_tolerance,
+            "Servers": servers,
+            "Leader": leader,
+            "Voters": voters.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
         }),
     ))
 }
