@@ -371,6 +371,65 @@ async fn autopilot_configuration_state_and_dead_server_cleanup() {
         assert!(v["LastIndex"].as_u64().unwrap() > 0, "{state}");
     }
 
+    // Moving the leadership: to a named server, then to any other; never to
+    // the leader itself or an unknown server.
+    let target = servers
+        .values()
+        .find(|v| v["Status"] != "leader")
+        .unwrap()
+        .clone();
+    let target_id = target["ID"].as_str().unwrap();
+    let (code, out, err) = meshgate_test_support::cli(
+        BIN,
+        &s[0],
+        &[
+            "operator",
+            "raft",
+            "transfer-leader",
+            &format!("-id={target_id}"),
+        ],
+        None,
+    );
+    assert_eq!((code, out.as_str()), (0, "Success\n"), "{err}");
+    let moved = agreed_leader(&[&s[0], &s[1], &s[2]]).await;
+    assert_eq!(moved, target["Address"].as_str().unwrap(), "{state}");
+    let (code, _, err) = meshgate_test_support::cli(
+        BIN,
+        &s[1],
+        &[
+            "operator",
+            "raft",
+            "transfer-leader",
+            &format!("-id={target_id}"),
+        ],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "Error transfering leadership: Failed to transfer leadership Unexpected response code: 500 (cannot transfer leadership to itself)"
+    );
+    let r = http
+        .post(s[2].url("/v1/operator/raft/transfer-leader?id=nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "Could not find address for server id nope"
+    );
+    let r = http
+        .post(s[2].url("/v1/operator/raft/transfer-leader"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), r#"{"Success":true}"#);
+    let leader = agreed_leader(&[&s[0], &s[1], &s[2]]).await;
+    assert_ne!(leader, moved);
+    put_kv(&s[0], "after-transfer", "ok").await;
+
     // A follower dies for good. With MinQuorum 3 it stays in the
     // configuration (removing it would leave two voters)...
     let li = index_in(&ON, &s, &leader);

@@ -302,6 +302,138 @@ impl Consensus {
         futures::future::join_all(calls).await
     }
 
+    /// Pauses (or resumes) this server's elections and, on the leader, its
+    /// heartbeats: the first step of a leadership transfer.
+    pub fn pause_elections(&self, pause: bool) {
+        let rc = self.raft.runtime_config();
+        rc.elect(!pause);
+        rc.heartbeat(!pause);
+    }
+
+    /// Starts an election on this server and waits up to 5 s to win it.
+    pub async fn elect_self(&self) -> Result<bool, String> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let won = self
+            .raft
+            .wait(Some(Duration::from_secs(5)))
+            .metrics(|m| m.current_leader == Some(self.id), "leadership")
+            .await
+            .is_ok();
+        Ok(won)
+    }
+
+    /// Moves the leadership to `target` (`None`: the most up-to-date other
+    /// voter), Consul's `transfer-leader`. On the leader: the other voters
+    /// stop electing and the leader stops its heartbeats, so that once their
+    /// leader lease (the longest election timeout) has run out, the target's
+    /// election is the only one; then everything resumes.
+    pub async fn transfer_leader(&self, target: Option<u64>) -> Result<u64, String> {
+        let Some(rep) = self.replication() else {
+            return Err("node is not the leader".into());
+        };
+        let voters = self.voters();
+        let target = match target {
+            Some(t) if t == self.id => return Err("cannot transfer leadership to itself".into()),
+            Some(t) if !voters.contains_key(&t) => {
+                return Err(format!("Could not find address for server id {t}"));
+            }
+            Some(t) => t,
+            None => voters
+                .keys()
+                .filter(|id| **id != self.id)
+                .max_by_key(|id| rep.matched.get(id).copied().unwrap_or(0))
+                .copied()
+                .ok_or("cannot find peer")?,
+        };
+        let others: Vec<(u64, String)> = voters
+            .iter()
+            .filter(|(id, _)| **id != target && **id != self.id)
+            .map(|(id, a)| (*id, a.clone()))
+            .collect();
+        let pause_all = |pause: bool| {
+            let others = others.clone();
+            async move {
+                self.pause_elections(pause);
+                for (_, addr) in &others {
+                    let _ = self
+                        .post(format!("{}://{addr}/v1/internal/raft/pause", self.scheme))
+                        .timeout(Duration::from_secs(2))
+                        .json(&pause)
+                        .send()
+                        .await;
+                }
+            }
+        };
+        pause_all(true).await;
+        let result = async {
+            // The target must have everything before it asks for votes.
+            let last = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+            let caught_up = self
+                .raft
+                .wait(Some(Duration::from_secs(3)))
+                .metrics(
+                    |m| {
+                        m.replication.as_ref().is_some_and(|r| {
+                            r.get(&target)
+                                .and_then(|l| l.as_ref())
+                                .is_some_and(|l| l.index >= last)
+                        })
+                    },
+                    "the target to catch up",
+                )
+                .await;
+            if caught_up.is_err() {
+                return Err("leadership transfer timeout".to_string());
+            }
+            // Let the followers' leader lease run out (no heartbeats now).
+            tokio::time::sleep(Duration::from_millis(1300)).await;
+            let addr = voters.get(&target).cloned().unwrap_or_default();
+            let won: Result<bool, String> = self
+                .post(format!("{}://{addr}/v1/internal/raft/elect", self.scheme))
+                .timeout(Duration::from_secs(8))
+                .send()
+                .await
+                .map_err(|e| format!("failed to make TimeoutNow RPC to {target}: {e}"))?
+                .json()
+                .await
+                .map_err(|e| format!("failed to make TimeoutNow RPC to {target}: {e}"))?;
+            match won {
+                Ok(true) => Ok(target),
+                Ok(false) => Err("leadership transfer timeout".to_string()),
+                Err(e) => Err(e),
+            }
+        }
+        .await;
+        pause_all(false).await;
+        result
+    }
+
+    /// Asks the leader to move the leadership (see [`Consensus::transfer_leader`]).
+    pub async fn transfer_leader_via_leader(&self, target: Option<u64>) -> Result<u64, String> {
+        if self.is_leader() {
+            return self.transfer_leader(target).await;
+        }
+        let (_, addr) = self.info().leader.ok_or("No cluster leader")?;
+        let r: Result<u64, String> = self
+            .post(format!(
+                "{}://{addr}/v1/internal/raft/transfer",
+                self.scheme
+            ))
+            .timeout(Duration::from_secs(15))
+            .json(&target)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        r
+    }
+
     /// This server's view.
     pub fn info(&self) -> Info {
         let m = self.raft.metrics().borrow().clone();

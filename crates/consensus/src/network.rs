@@ -252,6 +252,23 @@ async fn keyring_op(
     Json(c.keyring_local(op, &key))
 }
 
+async fn pause(State(c): State<Consensus>, Json(pause): Json<bool>) -> Json<()> {
+    c.pause_elections(pause);
+    Json(())
+}
+
+async fn elect(State(c): State<Consensus>) -> Json<Result<bool, String>> {
+    c.pause_elections(false);
+    Json(c.elect_self().await)
+}
+
+async fn transfer(
+    State(c): State<Consensus>,
+    Json(target): Json<Option<u64>>,
+) -> Json<Result<u64, String>> {
+    Json(c.transfer_leader(target).await)
+}
+
 async fn applied_index(State(c): State<Consensus>) -> Json<Result<u64, String>> {
     Json(if c.holds_lease() {
         Ok(c.applied_index())
@@ -303,6 +320,9 @@ pub fn router(c: Consensus) -> Router {
         .route("/v1/internal/raft/replication", get(replication))
         .route("/v1/internal/raft/applied-index", get(applied_index))
         .route("/v1/internal/raft/keyring", post(keyring_op))
+        .route("/v1/internal/raft/pause", post(pause))
+        .route("/v1/internal/raft/elect", post(elect))
+        .route("/v1/internal/raft/transfer", post(transfer))
         .route("/v1/internal/raft/read-index", get(read_index))
         .layer(axum::middleware::from_fn_with_state(c.clone(), check_key))
         .with_state(c)

@@ -23,6 +23,12 @@ pub(super) fn routes() -> Vec<Route> {
             handler!(remove_peer),
         ),
         route(
+            Method::POST,
+            "/v1/operator/raft/transfer-leader",
+            write,
+            handler!(transfer_leader),
+        ),
+        route(
             Method::GET,
             "/v1/operator/autopilot/configuration",
             read,
@@ -136,6 +142,40 @@ fn target(ctx: &Ctx) -> Result<u64, ApiError> {
     Err(ApiError::internal(format!(
         "id {id:?} / address {address:?} was not found in the Raft configuration"
     )))
+}
+
+/// `POST /v1/operator/raft/transfer-leader[?id=ID]`: moves the leadership
+/// to the server with node ID (or raft id) `ID`, or to the most up-to-date
+/// other server.
+async fn transfer_leader(ctx: Ctx) -> ApiResult {
+    let c = ctx
+        .agent
+        .store
+        .cluster()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("cannot find peer"))?;
+    let id = ctx.query.get("id").unwrap_or_default().to_string();
+    let target = if id.is_empty() {
+        None
+    } else {
+        let list = servers(&ctx);
+        let found = c.voters().into_iter().find_map(|(raft_id, addr)| {
+            let node_id = list
+                .iter()
+                .find(|s| s["Address"] == *addr)
+                .and_then(|e| e["ID"].as_str())
+                .unwrap_or("")
+                .to_string();
+            (id == node_id || id == raft_id.to_string()).then_some(raft_id)
+        });
+        Some(found.ok_or_else(|| {
+            ApiError::internal(format!("Could not find address for server id {id}"))
+        })?)
+    };
+    c.transfer_leader_via_leader(target)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(json(&ctx, &json!({"Success": true})))
 }
 
 async fn remove_peer(ctx: Ctx) -> ApiResult {

@@ -1,4 +1,4 @@
-//! `meshgate operator raft list-peers|remove-peer`.
+//! `meshgate operator raft list-peers|remove-peer|transfer-leader`.
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
@@ -21,6 +21,18 @@ pub enum RaftCmd {
     ListPeers(ListArgs),
     /// Remove a server from the raft configuration.
     RemovePeer(RemoveArgs),
+    /// Move the leadership to another server (-id), or to the most
+    /// up-to-date one.
+    TransferLeader(TransferArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TransferArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// The ID of the server to make leader (as `list-peers` shows it).
+    #[arg(long, default_value = "")]
+    pub id: String,
 }
 
 #[derive(Args, Debug)]
@@ -45,6 +57,7 @@ pub async fn run(cmd: OperatorCmd) -> CliResult {
     match cmd {
         OperatorCmd::Raft(RaftCmd::ListPeers(a)) => list(a).await,
         OperatorCmd::Raft(RaftCmd::RemovePeer(a)) => remove(a).await,
+        OperatorCmd::Raft(RaftCmd::TransferLeader(a)) => transfer(a).await,
     }
 }
 
@@ -127,5 +140,34 @@ async fn remove(a: RemoveArgs) -> CliResult {
     } else {
         println!("Removed peer with id \"{}\"", a.id);
     }
+    Ok(())
+}
+
+async fn transfer(a: TransferArgs) -> CliResult {
+    let c = Client::new(&a.http)
+        .map_err(|e| CliError::new(format!("Error initializing client: {}", e.message)))?;
+    let q = if a.id.is_empty() {
+        Vec::new()
+    } else {
+        vec![("id", a.id.clone())]
+    };
+    // The upstream wording, spelling included, for scripts that match it.
+    let fail = |why: String| {
+        CliError::new(format!(
+            "Error transfering leadership: Failed to transfer leadership{why}"
+        ))
+    };
+    let r = c
+        .send(Method::POST, "/v1/operator/raft/transfer-leader", &q, None)
+        .await
+        .map_err(|e| fail(format!(" {}", e.message)))?;
+    if r.status != 200 {
+        return Err(fail(format!(" {}", r.error_text())));
+    }
+    let v: Value = r.json()?;
+    if v["Success"] != true {
+        return Err(fail(String::new()));
+    }
+    println!("Success");
     Ok(())
 }
