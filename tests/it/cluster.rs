@@ -476,6 +476,74 @@ async fn autopilot_configuration_state_and_dead_server_cleanup() {
     assert_eq!(h["Servers"].as_array().unwrap().len(), 2, "{h}");
 }
 
+/// A partitioned server (its process frozen with SIGSTOP: no traffic in or
+/// out) — first the leader, then a follower — comes back without divergence:
+/// the old leader steps down, nothing written meanwhile is lost, and every
+/// server ends with the same values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_servers_rejoin_without_divergence() {
+    const ON: [&str; 3] = ["127.0.0.101", "127.0.0.102", "127.0.0.103"];
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (a0, a1, a2) = tokio::join!(
+        server_on(&ON, 0, data).start(),
+        server_on(&ON, 1, data).start(),
+        server_on(&ON, 2, data).start()
+    );
+    let s = [a0, a1, a2];
+    let mut expected = Vec::new();
+    for round in 0..2 {
+        let leader = agreed_leader(&[&s[0], &s[1], &s[2]]).await;
+        let li = index_in(&ON, &s, &leader);
+        let victim = if round == 0 { li } else { (li + 1) % 3 };
+        let rest: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+        put_kv(&s[rest[0]], &format!("before-{round}"), "1").await;
+        s[victim].signal("STOP");
+        if victim == li {
+            agreed_leader_not(&[&s[rest[0]], &s[rest[1]]], &leader).await;
+        }
+        for i in 0..5 {
+            let k = format!("during-{round}-{i}");
+            put_kv(&s[rest[i % 2]], &k, "x").await;
+            expected.push(k);
+        }
+        s[victim].signal("CONT");
+        // Back: it follows the cluster's leader and has every write.
+        agreed_leader(&[&s[0], &s[1], &s[2]]).await;
+        for k in &expected {
+            wait_kv(&s[victim], k, "x").await;
+        }
+        put_kv(&s[victim], &format!("after-{round}"), "1").await;
+    }
+    // No divergence: the whole key space is the same on every server.
+    let mut views = Vec::new();
+    for a in &s {
+        let r = meshgate_test_support::client()
+            .get(a.url("/v1/kv/?recurse"))
+            .send()
+            .await
+            .unwrap();
+        let v: serde_json::Value = r.json().await.unwrap();
+        let mut kvs: Vec<(String, String, u64)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["Key"].as_str().unwrap().to_string(),
+                    e["Value"].as_str().unwrap_or("").to_string(),
+                    e["ModifyIndex"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        kvs.sort();
+        views.push(kvs);
+    }
+    assert_eq!(views[0].len(), 2 + 10 + 2, "{:?}", views[0]);
+    assert_eq!(views[0], views[1]);
+    assert_eq!(views[1], views[2]);
+}
+
 /// The external-service monitor runs on the leader only; when the leader is
 /// killed, the new leader takes the checks over within seconds and the
 /// transitions that follow are written once.

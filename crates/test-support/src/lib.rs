@@ -328,6 +328,19 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Sends a signal by name (`STOP`, `CONT`, ...) to the agent process:
+    /// `STOP` freezes it (a partition: nothing goes in or out) until `CONT`.
+    pub fn signal(&self, name: &str) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(c.id().to_string())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -{name} {}", c.id());
+        }
+    }
+
     /// The full URL of an API path.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
