@@ -542,6 +542,30 @@ async fn partitioned_servers_rejoin_without_divergence() {
     assert_eq!(views[0].len(), 2 + 10 + 2, "{:?}", views[0]);
     assert_eq!(views[0], views[1]);
     assert_eq!(views[1], views[2]);
+
+    // A snapshot saved through one server and restored through another is
+    // the state of every server afterwards (the restore is replicated).
+    let http = meshgate_test_support::client();
+    let snap = http
+        .get(s[1].url("/v1/snapshot"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    put_kv(&s[0], "after-snapshot", "1").await;
+    let r = http
+        .put(s[2].url("/v1/snapshot"))
+        .body(snap.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    for a in &s {
+        assert_eq!(get_kv(a, "after-snapshot").await, None);
+        assert_eq!(get_kv(a, "during-1-4").await.as_deref(), Some("x"));
+    }
 }
 
 /// The external-service monitor runs on the leader only; when the leader is
