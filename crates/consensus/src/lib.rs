@@ -304,10 +304,21 @@ impl Consensus {
 
     /// Pauses (or resumes) this server's elections and, on the leader, its
     /// heartbeats: the first step of a leadership transfer.
+    /// A pause ends by itself after 10 s, so that a transfer interrupted
+    /// halfway (its leader gone) never leaves a server unable to elect.
     pub fn pause_elections(&self, pause: bool) {
         let rc = self.raft.runtime_config();
         rc.elect(!pause);
         rc.heartbeat(!pause);
+        if pause {
+            let raft = self.raft.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let rc = raft.runtime_config();
+                rc.elect(true);
+                rc.heartbeat(true);
+            });
+        }
     }
 
     /// Starts an election on this server and waits up to 5 s to win it.
