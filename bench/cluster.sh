@@ -10,7 +10,7 @@
 # cluster's leader (a follower would add a forwarding hop on both sides).
 #
 # Needs: wrk, etcd, curl, jq (Debian: apt-get install wrk etcd-server curl jq).
-# Usage:
+# Usage (NO_BUILD=1 skips the release build):
 #   bench/cluster.sh              # 10 s per cell
 #   DURATION=30s bench/cluster.sh
 set -euo pipefail
@@ -24,7 +24,7 @@ for tool in wrk etcd curl jq; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y wrk etcd-server curl jq" >&2; exit 1; }
 done
 
-cargo build --release -q
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q
 MESHGATE=target/release/meshgate
 
 # On disk, not tmpfs: both sides pay for fsync.

@@ -7,8 +7,9 @@
 //! registered with a host name) are left in [`Answer::external`] for the
 //! recursors, which are asked after the lock is gone.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
@@ -128,6 +129,8 @@ pub(crate) struct Cx<'a> {
     /// The DNS token's identity; None when the token is unusable (nothing is
     /// visible then).
     id: Option<Identity>,
+    /// The DNS token itself (a key of the answer cache; never logged).
+    secret: String,
 }
 
 impl<'a> Cx<'a> {
@@ -148,6 +151,7 @@ impl<'a> Cx<'a> {
             zone,
             edns,
             id,
+            secret,
         }
     }
 
@@ -253,12 +257,12 @@ fn dispatch(cx: &Cx<'_>, qname: &Name, qtype: RecordType, lookup: &Lookup, level
             if !cx.local(dc) {
                 return Answer::nxdomain();
             }
-            let entries = service_entries(cx, service, tag.as_deref(), Kind::Plain);
+            let (all, order) = service_entries(cx, service, tag.as_deref(), Kind::Plain);
             service_answer(
                 cx,
                 qname,
                 qtype,
-                &entries,
+                &in_order(&all, &order),
                 cx.settings.service_ttl(service),
                 level,
             )
@@ -267,12 +271,12 @@ fn dispatch(cx: &Cx<'_>, qname: &Name, qtype: RecordType, lookup: &Lookup, level
             if !cx.local(dc) {
                 return Answer::nxdomain();
             }
-            let entries = service_entries(cx, service, None, Kind::Connect);
+            let (all, order) = service_entries(cx, service, None, Kind::Connect);
             service_answer(
                 cx,
                 qname,
                 qtype,
-                &entries,
+                &in_order(&all, &order),
                 cx.settings.service_ttl(service),
                 level,
             )
@@ -281,12 +285,12 @@ fn dispatch(cx: &Cx<'_>, qname: &Name, qtype: RecordType, lookup: &Lookup, level
             if !cx.local(dc) {
                 return Answer::nxdomain();
             }
-            let entries = service_entries(cx, service, None, Kind::Ingress);
+            let (all, order) = service_entries(cx, service, None, Kind::Ingress);
             service_answer(
                 cx,
                 qname,
                 qtype,
-                &entries,
+                &in_order(&all, &order),
                 cx.settings.service_ttl(service),
                 level,
             )
@@ -328,7 +332,7 @@ fn dispatch(cx: &Cx<'_>, qname: &Name, qtype: RecordType, lookup: &Lookup, level
 }
 
 /// Which instances a service lookup wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     /// The service's own instances.
     Plain,
@@ -362,17 +366,77 @@ pub(crate) fn ingress_gateway_instances<'s>(
     Vec::new()
 }
 
-/// The answerable instances of a lookup: healthy, visible to the DNS token,
-/// shuffled.
+/// What makes two lookups' instance lists the same: the agent, the DNS token,
+/// the service, tag and kind, and `only_passing`.
+type EntriesKey = (String, String, String, Option<String>, Kind, bool);
+
+/// The instance lists of recent lookups, valid while the state's index is
+/// the one they were made at (any write moves it): under load the same few
+/// names are asked again and again, and building the list copies every
+/// instance's node, service and checks.
+static ENTRIES: std::sync::LazyLock<
+    parking_lot::Mutex<HashMap<EntriesKey, (u64, Arc<Vec<CheckServiceNode>>)>>,
+> = std::sync::LazyLock::new(|| parking_lot::Mutex::new(HashMap::new()));
+
+/// Beyond this many remembered lists the cache starts over.
+const ENTRIES_MAX: usize = 4096;
+
+/// The answerable instances of a lookup (healthy, visible to the DNS token)
+/// and a random order to answer them in.
 fn service_entries(
     cx: &Cx<'_>,
     service: &str,
     tag: Option<&str>,
     kind: Kind,
-) -> Vec<CheckServiceNode> {
-    let mut list: Vec<CheckServiceNode> = {
+) -> (Arc<Vec<CheckServiceNode>>, Vec<usize>) {
+    let key: EntriesKey = (
+        cx.agent.node_id.clone(),
+        cx.secret.clone(),
+        service.to_ascii_lowercase(),
+        tag.map(str::to_ascii_lowercase),
+        kind,
+        cx.settings.only_passing,
+    );
+    let index = cx.agent.store.read().index;
+    let cached = ENTRIES
+        .lock()
+        .get(&key)
+        .filter(|(i, _)| *i == index)
+        .map(|(_, v)| v.clone());
+    let list = match cached {
+        Some(v) => v,
+        None => {
+            let (index, v) = build_entries(cx, service, tag, kind);
+            let v = Arc::new(v);
+            let mut cache = ENTRIES.lock();
+            if cache.len() >= ENTRIES_MAX {
+                cache.clear();
+            }
+            cache.insert(key, (index, v.clone()));
+            v
+        }
+    };
+    let mut order: Vec<usize> = (0..list.len()).collect();
+    order.shuffle(&mut rand::rng());
+    (list, order)
+}
+
+/// The instances of `service` in `order`.
+fn in_order<'e>(list: &'e [CheckServiceNode], order: &[usize]) -> Vec<&'e CheckServiceNode> {
+    order.iter().filter_map(|i| list.get(*i)).collect()
+}
+
+/// Builds a lookup's instance list: healthy and visible to the DNS token;
+/// with the state index it was read at.
+fn build_entries(
+    cx: &Cx<'_>,
+    service: &str,
+    tag: Option<&str>,
+    kind: Kind,
+) -> (u64, Vec<CheckServiceNode>) {
+    let (index, mut list): (u64, Vec<CheckServiceNode>) = {
         let st = cx.agent.store.read();
-        match kind {
+        let v = match kind {
             Kind::Plain => {
                 let tags: Vec<String> = tag.into_iter().map(str::to_string).collect();
                 st.check_service_nodes(service, &tags).1
@@ -399,20 +463,20 @@ fn service_entries(
                 .into_iter()
                 .map(|(n, s)| st.check_service_node(n, s))
                 .collect(),
-        }
+        };
+        (st.index, v)
     };
     let only_passing = cx.settings.only_passing;
     // Mesh and ingress lookups need read access to the service asked for.
     if kind != Kind::Plain && !cx.allows(Resource::Service, service) {
-        return Vec::new();
+        return (index, Vec::new());
     }
     list.retain(|e| {
         healthy(e, only_passing)
             && cx.allows(Resource::Node, &e.node.node)
             && cx.allows(Resource::Service, &e.service.service)
     });
-    list.shuffle(&mut rand::rng());
-    list
+    (index, list)
 }
 
 /// Which address families a question takes.
@@ -535,11 +599,12 @@ fn records_for_ip(
     e: &CheckServiceNode,
     ip: IpAddr,
     ttl: u32,
-    target: Option<Name>,
+    target: impl FnOnce() -> Option<Name>,
 ) -> Recs {
     let mut r = Recs::default();
     if qtype == RecordType::SRV {
-        let Some(target) = target else {
+        // The target's name is built only for SRV answers.
+        let Some(target) = target() else {
             return r;
         };
         if let Some(rec) = ip_record(qtype, ip, ttl, target.clone()) {
@@ -614,6 +679,7 @@ fn resolve_cname(
             zone,
             edns: cx.edns,
             id: cx.id.clone(),
+            secret: cx.secret.clone(),
         };
         let ans = dispatch(&inner, target, RecordType::ANY, &lookup, level - 1);
         let mut out: Vec<Record> = ans
@@ -678,14 +744,14 @@ fn instance_records(
         return match node_ip {
             // A tagged address replaced the node's own: name it by address.
             Some(ip) if node_addr != e.node.address => {
-                records_for_ip(qname, qtype, e, ip, ttl, addr_target(ip))
+                records_for_ip(qname, qtype, e, ip, ttl, || addr_target(ip))
             }
-            Some(ip) => records_for_ip(qname, qtype, e, ip, ttl, cx.node_fqdn(&e.node)),
+            Some(ip) => records_for_ip(qname, qtype, e, ip, ttl, || cx.node_fqdn(&e.node)),
             None => records_for_host(cx, qname, qtype, e, &node_addr, ttl, level),
         };
     }
     if let Some(ip) = svc_ip {
-        return records_for_ip(qname, qtype, e, ip, ttl, addr_target(ip));
+        return records_for_ip(qname, qtype, e, ip, ttl, || addr_target(ip));
     }
     // A service address naming the very service asked for: use the node.
     let same = Name::from_ascii(&svc_addr)
@@ -695,7 +761,7 @@ fn instance_records(
         })
         .unwrap_or(false);
     if let (true, Some(ip)) = (same, node_ip) {
-        return records_for_ip(qname, qtype, e, ip, ttl, cx.node_fqdn(&e.node));
+        return records_for_ip(qname, qtype, e, ip, ttl, || cx.node_fqdn(&e.node));
     }
     records_for_host(cx, qname, qtype, e, &svc_addr, ttl, level)
 }
@@ -739,7 +805,7 @@ fn service_answer(
     cx: &Cx<'_>,
     qname: &Name,
     qtype: RecordType,
-    entries: &[CheckServiceNode],
+    entries: &[&CheckServiceNode],
     ttl: u32,
     level: u8,
 ) -> Answer {
@@ -769,7 +835,7 @@ fn service_answer(
         return ans.or_nodata();
     }
     let limit = cx.settings.a_record_limit;
-    let mut seen = HashSet::new();
+    let mut seen: Vec<RData> = Vec::new();
     let mut cname: Option<Recs> = None;
     let mut count = 0;
     for e in entries {
@@ -777,9 +843,10 @@ fn service_answer(
         let Some(first) = r.answers.first() else {
             continue;
         };
-        if !seen.insert(first.to_string()) {
+        if seen.contains(first.data()) {
             continue;
         }
+        seen.push(first.data().clone());
         if first.record_type() == RecordType::CNAME {
             // Used only when no instance has an address.
             if cname.is_none() {
@@ -898,7 +965,8 @@ fn query_answer(cx: &Cx<'_>, qname: &Name, qtype: RecordType, query: &str, level
             .map(|d| d.as_secs().min(u32::MAX as u64) as u32)
             .unwrap_or(0)
     };
-    service_answer(cx, qname, qtype, &ex.nodes, ttl, level)
+    let nodes: Vec<&CheckServiceNode> = ex.nodes.iter().collect();
+    service_answer(cx, qname, qtype, &nodes, ttl, level)
 }
 
 /// NS records for the domain (up to three servers, the `consul` service)
@@ -909,7 +977,8 @@ fn name_servers(cx: &Cx<'_>) -> (Vec<Record>, Vec<Record>) {
     };
     let mut ns = Vec::new();
     let mut glue = Vec::new();
-    for e in service_entries(cx, "consul", None, Kind::Plain) {
+    let (all, order) = service_entries(cx, "consul", None, Kind::Plain);
+    for e in in_order(&all, &order) {
         let valid = e
             .node
             .node
