@@ -374,9 +374,11 @@ type EntriesKey = (String, String, String, Option<String>, Kind, bool);
 /// the one they were made at (any write moves it): under load the same few
 /// names are asked again and again, and building the list copies every
 /// instance's node, service and checks.
-static ENTRIES: std::sync::LazyLock<
-    parking_lot::Mutex<HashMap<EntriesKey, (u64, Arc<Vec<CheckServiceNode>>)>>,
-> = std::sync::LazyLock::new(|| parking_lot::Mutex::new(HashMap::new()));
+static ENTRIES: std::sync::LazyLock<parking_lot::Mutex<EntriesCache>> =
+    std::sync::LazyLock::new(|| parking_lot::Mutex::new(HashMap::new()));
+
+/// Lookup → (the state index it was built at, its instances).
+type EntriesCache = HashMap<EntriesKey, (u64, Arc<Vec<CheckServiceNode>>)>;
 
 /// Beyond this many remembered lists the cache starts over.
 const ENTRIES_MAX: usize = 4096;
