@@ -1161,9 +1161,48 @@ node "test-node" { policy = "read" }"#;
     for path in [
         "/v1/operator/autopilot/configuration",
         "/v1/operator/autopilot/health",
+        "/v1/operator/autopilot/state",
         "/v1/operator/usage",
     ] {
         add("GET", path, w(path, None, r#"operator = "read""#, Refused));
+    }
+    add(
+        "PUT",
+        "/v1/operator/autopilot/configuration",
+        w(
+            "/v1/operator/autopilot/configuration",
+            Some(json!({"MinQuorum": 0})),
+            r#"operator = "write""#,
+            Refused,
+        ),
+    );
+    add(
+        "POST",
+        "/v1/operator/raft/transfer-leader",
+        w(
+            "/v1/operator/raft/transfer-leader",
+            None,
+            r#"operator = "write""#,
+            Refused,
+        ),
+    );
+    // The cluster key: keyring.
+    add(
+        "GET",
+        "/v1/operator/keyring",
+        w("/v1/operator/keyring", None, r#"keyring = "read""#, Refused),
+    );
+    for m in ["POST", "PUT", "DELETE"] {
+        add(
+            m,
+            "/v1/operator/keyring",
+            w(
+                "/v1/operator/keyring",
+                Some(json!({"Key": "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="})),
+                r#"keyring = "write""#,
+                Refused,
+            ),
+        );
     }
     // The discovery chain: service:read on the service.
     add(

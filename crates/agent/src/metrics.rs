@@ -89,11 +89,12 @@ impl Metrics {
     /// Records a timing sample in milliseconds.
     pub fn sample(&self, name: &str, ms: f64) {
         self.started.get_or_init(std::time::Instant::now);
-        self.samples
-            .lock()
-            .entry(name.to_string())
-            .or_default()
-            .add(ms);
+        let mut samples = self.samples.lock();
+        // No allocation for a name already seen (every request samples).
+        match samples.get_mut(name) {
+            Some(a) => a.add(ms),
+            None => samples.entry(name.to_string()).or_default().add(ms),
+        }
     }
 
     fn aggregates(&self, map: &BTreeMap<String, Agg>) -> Vec<Aggregate> {
