@@ -243,6 +243,31 @@ async fn monitor_streams_log_lines() {
     assert!(seen.contains("[INFO]"), "{seen}");
     let (st, _) = a.get_json("/v1/agent/monitor?loglevel=chatty").await;
     assert_eq!(st, 400);
+    // Below the agent's own log level (info) too: debug lines reach a
+    // debug stream (events are built only while someone streams).
+    drop(r);
+    let mut r = a
+        .http
+        .get(a.url("/v1/agent/monitor?loglevel=debug"))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (st, _) = a.get_json("/v1/kv/debug-marker").await;
+    assert_eq!(st, 404);
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(chunk)) = r.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("/v1/kv/debug-marker") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "{seen}");
+    assert!(seen.contains("[DEBUG]"), "{seen}");
 }
 
 #[tokio::test]

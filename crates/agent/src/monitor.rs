@@ -26,6 +26,13 @@ fn sender() -> &'static broadcast::Sender<LogLine> {
     SENDER.get_or_init(|| broadcast::channel(1024).0)
 }
 
+/// Whether anyone streams the log (`/v1/agent/monitor`). Used as the
+/// monitor layer's filter: without a stream, debug and trace events (hyper's
+/// among them, several per request) are not even built.
+pub fn active() -> bool {
+    SENDER.get().is_some_and(|s| s.receiver_count() > 0)
+}
+
 /// Subscribes to the log stream.
 pub fn subscribe() -> broadcast::Receiver<LogLine> {
     sender().subscribe()

@@ -346,18 +346,21 @@ pub(crate) fn init_logging(level: &str, json: bool) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     // The process log goes to stderr at the configured level; the monitor layer
-    // (for /v1/agent/monitor) sees every event, each stream filtering its own.
+    // (for /v1/agent/monitor) sees every event while someone streams the log,
+    // each stream filtering its own, and none otherwise (so that events below
+    // the log level cost nothing when nobody watches).
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let registry = tracing_subscriber::registry()
-        .with(meshgate_agent::monitor::layer())
-        .with(
-            if json {
-                fmt.json().boxed()
-            } else {
-                fmt.boxed()
-            }
-            .with_filter(filter),
-        );
+    let monitor = meshgate_agent::monitor::layer().with_filter(
+        tracing_subscriber::filter::dynamic_filter_fn(|_, _| meshgate_agent::monitor::active()),
+    );
+    let registry = tracing_subscriber::registry().with(monitor).with(
+        if json {
+            fmt.json().boxed()
+        } else {
+            fmt.boxed()
+        }
+        .with_filter(filter),
+    );
     let _ = registry.try_init();
 }
 
