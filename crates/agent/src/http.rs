@@ -671,7 +671,7 @@ async fn dispatch(
     if let Some(c) = metrics_agent.store.cluster()
         && r.headers().contains_key("x-consul-knownleader")
     {
-        if c.info().leader.is_none() {
+        if !c.known_leader() {
             r.headers_mut()
                 .insert("x-consul-knownleader", HeaderValue::from_static("false"));
         }

@@ -592,6 +592,17 @@ impl Consensus {
         }
     }
 
+    /// Whether this node knows a leader (`X-Consul-KnownLeader`): a leader
+    /// that has lost its quorum (no ack within the lease) does not count
+    /// itself.
+    pub fn known_leader(&self) -> bool {
+        match self.info().leader {
+            None => false,
+            Some((id, _)) if id == self.id => self.holds_lease(),
+            Some(_) => true,
+        }
+    }
+
     /// On the leader: whether a quorum acknowledged it within the lease
     /// (Consul's leader lease, 500 ms; here a little under the shortest
     /// election timeout).
