@@ -15,6 +15,7 @@
 #   DURATION=30s bench/cluster.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/kv-lua.sh
 
 DURATION=${DURATION:-10s}
 MG_IPS=(127.0.0.201 127.0.0.202 127.0.0.203)
@@ -85,49 +86,9 @@ for _ in $(seq 200); do
 done
 [ -n "$etcd_leader" ] || { echo "etcd cluster did not form" >&2; tail "$work"/etcd*.log >&2; exit 1; }
 
-# Every PUT writes a new value to one of 1000 keys (etcd bodies are base64 of
-# the same bytes, precomputed, so both sides do the same string work).
-cat >"$work/common.lua" <<'LUA'
-local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function enc3(s)
-  local n = s:byte(1) * 65536 + s:byte(2) * 256 + s:byte(3)
-  local out = ""
-  for i = 3, 0, -1 do
-    local c = math.floor(n / 64 ^ i) % 64
-    out = out .. alphabet:sub(c + 1, c + 1)
-  end
-  return out
-end
-digits = {}
-b64 = {}
-for i = 0, 999 do
-  local d = string.format("%03d", i)
-  digits[i] = d
-  b64[i] = enc3(d)
-end
-prefix_b64 = enc3("ben") .. enc3("chk") .. enc3("ey/")
-counter = 0
-LUA
-cat >"$work/mg_put.lua" <<LUA
-dofile("$work/common.lua")
-request = function()
-  counter = counter + 1
-  local k = counter % 1000
-  local v = math.floor(counter / 1000) % 1000
-  return wrk.format("PUT", "/v1/kv/benchkey/" .. digits[k], nil, digits[v] .. digits[k])
-end
-LUA
-cat >"$work/etcd_put.lua" <<LUA
-dofile("$work/common.lua")
-local headers = { ["Content-Type"] = "application/json" }
-request = function()
-  counter = counter + 1
-  local k = counter % 1000
-  local v = math.floor(counter / 1000) % 1000
-  return wrk.format("POST", "/v3/kv/put", headers,
-    '{"key":"' .. prefix_b64 .. b64[k] .. '","value":"' .. b64[v] .. b64[k] .. '"}')
-end
-LUA
+# The same wrk scripts as bench/kv.sh: every PUT writes a new value to one of
+# 1000 keys, the etcd bodies carry the same bytes in base64.
+write_kv_lua "$work"
 
 # wrk with its latency distribution: "req/s p50 p99" (latencies in ms).
 run() { # url script connections

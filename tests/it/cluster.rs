@@ -31,10 +31,15 @@ pub fn server_on(ips: &[&str; 3], i: usize, data: &Path) -> AgentBuilder {
 }
 
 async fn start_all(data: &Path) -> Vec<Agent> {
+    start_three(&IPS, data).await
+}
+
+/// Three servers on `ips`, started together (they wait for each other).
+async fn start_three(ips: &[&str; 3], data: &Path) -> Vec<Agent> {
     let (a, b, c) = tokio::join!(
-        server(0, data).start(),
-        server(1, data).start(),
-        server(2, data).start()
+        server_on(ips, 0, data).start(),
+        server_on(ips, 1, data).start(),
+        server_on(ips, 2, data).start()
     );
     vec![a, b, c]
 }
@@ -292,12 +297,7 @@ async fn autopilot_configuration_state_and_dead_server_cleanup() {
     const ON: [&str; 3] = ["127.0.0.91", "127.0.0.92", "127.0.0.93"];
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let (a0, a1, a2) = tokio::join!(
-        server_on(&ON, 0, data).start(),
-        server_on(&ON, 1, data).start(),
-        server_on(&ON, 2, data).start()
-    );
-    let mut s = vec![a0, a1, a2];
+    let mut s = start_three(&ON, data).await;
     let leader = agreed_leader(&[&s[0], &s[1], &s[2]]).await;
     let http = meshgate_test_support::client();
 
@@ -485,12 +485,7 @@ async fn partitioned_servers_rejoin_without_divergence() {
     const ON: [&str; 3] = ["127.0.0.101", "127.0.0.102", "127.0.0.103"];
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let (a0, a1, a2) = tokio::join!(
-        server_on(&ON, 0, data).start(),
-        server_on(&ON, 1, data).start(),
-        server_on(&ON, 2, data).start()
-    );
-    let s = [a0, a1, a2];
+    let s = start_three(&ON, data).await;
     let mut expected = Vec::new();
     for round in 0..2 {
         let leader = agreed_leader(&[&s[0], &s[1], &s[2]]).await;
@@ -1113,12 +1108,7 @@ async fn history_under_server_kills_is_linearizable() {
     const ON: [&str; 3] = ["127.0.0.51", "127.0.0.52", "127.0.0.53"];
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
-    let (a0, a1, a2) = tokio::join!(
-        server_on(&ON, 0, &data).start(),
-        server_on(&ON, 1, &data).start(),
-        server_on(&ON, 2, &data).start()
-    );
-    let mut s = vec![a0, a1, a2];
+    let mut s = start_three(&ON, &data).await;
     agreed_leader(&[&s[0], &s[1], &s[2]]).await;
     let bases: Arc<Vec<String>> = Arc::new(s.iter().map(|a| a.base.clone()).collect());
     let origin = Instant::now();

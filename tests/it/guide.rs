@@ -123,6 +123,8 @@ struct Node {
     ip: String,
     dir: PathBuf,
     holder: Child,
+    /// Blocks run so far (numbers the scripts and outputs kept in run/).
+    runs: std::cell::Cell<usize>,
 }
 
 impl Node {
@@ -166,14 +168,14 @@ impl Node {
             ip: ip.to_string(),
             dir,
             holder,
+            runs: std::cell::Cell::new(0),
         }
     }
 
     /// Runs a shell script in the node's namespace; (status, stdout+stderr).
     fn run(&self, env: &BTreeMap<String, String>, script: &str) -> (bool, String) {
-        let n = std::fs::read_dir(self.dir.join("run"))
-            .map(|d| d.count())
-            .unwrap_or(0);
+        let n = self.runs.get();
+        self.runs.set(n + 1);
         let file = self.dir.join("run").join(format!("block-{n}.sh"));
         let prelude = r#"set -eo pipefail
 cd "$GUIDE_RUN/../home"

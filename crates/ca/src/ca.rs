@@ -363,13 +363,6 @@ fn issue(
     check_root_valid(root)?;
     let issuer = signer.issuer()?;
 
-    // Valid from one minute in the past, like Consul, to absorb clock drift.
-    let effective_now = now_utc() - to_time_duration(CERT_TIME_DRIFT)?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = cn_dn(&leaf_common_name(id))?;
-    params.serial_number = Some(SerialNumber::from_slice(&serial_bytes(random_serial()?)));
-    params.not_before = effective_now;
-    params.not_after = effective_now + to_time_duration(ttl)?;
     let mut sans = vec![uri_san(&id.uri())?];
     for d in extra_dns {
         sans.push(SanType::DnsName(d.clone().try_into()?));
@@ -377,6 +370,32 @@ fn issue(
     for ip in extra_ips {
         sans.push(SanType::IpAddress(*ip));
     }
+    let params = end_entity_params(&leaf_common_name(id), sans, ttl, public_key)?;
+    let cert = params.signed_by(public_key, &issuer)?;
+    let info = info_of(&parse_der(cert.der())?);
+    let mut pem = cert.pem();
+    for inter in &root.intermediate_certs {
+        push_pem(&mut pem, inter);
+    }
+    Ok((pem, info))
+}
+
+/// The profile every certificate this CA issues to an end entity shares
+/// (mesh leaves and agent certificates): `CN=<cn>`, the given SANs, a random
+/// 63-bit serial, valid from one minute ago (clock drift, like Consul) for
+/// `ttl`, not a CA, the leaf key usages, client and server auth, key ids.
+fn end_entity_params(
+    cn: &str,
+    sans: Vec<SanType>,
+    ttl: Duration,
+    public_key: &impl PublicKeyData,
+) -> Result<CertificateParams, CaError> {
+    let effective_now = now_utc() - to_time_duration(CERT_TIME_DRIFT)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = cn_dn(cn)?;
+    params.serial_number = Some(SerialNumber::from_slice(&serial_bytes(random_serial()?)));
+    params.not_before = effective_now;
+    params.not_after = effective_now + to_time_duration(ttl)?;
     params.subject_alt_names = sans;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![
@@ -391,14 +410,7 @@ fn issue(
     ];
     params.use_authority_key_identifier_extension = true;
     params.key_identifier_method = KeyIdMethod::PreSpecified(key_id(public_key));
-
-    let cert = params.signed_by(public_key, &issuer)?;
-    let info = info_of(&parse_der(cert.der())?);
-    let mut pem = cert.pem();
-    for inter in &root.intermediate_certs {
-        push_pem(&mut pem, inter);
-    }
-    Ok((pem, info))
+    Ok(params)
 }
 
 fn leaf_from(id: &ServiceId, pem: String, info: crate::verify::CertInfo, key_pem: String) -> Leaf {
@@ -453,31 +465,13 @@ pub fn sign_agent_cert(
 ) -> Result<(String, String), CaError> {
     let issuer = signer.issuer()?;
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let effective_now = now_utc() - to_time_duration(CERT_TIME_DRIFT)?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = cn_dn(node)?;
-    params.serial_number = Some(SerialNumber::from_slice(&serial_bytes(random_serial()?)));
-    params.not_before = effective_now;
-    params.not_after = effective_now + to_time_duration(ttl)?;
     let mut sans = vec![SanType::DnsName(
         format!("{role}.{datacenter}.meshgate").try_into()?,
     )];
     for ip in ips {
         sans.push(SanType::IpAddress(*ip));
     }
-    params.subject_alt_names = sans;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-        KeyUsagePurpose::KeyAgreement,
-    ];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ClientAuth,
-        ExtendedKeyUsagePurpose::ServerAuth,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    params.key_identifier_method = KeyIdMethod::PreSpecified(key_id(&key));
+    let params = end_entity_params(node, sans, ttl, &key)?;
     let cert = params.signed_by(&key, &issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
 }

@@ -440,57 +440,6 @@ impl ResolvesServerCert for SniResolver {
 
 // === between agents (the cluster CA, not the mesh) ===
 
-/// Verifies a server on the cluster's server port: its chain must lead to
-/// the cluster CA (EKU serverAuth); the name it is reached by is not checked
-/// (agents join by address or host name; holding a certificate of the cluster
-/// CA is what admits a peer — Consul's default `verify_server_hostname =
-/// false`).
-#[derive(Debug)]
-struct ClusterServerVerifier(Arc<rustls::client::WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ClusterServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
 /// Mutual TLS on the cluster's server port (traffic between agents): the
 /// server side, which requires a client certificate of the cluster CA, and the
 /// client side, which presents this agent's certificate and accepts servers
@@ -501,23 +450,21 @@ pub fn cluster_configs(
     chain_pem: &str,
     key_pem: &str,
 ) -> Result<(Arc<ServerConfig>, ClientConfig), CaError> {
-    let roots = Arc::new(root_store(&[ca_pem.to_string()])?);
+    let roots = root_store(&[ca_pem.to_string()])?;
     let key = certified_key(chain_pem, key_pem)?;
-    let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
-        .build()
-        .map_err(|e| CaError::Config(format!("client verifier: {e}")))?;
+    let client_verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots.clone()), provider())
+            .build()
+            .map_err(|e| CaError::Config(format!("client verifier: {e}")))?;
     let server = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(client_verifier)
         .with_cert_resolver(Arc::new(FixedCert(key)));
-    let server_verifier =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
-            .build()
-            .map_err(|e| CaError::Config(format!("server verifier: {e}")))?;
-    let client = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ClusterServerVerifier(server_verifier)))
+    // Servers: the chain must lead to the cluster CA; the name a server is
+    // reached by is not checked (agents join by address or host name;
+    // holding a certificate of the cluster CA is what admits a peer —
+    // Consul's default `verify_server_hostname = false`).
+    let client = client_builder(roots, Identity::Any)?
         .with_client_auth_cert(certs_from_pem(chain_pem)?, key_from_pem(key_pem)?)?;
     Ok((Arc::new(server), client))
 }

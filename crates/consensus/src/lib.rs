@@ -619,17 +619,26 @@ impl Consensus {
         what: &str,
         patience: Duration,
     ) -> Result<u64, ConsensusError> {
+        let r: Result<u64, String> = self.leader_get(what, patience).await?;
+        r.map_err(|_| ConsensusError::NoLeader)
+    }
+
+    /// The leader's answer to `GET /v1/internal/raft/<what>`; any failure
+    /// to get it is [`ConsensusError::NoLeader`].
+    async fn leader_get<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<T, ConsensusError> {
         let (_, addr) = self.info().leader.ok_or(ConsensusError::NoLeader)?;
-        let r: Result<u64, String> = self
-            .get(format!("{}://{addr}/v1/internal/raft/{what}", self.scheme))
-            .timeout(patience)
+        self.get(format!("{}://{addr}/v1/internal/raft/{what}", self.scheme))
+            .timeout(timeout)
             .send()
             .await
             .map_err(|_| ConsensusError::NoLeader)?
             .json()
             .await
-            .map_err(|_| ConsensusError::NoLeader)?;
-        r.map_err(|_| ConsensusError::NoLeader)
+            .map_err(|_| ConsensusError::NoLeader)
     }
 
     /// Waits until this node has applied `index`.
@@ -696,19 +705,9 @@ impl Consensus {
         if let Some(r) = self.replication() {
             return Ok(r);
         }
-        let (_, addr) = self.info().leader.ok_or(ConsensusError::NoLeader)?;
         let r: Option<Replication> = self
-            .get(format!(
-                "{}://{addr}/v1/internal/raft/replication",
-                self.scheme
-            ))
-            .timeout(Duration::from_secs(3))
-            .send()
-            .await
-            .map_err(|_| ConsensusError::NoLeader)?
-            .json()
-            .await
-            .map_err(|_| ConsensusError::NoLeader)?;
+            .leader_get("replication", Duration::from_secs(3))
+            .await?;
         r.ok_or(ConsensusError::NoLeader)
     }
 
