@@ -73,6 +73,17 @@ pub fn ignores_sigpipe(pid: u32) -> bool {
         .is_some_and(|m| m & (1 << (13 - 1)) != 0)
 }
 
+/// Whether a process runs with transparent huge pages turned off for itself
+/// (`THP_enabled: 0` in its status): the proxies do, to keep their idle
+/// memory small.
+pub fn huge_pages_off(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .is_some_and(|v| v.trim() == "0")
+}
+
 /// The admin address a proxy logged.
 pub fn admin_addr(p: &mut Proc) -> String {
     let line = p.wait_log("admin endpoint on http://", Duration::from_secs(20));
@@ -352,6 +363,11 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
         ignores_sigpipe(sidecar.pid()),
         "the sidecar dies on SIGPIPE"
     );
+    // ... and run on small pages (they executed themselves again for it,
+    // keeping their pid and arguments).
+    for (name, p) in [("gateway", &gateway), ("sidecar", &sidecar)] {
+        assert!(huge_pages_off(p.pid()), "the {name} runs with huge pages");
+    }
     let password = ok(cli(&a, ROOT, &["kv", "get", "carbonio-files/db-password"]))
         .trim()
         .to_string();
