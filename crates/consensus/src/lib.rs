@@ -12,6 +12,7 @@
 pub mod keyring;
 pub mod log_store;
 pub mod network;
+pub mod proposer;
 pub mod state_machine;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -112,6 +113,8 @@ pub struct Consensus {
     /// sent with every request to other agents.
     pub(crate) keyring: Arc<parking_lot::RwLock<keyring::Keyring>>,
     keyring_path: Option<std::path::PathBuf>,
+    /// Where writes are proposed (grouped when they arrive together).
+    proposer: proposer::Proposer,
 }
 
 /// The leader's view of replication.
@@ -207,6 +210,7 @@ impl Consensus {
             addr.clone(),
         )])));
         Ok(Consensus {
+            proposer: proposer::Proposer::start(raft.clone()),
             raft,
             id,
             addr,
@@ -522,10 +526,10 @@ impl Consensus {
             let left = deadline.saturating_duration_since(Instant::now());
             // A leader that lost its quorum never commits: give up at the
             // deadline (the write may still be committed later).
-            let leader = match tokio::time::timeout(left, self.raft.client_write(req.clone())).await
+            let leader = match tokio::time::timeout(left, self.proposer.propose(req.clone())).await
             {
                 Err(_) => return Err(ConsensusError::Timeout),
-                Ok(Ok(r)) => return Ok((r.data, r.log_id.index)),
+                Ok(Ok(r)) => return Ok(r),
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => f.leader_node,
                 Ok(Err(e)) => return Err(ConsensusError::Other(e.to_string())),
             };

@@ -131,6 +131,11 @@ pub enum Command {
         config: Box<AutopilotConfig>,
         cas: Option<u64>,
     },
+    /// Requests ordered together in one log entry (group commit of
+    /// concurrent writes): applied in turn at the same index, each with its
+    /// own result ([`Applied::Batch`]); one that fails changes nothing and
+    /// does not stop the others. Batches do not nest.
+    Batch(Vec<Request>),
 }
 
 /// Autopilot's configuration (`/v1/operator/autopilot/configuration`).
@@ -179,6 +184,24 @@ pub struct Request {
     pub cmd: Command,
 }
 
+impl Request {
+    /// About how many bytes the request adds to a log entry, for keeping
+    /// batches small: its values, plus a fixed share for the rest. A restore
+    /// counts as unbounded (it always goes alone).
+    pub fn weight(&self) -> usize {
+        const BASE: usize = 256;
+        BASE + match &self.cmd {
+            Command::KvSet { value, .. } => value.as_ref().map_or(0, Vec::len),
+            Command::Txn(ops) => ops
+                .iter()
+                .map(|o| o.value.as_ref().map_or(0, Vec::len) + o.key.len())
+                .sum(),
+            Command::Restore(_) | Command::Batch(_) => usize::MAX / 2,
+            _ => 0,
+        }
+    }
+}
+
 /// What a successful `apply` returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Applied {
@@ -188,6 +211,8 @@ pub enum Applied {
     Bool(bool),
     /// A transaction's results or errors.
     Txn(TxnResponse),
+    /// The result of each request of a [`Command::Batch`], in order.
+    Batch(Vec<Result<Applied, ApplyError>>),
 }
 
 /// An `apply` failure. Nothing was changed.
@@ -344,6 +369,16 @@ impl State {
     pub fn apply(&mut self, index: u64, req: &Request) -> Result<Applied, ApplyError> {
         debug_assert!(index > self.index, "apply index must grow");
         self.index = index;
+        if let Command::Batch(reqs) = &req.cmd {
+            return Ok(Applied::Batch(
+                reqs.iter().map(|r| self.apply_one(index, r)).collect(),
+            ));
+        }
+        self.apply_one(index, req)
+    }
+
+    /// Applies one request (not a batch) at `index`.
+    fn apply_one(&mut self, index: u64, req: &Request) -> Result<Applied, ApplyError> {
         let now = req.now_ms;
         match &req.cmd {
             Command::Register(r) => self.register(index, now, r).map(|_| Applied::Done),
@@ -436,6 +471,7 @@ impl State {
             Command::AutopilotSet { config, cas } => {
                 Ok(Applied::Bool(self.autopilot_set(index, config, *cas)))
             }
+            Command::Batch(_) => Err(ApplyError::Invalid("batches do not nest".into())),
         }
     }
 

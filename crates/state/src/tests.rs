@@ -653,3 +653,72 @@ mod config_entries {
         assert_eq!(inst[0].1.service, "gw");
     }
 }
+
+#[test]
+fn batch_applies_each_request_at_one_index() {
+    let mut h = Harness::new();
+    assert!(h.set("a", "0"));
+    let req = |cmd: Command| Request { now_ms: h.now, cmd };
+    let set = |key: &str, value: &str, op: KvSetOp| Command::KvSet {
+        key: key.into(),
+        value: Some(value.as_bytes().to_vec()),
+        flags: 0,
+        op,
+    };
+    let batch = Command::Batch(vec![
+        req(set("a", "1", KvSetOp::Set)),
+        // Fails (the key exists): changes nothing, the rest still applies.
+        req(set("a", "2", KvSetOp::Cas(0))),
+        // An error, not a refusal: also changes nothing.
+        req(Command::SessionCreate(Session::default())),
+        req(set("b", "1", KvSetOp::Cas(0))),
+        req(Command::Batch(Vec::new())),
+    ]);
+    let results = match h.ok(batch) {
+        Applied::Batch(r) => r,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(results.len(), 5);
+    assert_eq!(results[0], Ok(Applied::Bool(true)));
+    assert_eq!(results[1], Ok(Applied::Bool(false)));
+    assert_eq!(
+        results[2],
+        Err(ApplyError::Invalid("Missing session ID".into()))
+    );
+    assert_eq!(results[3], Ok(Applied::Bool(true)));
+    assert_eq!(
+        results[4],
+        Err(ApplyError::Invalid("batches do not nest".into()))
+    );
+    let a = h.state.kv_get("a").1.expect("a").clone();
+    let b = h.state.kv_get("b").1.expect("b").clone();
+    assert_eq!(
+        a.value.as_deref(),
+        Some(&b"1"[..]),
+        "the refused CAS wrote nothing"
+    );
+    assert_eq!((a.modify_index, b.modify_index), (h.idx, h.idx));
+    assert!(h.state.sessions.is_empty());
+    // The next entry's index is above the batch's.
+    assert!(h.kv_op("a", KvSetOp::Cas(h.idx)));
+}
+
+#[test]
+fn request_weight_counts_values_and_sends_restores_alone() {
+    let req = |cmd| Request { now_ms: 0, cmd };
+    let small = req(Command::KvDelete {
+        key: "k".into(),
+        recurse: false,
+        cas: None,
+    });
+    let big = req(Command::KvSet {
+        key: "k".into(),
+        value: Some(vec![0; 100_000]),
+        flags: 0,
+        op: KvSetOp::Set,
+    });
+    assert!(small.weight() < 1024);
+    assert!(big.weight() >= 100_000);
+    let restore = req(Command::Restore(Box::new(State::new().snapshot())));
+    assert!(restore.weight() > 1 << 30);
+}
