@@ -6,7 +6,8 @@
 //! one write per fsync however many clients wait. The proposer keeps at most
 //! [`IN_FLIGHT`] entries in flight; requests that arrive meanwhile wait and
 //! go together into the next entry. A request that arrives when a slot is
-//! free is proposed at once, alone: a lone client's write costs what it did.
+//! free and nothing waits is proposed at once, alone, from the caller's own
+//! task: a lone client's write costs what it did.
 
 use std::sync::Arc;
 
@@ -38,7 +39,9 @@ struct Proposal {
 /// The handle requests are proposed through (clones share the queue).
 #[derive(Clone)]
 pub struct Proposer {
+    raft: Raft<TypeConfig>,
     queue: mpsc::UnboundedSender<Proposal>,
+    slots: Arc<Semaphore>,
 }
 
 impl Proposer {
@@ -46,14 +49,23 @@ impl Proposer {
     /// when every handle is dropped.
     pub fn start(raft: Raft<TypeConfig>) -> Proposer {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
-        Proposer { queue }
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        tokio::spawn(run(raft.clone(), rx, slots.clone()));
+        Proposer { raft, queue, slots }
     }
 
     /// Orders a request (with the ones queued beside it) and returns its own
     /// result.
     pub async fn propose(&self, req: Request) -> Outcome {
         let stopped = || Err(RaftError::Fatal(Fatal::Stopped));
+        // A slot free, so no batch is gathering (a request waiting for a
+        // slot would hold every released one): propose from this task,
+        // without the hop through the queue's.
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            let r = self.raft.client_write(req).await;
+            drop(slot);
+            return r.map(|r| (r.data, r.log_id.index));
+        }
         let (done, rx) = oneshot::channel();
         if self.queue.send(Proposal { req, done }).is_err() {
             return stopped();
@@ -62,8 +74,11 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::UnboundedReceiver<Proposal>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+async fn run(
+    raft: Raft<TypeConfig>,
+    mut rx: mpsc::UnboundedReceiver<Proposal>,
+    slots: Arc<Semaphore>,
+) {
     // A request that did not fit in the previous entry.
     let mut carried: Option<Proposal> = None;
     loop {
