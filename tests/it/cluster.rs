@@ -97,6 +97,77 @@ async fn wait_kv(a: &Agent, key: &str, value: &str) {
     .await;
 }
 
+async fn put_text(url: String, body: String) -> String {
+    let r = meshgate_test_support::client()
+        .put(url)
+        .body(body)
+        .send()
+        .await
+        .expect("PUT");
+    r.text().await.expect("an answer")
+}
+
+/// Writes that arrive together are committed together (one log entry, the
+/// proposer's batch) and each still gets its own answer: 64 new keys all
+/// written, one winner among 16 check-and-sets of one key, sent to every
+/// server at once. Batches form when writes queue up, so a round whose
+/// writes all got entries of their own is tried again (five rounds).
+async fn concurrent_writes_commit_together(s: &[Agent]) {
+    for round in 0..5 {
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let url = s[i % s.len()].url(&format!("/v1/kv/burst{round}/k{i}?cas=0"));
+            tasks.push(tokio::spawn(put_text(url, format!("v{i}"))));
+        }
+        for i in 0..16 {
+            let url = s[i % s.len()].url(&format!("/v1/kv/burst{round}-one?cas=0"));
+            tasks.push(tokio::spawn(put_text(url, format!("w{i}"))));
+        }
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.expect("a writer"));
+        }
+        let (keys, same) = answers.split_at(64);
+        assert!(keys.iter().all(|a| a == "true"), "{answers:?}");
+        assert!(same.iter().all(|a| a == "true" || a == "false"), "{same:?}");
+        let winners: Vec<usize> = (0..same.len()).filter(|i| same[*i] == "true").collect();
+        assert_eq!(winners.len(), 1, "one check-and-set wins: {same:?}");
+        wait_kv(
+            &s[0],
+            &format!("burst{round}-one"),
+            &format!("w{}", winners[0]),
+        )
+        .await;
+        let (_, list) = s[1]
+            .get_json(&format!("/v1/kv/burst{round}/?recurse"))
+            .await;
+        let list = list.as_array().expect("a list");
+        assert_eq!(list.len(), 64);
+        for e in list {
+            let key = e["Key"].as_str().unwrap_or_default();
+            let i = key.rsplit('k').next().unwrap_or_default();
+            let v = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                e["Value"].as_str().unwrap_or_default(),
+            )
+            .expect("base64");
+            assert_eq!(String::from_utf8_lossy(&v), format!("v{i}"), "{e}");
+        }
+        let indexes: std::collections::BTreeSet<u64> = list
+            .iter()
+            .map(|e| e["ModifyIndex"].as_u64().expect("ModifyIndex"))
+            .collect();
+        if indexes.len() < list.len() {
+            eprintln!(
+                "round {round}: 64 concurrent writes went into {} entries",
+                indexes.len()
+            );
+            return;
+        }
+    }
+    panic!("64 concurrent writes never shared a log entry in 5 rounds");
+}
+
 fn index_of_leader(servers: &[Agent], leader: &str) -> usize {
     index_in(&IPS, servers, leader)
 }
@@ -131,6 +202,7 @@ async fn three_servers_replicate_and_survive_failures() {
         .map(|n| n["Node"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["server-1", "server-2", "server-3"]);
+    concurrent_writes_commit_together(&s).await;
 
     // The operator's view: three voters, one leader.
     let (code, out, err) =
