@@ -161,7 +161,11 @@ fn serves_network(cmd: &Command) -> bool {
 /// yet to say so), so the proxy then goes on as it is.
 fn small_pages_only() {
     use std::os::unix::process::CommandExt;
-    if rustix::thread::transparent_huge_pages_are_disabled().unwrap_or(true)
+    /// Set for the new image, so that it never executes itself again even
+    /// on a kernel that would not keep the switch.
+    const MARK: &str = "MESHGATE_SMALL_PAGES";
+    if std::env::var_os(MARK).is_some()
+        || rustix::thread::transparent_huge_pages_are_disabled().unwrap_or(true)
         || rustix::thread::disable_transparent_huge_pages(true).is_err()
     {
         return;
@@ -172,6 +176,7 @@ fn small_pages_only() {
     let _ = std::process::Command::new("/proc/self/exe")
         .arg0(arg0)
         .args(args)
+        .env(MARK, "1")
         .exec();
 }
 

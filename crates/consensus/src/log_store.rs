@@ -1,8 +1,7 @@
 //! The raft log and vote in redb: one table of entries by index, one of
 //! metadata (vote, committed id, last purged id, the current snapshot). Every
 //! write is a redb transaction committed with immediate durability (fsync)
-//! before it is acknowledged; appends are group-committed by a writer thread
-//! (see [`LogStore`]).
+//! before it is acknowledged, by a writer thread (see [`LogStore`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -103,11 +102,15 @@ type Pending = Arc<parking_lot::Mutex<BTreeMap<u64, (u64, Entry<TypeConfig>)>>>;
 /// The log store; clones share the database, the entries not yet on disk
 /// and the writer (the reader openraft's replication tasks use is a clone).
 ///
-/// `append` only hands the entries to a writer thread and returns: the leader
-/// replicates them while its own fsync runs, and the writer puts every append
-/// that queued up meanwhile (from concurrent client writes) into one
-/// transaction with one fsync. openraft learns that entries are durable from
-/// the callback the writer calls after the commit.
+/// `append` only hands the entries to a writer thread and returns, as
+/// openraft's storage API asks; openraft learns that they are durable from
+/// the callback the writer calls after the commit. The fsync thus never
+/// blocks a thread of the async runtime, and whatever queued up meanwhile
+/// (votes, truncations, purges) shares the transaction. It does not let the
+/// leader replicate before its own fsync: openraft 0.9 waits for the
+/// callback before its next step; concurrent client writes share fsyncs
+/// because they share log entries ([`crate::proposer`]). A failed commit
+/// fails every job in it, and openraft stops on a log write error.
 #[derive(Clone)]
 pub struct LogStore {
     pub(crate) db: Arc<Database>,
