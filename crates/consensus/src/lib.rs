@@ -224,13 +224,17 @@ impl Consensus {
         })
     }
 
-    /// A GET to another agent's server port, with the cluster key.
-    fn get(&self, url: String) -> reqwest::RequestBuilder {
+    /// A GET of `/v1/internal/raft/<path>` on another agent's server port
+    /// (`addr`), with the cluster key.
+    fn get(&self, addr: &str, path: &str) -> reqwest::RequestBuilder {
+        let url = format!("{}://{addr}/v1/internal/raft/{path}", self.scheme);
         keyed(self.http.get(url), &self.keyring)
     }
 
-    /// A POST to another agent's server port, with the cluster key.
-    fn post(&self, url: String) -> reqwest::RequestBuilder {
+    /// A POST to `/v1/internal/raft/<path>` on another agent's server port
+    /// (`addr`), with the cluster key.
+    fn post(&self, addr: &str, path: &str) -> reqwest::RequestBuilder {
+        let url = format!("{}://{addr}/v1/internal/raft/{path}", self.scheme);
         keyed(self.http.post(url), &self.keyring)
     }
 
@@ -286,7 +290,7 @@ impl Consensus {
                     Ok(self.keyring_local(op, &key))
                 } else {
                     let r = self
-                        .post(format!("{}://{addr}/v1/internal/raft/keyring", self.scheme))
+                        .post(&addr, "keyring")
                         .timeout(Duration::from_secs(5))
                         .json(&(op, key))
                         .send()
@@ -375,7 +379,7 @@ impl Consensus {
                 self.pause_elections(pause);
                 for (_, addr) in &others {
                     let _ = self
-                        .post(format!("{}://{addr}/v1/internal/raft/pause", self.scheme))
+                        .post(addr, "pause")
                         .timeout(Duration::from_secs(2))
                         .json(&pause)
                         .send()
@@ -408,7 +412,7 @@ impl Consensus {
             tokio::time::sleep(Duration::from_millis(1300)).await;
             let addr = voters.get(&target).cloned().unwrap_or_default();
             let won: Result<bool, String> = self
-                .post(format!("{}://{addr}/v1/internal/raft/elect", self.scheme))
+                .post(&addr, "elect")
                 .timeout(Duration::from_secs(8))
                 .send()
                 .await
@@ -434,10 +438,7 @@ impl Consensus {
         }
         let (_, addr) = self.info().leader.ok_or("No cluster leader")?;
         let r: Result<u64, String> = self
-            .post(format!(
-                "{}://{addr}/v1/internal/raft/transfer",
-                self.scheme
-            ))
+            .post(&addr, "transfer")
             .timeout(Duration::from_secs(15))
             .json(&target)
             .send()
@@ -548,7 +549,7 @@ impl Consensus {
 
     async fn forward(&self, addr: &str, req: &Request) -> Result<(Response, u64), String> {
         let r = self
-            .post(format!("{}://{addr}/v1/internal/raft/write", self.scheme))
+            .post(addr, "write")
             .json(req)
             .send()
             .await
@@ -635,7 +636,7 @@ impl Consensus {
         timeout: Duration,
     ) -> Result<T, ConsensusError> {
         let (_, addr) = self.info().leader.ok_or(ConsensusError::NoLeader)?;
-        self.get(format!("{}://{addr}/v1/internal/raft/{what}", self.scheme))
+        self.get(&addr, what)
             .timeout(timeout)
             .send()
             .await
@@ -730,15 +731,12 @@ impl Consensus {
     /// Sends this node's heartbeat to the leader.
     pub async fn send_heartbeat(&self, node: &str) -> Result<(), String> {
         let (_, addr) = self.info().leader.ok_or("no leader")?;
-        self.post(format!(
-            "{}://{addr}/v1/internal/raft/heartbeat",
-            self.scheme
-        ))
-        .timeout(Duration::from_secs(2))
-        .json(&node)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        self.post(&addr, "heartbeat")
+            .timeout(Duration::from_secs(2))
+            .json(&node)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -776,7 +774,7 @@ impl Consensus {
         }
         let (_, addr) = self.info().leader.ok_or("No cluster leader")?;
         let r: Result<(), String> = self
-            .post(format!("{}://{addr}/v1/internal/raft/remove", self.scheme))
+            .post(&addr, "remove")
             .json(&id)
             .send()
             .await
@@ -842,23 +840,20 @@ impl Consensus {
 
     /// Asks another server about itself (telling it about this one).
     pub async fn peer_info(&self, addr: &str) -> Result<Info, String> {
-        self.get(format!(
-            "{}://{addr}/v1/internal/raft/info?id={}&addr={}",
-            self.scheme, self.id, self.addr
-        ))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())
+        self.get(addr, &format!("info?id={}&addr={}", self.id, self.addr))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Asks the leader at `addr` to add this node.
     pub async fn ask_to_join(&self, addr: &str, voter: bool) -> Result<(), String> {
         let r: Result<(), String> = self
-            .post(format!("{}://{addr}/v1/internal/raft/join", self.scheme))
+            .post(addr, "join")
             .json(&JoinRequest {
                 id: self.id,
                 addr: self.addr.clone(),
