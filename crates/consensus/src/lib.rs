@@ -436,18 +436,28 @@ impl Consensus {
         if self.is_leader() {
             return self.transfer_leader(target).await;
         }
+        self.post_leader("transfer", &target, Duration::from_secs(15))
+            .await
+    }
+
+    /// POSTs `body` to the leader's `/v1/internal/raft/<path>` and returns
+    /// the leader's `Result` answer (transport failures as errors too).
+    async fn post_leader<B: Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<R, String> {
         let (_, addr) = self.info().leader.ok_or("No cluster leader")?;
-        let r: Result<u64, String> = self
-            .post(&addr, "transfer")
-            .timeout(Duration::from_secs(15))
-            .json(&target)
+        self.post(&addr, path)
+            .timeout(timeout)
+            .json(body)
             .send()
             .await
             .map_err(|e| e.to_string())?
-            .json()
+            .json::<Result<R, String>>()
             .await
-            .map_err(|e| e.to_string())?;
-        r
+            .map_err(|e| e.to_string())?
     }
 
     /// This server's view.
@@ -772,17 +782,9 @@ impl Consensus {
         if self.is_leader() {
             return self.remove_local(id).await;
         }
-        let (_, addr) = self.info().leader.ok_or("No cluster leader")?;
-        let r: Result<(), String> = self
-            .post(&addr, "remove")
-            .json(&id)
-            .send()
+        // 10 s: the HTTP client's default timeout for other requests too.
+        self.post_leader("remove", &id, Duration::from_secs(10))
             .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        r
     }
 
     /// On the leader: removes a voter or a learner; a node not in the
