@@ -249,6 +249,84 @@ async fn blocking_query_wakes_promptly_on_write() {
     );
 }
 
+/// Every shape of KV read answers a blocking query with what the request
+/// asked for (the handler takes it from the request before waiting): `?raw`,
+/// `?keys` with a separator, `?recurse`, `?pretty`, a key that appears. None
+/// sends `X-Consul-Effective-Consistency` (Consul's KV endpoint does not).
+#[tokio::test]
+async fn blocking_kv_reads_of_every_shape() {
+    let a = dev().await;
+    a.put("/v1/kv/shape/a/x", "1").await;
+    let r = a.http.get(a.url("/v1/kv/shape/a/x")).send().await.unwrap();
+    let idx: u64 = header(&r, "x-consul-index").parse().unwrap();
+    let queries = [
+        "shape/a/x?raw",
+        "shape/?keys&separator=/",
+        "shape/?recurse",
+        "shape/a/x?pretty",
+        "shape/b",
+    ];
+    let mut waiters = Vec::new();
+    for q in queries {
+        let sep = if q.contains('?') { '&' } else { '?' };
+        let url = a.url(&format!("/v1/kv/{q}{sep}index={idx}&wait=30s"));
+        let http = a.http.clone();
+        waiters.push(tokio::spawn(async move {
+            let r = http.get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            let index: u64 = header(&r, "x-consul-index").parse().unwrap();
+            assert_eq!(header(&r, "x-consul-knownleader"), "true", "{q}");
+            assert_eq!(header(&r, "x-consul-lastcontact"), "0", "{q}");
+            assert!(
+                r.headers().get("x-consul-effective-consistency").is_none(),
+                "{q}"
+            );
+            (status, index, r.text().await.unwrap())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        waiters.iter().all(|w| !w.is_finished()),
+        "woke before the write"
+    );
+    // One transaction changes both keys, so every watcher sees both.
+    let (st, _) = a
+        .put(
+            "/v1/txn",
+            serde_json::json!([
+                {"KV": {"Verb": "set", "Key": "shape/a/x", "Value": "Mg=="}},
+                {"KV": {"Verb": "set", "Key": "shape/b", "Value": "Mw=="}},
+            ])
+            .to_string(),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let mut answers = Vec::new();
+    for w in waiters {
+        let (status, index, body) = w.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(index > idx);
+        answers.push(body);
+    }
+    assert_eq!(answers[0], "2");
+    assert_eq!(answers[1], r#"["shape/a/","shape/b"]"#);
+    let list: Value = serde_json::from_str(&answers[2]).unwrap();
+    let keys: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["shape/a/x", "shape/b"]);
+    assert!(
+        answers[3].starts_with("[\n    {\n        \""),
+        "{}",
+        answers[3]
+    );
+    let b: Value = serde_json::from_str(&answers[4]).unwrap();
+    assert_eq!(b[0]["Value"], "Mw==");
+}
+
 #[tokio::test]
 async fn blocking_query_times_out_with_same_index() {
     let a = dev().await;

@@ -430,7 +430,22 @@ pub async fn blocking<T, F>(ctx: &Ctx, opts: &QueryOptions, tables: &[Table], f:
 where
     F: Fn(&State) -> (u64, T),
 {
-    let store = &ctx.agent.store;
+    blocking_on(&ctx.agent, opts, tables, f).await
+}
+
+/// [`blocking`] for a handler that has already taken what it needs from its
+/// request and dropped it: the request's buffers are freed before the wait
+/// rather than in the burst of answers a write sets off.
+pub async fn blocking_on<T, F>(
+    agent: &Agent,
+    opts: &QueryOptions,
+    tables: &[Table],
+    f: F,
+) -> (u64, T)
+where
+    F: Fn(&State) -> (u64, T),
+{
+    let store = &agent.store;
     let mut rxs: Vec<_> = tables.iter().map(|t| store.watch(*t)).collect();
     for rx in &mut rxs {
         rx.borrow_and_update();
@@ -454,7 +469,7 @@ where
             _ = tokio::time::sleep_until(deadline) => true,
         };
         // Shutting down wakes every watcher: answer with what there is.
-        let timed_out = timed_out || ctx.agent.is_shutting_down();
+        let timed_out = timed_out || agent.is_shutting_down();
         for rx in &mut rxs {
             rx.borrow_and_update();
         }
@@ -497,7 +512,15 @@ pub fn to_json_bytes<T: Serialize + ?Sized>(v: &T, pretty: bool) -> Vec<u8> {
 
 /// A 200 JSON response.
 pub fn json<T: Serialize + ?Sized>(ctx: &Ctx, v: &T) -> Response {
-    let mut r = Response::new(Body::from(to_json_bytes(v, ctx.pretty())));
+    json_as(ctx.pretty(), v)
+}
+
+/// A 200 JSON response, indented when `pretty`.
+pub fn json_as<T: Serialize + ?Sized>(pretty: bool, v: &T) -> Response {
+    let mut r = Response::new(Body::from(to_json_bytes(v, pretty)));
+    // Room for the read headers and the ones every answer gets, so that the
+    // map is allocated once rather than grown and rehashed.
+    *r.headers_mut() = axum::http::HeaderMap::with_capacity(12);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -526,25 +549,30 @@ pub fn json_read<T: Serialize + ?Sized>(
 /// Sets only `X-Consul-Index` (never 0).
 pub fn set_index(r: &mut Response, index: u64) {
     r.headers_mut()
-        .insert("x-consul-index", HeaderValue::from(index.max(1)));
+        .insert(hdr::INDEX, HeaderValue::from(index.max(1)));
 }
 
 /// Sets `X-Consul-Index` (never 0), `X-Consul-KnownLeader`, `X-Consul-LastContact`
 /// and `X-Consul-Effective-Consistency`.
 pub fn set_read_headers(r: &mut Response, opts: &QueryOptions, index: u64) {
-    let h = r.headers_mut();
-    h.insert("x-consul-index", HeaderValue::from(index.max(1)));
-    h.insert("x-consul-knownleader", HeaderValue::from_static("true"));
-    h.insert("x-consul-lastcontact", HeaderValue::from_static("0"));
+    set_index_headers(r, index);
     let c = match opts.consistency {
         Consistency::Default => "leader",
         Consistency::Stale => "stale",
         Consistency::Consistent => "consistent",
     };
-    h.insert(
-        "x-consul-effective-consistency",
-        HeaderValue::from_static(c),
-    );
+    r.headers_mut()
+        .insert(hdr::EFFECTIVE_CONSISTENCY, HeaderValue::from_static(c));
+}
+
+/// The read headers but `X-Consul-Effective-Consistency` (which Consul's KV
+/// endpoint does not send): `X-Consul-Index` (never 0), `X-Consul-KnownLeader`
+/// and `X-Consul-LastContact`.
+pub fn set_index_headers(r: &mut Response, index: u64) {
+    let h = r.headers_mut();
+    h.insert(hdr::INDEX, HeaderValue::from(index.max(1)));
+    h.insert(hdr::KNOWN_LEADER, HeaderValue::from_static("true"));
+    h.insert(hdr::LAST_CONTACT, HeaderValue::from_static("0"));
 }
 
 /// A 200 response with an empty body.
@@ -629,16 +657,18 @@ async fn dispatch(
 ) -> Response {
     let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
+    // The router's own bookkeeping (path parameters, already copied into
+    // `params`) is freed now, not when a blocking query finally answers.
+    drop(parts.extensions);
     let body = match read_body(body).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
     let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let uri = parts.uri;
     let method_for_log = parts.method.clone();
-    let raw_query_for_log = raw_query.clone();
-    let path_for_log = parts.uri.path().to_string();
     let stale_read = parts.method == Method::GET
-        && parts.uri.query().is_some_and(|q| {
+        && uri.query().is_some_and(|q| {
             q.split('&')
                 .any(|kv| kv == "stale" || kv.starts_with("stale="))
         });
@@ -659,7 +689,7 @@ async fn dispatch(
         body,
     };
     let mut r = match authorize(ctx, rule) {
-        Ok(ctx) => match read_barrier(&ctx, &path_for_log).await {
+        Ok(ctx) => match read_barrier(&ctx, uri.path()).await {
             Err(e) => e.into_response(),
             Ok(()) => match handler(ctx).await {
                 Ok(r) => r,
@@ -669,11 +699,11 @@ async fn dispatch(
         Err(e) => e.into_response(),
     };
     if let Some(c) = metrics_agent.store.cluster()
-        && r.headers().contains_key("x-consul-knownleader")
+        && r.headers().contains_key(hdr::KNOWN_LEADER)
     {
         if !c.known_leader() {
             r.headers_mut()
-                .insert("x-consul-knownleader", HeaderValue::from_static("false"));
+                .insert(hdr::KNOWN_LEADER, HeaderValue::from_static("false"));
         }
         // Stale reads are answered from this node's copy: say how old it may
         // be (ms since the leader last replicated to it). Other reads went
@@ -684,7 +714,7 @@ async fn dispatch(
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(u64::MAX / 2);
             r.headers_mut()
-                .insert("x-consul-lastcontact", HeaderValue::from(ms));
+                .insert(hdr::LAST_CONTACT, HeaderValue::from(ms));
         }
     }
     let h = r.headers_mut();
@@ -701,7 +731,7 @@ async fn dispatch(
         target: "agent.http",
         "Request finished: method={} url={} status={} latency={:?}",
         method_for_log,
-        redacted_url(&path_for_log, &raw_query_for_log),
+        LogUrl(&uri),
         r.status().as_u16(),
         elapsed
     );
@@ -753,23 +783,27 @@ async fn read_barrier(ctx: &Ctx, path: &str) -> Result<(), ApiError> {
 }
 
 /// A request URL fit for logs: the value of a `token` query parameter is
-/// replaced by `<hidden>`.
-pub fn redacted_url(path: &str, query: &str) -> String {
-    if query.is_empty() {
-        return path.to_string();
-    }
-    let parts: Vec<String> = query
-        .split('&')
-        .map(|kv| {
+/// replaced by `<hidden>`. Formatted only when a log line is written, so a
+/// request logged at a level nobody records costs nothing.
+pub struct LogUrl<'a>(pub &'a axum::http::Uri);
+
+impl std::fmt::Display for LogUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.path())?;
+        let Some(query) = self.0.query().filter(|q| !q.is_empty()) else {
+            return Ok(());
+        };
+        for (i, kv) in query.split('&').enumerate() {
+            f.write_str(if i == 0 { "?" } else { "&" })?;
             let name = kv.split('=').next().unwrap_or("");
             if name.eq_ignore_ascii_case("token") && kv.contains('=') {
-                format!("{name}=<hidden>")
+                write!(f, "{name}=<hidden>")?;
             } else {
-                kv.to_string()
+                f.write_str(kv)?;
             }
-        })
-        .collect();
-    format!("{path}?{}", parts.join("&"))
+        }
+        Ok(())
+    }
 }
 
 /// ACL filtering of list answers: remembers whether anything was removed, so
@@ -1060,6 +1094,15 @@ pub mod hdr {
         HeaderName::from_static("x-consul-default-acl-policy");
     /// `X-Consul-ContentHash`.
     pub const CONTENT_HASH: HeaderName = HeaderName::from_static("x-consul-contenthash");
+    /// `X-Consul-Index`.
+    pub const INDEX: HeaderName = HeaderName::from_static("x-consul-index");
+    /// `X-Consul-KnownLeader`.
+    pub const KNOWN_LEADER: HeaderName = HeaderName::from_static("x-consul-knownleader");
+    /// `X-Consul-LastContact`.
+    pub const LAST_CONTACT: HeaderName = HeaderName::from_static("x-consul-lastcontact");
+    /// `X-Consul-Effective-Consistency`.
+    pub const EFFECTIVE_CONSISTENCY: HeaderName =
+        HeaderName::from_static("x-consul-effective-consistency");
 }
 
 /// Parses a boolean-ish flag value (`?passing`, `?recurse=true`): present with
@@ -1073,5 +1116,28 @@ pub fn flag_value(q: &Query, k: &str, err: &str) -> Result<bool, ApiError> {
             "0" | "f" | "false" => Ok(false),
             _ => Err(ApiError::bad_request(err.to_string())),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogUrl;
+
+    fn logged(uri: &str) -> String {
+        let uri: axum::http::Uri = uri.parse().expect("test URI");
+        LogUrl(&uri).to_string()
+    }
+
+    #[test]
+    fn log_url_hides_token_values_only() {
+        assert_eq!(logged("/v1/kv/a"), "/v1/kv/a");
+        assert_eq!(logged("/v1/kv/a?"), "/v1/kv/a");
+        assert_eq!(
+            logged("/v1/kv/a?token=s3cret&stale&index=7"),
+            "/v1/kv/a?token=<hidden>&stale&index=7"
+        );
+        assert_eq!(logged("/v1/kv/a?TOKEN=x"), "/v1/kv/a?TOKEN=<hidden>");
+        // Only a parameter named `token` with a value is hidden.
+        assert_eq!(logged("/v1/kv/a?tokens=x&token"), "/v1/kv/a?tokens=x&token");
     }
 }

@@ -9,7 +9,7 @@ use meshgate_acl::{Access, Resource};
 use meshgate_state::{Command, Table, UserEvent};
 
 use super::{
-    AclRule, ApiError, ApiResult, Ctx, Route, blocking, handler, json, route, set_read_headers,
+    AclRule, ApiError, ApiResult, Ctx, Route, blocking, handler, json, route, set_index_headers,
 };
 use crate::Agent;
 
@@ -138,7 +138,6 @@ async fn list(ctx: Ctx) -> ApiResult {
         .collect();
     let mut r = json(&ctx, &events);
     acl.mark(&mut r);
-    set_read_headers(&mut r, &opts, idx);
-    r.headers_mut().remove("x-consul-effective-consistency");
+    set_index_headers(&mut r, idx);
     Ok(r)
 }

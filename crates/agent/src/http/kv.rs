@@ -8,8 +8,8 @@ use meshgate_state::{Applied, Command, KvSetOp, Table};
 use meshgate_types::kv::KvEntry;
 
 use super::{
-    AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, blocking, handler, json, route,
-    set_read_headers,
+    AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, blocking_on, handler, json, json_as,
+    route, set_index_headers,
 };
 
 pub(super) fn routes() -> Vec<Route> {
@@ -119,16 +119,20 @@ pub fn clean_path(p: &str) -> String {
     }
 }
 
-fn not_found(opts: &super::QueryOptions, idx: u64) -> Response {
+fn not_found(idx: u64) -> Response {
     let mut r = StatusCode::NOT_FOUND.into_response();
-    set_read_headers(&mut r, opts, idx);
-    r.headers_mut().remove("x-consul-effective-consistency");
+    set_index_headers(&mut r, idx);
     r
 }
 
 async fn get(ctx: Ctx) -> ApiResult {
     let key = clean_key(ctx.param(0))?;
     let opts = ctx.query_options()?;
+    let pretty = ctx.pretty();
+    // Everything the answer needs is taken from the request up front and the
+    // request dropped before a blocking wait, so that a write waking thousands
+    // of watchers does not also free thousands of parsed requests.
+    let agent = ctx.agent.clone();
     if ctx.query.has("keys") {
         let sep = ctx
             .query
@@ -138,15 +142,17 @@ async fn get(ctx: Ctx) -> ApiResult {
             .to_string();
         // Keys the caller may not read are left out, as for `?recurse`.
         let mut acl = list_filter(&ctx, &key)?;
-        let (idx, keys) = blocking(&ctx, &opts, &[Table::Kv], |st| st.kv_keys(&key, &sep)).await;
+        drop(ctx);
+        let (idx, keys) =
+            blocking_on(&agent, &opts, &[Table::Kv], |st| st.kv_keys(&key, &sep)).await;
         let keys: Vec<_> = keys
             .into_iter()
             .filter(|k| acl.keep(acl.id.allows(Resource::Key, Access::Read, k)))
             .collect();
         if keys.is_empty() && !key.is_empty() {
-            return Ok(not_found(&opts, idx));
+            return Ok(not_found(idx));
         }
-        let mut r = kv_json(&ctx, &opts, idx, &keys);
+        let mut r = kv_json(pretty, idx, &keys);
         acl.mark(&mut r);
         return Ok(r);
     }
@@ -156,7 +162,8 @@ async fn get(ctx: Ctx) -> ApiResult {
     }
     if recurse {
         let mut acl = list_filter(&ctx, &key)?;
-        let (idx, list) = blocking(&ctx, &opts, &[Table::Kv], |st| {
+        drop(ctx);
+        let (idx, list) = blocking_on(&agent, &opts, &[Table::Kv], |st| {
             let (idx, list) = st.kv_list(&key);
             (idx, list.into_iter().cloned().collect::<Vec<KvEntry>>())
         })
@@ -166,22 +173,24 @@ async fn get(ctx: Ctx) -> ApiResult {
             .filter(|e| acl.keep(acl.id.allows(Resource::Key, Access::Read, &e.key)))
             .collect();
         if list.is_empty() {
-            return Ok(not_found(&opts, idx));
+            return Ok(not_found(idx));
         }
-        let mut r = kv_json(&ctx, &opts, idx, &list);
+        let mut r = kv_json(pretty, idx, &list);
         acl.mark(&mut r);
         return Ok(r);
     }
     ctx.require(Resource::Key, Access::Read, &key)?;
-    let (idx, entry) = blocking(&ctx, &opts, &[Table::Kv], |st| {
+    let raw = ctx.query.has("raw");
+    drop(ctx);
+    let (idx, entry) = blocking_on(&agent, &opts, &[Table::Kv], |st| {
         let (idx, e) = st.kv_get(&key);
         (idx, e.cloned())
     })
     .await;
     let Some(entry) = entry else {
-        return Ok(not_found(&opts, idx));
+        return Ok(not_found(idx));
     };
-    if ctx.query.has("raw") {
+    if raw {
         let mut r = Response::new(Body::from(entry.value.unwrap_or_default()));
         let h = r.headers_mut();
         h.insert(
@@ -196,11 +205,10 @@ async fn get(ctx: Ctx) -> ApiResult {
             "content-security-policy",
             HeaderValue::from_static("sandbox"),
         );
-        set_read_headers(&mut r, &opts, idx);
-        r.headers_mut().remove("x-consul-effective-consistency");
+        set_index_headers(&mut r, idx);
         return Ok(r);
     }
-    Ok(kv_json(&ctx, &opts, idx, &[entry]))
+    Ok(kv_json(pretty, idx, &[entry]))
 }
 
 /// The filter of a listing: with `acl.enable_key_list_policy`, listing needs
@@ -213,15 +221,9 @@ fn list_filter(ctx: &Ctx, prefix: &str) -> Result<AclFilter, ApiError> {
     Ok(acl)
 }
 
-fn kv_json<T: serde::Serialize + ?Sized>(
-    ctx: &Ctx,
-    opts: &super::QueryOptions,
-    idx: u64,
-    v: &T,
-) -> Response {
-    let mut r = json(ctx, v);
-    set_read_headers(&mut r, opts, idx);
-    r.headers_mut().remove("x-consul-effective-consistency");
+fn kv_json<T: serde::Serialize + ?Sized>(pretty: bool, idx: u64, v: &T) -> Response {
+    let mut r = json_as(pretty, v);
+    set_index_headers(&mut r, idx);
     r
 }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{
     AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, blocking, handler, json, route,
-    set_read_headers,
+    set_index_headers,
 };
 
 pub(super) fn routes() -> Vec<Route> {
@@ -256,7 +256,7 @@ async fn renew(ctx: Ctx) -> ApiResult {
     Ok(json(&ctx, &[s]))
 }
 
-fn session_json(ctx: &Ctx, opts: &super::QueryOptions, idx: u64, list: &[Session]) -> ApiResult {
+fn session_json(ctx: &Ctx, idx: u64, list: &[Session]) -> ApiResult {
     let mut acl = AclFilter::new(ctx)?;
     let list: Vec<&Session> = list
         .iter()
@@ -264,8 +264,7 @@ fn session_json(ctx: &Ctx, opts: &super::QueryOptions, idx: u64, list: &[Session
         .collect();
     let mut r = json(ctx, &list);
     acl.mark(&mut r);
-    set_read_headers(&mut r, opts, idx);
-    r.headers_mut().remove("x-consul-effective-consistency");
+    set_index_headers(&mut r, idx);
     Ok(r)
 }
 
@@ -280,7 +279,7 @@ async fn info(ctx: Ctx) -> ApiResult {
         (idx, s.cloned().into_iter().collect::<Vec<_>>())
     })
     .await;
-    session_json(&ctx, &opts, idx, &list)
+    session_json(&ctx, idx, &list)
 }
 
 async fn node(ctx: Ctx) -> ApiResult {
@@ -294,7 +293,7 @@ async fn node(ctx: Ctx) -> ApiResult {
         (idx, l.into_iter().cloned().collect::<Vec<_>>())
     })
     .await;
-    session_json(&ctx, &opts, idx, &list)
+    session_json(&ctx, idx, &list)
 }
 
 async fn list(ctx: Ctx) -> ApiResult {
@@ -304,5 +303,5 @@ async fn list(ctx: Ctx) -> ApiResult {
         (idx, l.into_iter().cloned().collect::<Vec<_>>())
     })
     .await;
-    session_json(&ctx, &opts, idx, &list)
+    session_json(&ctx, idx, &list)
 }

@@ -6,7 +6,7 @@ use axum::response::Response;
 use meshgate_acl::{Access, Resource};
 use meshgate_state::Command;
 
-use super::{AclRule, ApiError, ApiResult, Ctx, Route, empty, handler, route};
+use super::{AclRule, ApiError, ApiResult, Ctx, Route, empty, handler, route, set_index_headers};
 use crate::snapshot;
 use crate::store::now_ms;
 
@@ -34,14 +34,11 @@ async fn save(ctx: Ctx) -> ApiResult {
     let bytes = snapshot::write(&snap, now_ms())
         .map_err(|e| ApiError::internal(format!("failed to write snapshot: {e}")))?;
     let mut r = Response::new(Body::from(bytes));
-    let h = r.headers_mut();
-    h.insert(
+    r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-gzip"),
     );
-    h.insert("x-consul-index", HeaderValue::from(index.max(1)));
-    h.insert("x-consul-knownleader", HeaderValue::from_static("true"));
-    h.insert("x-consul-lastcontact", HeaderValue::from_static("0"));
+    set_index_headers(&mut r, index);
     Ok(r)
 }
 
