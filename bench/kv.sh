@@ -85,16 +85,29 @@ drain() {
     sleep 1
   done
 }
-: >"$work/wake_meshgate"; : >"$work/wake_etcd"
+# Both ways of the measuring client to wait (see bench/wakeup/src/main.rs):
+# `poll` keeps the server from paying for waking the client on every answer
+# (as watchers on other hosts would not make it pay); `epoll` is the plain way.
+WAKE_MODES=${WAKE_MODES:-poll epoll}
+for mode in $WAKE_MODES; do
+  : >"$work/wake_meshgate_$mode"; : >"$work/wake_etcd_$mode"
+done
 for _ in $(seq "$WAKE_RUNS"); do
-  drain; "$WAKEUP" meshgate "127.0.0.1:$MG_PORT" "$WATCHERS" | tee -a "$work/wake_meshgate" >&2
-  drain; "$WAKEUP" etcd "127.0.0.1:$ETCD_PORT" "$WATCHERS" | tee -a "$work/wake_etcd" >&2
+  for mode in $WAKE_MODES; do
+    drain; "$WAKEUP" meshgate "127.0.0.1:$MG_PORT" "$WATCHERS" "$mode" | tee -a "$work/wake_meshgate_$mode" >&2
+    drain; "$WAKEUP" etcd "127.0.0.1:$ETCD_PORT" "$WATCHERS" "$mode" | tee -a "$work/wake_etcd_$mode" >&2
+  done
 done
 median() { # file field
   grep -o "$2=[0-9.]*" "$1" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'
 }
-wake_mg="meshgate: p50 $(median "$work/wake_meshgate" p50_ms) ms, p99 $(median "$work/wake_meshgate" p99_ms) ms (median of $WAKE_RUNS runs)"
-wake_etcd="etcd:     p50 $(median "$work/wake_etcd" p50_ms) ms, p99 $(median "$work/wake_etcd" p99_ms) ms (median of $WAKE_RUNS runs)"
+wake_lines=()
+for mode in $WAKE_MODES; do
+  for t in meshgate etcd; do
+    f="$work/wake_${t}_$mode"
+    wake_lines+=("$(printf '%-8s client=%-5s p50 %s ms, p99 %s ms (median of %s runs)' "$t:" "$mode" "$(median "$f" p50_ms)" "$(median "$f" p99_ms)" "$WAKE_RUNS")")
+  done
+done
 rss_after_kib=$(awk '/VmRSS/{print $2}' "/proc/$mg_pid/status")
 
 echo
@@ -110,7 +123,6 @@ for op in put get; do
 done
 echo
 echo "wake-up of $WATCHERS blocking queries on one key, written once:"
-echo "  $wake_mg"
-echo "  $wake_etcd"
+printf '  %s\n' "${wake_lines[@]}"
 echo
 echo "RSS idle: meshgate $((rss_idle_kib / 1024)) MiB, etcd $((etcd_rss_idle_kib / 1024)) MiB; meshgate after the run (peak of $WATCHERS open watchers) $((rss_after_kib / 1024)) MiB"

@@ -6,7 +6,19 @@
 //! readable its time is taken, before reading, so the tool's own work adds as
 //! little as possible to the figures of either server.
 //!
-//! Usage: wakeup meshgate|etcd HOST:PORT WATCHERS
+//! How the loop waits is the last argument:
+//! - `poll` (default): it never sleeps inside `epoll_wait`; it checks its
+//!   sockets and, when none is ready, naps 0.2 ms. On loopback the kernel runs
+//!   the receiver's TCP input and its wake-up inside the sender's `writev`, so
+//!   a measuring process asleep in `epoll_wait` makes every answer the server
+//!   writes also pay for waking that process on the other core (about a tenth
+//!   of the server's time in a profile) — work that watchers on other hosts
+//!   never put on a server. A figure can only come out later for the nap
+//!   (at most 0.2 ms), never earlier.
+//! - `epoll`: it sleeps in `epoll_wait` until a socket is ready (the plain
+//!   way, and the tool's only mode before 2026-11-26).
+//!
+//! Usage: wakeup meshgate|etcd HOST:PORT WATCHERS [poll|epoll]
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
@@ -51,7 +63,10 @@ fn put_request(target: &str, value: &str) -> String {
             value.len()
         ),
         _ => {
-            let body = format!(r#"{{"key":"{KEY_B64}","value":"{}"}}"#, b64(value.as_bytes()));
+            let body = format!(
+                r#"{{"key":"{KEY_B64}","value":"{}"}}"#,
+                b64(value.as_bytes())
+            );
             format!(
                 "POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -91,14 +106,25 @@ fn open_watch(target: &str, addr: &str, index: u64) -> Option<TcpStream> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 4 {
-        eprintln!("usage: wakeup meshgate|etcd HOST:PORT WATCHERS");
+    if !(4..=5).contains(&args.len()) {
+        eprintln!("usage: wakeup meshgate|etcd HOST:PORT WATCHERS [poll|epoll]");
         std::process::exit(2);
     }
+    let nap = match args.get(4).map(String::as_str) {
+        None | Some("poll") => Some(Duration::from_micros(200)),
+        Some("epoll") => None,
+        Some(other) => {
+            eprintln!("unknown client mode {other}: poll or epoll");
+            std::process::exit(2);
+        }
+    };
     let (target, addr) = (args[1].as_str(), args[2].as_str());
     let n: usize = args[3].parse().expect("WATCHERS is a number");
     let resp = request(addr, &put_request(target, "v0"));
-    assert!(resp.starts_with("HTTP/1.1 200"), "initial write failed: {resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "initial write failed: {resp}"
+    );
     let index: u64 = if target == "meshgate" {
         let r = request(
             addr,
@@ -107,7 +133,8 @@ fn main() {
         r.lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("x-consul-index").then(|| v.trim().to_string())
+                k.eq_ignore_ascii_case("x-consul-index")
+                    .then(|| v.trim().to_string())
             })
             .and_then(|v| v.parse().ok())
             .expect("X-Consul-Index")
@@ -148,8 +175,18 @@ fn main() {
     let deadline = t0 + Duration::from_secs(60);
     let mut chunk = [0u8; 8192];
     while lat.len() + failed < n && Instant::now() < deadline {
-        poll.poll(&mut events, Some(Duration::from_millis(100)))
-            .expect("poll");
+        match nap {
+            Some(nap) => {
+                poll.poll(&mut events, Some(Duration::ZERO)).expect("poll");
+                if events.is_empty() {
+                    std::thread::sleep(nap);
+                    continue;
+                }
+            }
+            None => poll
+                .poll(&mut events, Some(Duration::from_millis(100)))
+                .expect("poll"),
+        }
         let now = Instant::now();
         for ev in events.iter() {
             let i = ev.token().0;
@@ -176,7 +213,8 @@ fn main() {
         lat[i].as_secs_f64() * 1000.0
     };
     println!(
-        "{target} watchers={n} woken={} lost={lost} p50_ms={:.1} p99_ms={:.1} max_ms={:.1}",
+        "{target} client={} watchers={n} woken={} lost={lost} p50_ms={:.1} p99_ms={:.1} max_ms={:.1}",
+        if nap.is_some() { "poll" } else { "epoll" },
         lat.len(),
         pct(0.50),
         pct(0.99),
