@@ -364,10 +364,12 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
         "the sidecar dies on SIGPIPE"
     );
     // ... and run on small pages (they executed themselves again for it,
-    // keeping their pid and arguments).
+    // keeping their pid and arguments), as does the agent.
     for (name, p) in [("gateway", &gateway), ("sidecar", &sidecar)] {
         assert!(huge_pages_off(p.pid()), "the {name} runs with huge pages");
     }
+    let agent_pid = a.pid().expect("the agent runs");
+    assert!(huge_pages_off(agent_pid), "the agent runs with huge pages");
     let password = ok(cli(&a, ROOT, &["kv", "get", "carbonio-files/db-password"]))
         .trim()
         .to_string();

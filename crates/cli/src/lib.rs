@@ -148,17 +148,18 @@ fn serves_network(cmd: &Command) -> bool {
 }
 
 /// Sidecars and gateways (`meshgate connect …`) run one per service on every
-/// node, so their idle footprint counts. The allocator (mimalloc) commits its
-/// arena eagerly and asks for transparent huge pages, so the first small
-/// allocations in each 2 MiB of it fault in a whole huge page: about 10 MiB of
-/// an idle proxy's 13 MiB of private memory. The kernel's per-process switch
-/// only governs later faults and some memory is allocated before `main`, so
-/// a proxy turns huge pages off and executes itself again (the switch is kept
-/// across `execve`): the new image starts with small pages from its first
-/// allocation, about 3 MiB of private memory idle. The agent keeps huge pages:
-/// it holds the state and serves thousands of connections, where fewer TLB
-/// misses pay. Any failure here only costs memory (and no logger is set up
-/// yet to say so), so the proxy then goes on as it is.
+/// node, and an agent on every node, so their idle footprint counts. The
+/// allocator (mimalloc) commits its arena eagerly and asks for transparent
+/// huge pages, so the first small allocations in each 2 MiB of it fault in a
+/// whole huge page: about 10 MiB of an idle proxy's 13 MiB of private memory,
+/// and of an idle agent's 26 MiB of resident memory. The kernel's per-process
+/// switch only governs later faults and some memory is allocated before
+/// `main`, so the process turns huge pages off and executes itself again (the
+/// switch is kept across `execve`): the new image starts with small pages from
+/// its first allocation. For the agent, huge pages made no difference that
+/// could be measured (10,000 woken blocking queries, KV requests/s;
+/// bench/RESULTS.md). Any failure here only costs memory (and no logger is set
+/// up yet to say so), so the process then goes on as it is.
 fn small_pages_only() {
     use std::os::unix::process::CommandExt;
     /// Set for the new image, so that it never executes itself again even
@@ -221,7 +222,10 @@ fn man(a: ManArgs) -> CliResult {
 /// The program's entry point.
 pub fn main() -> ExitCode {
     // Before anything allocates much: see `small_pages_only`.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "connect") {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "connect" || a == "agent")
+    {
         small_pages_only();
     }
     let args = args::normalize(std::env::args().collect());

@@ -341,6 +341,11 @@ impl Agent {
         }
     }
 
+    /// The agent's process id (`None` once it was stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The full URL of an API path.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
