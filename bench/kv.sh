@@ -4,12 +4,14 @@
 # meshgate -dev keeps state in memory, etcd keeps its data dir on tmpfs.
 #
 # Prints requests/s for PUT and GET at 1 and 64 connections with the ratio
-# meshgate/etcd, the wake-up latency of 10,000 watchers of one key written once,
-# and meshgate's idle RSS.
+# meshgate/etcd, the wake-up latency of 10,000 watchers of one key written once
+# (measured with both ways of the client to wait, `poll` and `epoll`: see
+# bench/wakeup/src/main.rs), and meshgate's idle RSS.
 #
 # Needs: wrk, etcd (Debian: apt-get install wrk etcd-server). Usage:
 #   bench/kv.sh            # 10 s per cell
 #   DURATION=30s bench/kv.sh
+#   WAKE_MODES=poll WAKE_RUNS=5 bench/kv.sh   # one client mode, more runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/kv-lua.sh

@@ -62,9 +62,9 @@ impl Proposer {
         // slot would hold every released one): propose from this task,
         // without the hop through the queue's.
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            let r = self.raft.client_write(req).await;
+            let r = write(&self.raft, req).await;
             drop(slot);
-            return r.map(|r| (r.data, r.log_id.index));
+            return r;
         }
         let (done, rx) = oneshot::channel();
         if self.queue.send(Proposal { req, done }).is_err() {
@@ -113,14 +113,20 @@ async fn run(
     }
 }
 
+/// Proposes one request as an entry of its own.
+async fn write(raft: &Raft<TypeConfig>, req: Request) -> Outcome {
+    raft.client_write(req)
+        .await
+        .map(|r| (r.data, r.log_id.index))
+}
+
 /// Proposes one entry: the request itself when alone, else a batch whose
 /// results are handed back one by one.
 async fn order(raft: &Raft<TypeConfig>, mut batch: Vec<Proposal>) {
     if batch.len() == 1
         && let Some(p) = batch.pop()
     {
-        let r = raft.client_write(p.req).await;
-        let _ = p.done.send(r.map(|r| (r.data, r.log_id.index)));
+        let _ = p.done.send(write(raft, p.req).await);
         return;
     }
     let (reqs, dones): (Vec<Request>, Vec<oneshot::Sender<Outcome>>) =
