@@ -180,8 +180,10 @@ impl Consensus {
                 .validate()
                 .map_err(|e| ConsensusError::Other(format!("raft configuration: {e}")))?,
         );
-        let log = log_store::LogStore::new(db.clone());
-        let sm = state_machine::StateMachine::open(host, db)
+        let log = log_store::LogStore::new(db.clone(), Some(id))
+            .map_err(|e| ConsensusError::Other(format!("opening the raft log: {e}")))?;
+        let durable = log.durable();
+        let sm = state_machine::StateMachine::open(host, db, durable.clone())
             .map_err(|e| ConsensusError::Other(format!("opening the state machine: {e}")))?;
         let keyring_path = dir.parent().map(|p| p.join("keyring.json"));
         let ring = keyring::Keyring::load(keyring_path.as_ref(), key)
@@ -201,7 +203,7 @@ impl Consensus {
         let http = builder
             .build()
             .map_err(|e| ConsensusError::Other(e.to_string()))?;
-        let net = network::Network::new(http.clone(), scheme, keyring.clone());
+        let net = network::Network::new(http.clone(), scheme, keyring.clone(), durable);
         let raft = Raft::new(id, config, net, log, sm)
             .await
             .map_err(|e| ConsensusError::Other(format!("starting raft: {e}")))?;

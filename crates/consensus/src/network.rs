@@ -26,6 +26,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::keyring::{KeyAnswer, KeyOp, Keyring};
+use crate::log_store::Durable;
 use crate::{Consensus, Info, Response, TypeConfig};
 
 /// Makes clients to other servers.
@@ -33,19 +34,23 @@ pub struct Network {
     http: reqwest::Client,
     scheme: &'static str,
     keyring: Arc<RwLock<Keyring>>,
+    durable: Durable,
 }
 
 impl Network {
     /// `scheme`: `https` when the server port speaks mutual TLS.
+    /// `durable`: this server's log durability mark (see `append_entries`).
     pub fn new(
         http: reqwest::Client,
         scheme: &'static str,
         keyring: Arc<RwLock<Keyring>>,
+        durable: Durable,
     ) -> Network {
         Network {
             http,
             scheme,
             keyring,
+            durable,
         }
     }
 }
@@ -57,6 +62,7 @@ pub struct Conn {
     keyring: Arc<RwLock<Keyring>>,
     target: u64,
     addr: String,
+    durable: Durable,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -69,6 +75,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             keyring: self.keyring.clone(),
             target,
             addr: node.addr.clone(),
+            durable: self.durable.clone(),
         }
     }
 }
@@ -110,12 +117,35 @@ impl Conn {
 }
 
 impl RaftNetwork<TypeConfig> for Conn {
+    /// The leader writes its own entries while its followers do (see
+    /// [`crate::log_store::LogStore`]), and its own disk still counts: a
+    /// commit index goes out only once it is durable here, and a follower's
+    /// answer reaches openraft only once this log is durable up to the last
+    /// entry the follower was sent. An entry thus counts as committed only
+    /// when a quorum including the leader has it on disk. Both waits end at
+    /// once in the common case; they cost nothing on a follower, whose log
+    /// is durable before it could lead.
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call("append", &rpc, &option).await
+        let durable = |r: Result<(), String>| {
+            r.map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))
+        };
+        if let Some(commit) = &rpc.leader_commit {
+            durable(self.durable.wait(commit.index).await)?;
+        }
+        let last = rpc
+            .entries
+            .last()
+            .map(|e| e.log_id.index)
+            .or(rpc.prev_log_id.map(|p| p.index));
+        let answer = self.call("append", &rpc, &option).await?;
+        if let Some(last) = last {
+            durable(self.durable.wait(last).await)?;
+        }
+        Ok(answer)
     }
 
     async fn install_snapshot(

@@ -14,7 +14,7 @@ use openraft::{
 use redb::Database;
 use serde::{Deserialize, Serialize};
 
-use crate::log_store::{meta_get, meta_put};
+use crate::log_store::{Durable, meta_get, meta_put};
 use crate::{Host, Response, TypeConfig};
 
 type Err = StorageError<u64>;
@@ -44,18 +44,27 @@ pub struct StateMachine {
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, Node>,
     snapshot_seq: u64,
+    /// The log's durability mark: an entry is applied only once it is on
+    /// this server's disk (a leader's own entries may be committed by its
+    /// followers' disks while its own fsync is still running).
+    durable: Durable,
 }
 
 impl StateMachine {
     /// Opens the state machine: the latest stored snapshot, if any, is
-    /// restored into the host.
-    pub fn open(host: Arc<dyn Host>, db: Arc<Database>) -> Result<StateMachine, Err> {
+    /// restored into the host. `durable`: the log store's mark.
+    pub fn open(
+        host: Arc<dyn Host>,
+        db: Arc<Database>,
+        durable: Durable,
+    ) -> Result<StateMachine, Err> {
         let mut sm = StateMachine {
             host,
             db,
             last_applied: None,
             membership: StoredMembership::default(),
             snapshot_seq: 0,
+            durable,
         };
         if let Some(s) = meta_get::<Stored>(&sm.db, SNAPSHOT)? {
             sm.host.restore(&s.data).map_err(snap_err)?;
@@ -101,7 +110,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut out = Vec::new();
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            self.durable.wait(last.log_id.index).await.map_err(sm_err)?;
+        }
+        let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             self.last_applied = Some(e.log_id);
             match e.payload {

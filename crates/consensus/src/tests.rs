@@ -8,7 +8,7 @@ use openraft::StorageError;
 use openraft::testing::{StoreBuilder, Suite};
 use parking_lot::RwLock;
 
-use crate::log_store::LogStore;
+use crate::log_store::{Durable, LogStore};
 use crate::state_machine::StateMachine;
 use crate::{Host, Response, TypeConfig};
 
@@ -47,12 +47,52 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
                 },
             )?,
         );
-        let sm = StateMachine::open(Arc::new(MemHost::default()), db.clone())?;
-        Ok((dir, LogStore::new(db), sm))
+        // As server 0, the suite's node: its appends under its own
+        // committed vote take the leader's path. The suite applies entries
+        // it never appended, so its state machine does not wait for the log.
+        let log = LogStore::new(db.clone(), Some(0))?;
+        let sm = StateMachine::open(Arc::new(MemHost::default()), db, Durable::at(u64::MAX))?;
+        Ok((dir, log, sm))
     }
 }
 
 #[test]
 fn storage_conformance_suite() {
     Suite::test_all(Builder).expect("openraft storage suite");
+}
+
+/// A committed entry is applied only once it is on this server's disk (a
+/// leader's followers can commit an entry while the leader still writes it).
+#[tokio::test]
+async fn entries_are_applied_only_once_durable() {
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Arc::new(redb::Database::create(dir.path().join("raft.redb")).expect("db"));
+    let durable = Durable::at(5);
+    let mut sm = StateMachine::open(Arc::new(MemHost::default()), db, durable.clone())
+        .expect("state machine");
+    let entry = |index| Entry::<TypeConfig> {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Blank,
+    };
+    sm.apply([entry(4)]).await.expect("index 4 is durable");
+    let applying = tokio::spawn(async move {
+        let r = sm.apply([entry(5), entry(6)]).await.map(|r| r.len());
+        (sm, r)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !applying.is_finished(),
+        "applied before index 6 was durable"
+    );
+    durable.set(7);
+    let (mut sm, r) = tokio::time::timeout(std::time::Duration::from_secs(5), applying)
+        .await
+        .expect("applied once durable")
+        .expect("task");
+    assert_eq!(r.expect("apply"), 2);
+    let (applied, _) = sm.applied_state().await.expect("applied state");
+    assert_eq!(applied.map(|l| l.index), Some(6));
 }
