@@ -4,8 +4,10 @@
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
+use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
@@ -26,16 +28,81 @@ fn sender() -> &'static broadcast::Sender<LogLine> {
     SENDER.get_or_init(|| broadcast::channel(1024).0)
 }
 
-/// Whether anyone streams the log (`/v1/agent/monitor`). Used as the
-/// monitor layer's filter: without a stream, debug and trace events (hyper's
-/// among them, several per request) are not even built.
+/// Whether anyone streams the log (`/v1/agent/monitor`).
 pub fn active() -> bool {
     SENDER.get().is_some_and(|s| s.receiver_count() > 0)
 }
 
-/// Subscribes to the log stream.
-pub fn subscribe() -> broadcast::Receiver<LogLine> {
-    sender().subscribe()
+/// Sets the monitor layer's level filter (installed by the process that
+/// sets up logging: a reloadable filter, `OFF` at first).
+type FilterControl = Box<dyn Fn(LevelFilter) + Send + Sync>;
+static CONTROL: OnceLock<FilterControl> = OnceLock::new();
+
+/// How many streams are open at each level (index: [`level_index`]).
+static STREAMS: Mutex<[usize; 5]> = Mutex::new([0; 5]);
+
+fn level_index(l: Level) -> usize {
+    match l {
+        Level::ERROR => 0,
+        Level::WARN => 1,
+        Level::INFO => 2,
+        Level::DEBUG => 3,
+        Level::TRACE => 4,
+    }
+}
+
+const LEVELS: [Level; 5] = [
+    Level::ERROR,
+    Level::WARN,
+    Level::INFO,
+    Level::DEBUG,
+    Level::TRACE,
+];
+
+/// Installs what opens and closes the monitor layer's filter. The filter
+/// is a plain level that changes only when a stream starts or ends: a
+/// filter asked at every event (a dynamic one) would make `tracing` treat
+/// every callsite as "sometimes" enabled, and then every debug-level span
+/// of the libraries (openraft's, on each raft message) is built and
+/// entered even when nothing records it.
+pub fn set_filter_control(f: impl Fn(LevelFilter) + Send + Sync + 'static) {
+    let _ = CONTROL.set(Box::new(f));
+}
+
+/// Counts a stream in or out and sets the filter to the most verbose level
+/// any open stream asks for (`OFF` when none is open).
+fn count_stream(level: Level, delta: isize) {
+    let mut streams = STREAMS.lock();
+    let i = level_index(level);
+    streams[i] = streams[i].saturating_add_signed(delta);
+    let most = (0..5)
+        .rev()
+        .find(|i| streams[*i] > 0)
+        .map_or(LevelFilter::OFF, |i| LevelFilter::from_level(LEVELS[i]));
+    if let Some(set) = CONTROL.get() {
+        set(most);
+    }
+}
+
+/// An open log stream: the lines, and its place in the filter (given back
+/// when the stream is dropped).
+pub struct Stream {
+    pub rx: broadcast::Receiver<LogLine>,
+    level: Level,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        count_stream(self.level, -1);
+    }
+}
+
+/// Subscribes to the log stream at `level` (lines up to that verbosity are
+/// built while the stream is open).
+pub fn subscribe(level: Level) -> Stream {
+    let rx = sender().subscribe();
+    count_stream(level, 1);
+    Stream { rx, level }
 }
 
 /// The layer to install next to the process's own log output.

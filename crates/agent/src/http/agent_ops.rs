@@ -199,11 +199,11 @@ async fn monitor_logs(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad_request(format!("Unknown log level: {level}")));
     };
     let json_lines = ctx.query.has("logjson");
-    let rx = monitor::subscribe();
+    let sub = monitor::subscribe(min);
     let mut stop = ctx.agent.shutdown_signal();
-    let stream = futures::stream::unfold(rx, move |mut rx| async move {
+    let stream = futures::stream::unfold(sub, move |mut sub| async move {
         loop {
-            match rx.recv().await {
+            match sub.rx.recv().await {
                 Ok(line) => {
                     // Levels order TRACE > DEBUG > INFO > WARN > ERROR in tracing.
                     if line.level > min {
@@ -211,7 +211,7 @@ async fn monitor_logs(ctx: Ctx) -> ApiResult {
                     }
                     let mut text = if json_lines { line.json } else { line.text };
                     text.push('\n');
-                    return Some((Ok::<_, std::io::Error>(bytes::Bytes::from(text)), rx));
+                    return Some((Ok::<_, std::io::Error>(bytes::Bytes::from(text)), sub));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => return None,

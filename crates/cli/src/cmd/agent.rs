@@ -342,26 +342,38 @@ pub(crate) fn init_logging(level: &str, json: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MESHGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level}{quiet_raft}")));
-    use tracing_subscriber::Layer;
-    use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    // The process log goes to stderr at the configured level; the monitor layer
-    // (for /v1/agent/monitor) sees every event while someone streams the log,
-    // each stream filtering its own, and none otherwise (so that events below
-    // the log level cost nothing when nobody watches).
+    let _ = log_subscriber(filter, json).try_init();
+}
+
+/// The process's subscriber: the log to stderr at the configured level, and
+/// the monitor layer (for /v1/agent/monitor) behind a level filter that is
+/// `OFF` until someone streams and follows the streams' levels (see
+/// `meshgate_agent::monitor::set_filter_control`), so that events and spans
+/// below the log level cost nothing while nobody watches.
+pub(crate) fn log_subscriber(
+    filter: tracing_subscriber::EnvFilter,
+    json: bool,
+) -> impl tracing::Subscriber + Send + Sync {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::SubscriberExt;
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let monitor = meshgate_agent::monitor::layer().with_filter(
-        tracing_subscriber::filter::dynamic_filter_fn(|_, _| meshgate_agent::monitor::active()),
-    );
-    let registry = tracing_subscriber::registry().with(monitor).with(
+    let (monitor_filter, control) = tracing_subscriber::reload::Layer::new(LevelFilter::OFF);
+    meshgate_agent::monitor::set_filter_control(move |level| {
+        if let Err(e) = control.modify(|f| *f = level) {
+            eprintln!("could not change the log stream's level: {e}");
+        }
+    });
+    let monitor = meshgate_agent::monitor::layer().with_filter(monitor_filter);
+    tracing_subscriber::registry().with(monitor).with(
         if json {
             fmt.json().boxed()
         } else {
             fmt.boxed()
         }
         .with_filter(filter),
-    );
-    let _ = registry.try_init();
+    )
 }
 
 pub(crate) async fn wait_for_signal() -> &'static str {
@@ -415,4 +427,38 @@ pub async fn run(args: AgentArgs) -> CliResult {
     }
     info!("Graceful shutdown complete");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    /// Below the log level, spans and events are not built while nobody
+    /// streams the log (a library's debug spans — openraft makes several per
+    /// raft message — cost nothing); a stream opens its level and closing
+    /// it shuts it again.
+    #[test]
+    fn below_the_log_level_nothing_is_built_unless_streamed() {
+        let filter = tracing_subscriber::EnvFilter::new("warn,openraft=error");
+        let subscriber = super::log_subscriber(filter, false);
+        tracing::subscriber::with_default(subscriber, || {
+            let debug_span = || tracing::debug_span!(target: "openraft::core", "main");
+            assert!(debug_span().is_disabled());
+            assert!(tracing::info_span!("request").is_disabled());
+            assert!(!tracing::enabled!(Level::DEBUG));
+            assert!(tracing::enabled!(Level::WARN));
+
+            let stream = meshgate_agent::monitor::subscribe(Level::DEBUG);
+            assert!(!debug_span().is_disabled(), "a debug stream sees debug");
+            assert!(tracing::enabled!(Level::DEBUG));
+            assert!(!tracing::enabled!(Level::TRACE));
+            let info = meshgate_agent::monitor::subscribe(Level::INFO);
+            drop(stream);
+            assert!(debug_span().is_disabled(), "only an info stream is left");
+            assert!(tracing::enabled!(Level::INFO));
+            drop(info);
+            assert!(tracing::info_span!("request").is_disabled());
+            assert!(!tracing::enabled!(Level::INFO));
+        });
+    }
 }
