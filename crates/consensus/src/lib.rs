@@ -203,10 +203,19 @@ impl Consensus {
         let http = builder
             .build()
             .map_err(|e| ConsensusError::Other(e.to_string()))?;
-        let net = network::Network::new(http.clone(), scheme, keyring.clone(), durable);
+        let net = network::Network::new(http.clone(), scheme, keyring.clone(), durable.clone());
         let raft = Raft::new(id, config, net, log, sm)
             .await
             .map_err(|e| ConsensusError::Other(format!("starting raft: {e}")))?;
+        // openraft stops on a log write error it is told of; a leader's own
+        // entries were reported before their commit, so a failure is told
+        // here.
+        let stopping = raft.clone();
+        tokio::spawn(async move {
+            let e = durable.failed().await;
+            tracing::error!("the raft log could not be written ({e}): this server stops raft");
+            let _ = stopping.shutdown().await;
+        });
         let known = Arc::new(parking_lot::Mutex::new(BTreeMap::from([(
             id,
             addr.clone(),

@@ -172,6 +172,17 @@ impl Durable {
         state.as_ref().map(|_| ()).map_err(Clone::clone)
     }
 
+    /// Returns the error of the commit that failed, once one has (a
+    /// leader's own entries were reported to openraft before their commit,
+    /// so it learns of the failure from here).
+    pub(crate) async fn failed(&self) -> String {
+        let mut rx = self.0.subscribe();
+        match rx.wait_for(Result::is_err).await {
+            Ok(state) => state.clone().err().unwrap_or_default(),
+            Err(_) => GONE.to_string(),
+        }
+    }
+
     /// A mark at `end`, moved by hand (`u64::MAX`: past every entry, for a
     /// state machine tested on its own, whose entries were never in a log).
     #[cfg(test)]
@@ -647,7 +658,18 @@ mod tests {
             let d = d.clone();
             async move { d.wait(9).await }
         });
+        let watcher = tokio::spawn({
+            let d = d.clone();
+            async move { d.failed().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!watcher.is_finished(), "nothing failed yet");
         d.fail("disk full");
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), watcher)
+            .await
+            .expect("told of the failure")
+            .expect("task");
+        assert_eq!(e, "disk full");
         let r = tokio::time::timeout(std::time::Duration::from_secs(5), failing)
             .await
             .expect("woken by the failure")

@@ -63,24 +63,38 @@ pub struct Conn {
     target: u64,
     addr: String,
     durable: Durable,
+    /// The AppendEntries URL (the RPC of every write and heartbeat), parsed
+    /// once; `None` when the address does not parse (each call then says so).
+    append_url: Option<reqwest::Url>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Conn;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Conn {
-        Conn {
+        let mut conn = Conn {
             http: self.http.clone(),
             scheme: self.scheme,
             keyring: self.keyring.clone(),
             target,
             addr: node.addr.clone(),
             durable: self.durable.clone(),
-        }
+            append_url: None,
+        };
+        conn.append_url = conn.url("append").ok();
+        conn
     }
 }
 
 impl Conn {
+    fn url(&self, rpc: &str) -> Result<reqwest::Url, String> {
+        let url = format!(
+            "{}://{}/v1/internal/raft/{rpc}/{}",
+            self.scheme, self.addr, self.target
+        );
+        reqwest::Url::parse(&url).map_err(|e| format!("{url}: {e}"))
+    }
+
     async fn call<Req, Resp, E>(
         &self,
         rpc: &str,
@@ -92,10 +106,12 @@ impl Conn {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let url = format!(
-            "{}://{}/v1/internal/raft/{rpc}/{}",
-            self.scheme, self.addr, self.target
-        );
+        let url = match (rpc, &self.append_url) {
+            ("append", Some(url)) => url.clone(),
+            _ => self
+                .url(rpc)
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?,
+        };
         let r = crate::keyed(self.http.post(url), &self.keyring)
             .timeout(option.hard_ttl())
             .json(req)
