@@ -33,9 +33,11 @@ pub fn active() -> bool {
     SENDER.get().is_some_and(|s| s.receiver_count() > 0)
 }
 
-/// Sets the monitor layer's level filter (installed by the process that
-/// sets up logging: a reloadable filter, `OFF` at first).
+/// Something that sets the monitor layer's level filter.
 type FilterControl = Box<dyn Fn(LevelFilter) + Send + Sync>;
+
+/// The control of the monitor layer's filter, installed by whoever sets up
+/// logging (a reloadable level filter, `OFF` at first).
 static CONTROL: OnceLock<FilterControl> = OnceLock::new();
 
 /// How many streams are open at each level (index: [`level_index`]).

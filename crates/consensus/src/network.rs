@@ -139,8 +139,9 @@ impl RaftNetwork<TypeConfig> for Conn {
     /// answer reaches openraft only once this log is durable up to the last
     /// entry the follower was sent. An entry thus counts as committed only
     /// when a quorum including the leader has it on disk. Both waits end at
-    /// once in the common case; they cost nothing on a follower, whose log
-    /// is durable before it could lead.
+    /// once in the common case (the leader's fsync finishes while the
+    /// follower writes), and they concern only a leader's own new entries:
+    /// what a server wrote as a follower was durable before it answered.
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
