@@ -14,6 +14,7 @@ pub mod log_store;
 pub mod network;
 pub mod proposer;
 pub mod state_machine;
+mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -194,8 +195,9 @@ impl Consensus {
         }
         let keyring = Arc::new(parking_lot::RwLock::new(ring));
         let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
-        let scheme = if let Some(cfg) = tls {
-            builder = builder.tls_backend_preconfigured(cfg);
+        let tls = tls.map(Arc::new);
+        let scheme = if let Some(cfg) = &tls {
+            builder = builder.tls_backend_preconfigured(rustls::ClientConfig::clone(cfg));
             "https"
         } else {
             "http"
@@ -203,7 +205,8 @@ impl Consensus {
         let http = builder
             .build()
             .map_err(|e| ConsensusError::Other(e.to_string()))?;
-        let net = network::Network::new(http.clone(), scheme, keyring.clone(), durable.clone());
+        let net =
+            network::Network::new(http.clone(), scheme, keyring.clone(), durable.clone(), tls);
         let raft = Raft::new(id, config, net, log, sm)
             .await
             .map_err(|e| ConsensusError::Other(format!("starting raft: {e}")))?;

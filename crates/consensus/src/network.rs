@@ -1,5 +1,8 @@
 //! Server-to-server raft RPCs over HTTP: the client side (openraft's
 //! `RaftNetwork`) and the server side (an axum router on the server port).
+//! AppendEntries go on one connection per peer that the replication task
+//! drives itself ([`crate::wire`]); the rare RPCs (votes, snapshots) through
+//! the general HTTP client.
 //!
 //! Every RPC carries the target's id in the path and the receiving server
 //! checks it, so a message meant for one server never lands on another that
@@ -27,6 +30,7 @@ use parking_lot::RwLock;
 
 use crate::keyring::{KeyAnswer, KeyOp, Keyring};
 use crate::log_store::Durable;
+use crate::wire::{Dialer, Failure, Wire};
 use crate::{Consensus, Info, Response, TypeConfig};
 
 /// Makes clients to other servers.
@@ -35,22 +39,27 @@ pub struct Network {
     scheme: &'static str,
     keyring: Arc<RwLock<Keyring>>,
     durable: Durable,
+    dialer: Dialer,
 }
 
 impl Network {
     /// `scheme`: `https` when the server port speaks mutual TLS.
     /// `durable`: this server's log durability mark (see `append_entries`).
+    /// `tls`: the client side of the cluster's mutual TLS, for the
+    /// AppendEntries connections (`None`: plain TCP, with `scheme` `http`).
     pub fn new(
         http: reqwest::Client,
         scheme: &'static str,
         keyring: Arc<RwLock<Keyring>>,
         durable: Durable,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Network {
         Network {
             http,
             scheme,
             keyring,
             durable,
+            dialer: Dialer::new(tls),
         }
     }
 }
@@ -63,36 +72,89 @@ pub struct Conn {
     target: u64,
     addr: String,
     durable: Durable,
-    /// The AppendEntries URL (the RPC of every write and heartbeat), parsed
-    /// once; `None` when the address does not parse (each call then says so).
-    append_url: Option<reqwest::Url>,
+    dialer: Dialer,
+    /// The AppendEntries connection (see [`crate::wire`]): taken out for an
+    /// exchange and put back only after a whole answer, so a message that
+    /// was cut short (a timeout, a cancelled replication) never leaves a
+    /// half-read answer for the next one.
+    wire: Option<Wire>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Conn;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Conn {
-        let mut conn = Conn {
+        Conn {
             http: self.http.clone(),
             scheme: self.scheme,
             keyring: self.keyring.clone(),
             target,
             addr: node.addr.clone(),
             durable: self.durable.clone(),
-            append_url: None,
-        };
-        conn.append_url = conn.url("append").ok();
-        conn
+            dialer: self.dialer.clone(),
+            wire: None,
+        }
     }
 }
 
 impl Conn {
-    fn url(&self, rpc: &str) -> Result<reqwest::Url, String> {
-        let url = format!(
-            "{}://{}/v1/internal/raft/{rpc}/{}",
-            self.scheme, self.addr, self.target
-        );
-        reqwest::Url::parse(&url).map_err(|e| format!("{url}: {e}"))
+    /// AppendEntries on this peer's connection (made when there is none).
+    /// A reused connection that fails is replaced once and the message sent
+    /// again (the peer may have closed it; AppendEntries may be repeated).
+    async fn append_on_wire(
+        &mut self,
+        rpc: &AppendEntriesRequest<TypeConfig>,
+        option: &RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let network = |e: std::io::Error| RPCError::Network(NetworkError::new(&e));
+        let body = serde_json::to_vec(rpc).map_err(|e| network(e.into()))?;
+        let path = format!("/v1/internal/raft/append/{}", self.target);
+        let key = self.keyring.read().primary.clone();
+        let headers: Vec<(&str, &str)> = key
+            .as_deref()
+            .map(|k| (KEY_HEADER, k))
+            .into_iter()
+            .collect();
+        let exchange = async {
+            let mut reused = self.wire.take();
+            loop {
+                let was_reused = reused.is_some();
+                let mut wire = match reused.take() {
+                    Some(w) => w,
+                    None => self.dialer.dial(&self.addr).await?,
+                };
+                match wire.post(&self.addr, &path, &headers, &body).await {
+                    Ok(answer) => return Ok((wire, answer)),
+                    Err(_) if was_reused => continue,
+                    Err(e) => return Err(Failure::Exchange(e)),
+                }
+            }
+        };
+        let (wire, (status, answer)) = match tokio::time::timeout(option.hard_ttl(), exchange).await
+        {
+            Err(_) => {
+                return Err(network(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "AppendEntries timed out",
+                )));
+            }
+            Ok(Err(Failure::Connect(e))) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
+            Ok(Err(Failure::Exchange(e))) => return Err(network(e)),
+            Ok(Ok(done)) => done,
+        };
+        self.wire = Some(wire);
+        if status != 200 {
+            return Err(network(std::io::Error::other(format!(
+                "{} answered {status}: {}",
+                self.addr,
+                String::from_utf8_lossy(&answer)
+            ))));
+        }
+        let r: Result<AppendEntriesResponse<u64>, RaftError<u64>> =
+            serde_json::from_slice(&answer).map_err(|e| network(e.into()))?;
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
     async fn call<Req, Resp, E>(
@@ -106,12 +168,10 @@ impl Conn {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let url = match (rpc, &self.append_url) {
-            ("append", Some(url)) => url.clone(),
-            _ => self
-                .url(rpc)
-                .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?,
-        };
+        let url = format!(
+            "{}://{}/v1/internal/raft/{rpc}/{}",
+            self.scheme, self.addr, self.target
+        );
         let r = crate::keyed(self.http.post(url), &self.keyring)
             .timeout(option.hard_ttl())
             .json(req)
@@ -158,7 +218,7 @@ impl RaftNetwork<TypeConfig> for Conn {
             .last()
             .map(|e| e.log_id.index)
             .or(rpc.prev_log_id.map(|p| p.index));
-        let answer = self.call("append", &rpc, &option).await?;
+        let answer = self.append_on_wire(&rpc, &option).await?;
         if let Some(last) = last {
             durable(self.durable.wait(last).await)?;
         }
