@@ -40,19 +40,10 @@ type FilterControl = Box<dyn Fn(LevelFilter) + Send + Sync>;
 /// logging (a reloadable level filter, `OFF` at first).
 static CONTROL: OnceLock<FilterControl> = OnceLock::new();
 
-/// How many streams are open at each level (index: [`level_index`]).
+/// How many streams are open at each level (in the order of [`LEVELS`]).
 static STREAMS: Mutex<[usize; 5]> = Mutex::new([0; 5]);
 
-fn level_index(l: Level) -> usize {
-    match l {
-        Level::ERROR => 0,
-        Level::WARN => 1,
-        Level::INFO => 2,
-        Level::DEBUG => 3,
-        Level::TRACE => 4,
-    }
-}
-
+/// The levels, least verbose first.
 const LEVELS: [Level; 5] = [
     Level::ERROR,
     Level::WARN,
@@ -75,9 +66,10 @@ pub fn set_filter_control(f: impl Fn(LevelFilter) + Send + Sync + 'static) {
 /// any open stream asks for (`OFF` when none is open).
 fn count_stream(level: Level, delta: isize) {
     let mut streams = STREAMS.lock();
-    let i = level_index(level);
-    streams[i] = streams[i].saturating_add_signed(delta);
-    let most = (0..5)
+    if let Some(i) = LEVELS.iter().position(|l| *l == level) {
+        streams[i] = streams[i].saturating_add_signed(delta);
+    }
+    let most = (0..LEVELS.len())
         .rev()
         .find(|i| streams[*i] > 0)
         .map_or(LevelFilter::OFF, |i| LevelFilter::from_level(LEVELS[i]));

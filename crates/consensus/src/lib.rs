@@ -181,7 +181,7 @@ impl Consensus {
                 .validate()
                 .map_err(|e| ConsensusError::Other(format!("raft configuration: {e}")))?,
         );
-        let log = log_store::LogStore::new(db.clone(), Some(id))
+        let log = log_store::LogStore::new(db.clone(), id)
             .map_err(|e| ConsensusError::Other(format!("opening the raft log: {e}")))?;
         let durable = log.durable();
         let sm = state_machine::StateMachine::open(host, db, durable.clone())

@@ -137,8 +137,8 @@ pub struct LogStore {
     committed: Arc<parking_lot::Mutex<Option<Vec<u8>>>>,
     seq: Arc<AtomicU64>,
     jobs: mpsc::Sender<Job>,
-    /// This server's id; `None`: every append is reported after its commit.
-    me: Option<u64>,
+    /// This server's id.
+    me: u64,
     /// The vote last saved: whose entries are a leader's own.
     vote: Arc<parking_lot::Mutex<Option<Vote<u64>>>>,
     durable: Durable,
@@ -233,8 +233,8 @@ impl Durable {
 /// carries that leader id. Only such entries may be reported durable before
 /// their commit (see [`LogStore`]); a follower never matches (its saved
 /// vote names another server, and one term has one leader).
-fn leaders_own(me: Option<u64>, vote: Option<&Vote<u64>>, entries: &[Entry<TypeConfig>]) -> bool {
-    let (Some(me), Some(vote)) = (me, vote) else {
+fn leaders_own(me: u64, vote: Option<&Vote<u64>>, entries: &[Entry<TypeConfig>]) -> bool {
+    let Some(vote) = vote else {
         return false;
     };
     vote.is_committed()
@@ -246,10 +246,9 @@ fn leaders_own(me: Option<u64>, vote: Option<&Vote<u64>>, entries: &[Entry<TypeC
 }
 
 impl LogStore {
-    /// `me`: this server's id, which lets a leader replicate its entries
-    /// while it writes them (see [`LogStore`]); `None` reports every append
-    /// after its commit.
-    pub fn new(db: Arc<Database>, me: Option<u64>) -> Result<LogStore, Err> {
+    /// `me`: this server's id, which tells its own entries as a leader
+    /// (reported at once, see [`LogStore`]) from a follower's.
+    pub fn new(db: Arc<Database>, me: u64) -> Result<LogStore, Err> {
         let pending = Pending::default();
         let committed = Arc::<parking_lot::Mutex<Option<Vec<u8>>>>::default();
         let vote: Option<Vote<u64>> = meta_get(&db, VOTE)?;
@@ -575,31 +574,22 @@ mod tests {
     #[test]
     fn only_a_leaders_own_entries_of_its_term_skip_the_wait() {
         let own = [entry(3, 1, 10), entry(3, 1, 11)];
-        assert!(leaders_own(Some(1), Some(&committed(3, 1)), &own));
+        assert!(leaders_own(1, Some(&committed(3, 1)), &own));
         // A candidate's vote for itself, not yet granted.
-        assert!(!leaders_own(Some(1), Some(&Vote::new(3, 1)), &own));
+        assert!(!leaders_own(1, Some(&Vote::new(3, 1)), &own));
         // A follower: the leader of term 3 is server 2.
-        assert!(!leaders_own(
-            Some(1),
-            Some(&committed(3, 2)),
-            &[entry(3, 2, 10)]
-        ));
+        assert!(!leaders_own(1, Some(&committed(3, 2)), &[entry(3, 2, 10)]));
         // Its own entries of an older term, sent back by a newer leader.
-        assert!(!leaders_own(
-            Some(1),
-            Some(&committed(4, 2)),
-            &[entry(3, 1, 10)]
-        ));
+        assert!(!leaders_own(1, Some(&committed(4, 2)), &[entry(3, 1, 10)]));
         // Leader of term 4 appending an entry of term 3 (never happens; no
         // shortcut for it either).
         assert!(!leaders_own(
-            Some(1),
+            1,
             Some(&committed(4, 1)),
             &[entry(4, 1, 9), entry(3, 1, 10)]
         ));
-        assert!(!leaders_own(None, Some(&committed(3, 1)), &own));
-        assert!(!leaders_own(Some(1), None, &own));
-        assert!(!leaders_own(Some(1), Some(&committed(3, 1)), &[]));
+        assert!(!leaders_own(1, None, &own));
+        assert!(!leaders_own(1, Some(&committed(3, 1)), &[]));
     }
 
     fn append_job(indexes: std::ops::RangeInclusive<u64>) -> Job {

@@ -78,6 +78,8 @@ pub struct Conn {
     /// was cut short (a timeout, a cancelled replication) never leaves a
     /// half-read answer for the next one.
     wire: Option<Wire>,
+    /// `/v1/internal/raft/append/<target>`.
+    append_path: String,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -93,6 +95,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             durable: self.durable.clone(),
             dialer: self.dialer.clone(),
             wire: None,
+            append_path: format!("/v1/internal/raft/append/{target}"),
         }
     }
 }
@@ -108,7 +111,6 @@ impl Conn {
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         let network = |e: std::io::Error| RPCError::Network(NetworkError::new(&e));
         let body = serde_json::to_vec(rpc).map_err(|e| network(e.into()))?;
-        let path = format!("/v1/internal/raft/append/{}", self.target);
         let key = self.keyring.read().primary.clone();
         let headers: Vec<(&str, &str)> = key
             .as_deref()
@@ -123,7 +125,10 @@ impl Conn {
                     Some(w) => w,
                     None => self.dialer.dial(&self.addr).await?,
                 };
-                match wire.post(&self.addr, &path, &headers, &body).await {
+                match wire
+                    .post(&self.addr, &self.append_path, &headers, &body)
+                    .await
+                {
                     Ok(answer) => return Ok((wire, answer)),
                     Err(_) if was_reused => continue,
                     Err(e) => return Err(Failure::Exchange(e)),

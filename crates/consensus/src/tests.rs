@@ -50,7 +50,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
         // As server 0, the suite's node: its appends under its own
         // committed vote take the leader's path. The suite applies entries
         // it never appended, so its state machine does not wait for the log.
-        let log = LogStore::new(db.clone(), Some(0))?;
+        let log = LogStore::new(db.clone(), 0)?;
         let sm = StateMachine::open(Arc::new(MemHost::default()), db, Durable::at(u64::MAX))?;
         Ok((dir, log, sm))
     }
