@@ -643,3 +643,72 @@ async fn grpc_and_h2ping_checks_over_tls() {
     wait_ran(&b, "grpc-skip", "passing").await;
     wait_ran(&b, "tcp-tls", "critical").await;
 }
+
+/// Status, headers (but `Date`) and body of a GET.
+async fn answer(a: &Agent, path: &str) -> (u16, Vec<(String, String)>, String) {
+    let r = a.http.get(a.url(path)).send().await.unwrap();
+    let status = r.status().as_u16();
+    let mut headers: Vec<(String, String)> = r
+        .headers()
+        .iter()
+        .filter(|(k, _)| k.as_str() != "date")
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_string()))
+        .collect();
+    headers.sort();
+    (status, headers, r.text().await.unwrap())
+}
+
+/// The API's own routes are matched directly; a request whose path parameter
+/// is percent-encoded takes the router's way. Both must answer byte for byte
+/// alike, and what only the router does (HEAD, 405, redirects) still happens.
+#[tokio::test]
+async fn direct_and_routed_requests_answer_alike() {
+    let a = dev().await;
+    assert_eq!(a.put("/v1/kv/plain", "v").await.0, 200);
+    let (st, _) = a
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name":"web","Port":80,"Check":{"TTL":"30s","Status":"passing"}}"#,
+        )
+        .await;
+    assert_eq!(st, 200);
+    for (direct, routed) in [
+        ("/v1/kv/plain", "/v1/kv/pl%61in"),
+        ("/v1/kv/plain?raw", "/v1/kv/pl%61in?raw"),
+        ("/v1/kv/missing", "/v1/kv/mi%73sing"),
+        ("/v1/catalog/service/web", "/v1/catalog/service/w%65b"),
+        (
+            "/v1/health/service/web?passing",
+            "/v1/health/service/w%65b?passing",
+        ),
+        ("/v1/agent/service/web", "/v1/agent/service/w%65b"),
+    ] {
+        let d = answer(&a, direct).await;
+        let r = answer(&a, routed).await;
+        assert_eq!(d, r, "{direct} and {routed} answer differently");
+        assert!(d.1.iter().any(|(k, _)| k == "x-consul-default-acl-policy"));
+    }
+    let head = a.http.head(a.url("/v1/kv/plain")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(header(&head, "content-type"), "application/json");
+    assert!(head.text().await.unwrap().is_empty());
+    let wrong = a
+        .http
+        .post(a.url("/v1/status/leader"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 405);
+    assert_eq!(header(&wrong, "allow"), "OPTIONS,GET");
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let moved = no_follow
+        .get(a.url("/v1//kv/plain?x=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 301);
+    assert_eq!(header(&moved, "location"), "/v1/kv/plain?x=1");
+}

@@ -221,6 +221,10 @@ fn main() {
         pct(1.0)
     );
     // Sockets stay open until here, so closing them adds no work to the server
-    // while it is being measured.
+    // while it is being measured. HOLD_S keeps them open longer (for a
+    // profiler attached to the server to see only the wake-up).
+    if let Some(secs) = std::env::var("HOLD_S").ok().and_then(|v| v.parse().ok()) {
+        std::thread::sleep(Duration::from_secs_f64(secs));
+    }
     drop(socks);
 }

@@ -517,10 +517,18 @@ pub fn json<T: Serialize + ?Sized>(ctx: &Ctx, v: &T) -> Response {
 
 /// A 200 JSON response, indented when `pretty`.
 pub fn json_as<T: Serialize + ?Sized>(pretty: bool, v: &T) -> Response {
+    // Room for `Content-Type`, `X-Consul-Index`, `X-Consul-KnownLeader`,
+    // `X-Consul-LastContact` and the two every answer gets, so that the map
+    // is allocated once rather than grown and rehashed.
+    json_with_room(pretty, v, 6)
+}
+
+/// A 200 JSON response whose header map has room for `headers` entries.
+/// (hyper keeps an answer's map for the connection's next request, so a
+/// map larger than needed stays allocated for every open connection.)
+fn json_with_room<T: Serialize + ?Sized>(pretty: bool, v: &T, headers: usize) -> Response {
     let mut r = Response::new(Body::from(to_json_bytes(v, pretty)));
-    // Room for the read headers and the ones every answer gets, so that the
-    // map is allocated once rather than grown and rehashed.
-    *r.headers_mut() = axum::http::HeaderMap::with_capacity(12);
+    *r.headers_mut() = axum::http::HeaderMap::with_capacity(headers);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -535,7 +543,9 @@ pub fn json_read<T: Serialize + ?Sized>(
     index: u64,
     v: &T,
 ) -> Response {
-    let mut r = json(ctx, v);
+    // The answer's headers, the four read headers, `X-Cache`, and the two
+    // every answer gets.
+    let mut r = json_with_room(ctx.pretty(), v, 9);
     set_read_headers(&mut r, opts, index);
     if ctx.query.has("cached") {
         // meshgate serves every read from the state store itself: an agent-cache
@@ -894,8 +904,9 @@ fn metric_name(method: &Method, path: &str) -> &'static str {
     Box::leak(name.into_boxed_str())
 }
 
-/// Builds the router from [`routes`].
-pub fn router(agent: Arc<Agent>) -> Router {
+/// Builds the HTTP API from [`routes`]: the direct table of [`Api`] and the
+/// axum router behind it, from the same list.
+pub fn api(agent: Arc<Agent>) -> Api {
     let mut by_path: BTreeMap<&'static str, Vec<Route>> = BTreeMap::new();
     let all = routes();
     let exact: std::collections::BTreeSet<&str> = all.iter().map(|r| r.path).collect();
@@ -925,15 +936,24 @@ pub fn router(agent: Arc<Agent>) -> Router {
         by_path.entry(r.path).or_default().push(r);
     }
     let mut router = Router::new();
+    let mut direct = matchit::Router::new();
+    let mut direct_ok = true;
     for (path, routes) in by_path {
         let mut allow: Vec<String> = vec!["OPTIONS".to_string()];
         let mut mr: MethodRouter<Arc<Agent>> = MethodRouter::new();
+        let mut entries = Vec::with_capacity(routes.len());
         for r in routes {
             allow.push(r.method.to_string());
             let handler = r.handler;
             let rule = r.acl;
             // Computed once per route when the router is built.
             let metric = metric_name(&r.method, r.path);
+            entries.push(DirectRoute {
+                method: r.method.clone(),
+                handler,
+                rule,
+                metric,
+            });
             mr = mr.merge(on(
                 method_filter(&r.method),
                 move |AxState(agent): AxState<Arc<Agent>>, params: RawPathParams, req: Request| {
@@ -954,8 +974,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
                 async move { method_not_allowed(req.method(), &allow) }
             });
         router = router.route(path, mr);
+        direct_ok &= direct.insert(path, Some(entries)).is_ok();
     }
     for bare in redirects {
+        direct_ok &= direct.insert(bare.as_str(), None).is_ok();
         let target = format!("{bare}/");
         router = router.route(
             &bare,
@@ -966,8 +988,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         );
     }
     let ui = agent.config.ui_enabled();
-    let router = ui::add_routes(router, ui);
-    router
+    let router: Router = ui::add_routes(router, ui)
         .route(
             "/",
             axum::routing::get(move || async move {
@@ -984,7 +1005,81 @@ pub fn router(agent: Arc<Agent>) -> Router {
         )
         .fallback(|req: Request| async move { unknown_path(req.uri().path()) })
         .layer(axum::middleware::from_fn(check_path))
-        .with_state(agent)
+        .with_state(agent.clone());
+    Api(Arc::new(ApiInner {
+        agent,
+        router,
+        // axum accepted these very paths, and matchit is what it matches
+        // with, so this cannot fail; if it ever did, everything would simply
+        // take the router's way.
+        direct: direct_ok.then_some(direct),
+    }))
+}
+
+/// One endpoint of the direct table of [`Api`].
+struct DirectRoute {
+    method: Method,
+    handler: Handler,
+    rule: AclRule,
+    metric: &'static str,
+}
+
+/// The HTTP API as a hyper service. A request for one of [`routes`], with its
+/// exact method, a clean path and parameters that need no decoding, goes
+/// straight to [`dispatch`]; everything else (OPTIONS, HEAD, 405s, redirects
+/// to a clean path or to `/x/`, the UI, unknown paths, percent-encoded
+/// parameters) goes through the axum router, which answers those as it always
+/// has. Both ways end in the same `dispatch`, so an endpoint answers the same
+/// either way; the direct way skips the router's per-request layers (boxed
+/// route services, the path middleware, extractors), which a write waking
+/// thousands of blocking queries otherwise pays for thousands of times.
+#[derive(Clone)]
+pub struct Api(Arc<ApiInner>);
+
+struct ApiInner {
+    agent: Arc<Agent>,
+    router: Router,
+    /// `None` entries are paths the router redirects.
+    direct: Option<matchit::Router<Option<Vec<DirectRoute>>>>,
+}
+
+impl Api {
+    /// The direct endpoint for a request and its path parameters, if it has
+    /// one and needs nothing the router does first.
+    fn direct(&self, method: &Method, path: &str) -> Option<(&DirectRoute, Vec<String>)> {
+        if !path.starts_with("/v1/") || path.contains('%') || path_verdict(path, None).is_some() {
+            return None;
+        }
+        let found = self.0.direct.as_ref()?.at(path).ok()?;
+        let route = found.value.as_ref()?.iter().find(|r| r.method == method)?;
+        let params = found.params.iter().map(|(_, v)| v.to_string()).collect();
+        Some((route, params))
+    }
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Api {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, Result<Response, std::convert::Infallible>>;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        if let Some((route, params)) = self.direct(req.method(), req.uri().path()) {
+            let fut = dispatch(
+                self.0.agent.clone(),
+                route.handler,
+                route.rule,
+                route.metric,
+                params,
+                req.map(Body::new),
+            );
+            return Box::pin(async move { Ok(fut.await) });
+        }
+        let router = self.0.router.clone();
+        Box::pin(async move {
+            use tower::ServiceExt;
+            router.oneshot(req).await
+        })
+    }
 }
 
 fn redirect_to(target: &str, query: Option<&str>) -> Response {
@@ -1017,10 +1112,18 @@ fn unknown_path(path: &str) -> Response {
 /// non-clean paths (`//`, `/./`, `/../`) to their clean form, as Consul's HTTP
 /// stack does, before any endpoint sees them.
 async fn check_path(req: Request, next: axum::middleware::Next) -> Response {
-    let raw = req.uri().path();
+    match path_verdict(req.uri().path(), req.uri().query()) {
+        Some(r) => r,
+        None => next.run(req).await,
+    }
+}
+
+/// What [`check_path`] answers for a path instead of the endpoint: `None`
+/// for a clean one.
+fn path_verdict(raw: &str, query: Option<&str>) -> Option<Response> {
     let decoded = percent_decode_path(raw);
     if decoded.chars().any(|c| c.is_control()) {
-        return StatusCode::BAD_REQUEST.into_response();
+        return Some(StatusCode::BAD_REQUEST.into_response());
     }
     let cleaned = crate::http::kv::clean_path(&decoded);
     let cleaned = if decoded.ends_with('/') && cleaned != "/" {
@@ -1038,9 +1141,9 @@ async fn check_path(req: Request, next: axum::middleware::Next) -> Response {
             })
             .collect::<Vec<_>>()
             .join("/");
-        return redirect_to(&encoded, req.uri().query());
+        return Some(redirect_to(&encoded, query));
     }
-    next.run(req).await
+    None
 }
 
 fn percent_decode_path(p: &str) -> String {
