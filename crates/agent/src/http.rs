@@ -527,7 +527,17 @@ pub fn json_as<T: Serialize + ?Sized>(pretty: bool, v: &T) -> Response {
 /// (hyper keeps an answer's map for the connection's next request, so a
 /// map larger than needed stays allocated for every open connection.)
 fn json_with_room<T: Serialize + ?Sized>(pretty: bool, v: &T, headers: usize) -> Response {
-    let mut r = Response::new(Body::from(to_json_bytes(v, pretty)));
+    json_body_with_room(Bytes::from(to_json_bytes(v, pretty)), headers)
+}
+
+/// A 200 JSON response with an already encoded body (room for the same
+/// headers as [`json_as`]).
+pub fn json_body(body: Bytes) -> Response {
+    json_body_with_room(body, 6)
+}
+
+fn json_body_with_room(body: Bytes, headers: usize) -> Response {
+    let mut r = Response::new(Body::from(body));
     *r.headers_mut() = axum::http::HeaderMap::with_capacity(headers);
     r.headers_mut().insert(
         header::CONTENT_TYPE,

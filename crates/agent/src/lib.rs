@@ -78,6 +78,9 @@ pub struct Agent {
     pub local: local::LocalState,
     pub sessions: sessions::SessionTimers,
     pub metrics: metrics::Metrics,
+    /// The last JSON answer for one KV entry, shared by the blocking queries
+    /// that one write wakes together.
+    pub kv_answers: http::kv::SharedAnswer,
     pub acl: acl::AclResolver,
     /// Leaf certificates issued to services on this agent.
     pub leaves: connect::LeafCache,
@@ -127,6 +130,7 @@ impl Agent {
             local: local::LocalState::default(),
             sessions: sessions::SessionTimers::default(),
             metrics: metrics::Metrics::default(),
+            kv_answers: http::kv::SharedAnswer::default(),
             acl,
             leaves: connect::LeafCache::default(),
             started: Instant::now(),

@@ -1,6 +1,6 @@
 //! `/v1/kv/*`.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use meshgate_acl::{Access, Resource};
@@ -9,7 +9,7 @@ use meshgate_types::kv::KvEntry;
 
 use super::{
     AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, blocking_on, handler, json, json_as,
-    route, set_index_headers,
+    json_body, route, set_index_headers, to_json_bytes,
 };
 
 pub(super) fn routes() -> Vec<Route> {
@@ -182,6 +182,23 @@ async fn get(ctx: Ctx) -> ApiResult {
     ctx.require(Resource::Key, Access::Read, &key)?;
     let raw = ctx.query.has("raw");
     drop(ctx);
+    if !raw && opts.index != 0 {
+        // A blocking query: when a write wakes many of them on one key, the
+        // first encodes the answer and the others share it.
+        let (idx, body) = blocking_on(&agent, &opts, &[Table::Kv], |st| {
+            let (idx, e) = st.kv_get(&key);
+            (idx, e.map(|e| agent.kv_answers.get(e, pretty)))
+        })
+        .await;
+        return Ok(match body {
+            Some(body) => {
+                let mut r = json_body(body);
+                set_index_headers(&mut r, idx);
+                r
+            }
+            None => not_found(idx),
+        });
+    }
     let (idx, entry) = blocking_on(&agent, &opts, &[Table::Kv], |st| {
         let (idx, e) = st.kv_get(&key);
         (idx, e.cloned())
@@ -219,6 +236,29 @@ fn list_filter(ctx: &Ctx, prefix: &str) -> Result<AclFilter, ApiError> {
         acl.id.require(Resource::Key, Access::List, prefix)?;
     }
     Ok(acl)
+}
+
+/// The JSON answer (`[entry]`) for one KV entry, kept for the next reader of
+/// the very same entry: a write that wakes thousands of blocking queries on
+/// one key has it encoded once, not thousands of times. A hit needs the
+/// stored entry to be equal to the one read (key, value, flags, session,
+/// indexes), so a stale answer cannot be served whatever changed it.
+#[derive(Default)]
+pub struct SharedAnswer(parking_lot::Mutex<Option<(KvEntry, bool, Bytes)>>);
+
+impl SharedAnswer {
+    /// `[e]` as JSON, indented when `pretty`.
+    pub fn get(&self, e: &KvEntry, pretty: bool) -> Bytes {
+        if let Some((entry, p, body)) = &*self.0.lock()
+            && *p == pretty
+            && entry == e
+        {
+            return body.clone();
+        }
+        let body = Bytes::from(to_json_bytes(std::slice::from_ref(e), pretty));
+        *self.0.lock() = Some((e.clone(), pretty, body.clone()));
+        body
+    }
 }
 
 fn kv_json<T: serde::Serialize + ?Sized>(pretty: bool, idx: u64, v: &T) -> Response {
@@ -344,6 +384,44 @@ async fn delete(ctx: Ctx) -> ApiResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_answer_only_for_the_very_same_entry() {
+        let cache = SharedAnswer::default();
+        let e = KvEntry {
+            key: "k".into(),
+            value: Some(b"v1".to_vec()),
+            create_index: 3,
+            modify_index: 7,
+            ..KvEntry::default()
+        };
+        let first = cache.get(&e, false);
+        assert_eq!(
+            &first[..],
+            br#"[{"LockIndex":0,"Key":"k","Flags":0,"Value":"djE=","CreateIndex":3,"ModifyIndex":7}]"#
+        );
+        // The same entry: the same bytes, not a new encoding.
+        let again = cache.get(&e.clone(), false);
+        assert_eq!(again.as_ptr(), first.as_ptr());
+        // Anything different is encoded afresh, even with equal indexes.
+        let mut changed = e.clone();
+        changed.value = Some(b"v2".to_vec());
+        assert!(
+            std::str::from_utf8(&cache.get(&changed, false))
+                .unwrap()
+                .contains("djI=")
+        );
+        let mut locked = changed.clone();
+        locked.session = "s".into();
+        assert!(
+            std::str::from_utf8(&cache.get(&locked, false))
+                .unwrap()
+                .contains(r#""Session":"s""#)
+        );
+        let pretty = cache.get(&locked, true);
+        assert!(pretty.starts_with(b"[\n    {"));
+        assert_ne!(cache.get(&locked, false), pretty);
+    }
 
     #[test]
     fn key_cleaning() {
