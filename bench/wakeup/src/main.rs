@@ -19,6 +19,8 @@
 //!   way, and the tool's only mode before 2026-11-26).
 //!
 //! Usage: wakeup meshgate|etcd HOST:PORT WATCHERS [poll|epoll]
+//! (`HOLD_S=SECONDS` keeps the sockets open that long after measuring, for a
+//! profiler attached to the server to see the wake-up alone.)
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
