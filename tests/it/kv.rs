@@ -348,6 +348,12 @@ async fn blocking_query_times_out_with_same_index() {
         "returned after {took:?}"
     );
     assert!(took < Duration::from_secs(3));
+    // The answer at the end of the wait is the entry itself.
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v[0]["Key"].as_str(), v[0]["Value"].as_str()),
+        (Some("k"), Some("MQ=="))
+    );
     let r = a
         .http
         .get(a.url("/v1/kv/k?index=abc"))

@@ -184,12 +184,26 @@ async fn get(ctx: Ctx) -> ApiResult {
     drop(ctx);
     if !raw && opts.index != 0 {
         // A blocking query: when a write wakes many of them on one key, the
-        // first encodes the answer and the others share it.
-        let (idx, body) = blocking_on(&agent, &opts, &[Table::Kv], |st| {
+        // first encodes the answer and the others share it. Only an answer
+        // that will be sent is encoded: a re-check after a write to another
+        // key finds this one's index unchanged and costs only the lookup
+        // (`None`); if the wait then runs out, the answer is read once more.
+        let answer = |st: &meshgate_state::State, unless: Option<u64>| {
             let (idx, e) = st.kv_get(&key);
-            (idx, e.map(|e| agent.kv_answers.get(e, pretty)))
+            let body = (Some(idx) != unless).then(|| e.map(|e| agent.kv_answers.get(e, pretty)));
+            (idx, body)
+        };
+        let (idx, body) = blocking_on(&agent, &opts, &[Table::Kv], |st| {
+            answer(st, Some(opts.index))
         })
         .await;
+        let (idx, body) = match body {
+            Some(body) => (idx, body),
+            None => {
+                let (idx, body) = answer(&agent.store.read(), None);
+                (idx, body.flatten())
+            }
+        };
         return Ok(match body {
             Some(body) => {
                 let mut r = json_body(body);
