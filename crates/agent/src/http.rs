@@ -463,10 +463,15 @@ where
         }
     };
     let deadline = tokio::time::Instant::now() + opts.wait + Duration::from_millis(jitter);
+    // One timer for the whole wait (a re-check after a change elsewhere in
+    // the table does not re-register it), and a change is looked at first.
+    let sleep = tokio::time::sleep_until(deadline);
+    tokio::pin!(sleep);
     loop {
         let timed_out = tokio::select! {
+            biased;
             _ = any_changed(&mut rxs) => false,
-            _ = tokio::time::sleep_until(deadline) => true,
+            _ = &mut sleep => true,
         };
         // Shutting down wakes every watcher: answer with what there is.
         let timed_out = timed_out || agent.is_shutting_down();
