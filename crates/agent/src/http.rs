@@ -952,7 +952,7 @@ pub fn api(agent: Arc<Agent>) -> Api {
     }
     let mut router = Router::new();
     let mut direct = matchit::Router::new();
-    let mut direct_ok = true;
+    let mut direct_failed = None;
     for (path, routes) in by_path {
         let mut allow: Vec<String> = vec!["OPTIONS".to_string()];
         let mut mr: MethodRouter<Arc<Agent>> = MethodRouter::new();
@@ -989,10 +989,14 @@ pub fn api(agent: Arc<Agent>) -> Api {
                 async move { method_not_allowed(req.method(), &allow) }
             });
         router = router.route(path, mr);
-        direct_ok &= direct.insert(path, Some(entries)).is_ok();
+        if let Err(e) = direct.insert(path, Some(entries)) {
+            direct_failed.get_or_insert(format!("{path}: {e}"));
+        }
     }
     for bare in redirects {
-        direct_ok &= direct.insert(bare.as_str(), None).is_ok();
+        if let Err(e) = direct.insert(bare.as_str(), None) {
+            direct_failed.get_or_insert(format!("{bare}: {e}"));
+        }
         let target = format!("{bare}/");
         router = router.route(
             &bare,
@@ -1025,9 +1029,17 @@ pub fn api(agent: Arc<Agent>) -> Api {
         agent,
         router,
         // axum accepted these very paths, and matchit is what it matches
-        // with, so this cannot fail; if it ever did, everything would simply
-        // take the router's way.
-        direct: direct_ok.then_some(direct),
+        // with, so this cannot fail; if it ever did, everything would take
+        // the router's way (answers unchanged, only slower).
+        direct: match direct_failed {
+            None => Some(direct),
+            Some(why) => {
+                tracing::error!(
+                    "HTTP API: direct route table not built ({why}); using the router for every request"
+                );
+                None
+            }
+        },
     }))
 }
 
@@ -1062,7 +1074,10 @@ impl Api {
     /// The direct endpoint for a request and its path parameters, if it has
     /// one and needs nothing the router does first.
     fn direct(&self, method: &Method, path: &str) -> Option<(&DirectRoute, Vec<String>)> {
-        if !path.starts_with("/v1/") || path.contains('%') || path_verdict(path, None).is_some() {
+        // Without `%` the path is its own decoded form (and the URI parser
+        // admits no control characters): only its clean form is left to
+        // compare, as `check_path` would.
+        if !path.starts_with("/v1/") || path.contains('%') || clean_form(path) != path {
             return None;
         }
         let found = self.0.direct.as_ref()?.at(path).ok()?;
@@ -1140,12 +1155,7 @@ fn path_verdict(raw: &str, query: Option<&str>) -> Option<Response> {
     if decoded.chars().any(|c| c.is_control()) {
         return Some(StatusCode::BAD_REQUEST.into_response());
     }
-    let cleaned = crate::http::kv::clean_path(&decoded);
-    let cleaned = if decoded.ends_with('/') && cleaned != "/" {
-        format!("{cleaned}/")
-    } else {
-        cleaned
-    };
+    let cleaned = clean_form(&decoded);
     if cleaned != decoded {
         let encoded: String = cleaned
             .split('/')
@@ -1159,6 +1169,17 @@ fn path_verdict(raw: &str, query: Option<&str>) -> Option<Response> {
         return Some(redirect_to(&encoded, query));
     }
     None
+}
+
+/// A decoded path in its clean form (no `//`, `/./`, `/../`; a trailing
+/// slash kept).
+fn clean_form(decoded: &str) -> String {
+    let cleaned = crate::http::kv::clean_path(decoded);
+    if decoded.ends_with('/') && cleaned != "/" {
+        format!("{cleaned}/")
+    } else {
+        cleaned
+    }
 }
 
 fn percent_decode_path(p: &str) -> String {
@@ -1240,6 +1261,55 @@ pub fn flag_value(q: &Query, k: &str, err: &str) -> Result<bool, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::LogUrl;
+
+    #[tokio::test]
+    async fn api_routes_go_direct_unless_the_router_must_answer() {
+        use axum::http::Method;
+        let api = super::api(crate::Agent::new(
+            crate::config::Config::default(),
+            Default::default(),
+        ));
+        let direct = |m: Method, p: &str| {
+            api.direct(&m, p)
+                .map(|(r, params)| (r.method.clone(), r.metric, params))
+        };
+        assert_eq!(
+            direct(Method::GET, "/v1/kv/a/b"),
+            Some((
+                Method::GET,
+                "consul.http.GET.v1.kv._",
+                vec!["a/b".to_string()]
+            ))
+        );
+        assert_eq!(
+            direct(Method::PUT, "/v1/kv/a"),
+            Some((
+                Method::PUT,
+                "consul.http.PUT.v1.kv._",
+                vec!["a".to_string()]
+            ))
+        );
+        assert_eq!(
+            direct(Method::GET, "/v1/status/leader"),
+            Some((Method::GET, "consul.http.GET.v1.status.leader", vec![]))
+        );
+        // What only the router answers (or answers first).
+        for (m, p) in [
+            (Method::HEAD, "/v1/kv/a"),
+            (Method::OPTIONS, "/v1/kv/a"),
+            (Method::POST, "/v1/status/leader"),
+            (Method::GET, "/v1/kv/a%20b"),
+            (Method::GET, "/v1//kv/a"),
+            (Method::GET, "/v1/kv/a/../b"),
+            (Method::GET, "/v1/kv/a/./b"),
+            (Method::GET, "/v1/status"),
+            (Method::GET, "/v1/no-such-endpoint"),
+            (Method::GET, "/ui/"),
+            (Method::GET, "/"),
+        ] {
+            assert_eq!(direct(m.clone(), p), None, "{m} {p}");
+        }
+    }
 
     fn logged(uri: &str) -> String {
         let uri: axum::http::Uri = uri.parse().expect("test URI");
