@@ -283,6 +283,9 @@ pub struct Ctx {
     pub raw_query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The answer's header map when [`blocking`] allocated it before waiting
+    /// (taken by [`json_read`]).
+    answer_headers: parking_lot::Mutex<Option<HeaderMap>>,
 }
 
 impl Ctx {
@@ -430,6 +433,9 @@ pub async fn blocking<T, F>(ctx: &Ctx, opts: &QueryOptions, tables: &[Table], f:
 where
     F: Fn(&State) -> (u64, T),
 {
+    if opts.index != 0 {
+        *ctx.answer_headers.lock() = Some(HeaderMap::with_capacity(READ_ANSWER_HEADERS));
+    }
     blocking_on(&ctx.agent, opts, tables, f).await
 }
 
@@ -522,34 +528,40 @@ pub fn json<T: Serialize + ?Sized>(ctx: &Ctx, v: &T) -> Response {
 
 /// A 200 JSON response, indented when `pretty`.
 pub fn json_as<T: Serialize + ?Sized>(pretty: bool, v: &T) -> Response {
-    // Room for `Content-Type`, `X-Consul-Index`, `X-Consul-KnownLeader`,
-    // `X-Consul-LastContact` and the two every answer gets, so that the map
-    // is allocated once rather than grown and rehashed.
-    json_with_room(pretty, v, 6)
+    json_body_in(Bytes::from(to_json_bytes(v, pretty)), answer_headers())
 }
 
-/// A 200 JSON response whose header map has room for `headers` entries.
-/// (hyper keeps an answer's map for the connection's next request, so a
-/// map larger than needed stays allocated for every open connection.)
-fn json_with_room<T: Serialize + ?Sized>(pretty: bool, v: &T, headers: usize) -> Response {
-    json_body_with_room(Bytes::from(to_json_bytes(v, pretty)), headers)
-}
-
-/// A 200 JSON response with an already encoded body (room for the same
-/// headers as [`json_as`]).
-pub fn json_body(body: Bytes) -> Response {
-    json_body_with_room(body, 6)
-}
-
-fn json_body_with_room(body: Bytes, headers: usize) -> Response {
+/// A 200 JSON response with an already encoded body, its headers going into
+/// `headers` (a map allocated before a blocking query waited: see
+/// [`answer_headers`]).
+pub fn json_body_in(body: Bytes, headers: HeaderMap) -> Response {
     let mut r = Response::new(Body::from(body));
-    *r.headers_mut() = axum::http::HeaderMap::with_capacity(headers);
+    *r.headers_mut() = headers;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     r
 }
+
+/// An empty header map with room for what a KV read answer carries
+/// (`Content-Type`, `X-Consul-Index`, `X-Consul-KnownLeader`,
+/// `X-Consul-LastContact` and the two every answer gets): allocated once,
+/// not grown and rehashed, and no larger than needed, as hyper keeps an
+/// answer's map for the connection's next request.
+///
+/// A blocking query allocates it *before* it waits ([`blocking`] does the
+/// same for [`json_read`]): when one write wakes thousands of queries, every
+/// answer's map is fresh memory, and allocated in the burst of answers that
+/// is the allocator extending fresh pages and the kernel faulting them in
+/// while every watcher waits.
+pub fn answer_headers() -> HeaderMap {
+    HeaderMap::with_capacity(6)
+}
+
+/// Room in a [`json_read`] answer's map: the answer's own headers, the four
+/// read headers, `X-Cache`, and the two every answer gets.
+const READ_ANSWER_HEADERS: usize = 9;
 
 /// A JSON response with the read headers (`X-Consul-Index` and friends).
 pub fn json_read<T: Serialize + ?Sized>(
@@ -558,9 +570,9 @@ pub fn json_read<T: Serialize + ?Sized>(
     index: u64,
     v: &T,
 ) -> Response {
-    // The answer's headers, the four read headers, `X-Cache`, and the two
-    // every answer gets.
-    let mut r = json_with_room(ctx.pretty(), v, 9);
+    let headers = ctx.answer_headers.lock().take();
+    let headers = headers.unwrap_or_else(|| HeaderMap::with_capacity(READ_ANSWER_HEADERS));
+    let mut r = json_body_in(Bytes::from(to_json_bytes(v, ctx.pretty())), headers);
     set_read_headers(&mut r, opts, index);
     if ctx.query.has("cached") {
         // meshgate serves every read from the state store itself: an agent-cache
@@ -691,6 +703,11 @@ async fn dispatch(
     };
     let raw_query = parts.uri.query().unwrap_or("").to_string();
     let uri = parts.uri;
+    // The URI shares hyper's read buffer: what the log line needs is copied
+    // (only when it will be written) so that the buffer is released before a
+    // blocking query waits, not in the burst of answers a write sets off.
+    let log_url = tracing::enabled!(target: "agent.http", tracing::Level::DEBUG)
+        .then(|| LogUrl(&uri).to_string());
     let method_for_log = parts.method.clone();
     let stale_read = parts.method == Method::GET
         && uri.query().is_some_and(|q| {
@@ -712,15 +729,17 @@ async fn dispatch(
         raw_query,
         headers: parts.headers,
         body,
+        answer_headers: parking_lot::Mutex::new(None),
     };
     let mut r = match authorize(ctx, rule) {
-        Ok(ctx) => match read_barrier(&ctx, uri.path()).await {
-            Err(e) => e.into_response(),
-            Ok(()) => match handler(ctx).await {
-                Ok(r) => r,
+        Ok(ctx) => {
+            let barrier = read_barrier(&ctx, uri.path()).await;
+            drop(uri);
+            match barrier {
                 Err(e) => e.into_response(),
-            },
-        },
+                Ok(()) => handler(ctx).await.unwrap_or_else(|e| e.into_response()),
+            }
+        }
         Err(e) => e.into_response(),
     };
     if let Some(c) = metrics_agent.store.cluster()
@@ -756,7 +775,7 @@ async fn dispatch(
         target: "agent.http",
         "Request finished: method={} url={} status={} latency={:?}",
         method_for_log,
-        LogUrl(&uri),
+        log_url.as_deref().unwrap_or_default(),
         r.status().as_u16(),
         elapsed
     );

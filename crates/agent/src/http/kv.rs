@@ -8,8 +8,8 @@ use meshgate_state::{Applied, Command, KvSetOp, Table};
 use meshgate_types::kv::KvEntry;
 
 use super::{
-    AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, blocking_on, handler, json, json_as,
-    json_body, route, set_index_headers, to_json_bytes,
+    AclFilter, AclRule, ApiError, ApiResult, Ctx, Route, answer_headers, blocking_on, handler,
+    json, json_as, json_body_in, route, set_index_headers, to_json_bytes,
 };
 
 pub(super) fn routes() -> Vec<Route> {
@@ -193,6 +193,7 @@ async fn get(ctx: Ctx) -> ApiResult {
             let body = (Some(idx) != unless).then(|| e.map(|e| agent.kv_answers.get(e, pretty)));
             (idx, body)
         };
+        let headers = answer_headers();
         let (idx, body) = blocking_on(&agent, &opts, &[Table::Kv], |st| {
             answer(st, Some(opts.index))
         })
@@ -206,7 +207,7 @@ async fn get(ctx: Ctx) -> ApiResult {
         };
         return Ok(match body {
             Some(body) => {
-                let mut r = json_body(body);
+                let mut r = json_body_in(body, headers);
                 set_index_headers(&mut r, idx);
                 r
             }
