@@ -1330,6 +1330,43 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_blocking_read_answers_in_the_map_it_allocated_before_waiting() {
+        use super::*;
+        let agent = crate::Agent::new(crate::config::Config::default(), Default::default());
+        let ctx = Ctx {
+            identity: None,
+            agent,
+            method: Method::GET,
+            params: vec![],
+            query: Query::parse(""),
+            raw_query: String::new(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            answer_headers: parking_lot::Mutex::new(None),
+        };
+        let opts = |index| QueryOptions {
+            index,
+            wait: Duration::from_secs(1),
+            consistency: Consistency::Default,
+            filter: None,
+        };
+        // Not blocking: nothing is allocated ahead.
+        let (idx, ()) = blocking(&ctx, &opts(0), &[Table::Kv], |_| (5, ())).await;
+        assert!(ctx.answer_headers.lock().is_none());
+        assert_eq!(idx, 5);
+        // Blocking (the index has already moved, so it answers at once): the
+        // map is there before the answer and the answer takes it.
+        blocking(&ctx, &opts(4), &[Table::Kv], |_| (5, ())).await;
+        let ahead = ctx.answer_headers.lock().as_ref().map(HeaderMap::capacity);
+        assert!(ahead.is_some_and(|c| c >= READ_ANSWER_HEADERS), "{ahead:?}");
+        let r = json_read(&ctx, &opts(4), 5, &[1, 2]);
+        assert!(ctx.answer_headers.lock().is_none());
+        assert_eq!(r.headers().capacity(), ahead.unwrap_or_default());
+        assert_eq!(r.headers()[hdr::INDEX], "5");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
     fn logged(uri: &str) -> String {
         let uri: axum::http::Uri = uri.parse().expect("test URI");
         LogUrl(&uri).to_string()
