@@ -658,9 +658,11 @@ async fn answer(a: &Agent, path: &str) -> (u16, Vec<(String, String)>, String) {
     (status, headers, r.text().await.unwrap())
 }
 
-/// The API's own routes are matched directly; a request whose path parameter
-/// is percent-encoded takes the router's way. Both must answer byte for byte
-/// alike, and what only the router does (HEAD, 405, redirects) still happens.
+/// The API's routes match the decoded path, as Consul's mux matches Go's
+/// `URL.Path`: a percent-encoded path answers byte for byte as its decoded
+/// form, an escape in a fixed segment included, and what only the router
+/// does (HEAD, 405, redirects) still happens. (That the direct way and the
+/// router's answer alike is a unit test in crates/agent/src/http.rs.)
 #[tokio::test]
 async fn direct_and_routed_requests_answer_alike() {
     let a = dev().await;
@@ -688,6 +690,12 @@ async fn direct_and_routed_requests_answer_alike() {
         assert_eq!(d, r, "{direct} and {routed} answer differently");
         assert!(d.1.iter().any(|(k, _)| k == "x-consul-default-acl-policy"));
     }
+    let (st, me) = a.get_json("/v1/agent/s%65lf").await;
+    assert_eq!(st, 200);
+    assert_eq!(me["Config"]["NodeName"], "test-node", "{me}");
+    assert_eq!(a.put("/v1/kv/dir%2Fkey", "in a folder").await.0, 200);
+    let raw = answer(&a, "/v1/kv/dir/key?raw").await;
+    assert_eq!((raw.0, raw.2.as_str()), (200, "in a folder"));
     let head = a.http.head(a.url("/v1/kv/plain")).send().await.unwrap();
     assert_eq!(head.status(), 200);
     assert_eq!(header(&head, "content-type"), "application/json");
@@ -711,4 +719,11 @@ async fn direct_and_routed_requests_answer_alike() {
         .unwrap();
     assert_eq!(moved.status(), 301);
     assert_eq!(header(&moved, "location"), "/v1/kv/plain?x=1");
+    let moved = no_follow
+        .get(a.url("/v1/kv/a%2F..%2Fplain"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 301);
+    assert_eq!(header(&moved, "location"), "/v1/kv/plain");
 }

@@ -816,9 +816,15 @@ async fn read_barrier(ctx: &Ctx, path: &str) -> Result<(), ApiError> {
         return Ok(());
     }
     let patience = Duration::from_secs(7);
+    // The prefixes name the decoded path (the one routes match).
+    let decoded = if path.contains('%') {
+        std::borrow::Cow::Owned(percent_decode_path(path))
+    } else {
+        std::borrow::Cow::Borrowed(path)
+    };
     let r = if ctx.query.has("consistent") {
         c.read_barrier(patience).await
-    } else if STATE_READS.iter().any(|p| path.starts_with(p)) {
+    } else if STATE_READS.iter().any(|p| decoded.starts_with(p)) {
         c.leader_barrier(patience).await
     } else {
         return Ok(());
@@ -1093,10 +1099,29 @@ impl Api {
     /// The direct endpoint for a request and its path parameters, if it has
     /// one and needs nothing the router does first.
     fn direct(&self, method: &Method, path: &str) -> Option<(&DirectRoute, Vec<String>)> {
-        // Without `%` the path is its own decoded form (and the URI parser
-        // admits no control characters): only its clean form is left to
-        // compare, as `check_path` would.
-        if !path.starts_with("/v1/") || path.contains('%') || clean_form(path) != path {
+        // Routes match the decoded path, as Go's mux matches `URL.Path`: an
+        // escape in a fixed segment (`/v1/agent/s%65lf`) names the same
+        // endpoint, and a parameter is decoded once. A path that does not
+        // decode to UTF-8, holds a control character or is not in its clean
+        // form takes the router's way (its 400 or redirect, as `check_path`
+        // decides); so does one whose decoded form matches no route (a `%2F`
+        // inside a one-segment parameter, which the router matches raw).
+        // Without `%` the path is its own decoded form, and the URI parser
+        // admits no control characters.
+        if !path.starts_with("/v1/") {
+            return None;
+        }
+        let decoded = if path.contains('%') {
+            let d = String::from_utf8(percent_decode(path)).ok()?;
+            if d.chars().any(char::is_control) {
+                return None;
+            }
+            std::borrow::Cow::Owned(d)
+        } else {
+            std::borrow::Cow::Borrowed(path)
+        };
+        let path = decoded.as_ref();
+        if clean_form(path) != path {
             return None;
         }
         let found = self.0.direct.as_ref()?.at(path).ok()?;
@@ -1106,12 +1131,16 @@ impl Api {
     }
 }
 
-impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Api {
+impl<B> hyper::service::Service<hyper::Request<B>> for Api
+where
+    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     type Response = Response;
     type Error = std::convert::Infallible;
     type Future = BoxFuture<'static, Result<Response, std::convert::Infallible>>;
 
-    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&self, req: hyper::Request<B>) -> Self::Future {
         if let Some((route, params)) = self.direct(req.method(), req.uri().path()) {
             let fut = dispatch(
                 self.0.agent.clone(),
@@ -1201,7 +1230,13 @@ fn clean_form(decoded: &str) -> String {
     }
 }
 
+/// `p` with its `%XX` escapes decoded (a `%` not followed by two hex digits
+/// stays as it is), invalid UTF-8 replaced.
 fn percent_decode_path(p: &str) -> String {
+    String::from_utf8_lossy(&percent_decode(p)).into_owned()
+}
+
+fn percent_decode(p: &str) -> Vec<u8> {
     let b = p.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -1219,7 +1254,7 @@ fn percent_decode_path(p: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 fn options_response(allow: &str) -> Response {
@@ -1279,7 +1314,7 @@ pub fn flag_value(q: &Query, k: &str, err: &str) -> Result<bool, ApiError> {
 
 #[cfg(test)]
 mod tests {
-    use super::LogUrl;
+    use super::{LogUrl, hdr};
 
     #[tokio::test]
     async fn api_routes_go_direct_unless_the_router_must_answer() {
@@ -1312,21 +1347,79 @@ mod tests {
             direct(Method::GET, "/v1/status/leader"),
             Some((Method::GET, "consul.http.GET.v1.status.leader", vec![]))
         );
+        // Routes match the decoded path; a parameter is decoded once.
+        for (p, route, param) in [
+            ("/v1/kv/a%20b", "consul.http.GET.v1.kv._", "a b"),
+            ("/v1/kv/a%2Fb", "consul.http.GET.v1.kv._", "a/b"),
+            ("/v1/kv/a%252F", "consul.http.GET.v1.kv._", "a%2F"),
+            ("/v1/k%76/x", "consul.http.GET.v1.kv._", "x"),
+            ("/v1/kv/caf%C3%A9", "consul.http.GET.v1.kv._", "café"),
+        ] {
+            assert_eq!(
+                direct(Method::GET, p),
+                Some((Method::GET, route, vec![param.to_string()])),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            direct(Method::GET, "/v1/agent/s%65lf"),
+            Some((Method::GET, "consul.http.GET.v1.agent.self", vec![]))
+        );
         // What only the router answers (or answers first).
         for (m, p) in [
             (Method::HEAD, "/v1/kv/a"),
             (Method::OPTIONS, "/v1/kv/a"),
             (Method::POST, "/v1/status/leader"),
-            (Method::GET, "/v1/kv/a%20b"),
             (Method::GET, "/v1//kv/a"),
             (Method::GET, "/v1/kv/a/../b"),
             (Method::GET, "/v1/kv/a/./b"),
+            (Method::GET, "/v1/kv/a%2F..%2Fb"),
+            (Method::GET, "/v1/kv/a%0Ab"),
+            (Method::GET, "/v1/kv/%FF"),
             (Method::GET, "/v1/status"),
             (Method::GET, "/v1/no-such-endpoint"),
             (Method::GET, "/ui/"),
             (Method::GET, "/"),
         ] {
             assert_eq!(direct(m.clone(), p), None, "{m} {p}");
+        }
+    }
+
+    /// A request the API's table answers directly gets the very answer the
+    /// router would give it (status, every header, body).
+    #[tokio::test]
+    async fn direct_and_routed_answers_are_alike() {
+        use axum::body::Body;
+        use axum::http::{Method, Request};
+        use hyper::service::Service as _;
+        use tower::ServiceExt as _;
+        let api = super::api(crate::Agent::new(
+            crate::config::Config::default(),
+            Default::default(),
+        ));
+        for uri in [
+            "/v1/kv/missing",
+            "/v1/kv/?keys",
+            "/v1/catalog/services",
+            "/v1/catalog/nodes?pretty",
+            "/v1/health/service/web?passing",
+            "/v1/acl/token/self",
+        ] {
+            let req = || Request::get(uri).body(Body::empty()).expect("request");
+            let path = uri.split('?').next().unwrap_or_default();
+            assert!(api.direct(&Method::GET, path).is_some(), "{uri}");
+            let answer = |r: axum::response::Response| async move {
+                let (mut parts, body) = r.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+                // The router states the length itself; hyper writes it for
+                // both on the wire (tests/it/agent_api.rs compares there).
+                parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+                (parts.status, parts.headers, body)
+            };
+            let d = answer(api.call(req()).await.expect("direct")).await;
+            let r = answer(api.0.router.clone().oneshot(req()).await.expect("routed")).await;
+            assert_eq!(d, r, "{uri}");
+            assert!(d.1.contains_key(hdr::DEFAULT_ACL_POLICY), "{uri}");
         }
     }
 
