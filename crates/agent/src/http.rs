@@ -1077,11 +1077,11 @@ struct DirectRoute {
 }
 
 /// The HTTP API as a hyper service. A request for one of [`routes`], with its
-/// exact method, a clean path and parameters that need no decoding, goes
-/// straight to [`dispatch`]; everything else (OPTIONS, HEAD, 405s, redirects
-/// to a clean path or to `/x/`, the UI, unknown paths, percent-encoded
-/// parameters) goes through the axum router, which answers those as it always
-/// has. Both ways end in the same `dispatch`, so an endpoint answers the same
+/// exact method (HEAD as GET, without the body) and a path whose decoded form
+/// is clean and matches the route, goes straight to [`dispatch`]; everything
+/// else (OPTIONS, 405s, redirects to a clean path or to `/x/`, the UI,
+/// unknown paths, a `%2F` inside a one-segment parameter) goes through the
+/// axum router, which answers those as it always has. Both ways end in the same `dispatch`, so an endpoint answers the same
 /// either way; the direct way skips the router's per-request layers (boxed
 /// route services, the path middleware, extractors), which a write waking
 /// thousands of blocking queries otherwise pays for thousands of times.
@@ -1141,7 +1141,10 @@ where
     type Future = BoxFuture<'static, Result<Response, std::convert::Infallible>>;
 
     fn call(&self, req: hyper::Request<B>) -> Self::Future {
-        if let Some((route, params)) = self.direct(req.method(), req.uri().path()) {
+        // HEAD is the GET endpoint without the body, as the router serves it.
+        let head = req.method() == Method::HEAD;
+        let method = if head { &Method::GET } else { req.method() };
+        if let Some((route, params)) = self.direct(method, req.uri().path()) {
             let fut = dispatch(
                 self.0.agent.clone(),
                 route.handler,
@@ -1150,7 +1153,10 @@ where
                 params,
                 req.map(Body::new),
             );
-            return Box::pin(async move { Ok(fut.await) });
+            return Box::pin(async move {
+                let r = fut.await;
+                Ok(if head { without_body(r) } else { r })
+            });
         }
         let router = self.0.router.clone();
         Box::pin(async move {
@@ -1158,6 +1164,20 @@ where
             router.oneshot(req).await
         })
     }
+}
+
+/// The answer to a HEAD request: the GET answer's head, its length stated.
+fn without_body(r: Response) -> Response {
+    use axum::body::HttpBody as _;
+    let (mut parts, body) = r.into_parts();
+    if !parts.headers.contains_key(header::CONTENT_LENGTH)
+        && let Some(n) = body.size_hint().exact()
+    {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    Response::from_parts(parts, Body::empty())
 }
 
 fn redirect_to(target: &str, query: Option<&str>) -> Response {
@@ -1367,7 +1387,6 @@ mod tests {
         );
         // What only the router answers (or answers first).
         for (m, p) in [
-            (Method::HEAD, "/v1/kv/a"),
             (Method::OPTIONS, "/v1/kv/a"),
             (Method::POST, "/v1/status/leader"),
             (Method::GET, "/v1//kv/a"),
@@ -1405,21 +1424,40 @@ mod tests {
             "/v1/health/service/web?passing",
             "/v1/acl/token/self",
         ] {
-            let req = || Request::get(uri).body(Body::empty()).expect("request");
             let path = uri.split('?').next().unwrap_or_default();
             assert!(api.direct(&Method::GET, path).is_some(), "{uri}");
-            let answer = |r: axum::response::Response| async move {
-                let (mut parts, body) = r.into_parts();
-                let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
-                // The router states the length itself; hyper writes it for
-                // both on the wire (tests/it/agent_api.rs compares there).
-                parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-                (parts.status, parts.headers, body)
-            };
-            let d = answer(api.call(req()).await.expect("direct")).await;
-            let r = answer(api.0.router.clone().oneshot(req()).await.expect("routed")).await;
-            assert_eq!(d, r, "{uri}");
-            assert!(d.1.contains_key(hdr::DEFAULT_ACL_POLICY), "{uri}");
+            for method in [Method::GET, Method::HEAD] {
+                let req = || {
+                    Request::builder()
+                        .method(method.clone())
+                        .uri(uri)
+                        .body(Body::empty())
+                        .expect("request")
+                };
+                let get = method == Method::GET;
+                let answer = |r: axum::response::Response| async move {
+                    let (mut parts, body) = r.into_parts();
+                    let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+                    // For a GET the router states the length itself and hyper
+                    // writes it for both on the wire (tests/it/agent_api.rs
+                    // compares there); a HEAD answer must state it.
+                    if get {
+                        parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+                    }
+                    (parts.status, parts.headers, body)
+                };
+                let d = answer(api.call(req()).await.expect("direct")).await;
+                let r = answer(api.0.router.clone().oneshot(req()).await.expect("routed")).await;
+                assert_eq!(d, r, "{method} {uri}");
+                assert!(d.1.contains_key(hdr::DEFAULT_ACL_POLICY), "{uri}");
+                if !get {
+                    assert!(d.2.is_empty(), "{uri}");
+                    assert!(
+                        d.1.contains_key(axum::http::header::CONTENT_LENGTH),
+                        "{uri}"
+                    );
+                }
+            }
         }
     }
 
