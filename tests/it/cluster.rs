@@ -1397,6 +1397,62 @@ async fn history_under_server_kills_is_linearizable() {
     );
 }
 
+/// An agent started before its servers waits for them (as Consul's agents
+/// keep retrying to join) instead of giving up after the 15 s a write waits
+/// for a leader: it registers itself and serves its API once the server is
+/// there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_started_before_its_server_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let client = AgentBuilder::dev(BIN)
+        .without_dev()
+        .ip("127.0.0.112")
+        .start_patience(Duration::from_secs(90))
+        .args([
+            "-node=early-client".to_string(),
+            format!("-data-dir={}", d.join("c").display()),
+            "-retry-join=127.0.0.111".into(),
+        ]);
+    let server = AgentBuilder::dev(BIN)
+        .without_dev()
+        .ip("127.0.0.111")
+        .args([
+            "-server".to_string(),
+            "-bootstrap".into(),
+            "-node=late-server".into(),
+            format!("-data-dir={}", d.join("s").display()),
+        ]);
+    let started = std::time::Instant::now();
+    let (client, server) = tokio::join!(client.start(), async {
+        // Past the 15 s a write waits for a leader (the agent used to exit
+        // there with "registering this node: No cluster leader").
+        tokio::time::sleep(Duration::from_secs(17)).await;
+        server.start().await
+    });
+    assert!(started.elapsed() >= Duration::from_secs(17));
+    assert!(
+        client.log().contains("waiting for the servers"),
+        "{}",
+        client.log()
+    );
+    eventually(
+        "early-client in the server's catalog",
+        Duration::from_secs(10),
+        || async {
+            let (_, v) = server.get_json("/v1/catalog/nodes").await;
+            v.as_array()?
+                .iter()
+                .any(|n| n["Node"] == "early-client")
+                .then_some(())
+        },
+    )
+    .await;
+    let (st, me) = client.get_json("/v1/agent/self").await;
+    assert_eq!(st, 200);
+    assert_eq!(me["Config"]["NodeName"], "early-client");
+}
+
 /// Client agents (no `-server`): they follow the servers' log, serve the
 /// whole API locally, keep their own services in the catalog, and the leader
 /// marks them failed within seconds of their heartbeats stopping.

@@ -331,6 +331,7 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     let mut early_tasks = Vec::new();
     if cluster {
         early_tasks = start_consensus(&agent).await?;
+        wait_for_leader(&agent).await;
     }
     agent.register_self().await?;
     if agent.acl.enabled {
@@ -393,6 +394,33 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     }
     tasks.push(tokio::spawn(sdnotify::watchdog(agent.clone())));
     Ok(Running { agent, tasks })
+}
+
+/// Cluster mode: the agent registers itself (and sets up ACLs and the CA)
+/// through the leader before its API answers. Servers that are not up yet, or
+/// a `bootstrap_expect` quorum still forming, are waited for as long as it
+/// takes, as Consul's agents keep retrying to join (under systemd the unit's
+/// start timeout still applies), with a line in the log every 15 s.
+async fn wait_for_leader(agent: &Agent) {
+    let Some(c) = agent.store.cluster() else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let mut told = false;
+    while let Err(e) = c.leader_barrier(store::LEADER_PATIENCE).await {
+        if !told {
+            sdnotify::notify("STATUS=waiting for the servers to have a leader");
+            told = true;
+        }
+        warn!(
+            "{e} after {} s: waiting for the servers; this agent registers itself and serves its API once they have one",
+            started.elapsed().as_secs()
+        );
+    }
+    if told {
+        sdnotify::notify("STATUS=");
+        info!("the servers have a leader");
+    }
 }
 
 /// Checks what cluster mode needs, and gives the node a stable id.

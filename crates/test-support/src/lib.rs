@@ -71,6 +71,7 @@ pub struct AgentBuilder {
     config: Vec<(String, String)>,
     dns: bool,
     dns_port: Option<u16>,
+    start_patience: Duration,
 }
 
 impl AgentBuilder {
@@ -84,7 +85,15 @@ impl AgentBuilder {
             config: Vec::new(),
             dns: false,
             dns_port: None,
+            start_patience: Duration::from_secs(10),
         }
+    }
+
+    /// How long [`AgentBuilder::start`] waits for the API to answer (10 s,
+    /// scaled by [`patience`]).
+    pub fn start_patience(mut self, d: Duration) -> Self {
+        self.start_patience = d;
+        self
     }
 
     /// Serves DNS on a free port (UDP and TCP; see [`Agent::dns_addr`]).
@@ -273,7 +282,7 @@ impl AgentBuilder {
             .map_err(|e| format!("{e}"))?;
         let base = format!("http://{addr}");
         let http = client();
-        let deadline = Instant::now() + patience(Duration::from_secs(10));
+        let deadline = Instant::now() + patience(self.start_patience);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 let l = log.lock().map(|l| l.clone()).unwrap_or_default();
