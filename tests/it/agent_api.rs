@@ -660,8 +660,8 @@ async fn answer(a: &Agent, path: &str) -> (u16, Vec<(String, String)>, String) {
 
 /// The API's routes match the decoded path, as Consul's mux matches Go's
 /// `URL.Path`: a percent-encoded path answers byte for byte as its decoded
-/// form, an escape in a fixed segment included (for HEAD too), and what only
-/// the router does (405, redirects) still happens. (That the direct way and the
+/// form, an escape in a fixed segment included (for HEAD and OPTIONS too),
+/// and 405s and redirects still happen. (That the direct way and the
 /// router's answer alike is a unit test in crates/agent/src/http.rs.)
 #[tokio::test]
 async fn direct_and_routed_requests_answer_alike() {
@@ -695,6 +695,14 @@ async fn direct_and_routed_requests_answer_alike() {
     assert_eq!(me["Config"]["NodeName"], "test-node", "{me}");
     let head = a.http.head(a.url("/v1/agent/s%65lf")).send().await.unwrap();
     assert_eq!(head.status(), 200);
+    let options = a
+        .http
+        .request(reqwest::Method::OPTIONS, a.url("/v1/status/le%61der"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(options.status(), 200);
+    assert_eq!(header(&options, "allow"), "OPTIONS,GET");
     assert_eq!(a.put("/v1/kv/dir%2Fkey", "in a folder").await.0, 200);
     let raw = answer(&a, "/v1/kv/dir/key?raw").await;
     assert_eq!((raw.0, raw.2.as_str()), (200, "in a folder"));

@@ -1004,6 +1004,7 @@ pub fn api(agent: Arc<Agent>) -> Api {
         }
         let allow_value = allow.join(",");
         let allow_fallback = allow_value.clone();
+        let allow_direct = allow_value.clone();
         mr = mr
             .on(MethodFilter::OPTIONS, move || {
                 let allow = allow_value.clone();
@@ -1014,7 +1015,11 @@ pub fn api(agent: Arc<Agent>) -> Api {
                 async move { method_not_allowed(req.method(), &allow) }
             });
         router = router.route(path, mr);
-        if let Err(e) = direct.insert(path, Some(entries)) {
+        let direct_path = DirectPath {
+            routes: entries,
+            allow: allow_direct,
+        };
+        if let Err(e) = direct.insert(path, Some(direct_path)) {
             direct_failed.get_or_insert(format!("{path}: {e}"));
         }
     }
@@ -1068,6 +1073,23 @@ pub fn api(agent: Arc<Agent>) -> Api {
     }))
 }
 
+/// One path of the direct table of [`Api`]: its endpoints and the methods
+/// it allows (`OPTIONS` first, as the router states them).
+struct DirectPath {
+    routes: Vec<DirectRoute>,
+    allow: String,
+}
+
+/// What the direct table answers for a request.
+enum Direct<'a> {
+    /// The endpoint and its path parameters.
+    Endpoint(&'a DirectRoute, Vec<String>),
+    /// `OPTIONS`: the methods allowed.
+    Options(&'a str),
+    /// A method the path does not have: 405 with the methods allowed.
+    NotAllowed(&'a str),
+}
+
 /// One endpoint of the direct table of [`Api`].
 struct DirectRoute {
     method: Method,
@@ -1078,10 +1100,11 @@ struct DirectRoute {
 
 /// The HTTP API as a hyper service. A request for one of [`routes`], with its
 /// exact method (HEAD as GET, without the body) and a path whose decoded form
-/// is clean and matches the route, goes straight to [`dispatch`]; everything
-/// else (OPTIONS, 405s, redirects to a clean path or to `/x/`, the UI,
-/// unknown paths, a `%2F` inside a one-segment parameter) goes through the
-/// axum router, which answers those as it always has. Both ways end in the same `dispatch`, so an endpoint answers the same
+/// is clean and matches the route, goes straight to [`dispatch`]; `OPTIONS`
+/// and 405s of those paths are answered here too. Everything else (redirects
+/// to a clean path or to `/x/`, the UI, unknown paths, a `%2F` inside a
+/// one-segment parameter) goes through the axum router, which answers those
+/// as it always has. Both ways end in the same `dispatch`, so an endpoint answers the same
 /// either way; the direct way skips the router's per-request layers (boxed
 /// route services, the path middleware, extractors), which a write waking
 /// thousands of blocking queries otherwise pays for thousands of times.
@@ -1092,13 +1115,14 @@ struct ApiInner {
     agent: Arc<Agent>,
     router: Router,
     /// `None` entries are paths the router redirects.
-    direct: Option<matchit::Router<Option<Vec<DirectRoute>>>>,
+    direct: Option<matchit::Router<Option<DirectPath>>>,
 }
 
 impl Api {
-    /// The direct endpoint for a request and its path parameters, if it has
-    /// one and needs nothing the router does first.
-    fn direct(&self, method: &Method, path: &str) -> Option<(&DirectRoute, Vec<String>)> {
+    /// The direct answer for a request (its endpoint, its `OPTIONS`, its
+    /// 405), if the path is one of the API's and needs nothing the router
+    /// does first.
+    fn direct(&self, method: &Method, path: &str) -> Option<Direct<'_>> {
         // Routes match the decoded path, as Go's mux matches `URL.Path`: an
         // escape in a fixed segment (`/v1/agent/s%65lf`) names the same
         // endpoint, and a parameter is decoded once. A path that does not
@@ -1125,9 +1149,17 @@ impl Api {
             return None;
         }
         let found = self.0.direct.as_ref()?.at(path).ok()?;
-        let route = found.value.as_ref()?.iter().find(|r| r.method == method)?;
-        let params = found.params.iter().map(|(_, v)| v.to_string()).collect();
-        Some((route, params))
+        // `None`: a path the router redirects to its `/` form.
+        let entry = found.value.as_ref()?;
+        if let Some(route) = entry.routes.iter().find(|r| r.method == method) {
+            let params = found.params.iter().map(|(_, v)| v.to_string()).collect();
+            return Some(Direct::Endpoint(route, params));
+        }
+        Some(if method == Method::OPTIONS {
+            Direct::Options(&entry.allow)
+        } else {
+            Direct::NotAllowed(&entry.allow)
+        })
     }
 }
 
@@ -1144,19 +1176,30 @@ where
         // HEAD is the GET endpoint without the body, as the router serves it.
         let head = req.method() == Method::HEAD;
         let method = if head { &Method::GET } else { req.method() };
-        if let Some((route, params)) = self.direct(method, req.uri().path()) {
-            let fut = dispatch(
-                self.0.agent.clone(),
-                route.handler,
-                route.rule,
-                route.metric,
-                params,
-                req.map(Body::new),
-            );
-            return Box::pin(async move {
-                let r = fut.await;
-                Ok(if head { without_body(r) } else { r })
-            });
+        match self.direct(method, req.uri().path()) {
+            Some(Direct::Endpoint(route, params)) => {
+                let fut = dispatch(
+                    self.0.agent.clone(),
+                    route.handler,
+                    route.rule,
+                    route.metric,
+                    params,
+                    req.map(Body::new),
+                );
+                return Box::pin(async move {
+                    let r = fut.await;
+                    Ok(if head { without_body(r) } else { r })
+                });
+            }
+            Some(Direct::Options(allow)) => {
+                let r = options_response(allow);
+                return Box::pin(async move { Ok(r) });
+            }
+            Some(Direct::NotAllowed(allow)) => {
+                let r = method_not_allowed(req.method(), allow);
+                return Box::pin(async move { Ok(r) });
+            }
+            None => {}
         }
         let router = self.0.router.clone();
         Box::pin(async move {
@@ -1343,9 +1386,9 @@ mod tests {
             crate::config::Config::default(),
             Default::default(),
         ));
-        let direct = |m: Method, p: &str| {
-            api.direct(&m, p)
-                .map(|(r, params)| (r.method.clone(), r.metric, params))
+        let direct = |m: Method, p: &str| match api.direct(&m, p) {
+            Some(super::Direct::Endpoint(r, params)) => Some((r.method.clone(), r.metric, params)),
+            _ => None,
         };
         assert_eq!(
             direct(Method::GET, "/v1/kv/a/b"),
@@ -1385,10 +1428,17 @@ mod tests {
             direct(Method::GET, "/v1/agent/s%65lf"),
             Some((Method::GET, "consul.http.GET.v1.agent.self", vec![]))
         );
+        // OPTIONS and a method the path does not have are answered directly.
+        assert!(matches!(
+            api.direct(&Method::OPTIONS, "/v1/k%76/a"),
+            Some(super::Direct::Options(_))
+        ));
+        assert!(matches!(
+            api.direct(&Method::POST, "/v1/status/leader"),
+            Some(super::Direct::NotAllowed("OPTIONS,GET"))
+        ));
         // What only the router answers (or answers first).
         for (m, p) in [
-            (Method::OPTIONS, "/v1/kv/a"),
-            (Method::POST, "/v1/status/leader"),
             (Method::GET, "/v1//kv/a"),
             (Method::GET, "/v1/kv/a/../b"),
             (Method::GET, "/v1/kv/a/./b"),
@@ -1426,7 +1476,7 @@ mod tests {
         ] {
             let path = uri.split('?').next().unwrap_or_default();
             assert!(api.direct(&Method::GET, path).is_some(), "{uri}");
-            for method in [Method::GET, Method::HEAD] {
+            for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::PATCH] {
                 let req = || {
                     Request::builder()
                         .method(method.clone())
@@ -1434,14 +1484,14 @@ mod tests {
                         .body(Body::empty())
                         .expect("request")
                 };
-                let get = method == Method::GET;
+                let head = method == Method::HEAD;
                 let answer = |r: axum::response::Response| async move {
                     let (mut parts, body) = r.into_parts();
                     let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
-                    // For a GET the router states the length itself and hyper
+                    // The router states a body's length itself and hyper
                     // writes it for both on the wire (tests/it/agent_api.rs
                     // compares there); a HEAD answer must state it.
-                    if get {
+                    if !head {
                         parts.headers.remove(axum::http::header::CONTENT_LENGTH);
                     }
                     (parts.status, parts.headers, body)
@@ -1449,8 +1499,15 @@ mod tests {
                 let d = answer(api.call(req()).await.expect("direct")).await;
                 let r = answer(api.0.router.clone().oneshot(req()).await.expect("routed")).await;
                 assert_eq!(d, r, "{method} {uri}");
+                if method == Method::OPTIONS || method == Method::PATCH {
+                    assert!(
+                        d.1.contains_key(axum::http::header::ALLOW),
+                        "{method} {uri}"
+                    );
+                    continue;
+                }
                 assert!(d.1.contains_key(hdr::DEFAULT_ACL_POLICY), "{uri}");
-                if !get {
+                if head {
                     assert!(d.2.is_empty(), "{uri}");
                     assert!(
                         d.1.contains_key(axum::http::header::CONTENT_LENGTH),
