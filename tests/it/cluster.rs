@@ -1397,23 +1397,41 @@ async fn history_under_server_kills_is_linearizable() {
     );
 }
 
-/// An agent started before its servers waits for them (as Consul's agents
-/// keep retrying to join) instead of giving up after the 15 s a write waits
-/// for a leader: it registers itself and serves its API once the server is
-/// there.
+/// An agent started before its servers does not give up (it used to exit
+/// after the 15 s a write waits for a leader): as Consul's agents do, it
+/// serves its API, keeps the services registered with it locally, and puts
+/// itself and them in the catalog once a server is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_started_before_its_server_waits_for_it() {
+async fn a_client_started_before_its_server_serves_and_joins_later() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let client = AgentBuilder::dev(BIN)
         .without_dev()
         .ip("127.0.0.112")
-        .start_patience(Duration::from_secs(90))
+        .start_patience(Duration::from_secs(60))
         .args([
             "-node=early-client".to_string(),
             format!("-data-dir={}", d.join("c").display()),
             "-retry-join=127.0.0.111".into(),
-        ]);
+        ])
+        .start()
+        .await;
+    // No server anywhere: the agent's own endpoints answer, and a service
+    // registered now is kept locally at once (no wait for a leader).
+    let (st, me) = client.get_json("/v1/agent/self").await;
+    assert_eq!(st, 200);
+    assert_eq!(me["Config"]["NodeName"], "early-client");
+    let t = std::time::Instant::now();
+    let (st, b) = client
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name": "early", "Port": 8080}"#,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let (_, local) = client.get_json("/v1/agent/services").await;
+    assert_eq!(local["early"]["Service"], "early", "{local}");
     let server = AgentBuilder::dev(BIN)
         .without_dev()
         .ip("127.0.0.111")
@@ -1422,35 +1440,23 @@ async fn a_client_started_before_its_server_waits_for_it() {
             "-bootstrap".into(),
             "-node=late-server".into(),
             format!("-data-dir={}", d.join("s").display()),
-        ]);
-    let started = std::time::Instant::now();
-    let (client, server) = tokio::join!(client.start(), async {
-        // Past the 15 s a write waits for a leader (the agent used to exit
-        // there with "registering this node: No cluster leader").
-        tokio::time::sleep(Duration::from_secs(17)).await;
-        server.start().await
-    });
-    assert!(started.elapsed() >= Duration::from_secs(17));
-    assert!(
-        client.log().contains("waiting for the servers"),
-        "{}",
-        client.log()
-    );
+        ])
+        .start()
+        .await;
     eventually(
-        "early-client in the server's catalog",
-        Duration::from_secs(10),
+        "early-client and its service in the server's catalog",
+        Duration::from_secs(60),
         || async {
-            let (_, v) = server.get_json("/v1/catalog/nodes").await;
-            v.as_array()?
-                .iter()
-                .any(|n| n["Node"] == "early-client")
-                .then_some(())
+            let (_, v) = server.get_json("/v1/catalog/service/early").await;
+            (v.as_array()?.first()?["Node"] == "early-client").then_some(())
         },
     )
     .await;
-    let (st, me) = client.get_json("/v1/agent/self").await;
-    assert_eq!(st, 200);
-    assert_eq!(me["Config"]["NodeName"], "early-client");
+    assert!(
+        client.log().contains("joined the catalog after"),
+        "{}",
+        client.log()
+    );
 }
 
 /// Client agents (no `-server`): they follow the servers' log, serve the

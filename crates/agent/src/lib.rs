@@ -184,8 +184,19 @@ impl Agent {
         self.shutdown.subscribe()
     }
 
-    /// Installs the built-in policies and the anonymous token, creates the
-    /// `initial_management` token, and loads persisted agent tokens.
+    /// Loads the agent tokens persisted by `/v1/agent/token` (local: needs
+    /// no leader).
+    fn load_persisted_tokens(&self) -> Result<(), AgentError> {
+        if self.config.acl.enable_token_persistence {
+            self.acl
+                .load_persisted(&self.config.data_dir)
+                .map_err(|e| AgentError::Other(format!("loading persisted ACL tokens: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Installs the built-in policies and the anonymous token and creates the
+    /// `initial_management` token (writes, through the leader).
     pub(crate) async fn init_acls(self: &Arc<Self>) -> Result<(), AgentError> {
         let (policies, tokens) = http::acl_builtins();
         self.store
@@ -214,12 +225,20 @@ impl Agent {
             })?;
             info!("created the ACL initial management token");
         }
-        if self.config.acl.enable_token_persistence {
-            self.acl
-                .load_persisted(&self.config.data_dir)
-                .map_err(|e| AgentError::Other(format!("loading persisted ACL tokens: {e}")))?;
-        }
         Ok(())
+    }
+
+    /// What the agent writes through the leader when it starts: its node
+    /// (and liveness check, and on servers the `consul` service), the ACL
+    /// built-ins and initial token, the mesh CA root if there is none.
+    async fn join_writes(self: &Arc<Self>) -> Result<(), AgentError> {
+        self.register_self().await?;
+        if self.acl.enabled {
+            self.init_acls().await?;
+        }
+        connect::init_ca(self)
+            .await
+            .map_err(|e| AgentError::Other(format!("initializing the mesh CA: {e}")))
     }
 
     /// Writes the agent tokens set through `/v1/agent/token` to
@@ -331,15 +350,23 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     let mut early_tasks = Vec::new();
     if cluster {
         early_tasks = start_consensus(&agent).await?;
-        wait_for_leader(&agent).await;
     }
-    agent.register_self().await?;
-    if agent.acl.enabled {
-        agent.init_acls().await?;
+    agent.load_persisted_tokens()?;
+    // With a leader (at once, or within 15 s: servers starting together),
+    // the agent is in the catalog before its API answers. Without one it
+    // serves its API anyway and keeps its own services and checks locally,
+    // as Consul's agents do, and joins the catalog once the servers have a
+    // leader.
+    let leader = match agent.store.cluster() {
+        None => true,
+        Some(c) => c.leader_barrier(store::LEADER_PATIENCE).await.is_ok(),
+    };
+    if leader {
+        agent.join_writes().await?;
+    } else {
+        sdnotify::notify("STATUS=waiting for the servers to have a leader");
+        early_tasks.push(tokio::spawn(join_when_led(agent.clone())));
     }
-    connect::init_ca(&agent)
-        .await
-        .map_err(|e| AgentError::Other(format!("initializing the mesh CA: {e}")))?;
     // Services and checks from config files exist before the API answers.
     local::load_config_services(&agent).await;
 
@@ -396,31 +423,39 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     Ok(Running { agent, tasks })
 }
 
-/// Cluster mode: the agent registers itself (and sets up ACLs and the CA)
-/// through the leader before its API answers. Servers that are not up yet, or
-/// a `bootstrap_expect` quorum still forming, are waited for as long as it
-/// takes, as Consul's agents keep retrying to join (under systemd the unit's
-/// start timeout still applies), with a line in the log every 15 s.
-async fn wait_for_leader(agent: &Agent) {
+/// Cluster mode, when the servers had no leader at start: waits for one as
+/// long as it takes (as Consul's agents keep retrying to join), logging every
+/// 15 s, then makes the agent's start-up writes (retried until they land) and
+/// has anti-entropy write its services and checks.
+async fn join_when_led(agent: Arc<Agent>) {
     let Some(c) = agent.store.cluster() else {
         return;
     };
     let started = std::time::Instant::now();
-    let mut told = false;
-    while let Err(e) = c.leader_barrier(store::LEADER_PATIENCE).await {
-        if !told {
-            sdnotify::notify("STATUS=waiting for the servers to have a leader");
-            told = true;
+    let mut stop = agent.shutdown_signal();
+    loop {
+        let r = tokio::select! {
+            _ = stopped(&mut stop) => return,
+            r = c.leader_barrier(store::LEADER_PATIENCE) => r,
+        };
+        let r = match r {
+            Ok(()) => agent.join_writes().await,
+            Err(e) => Err(AgentError::Other(e.to_string())),
+        };
+        match r {
+            Ok(()) => break,
+            Err(e) => warn!(
+                "{e} after {} s: waiting for the servers; this agent serves its API and keeps its services locally meanwhile",
+                started.elapsed().as_secs()
+            ),
         }
-        warn!(
-            "{e} after {} s: waiting for the servers; this agent registers itself and serves its API once they have one",
-            started.elapsed().as_secs()
-        );
     }
-    if told {
-        sdnotify::notify("STATUS=");
-        info!("the servers have a leader");
-    }
+    sdnotify::notify("STATUS=");
+    info!(
+        "joined the catalog after {} s: the servers have a leader",
+        started.elapsed().as_secs()
+    );
+    agent.local.bump();
 }
 
 /// Checks what cluster mode needs, and gives the node a stable id.

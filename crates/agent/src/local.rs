@@ -88,7 +88,7 @@ impl LocalState {
         self.version.send_modify(|_| {});
     }
 
-    fn bump(&self) {
+    pub(crate) fn bump(&self) {
         self.version.send_modify(|v| *v += 1);
     }
 
@@ -681,7 +681,19 @@ impl Agent {
         Ok(())
     }
 
+    /// Whether this agent's own services and checks can be written to the
+    /// catalog now. In cluster mode without a known leader (servers not up
+    /// yet, or unreachable) they are kept locally only, as Consul's agents
+    /// keep them: the call answers at once instead of waiting 15 s for a
+    /// leader, and anti-entropy writes them once there is one.
+    fn catalog_reachable(&self) -> bool {
+        self.store.cluster().is_none_or(|c| c.known_leader())
+    }
+
     async fn push_check(&self, check_id: &str, st: &str, output: &str) {
+        if !self.catalog_reachable() {
+            return;
+        }
         let r = self
             .store
             .write(Command::UpdateCheck {
@@ -767,13 +779,15 @@ impl Agent {
             )));
         }
         self.local.bump();
-        self.store
-            .write(Command::Deregister(DeregisterRequest {
-                node: self.node_name.clone(),
-                service_id: id.to_string(),
-                ..Default::default()
-            }))
-            .await?;
+        if self.catalog_reachable() {
+            self.store
+                .write(Command::Deregister(DeregisterRequest {
+                    node: self.node_name.clone(),
+                    service_id: id.to_string(),
+                    ..Default::default()
+                }))
+                .await?;
+        }
         info!(service = %id, "Deregistered service");
         // A sidecar goes with its service.
         let sidecar = format!("{id}-sidecar-proxy");
@@ -843,19 +857,24 @@ impl Agent {
             )));
         }
         self.local.bump();
-        self.store
-            .write(Command::Deregister(DeregisterRequest {
-                node: self.node_name.clone(),
-                check_id: id.to_string(),
-                ..Default::default()
-            }))
-            .await?;
+        if self.catalog_reachable() {
+            self.store
+                .write(Command::Deregister(DeregisterRequest {
+                    node: self.node_name.clone(),
+                    check_id: id.to_string(),
+                    ..Default::default()
+                }))
+                .await?;
+        }
         self.refresh_alias_checks().await;
         Ok(())
     }
 
     /// Writes one local service and its checks to the catalog.
     async fn sync_service(&self, id: &str) -> Result<(), ApiError> {
+        if !self.catalog_reachable() {
+            return Ok(());
+        }
         let (svc, checks) = {
             let inner = self.local.inner.lock();
             let Some(s) = inner.services.get(id) else {
@@ -882,6 +901,9 @@ impl Agent {
     }
 
     async fn sync_check(&self, id: &str) -> Result<(), ApiError> {
+        if !self.catalog_reachable() {
+            return Ok(());
+        }
         let Some((hc, _)) = self.local.check(id) else {
             return Ok(());
         };
@@ -899,7 +921,7 @@ impl Agent {
     /// Makes the catalog's view of this node equal to the local state:
     /// registers what is missing or different, removes what the agent does not own.
     pub async fn reconcile(self: &Arc<Self>) {
-        if self.leaving.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.leaving.load(std::sync::atomic::Ordering::SeqCst) || !self.catalog_reachable() {
             return;
         }
         let registered = self.store.read().node(&self.node_name).is_some();
