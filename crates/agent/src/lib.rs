@@ -351,7 +351,9 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     if cluster {
         early_tasks = start_consensus(&agent).await?;
     }
-    agent.load_persisted_tokens()?;
+    if agent.acl.enabled {
+        agent.load_persisted_tokens()?;
+    }
     // With a leader (at once, or within 15 s: servers starting together),
     // the agent is in the catalog before its API answers. Without one it
     // serves its API anyway and keeps its own services and checks locally,
@@ -431,7 +433,6 @@ async fn join_when_led(agent: Arc<Agent>) {
     let Some(c) = agent.store.cluster() else {
         return;
     };
-    let started = std::time::Instant::now();
     let mut stop = agent.shutdown_signal();
     loop {
         let r = tokio::select! {
@@ -444,16 +445,24 @@ async fn join_when_led(agent: Arc<Agent>) {
         };
         match r {
             Ok(()) => break,
-            Err(e) => warn!(
-                "{e} after {} s: waiting for the servers; this agent serves its API and keeps its services locally meanwhile",
-                started.elapsed().as_secs()
-            ),
+            Err(e) => {
+                warn!(
+                    "{e} after {} s: waiting for the servers; this agent serves its API and keeps its services locally meanwhile",
+                    agent.started.elapsed().as_secs()
+                );
+                // A write that failed at once (not for want of a leader) is
+                // not retried in a tight loop.
+                tokio::select! {
+                    _ = stopped(&mut stop) => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
         }
     }
     sdnotify::notify("STATUS=");
     info!(
         "joined the catalog after {} s: the servers have a leader",
-        started.elapsed().as_secs()
+        agent.started.elapsed().as_secs()
     );
     agent.local.bump();
 }
