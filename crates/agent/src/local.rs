@@ -690,6 +690,15 @@ impl Agent {
         self.store.cluster().is_none_or(|c| c.known_leader())
     }
 
+    /// Removes one of this agent's services or checks from the catalog (when
+    /// it can: see [`Agent::catalog_reachable`]).
+    async fn deregister_in_catalog(&self, req: DeregisterRequest) -> Result<(), ApiError> {
+        if self.catalog_reachable() {
+            self.store.write(Command::Deregister(req)).await?;
+        }
+        Ok(())
+    }
+
     async fn push_check(&self, check_id: &str, st: &str, output: &str) {
         if !self.catalog_reachable() {
             return;
@@ -779,15 +788,12 @@ impl Agent {
             )));
         }
         self.local.bump();
-        if self.catalog_reachable() {
-            self.store
-                .write(Command::Deregister(DeregisterRequest {
-                    node: self.node_name.clone(),
-                    service_id: id.to_string(),
-                    ..Default::default()
-                }))
-                .await?;
-        }
+        self.deregister_in_catalog(DeregisterRequest {
+            node: self.node_name.clone(),
+            service_id: id.to_string(),
+            ..Default::default()
+        })
+        .await?;
         info!(service = %id, "Deregistered service");
         // A sidecar goes with its service.
         let sidecar = format!("{id}-sidecar-proxy");
@@ -857,15 +863,12 @@ impl Agent {
             )));
         }
         self.local.bump();
-        if self.catalog_reachable() {
-            self.store
-                .write(Command::Deregister(DeregisterRequest {
-                    node: self.node_name.clone(),
-                    check_id: id.to_string(),
-                    ..Default::default()
-                }))
-                .await?;
-        }
+        self.deregister_in_catalog(DeregisterRequest {
+            node: self.node_name.clone(),
+            check_id: id.to_string(),
+            ..Default::default()
+        })
+        .await?;
         self.refresh_alias_checks().await;
         Ok(())
     }
