@@ -690,17 +690,26 @@ impl Agent {
         self.store.cluster().is_none_or(|c| c.known_leader())
     }
 
+    /// Whether a change to one of this agent's services or checks can be
+    /// written to the catalog now: there is a leader and this node is in the
+    /// catalog (not yet, for an agent that joins late, or no longer, after a
+    /// `catalog/deregister` of the node); otherwise the change is kept
+    /// locally and anti-entropy, which registers the node first, writes it.
+    fn node_in_catalog(&self) -> bool {
+        self.catalog_reachable() && self.store.read().node(&self.node_name).is_some()
+    }
+
     /// Removes one of this agent's services or checks from the catalog (when
-    /// it can: see [`Agent::catalog_reachable`]).
+    /// it can: see [`Agent::node_in_catalog`]).
     async fn deregister_in_catalog(&self, req: DeregisterRequest) -> Result<(), ApiError> {
-        if self.catalog_reachable() {
+        if self.node_in_catalog() {
             self.store.write(Command::Deregister(req)).await?;
         }
         Ok(())
     }
 
     async fn push_check(&self, check_id: &str, st: &str, output: &str) {
-        if !self.catalog_reachable() {
+        if !self.node_in_catalog() {
             return;
         }
         let r = self
@@ -875,7 +884,7 @@ impl Agent {
 
     /// Writes one local service and its checks to the catalog.
     async fn sync_service(&self, id: &str) -> Result<(), ApiError> {
-        if !self.catalog_reachable() {
+        if !self.node_in_catalog() {
             return Ok(());
         }
         let (svc, checks) = {
@@ -904,7 +913,7 @@ impl Agent {
     }
 
     async fn sync_check(&self, id: &str) -> Result<(), ApiError> {
-        if !self.catalog_reachable() {
+        if !self.node_in_catalog() {
             return Ok(());
         }
         let Some((hc, _)) = self.local.check(id) else {
