@@ -1104,10 +1104,11 @@ struct DirectRoute {
 /// and 405s of those paths are answered here too. Everything else (redirects
 /// to a clean path or to `/x/`, the UI, unknown paths, a `%2F` inside a
 /// one-segment parameter) goes through the axum router, which answers those
-/// as it always has. Both ways end in the same `dispatch`, so an endpoint answers the same
-/// either way; the direct way skips the router's per-request layers (boxed
-/// route services, the path middleware, extractors), which a write waking
-/// thousands of blocking queries otherwise pays for thousands of times.
+/// as it always has. Both ways end in the same `dispatch`, so an endpoint
+/// answers the same either way; the direct way skips the router's
+/// per-request layers (boxed route services, the path middleware,
+/// extractors), which a write waking thousands of blocking queries otherwise
+/// pays for thousands of times.
 #[derive(Clone)]
 pub struct Api(Arc<ApiInner>);
 
@@ -1192,12 +1193,11 @@ where
                 });
             }
             Some(Direct::Options(allow)) => {
-                let r = options_response(allow);
-                return Box::pin(async move { Ok(r) });
+                return Box::pin(std::future::ready(Ok(options_response(allow))));
             }
             Some(Direct::NotAllowed(allow)) => {
                 let r = method_not_allowed(req.method(), allow);
-                return Box::pin(async move { Ok(r) });
+                return Box::pin(std::future::ready(Ok(r)));
             }
             None => {}
         }
@@ -1390,44 +1390,56 @@ mod tests {
             Some(super::Direct::Endpoint(r, params)) => Some((r.method.clone(), r.metric, params)),
             _ => None,
         };
-        assert_eq!(
-            direct(Method::GET, "/v1/kv/a/b"),
-            Some((
-                Method::GET,
-                "consul.http.GET.v1.kv._",
-                vec!["a/b".to_string()]
-            ))
-        );
-        assert_eq!(
-            direct(Method::PUT, "/v1/kv/a"),
-            Some((
-                Method::PUT,
-                "consul.http.PUT.v1.kv._",
-                vec!["a".to_string()]
-            ))
-        );
-        assert_eq!(
-            direct(Method::GET, "/v1/status/leader"),
-            Some((Method::GET, "consul.http.GET.v1.status.leader", vec![]))
-        );
         // Routes match the decoded path; a parameter is decoded once.
-        for (p, route, param) in [
-            ("/v1/kv/a%20b", "consul.http.GET.v1.kv._", "a b"),
-            ("/v1/kv/a%2Fb", "consul.http.GET.v1.kv._", "a/b"),
-            ("/v1/kv/a%252F", "consul.http.GET.v1.kv._", "a%2F"),
-            ("/v1/k%76/x", "consul.http.GET.v1.kv._", "x"),
-            ("/v1/kv/caf%C3%A9", "consul.http.GET.v1.kv._", "café"),
+        for (m, p, route, params) in [
+            (
+                Method::GET,
+                "/v1/kv/a/b",
+                "consul.http.GET.v1.kv._",
+                &["a/b"][..],
+            ),
+            (Method::PUT, "/v1/kv/a", "consul.http.PUT.v1.kv._", &["a"]),
+            (
+                Method::GET,
+                "/v1/status/leader",
+                "consul.http.GET.v1.status.leader",
+                &[],
+            ),
+            (
+                Method::GET,
+                "/v1/kv/a%20b",
+                "consul.http.GET.v1.kv._",
+                &["a b"],
+            ),
+            (
+                Method::GET,
+                "/v1/kv/a%2Fb",
+                "consul.http.GET.v1.kv._",
+                &["a/b"],
+            ),
+            (
+                Method::GET,
+                "/v1/kv/a%252F",
+                "consul.http.GET.v1.kv._",
+                &["a%2F"],
+            ),
+            (Method::GET, "/v1/k%76/x", "consul.http.GET.v1.kv._", &["x"]),
+            (
+                Method::GET,
+                "/v1/kv/caf%C3%A9",
+                "consul.http.GET.v1.kv._",
+                &["café"],
+            ),
+            (
+                Method::GET,
+                "/v1/agent/s%65lf",
+                "consul.http.GET.v1.agent.self",
+                &[],
+            ),
         ] {
-            assert_eq!(
-                direct(Method::GET, p),
-                Some((Method::GET, route, vec![param.to_string()])),
-                "{p}"
-            );
+            let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
+            assert_eq!(direct(m.clone(), p), Some((m, route, params)), "{p}");
         }
-        assert_eq!(
-            direct(Method::GET, "/v1/agent/s%65lf"),
-            Some((Method::GET, "consul.http.GET.v1.agent.self", vec![]))
-        );
         // OPTIONS and a method the path does not have are answered directly.
         assert!(matches!(
             api.direct(&Method::OPTIONS, "/v1/k%76/a"),
