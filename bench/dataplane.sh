@@ -41,6 +41,8 @@
 #   bench/dataplane.sh
 #   DURATION=15 ROUNDS=5 bench/dataplane.sh   # seconds per pgbench cell (10), rounds (3)
 #   PATHS="direct meshgate" bench/dataplane.sh
+#   CELLS="c8 c32" bench/dataplane.sh         # some of: c1 c8 c32 C8 iperf (all)
+#   CONNS=0 bench/dataplane.sh                # skip the open-connections memory figure
 #   LOAD_CPU=0 PROXY_CPU=1 CONNS=1000 IPERF_TIME=10 SCALE=10 PG_BIN=/usr/lib/postgresql/15/bin
 #   KEEP=1 bench/dataplane.sh                 # keep the work directory (logs, configs)
 set -euo pipefail
@@ -54,6 +56,7 @@ LOAD_CPU=${LOAD_CPU:-0}
 PROXY_CPU=${PROXY_CPU:-1}
 PATHS=${PATHS:-"direct meshgate haproxy-tls stunnel haproxy-tcp"}
 ROUNDS=${ROUNDS:-3}
+CELLS=${CELLS:-"c1 c8 c32 C8 iperf"}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 BASE_PORT=${BASE_PORT:-26400}
 MESHGATE=${MESHGATE:-target/release/meshgate}
@@ -488,17 +491,22 @@ for round in $(seq "$ROUNDS"); do
   echo "== round $round of $ROUNDS (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   k=$(((round - 1) % ${#paths[@]}))
   order=("${paths[@]:k}" "${paths[@]:0:k}")
-  for cell in c1 c8 c32 C8; do
-    for path in "${order[@]}"; do pgbench_cell "$path" "$cell"; done
+  for cell in $CELLS; do
+    case $cell in
+      c1 | c8 | c32 | C8) for path in "${order[@]}"; do pgbench_cell "$path" "$cell"; done ;;
+      iperf) for path in "${order[@]}"; do iperf_cell "$path"; done ;;
+      *) echo "unknown cell $cell (c1 c8 c32 C8 iperf)" >&2; exit 1 ;;
+    esac
   done
-  for path in "${order[@]}"; do iperf_cell "$path"; done
 done
 loads+=("$(cut -d' ' -f1 /proc/loadavg)")
-echo "== $CONNS open connections" >&2
-for path in "${paths[@]}"; do
-  [ -n "${PPIDS[$path]}" ] || continue
-  hold_cell "$path"
-done
+if ((CONNS > 0)); then
+  echo "== $CONNS open connections" >&2
+  for path in "${paths[@]}"; do
+    [ -n "${PPIDS[$path]}" ] || continue
+    hold_cell "$path"
+  done
+fi
 
 # --- report ------------------------------------------------------------------
 peers=()
@@ -534,9 +542,9 @@ vs_tcp() { # figure → meshgate / haproxy-tcp
   awk -v m="$(maxof "$m")" -v h="$(maxof "$h")" 'BEGIN{if (h == 0) print "–"; else printf "%.2f×", m / h}'
 }
 for path in "${cols[@]}"; do
-  if [ -n "${R[$path:rss_idle]:-}" ]; then
+  [ -n "${R[$path:rss_idle]:-}" ] && R[$path:rss_idle_mib]=$(mib "${R[$path:rss_idle]}")
+  if [ -n "${R[$path:rss_conns]:-}" ]; then
     R[$path:kib_conn]=$(per_conn "${R[$path:rss_used]}" "${R[$path:rss_conns]}")
-    R[$path:rss_idle_mib]=$(mib "${R[$path:rss_idle]}")
     R[$path:rss_used_mib]=$(mib "${R[$path:rss_used]}")
     R[$path:rss_conns_mib]=$(mib "${R[$path:rss_conns]}")
   fi
