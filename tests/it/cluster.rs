@@ -1611,3 +1611,96 @@ async fn client_agents_serve_sync_and_are_watched() {
     // The cluster still takes writes (nobody waits for the departed).
     put_kv(&server, "after-leave", "ok").await;
 }
+
+/// Session TTLs are kept by the leader, as in Consul: a session created
+/// through a client agent lives on while it is renewed through the server,
+/// and while it is renewed through the client (which sends the renewal to the
+/// leader), and one whose creating agent is gone still runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_ttls_are_kept_by_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = AgentBuilder::dev(BIN)
+        .without_dev()
+        .ip("127.0.0.113")
+        .args([
+            "-server".to_string(),
+            "-bootstrap".into(),
+            "-node=ttl-server".into(),
+            format!("-data-dir={}", d.join("s").display()),
+            "-hcl".into(),
+            "session_ttl_min = \"1s\"".into(),
+        ])
+        .start()
+        .await;
+    let mut client = AgentBuilder::dev(BIN)
+        .without_dev()
+        .ip("127.0.0.114")
+        .args([
+            "-node=ttl-client".to_string(),
+            format!("-data-dir={}", d.join("c").display()),
+            "-retry-join=127.0.0.113".into(),
+            "-hcl".into(),
+            "session_ttl_min = \"1s\"".into(),
+        ])
+        .start()
+        .await;
+    eventually(
+        "ttl-client in the catalog",
+        Duration::from_secs(30),
+        || async {
+            let (st, _) = client.get_json("/v1/catalog/node/ttl-client").await;
+            (st == 200).then_some(())
+        },
+    )
+    .await;
+    let create = |name: &'static str, ttl: &'static str| {
+        let client = &client;
+        async move {
+            let body = format!(r#"{{"Name":"{name}","TTL":"{ttl}","NodeChecks":[]}}"#);
+            let (st, b) = client.put("/v1/session/create", body).await;
+            assert_eq!(st, 200, "{b}");
+            let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+            v["ID"].as_str().unwrap().to_string()
+        }
+    };
+    let held = create("held", "2s").await;
+    // Renewed for 6 s only through the server, then 6 s only through the
+    // client: each phase outlasts the 4 s a 2 s TTL allows without renewal.
+    for via in [&server, &client] {
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_secs(6) {
+            let (st, b) = via.put(&format!("/v1/session/renew/{held}"), "").await;
+            assert_eq!(st, 200, "{b}");
+            assert!(b.contains(&held), "{b}");
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+    }
+    let (_, v) = server.get_json(&format!("/v1/session/info/{held}")).await;
+    assert_eq!(
+        v[0]["ID"],
+        held.as_str(),
+        "a renewed session was invalidated: {v}"
+    );
+    // No more renewals, and the agent that created both sessions is gone:
+    // the leader invalidates them.
+    let orphan = create("orphan", "1s").await;
+    client.kill();
+    let t = std::time::Instant::now();
+    eventually(
+        "both sessions invalidated by the leader",
+        Duration::from_secs(30),
+        || async {
+            let (_, v) = server.get_json("/v1/session/list").await;
+            v.as_array()?.is_empty().then_some(())
+        },
+    )
+    .await;
+    assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(
+        server.log().contains("Session TTL expired"),
+        "{}",
+        server.log()
+    );
+    let _ = orphan;
+}

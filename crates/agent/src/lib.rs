@@ -621,6 +621,7 @@ async fn start_consensus(
     }));
     tasks.push(tokio::spawn(liveness::heartbeats(agent.clone())));
     tasks.push(tokio::spawn(liveness::watch(agent.clone())));
+    tasks.push(tokio::spawn(sessions::leader_ttls(agent.clone())));
     if c.server {
         tasks.push(tokio::spawn(autopilot::run(agent.clone())));
     }

@@ -1,9 +1,12 @@
 //! Session TTL timers and KV tombstone reaping.
 //!
-//! TTLs are not replicated state: the process that orders writes keeps one timer
-//! per session and, when it fires, proposes the session's destruction. As in
-//! Consul, a session is invalidated only after twice its TTL without renewal, to
-//! give clients a grace period.
+//! TTLs are not replicated state: the process that orders writes keeps them and,
+//! when one runs out, proposes the session's destruction. A single agent keeps
+//! one timer per session ([`SessionTimers`]); in a cluster the leader keeps
+//! them all ([`leader_ttls`]), whichever agent created or renews a session, and
+//! a new leader gives every session its whole TTL again, as Consul's does. As
+//! in Consul, a session is invalidated only after twice its TTL without
+//! renewal, to give clients a grace period.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,6 +97,65 @@ async fn expire(agent: Arc<Agent>, id: String) {
                 .write(Command::SessionDestroy { id: id.clone() })
                 .await;
             return;
+        }
+    }
+}
+
+/// How often the leader looks for sessions whose TTL ran out.
+const TTL_SCAN_EVERY: Duration = Duration::from_millis(500);
+
+/// On the leader of a cluster: invalidates the sessions not renewed within
+/// twice their TTL. A session's TTL runs from the latest of: when this server
+/// first saw it while leading, its latest renewal sent to this leader
+/// ([`meshgate_consensus::Consensus::renew_session`]), and when this server
+/// became leader.
+pub async fn leader_ttls(agent: Arc<Agent>) {
+    let Some(c) = agent.store.cluster().cloned() else {
+        return;
+    };
+    let mut stop = agent.shutdown_signal();
+    let mut leading_since: Option<std::time::Instant> = None;
+    let mut first_seen: HashMap<String, std::time::Instant> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TTL_SCAN_EVERY) => {}
+            _ = crate::stopped(&mut stop) => return,
+        }
+        if !c.is_leader() {
+            leading_since = None;
+            first_seen.clear();
+            continue;
+        }
+        let since = *leading_since.get_or_insert_with(std::time::Instant::now);
+        let ttls: HashMap<String, Duration> = {
+            let st = agent.store.read();
+            st.sessions()
+                .1
+                .into_iter()
+                .filter_map(|s| {
+                    let ttl = meshgate_types::duration::parse(&s.ttl).ok()?;
+                    (!ttl.is_zero()).then(|| (s.id.clone(), ttl))
+                })
+                .collect()
+        };
+        let renewed = c.session_renewals(|id| ttls.contains_key(id));
+        first_seen.retain(|id, _| ttls.contains_key(id));
+        let now = std::time::Instant::now();
+        for (id, ttl) in ttls {
+            let seen = *first_seen.entry(id.clone()).or_insert(now);
+            let last = renewed.get(&id).map_or(seen, |r| (*r).max(seen)).max(since);
+            if now.duration_since(last) < ttl * TTL_MULTIPLIER {
+                continue;
+            }
+            info!(session = %id, "Session TTL expired, invalidating");
+            if agent
+                .store
+                .write(Command::SessionDestroy { id: id.clone() })
+                .await
+                .is_ok()
+            {
+                first_seen.remove(&id);
+            }
         }
     }
 }

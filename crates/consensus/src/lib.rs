@@ -110,6 +110,8 @@ pub struct Consensus {
     last_contact: Arc<parking_lot::Mutex<Option<Instant>>>,
     /// Heartbeats received (on the leader): node name → when.
     heartbeats: Arc<parking_lot::Mutex<BTreeMap<String, Instant>>>,
+    /// Session renewals received (on the leader): session ID → when.
+    session_renewals: Arc<parking_lot::Mutex<BTreeMap<String, Instant>>>,
     /// The cluster keys: accepted on the server port; the primary one is
     /// sent with every request to other agents.
     pub(crate) keyring: Arc<parking_lot::RwLock<keyring::Keyring>>,
@@ -232,6 +234,7 @@ impl Consensus {
             scheme,
             known,
             heartbeats: Arc::default(),
+            session_renewals: Arc::default(),
             last_contact: Arc::default(),
             keyring,
             keyring_path,
@@ -762,6 +765,34 @@ impl Consensus {
             .await
             .map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// Records a renewal of session `id` (on the leader).
+    pub fn session_renewed(&self, id: &str) {
+        self.session_renewals
+            .lock()
+            .insert(id.to_string(), Instant::now());
+    }
+
+    /// The session renewals received: session ID → when. Only the sessions
+    /// for which `keep` holds stay recorded.
+    pub fn session_renewals(&self, keep: impl Fn(&str) -> bool) -> BTreeMap<String, Instant> {
+        let mut r = self.session_renewals.lock();
+        r.retain(|id, _| keep(id));
+        r.clone()
+    }
+
+    /// Renews session `id` with the leader, which keeps the sessions' TTLs
+    /// (as Consul's leader does): recorded here when this server leads, else
+    /// sent to the leader. An error when there is no leader or it did not
+    /// take the renewal.
+    pub async fn renew_session(&self, id: &str) -> Result<(), String> {
+        if self.is_leader() {
+            self.session_renewed(id);
+            return Ok(());
+        }
+        self.post_leader("session-renew", &id, Duration::from_secs(5))
+            .await
     }
 
     /// Adds a client agent (leader only): it follows the log as a learner.

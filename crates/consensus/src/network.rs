@@ -353,6 +353,17 @@ async fn heartbeat(State(c): State<Consensus>, Json(node): Json<String>) -> Json
     Json(())
 }
 
+async fn session_renew(
+    State(c): State<Consensus>,
+    Json(id): Json<String>,
+) -> Json<Result<(), String>> {
+    if !c.is_leader() {
+        return Json(Err("not the leader".into()));
+    }
+    c.session_renewed(&id);
+    Json(Ok(()))
+}
+
 async fn read_index(State(c): State<Consensus>) -> Json<Result<u64, String>> {
     Json(c.read_index().await.map_err(|e| e.to_string()))
 }
@@ -428,6 +439,7 @@ pub fn router(c: Consensus) -> Router {
         .route("/v1/internal/raft/write", post(write))
         .route("/v1/internal/raft/join", post(join))
         .route("/v1/internal/raft/heartbeat", post(heartbeat))
+        .route("/v1/internal/raft/session-renew", post(session_renew))
         .route("/v1/internal/raft/remove", post(remove))
         .route("/v1/internal/raft/replication", get(replication))
         .route("/v1/internal/raft/applied-index", get(applied_index))

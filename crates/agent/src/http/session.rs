@@ -211,7 +211,10 @@ async fn create(ctx: Ctx) -> ApiResult {
         }
         Err(e) => return Err(e.into()),
     }
-    ctx.agent.sessions.reset(&ctx.agent, &id, ttl);
+    // In a cluster the leader keeps the TTLs: it sees the new session itself.
+    if ctx.agent.store.cluster().is_none() {
+        ctx.agent.sessions.reset(&ctx.agent, &id, ttl);
+    }
     Ok(json(&ctx, &serde_json::json!({ "ID": id })))
 }
 
@@ -250,8 +253,17 @@ async fn renew(ctx: Ctx) -> ApiResult {
         return Err(ApiError::not_found(format!("Session id '{id}' not found")));
     };
     ctx.require(Resource::Session, Access::Write, &s.node)?;
-    if let Ok(ttl) = duration::parse(&s.ttl) {
-        ctx.agent.sessions.reset(&ctx.agent, &id, ttl);
+    match ctx.agent.store.cluster() {
+        // The leader keeps the TTLs, whichever agent is asked.
+        Some(c) => c.renew_session(&id).await.map_err(|e| match e.as_str() {
+            "No cluster leader" => ApiError::internal(e),
+            _ => ApiError::internal(format!("session renew: {e}")),
+        })?,
+        None => {
+            if let Ok(ttl) = duration::parse(&s.ttl) {
+                ctx.agent.sessions.reset(&ctx.agent, &id, ttl);
+            }
+        }
     }
     Ok(json(&ctx, &[s]))
 }
