@@ -166,3 +166,32 @@ async fn check_going_critical_invalidates_and_lock_delay_applies() {
     })
     .await;
 }
+
+/// A session brought back by a snapshot restore gets its TTL again: it runs
+/// out like one just created.
+#[tokio::test]
+async fn a_restored_session_still_runs_out() {
+    let a = dev_builder()
+        .args(["-hcl", "session_ttl_min = \"1s\""])
+        .start()
+        .await;
+    let id = create(&a, r#"{"TTL":"1s"}"#).await;
+    let r = a.http.get(a.url("/v1/snapshot")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let snapshot = r.bytes().await.unwrap();
+    let gone = || async {
+        let (_, v) = a.get_json("/v1/session/list").await;
+        (v == json!([])).then_some(())
+    };
+    eventually("the session to expire", Duration::from_secs(10), gone).await;
+    let (st, body) = a.put("/v1/snapshot", snapshot).await;
+    assert_eq!(st, 200, "{body}");
+    let (_, v) = a.get_json("/v1/session/list").await;
+    assert_eq!(v[0]["ID"], id.as_str(), "{v}");
+    eventually(
+        "the restored session to expire",
+        Duration::from_secs(10),
+        gone,
+    )
+    .await;
+}

@@ -76,7 +76,7 @@ pub struct Agent {
     pub node_id: String,
     pub store: Arc<Store>,
     pub local: local::LocalState,
-    pub sessions: sessions::SessionTimers,
+    pub sessions: sessions::SessionRenewals,
     pub metrics: metrics::Metrics,
     /// The last JSON answer for one KV entry, shared by the blocking queries
     /// that one write wakes together.
@@ -128,7 +128,7 @@ impl Agent {
             node_id,
             store: Arc::new(Store::new()),
             local: local::LocalState::default(),
-            sessions: sessions::SessionTimers::default(),
+            sessions: sessions::SessionRenewals::default(),
             metrics: metrics::Metrics::default(),
             kv_answers: http::kv::SharedAnswer::default(),
             acl,
@@ -330,7 +330,6 @@ impl Running {
             let _ = t.await;
         }
         self.agent.local.stop_all();
-        self.agent.sessions.stop_all();
     }
 }
 
@@ -401,6 +400,7 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     tasks.push(tokio::spawn(local::anti_entropy(agent.clone())));
     tasks.push(tokio::spawn(local::reaper(agent.clone())));
     tasks.push(tokio::spawn(sessions::tombstone_reaper(agent.clone())));
+    tasks.push(tokio::spawn(sessions::expire_ttls(agent.clone())));
     tasks.push(tokio::spawn(connect::prune_loop(agent.clone())));
     tasks.push(tokio::spawn(external::run(agent.clone())));
 
@@ -621,7 +621,6 @@ async fn start_consensus(
     }));
     tasks.push(tokio::spawn(liveness::heartbeats(agent.clone())));
     tasks.push(tokio::spawn(liveness::watch(agent.clone())));
-    tasks.push(tokio::spawn(sessions::leader_ttls(agent.clone())));
     if c.server {
         tasks.push(tokio::spawn(autopilot::run(agent.clone())));
     }

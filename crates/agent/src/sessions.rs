@@ -1,21 +1,18 @@
-//! Session TTL timers and KV tombstone reaping.
+//! Session TTLs and KV tombstone reaping.
 //!
-//! TTLs are not replicated state: the process that orders writes keeps them and,
-//! when one runs out, proposes the session's destruction. A single agent keeps
-//! one timer per session ([`SessionTimers`]); in a cluster the leader keeps
-//! them all ([`leader_ttls`]), whichever agent created or renews a session, and
-//! a new leader gives every session its whole TTL again, as Consul's does. As
-//! in Consul, a session is invalidated only after twice its TTL without
-//! renewal, to give clients a grace period.
+//! TTLs are not replicated state: the process that orders writes keeps them
+//! and, when one runs out, proposes the session's destruction ([`expire_ttls`]):
+//! a single agent itself, in a cluster the leader, whichever agent created or
+//! renews a session; a new leader gives every session its whole TTL again, as
+//! Consul's does. As in Consul, a session is invalidated only after twice its
+//! TTL without renewal, to give clients a grace period.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use meshgate_state::Command;
 use parking_lot::Mutex;
-use tokio::task::AbortHandle;
-use tokio::time::Instant;
 use tracing::info;
 
 use crate::Agent;
@@ -24,109 +21,51 @@ use crate::store::now_ms;
 /// Consul invalidates a session after `TTL * 2` without renewal.
 pub const TTL_MULTIPLIER: u32 = 2;
 
+/// The session renewals a single agent (not a cluster's) has taken: session
+/// ID → when. In a cluster the leader records them
+/// ([`meshgate_consensus::Consensus::renew_session`]).
 #[derive(Default)]
-struct Timer {
-    deadline: Option<Instant>,
-    task: Option<AbortHandle>,
-}
+pub struct SessionRenewals(Mutex<HashMap<String, Instant>>);
 
-/// The running session timers.
-#[derive(Default)]
-pub struct SessionTimers {
-    timers: Mutex<HashMap<String, Timer>>,
-}
-
-impl SessionTimers {
-    /// Starts (or restarts) the timer of a session with the given TTL.
-    pub fn reset(&self, agent: &Arc<Agent>, id: &str, ttl: Duration) {
-        if ttl.is_zero() {
-            return;
-        }
-        let deadline = Instant::now() + ttl * TTL_MULTIPLIER;
-        let mut timers = self.timers.lock();
-        let t = timers.entry(id.to_string()).or_default();
-        t.deadline = Some(deadline);
-        if t.task.is_none() {
-            let agent = agent.clone();
-            let id = id.to_string();
-            t.task = Some(tokio::spawn(expire(agent, id)).abort_handle());
-        }
+impl SessionRenewals {
+    /// Records a renewal of session `id`, now.
+    pub fn renewed(&self, id: &str) {
+        self.0.lock().insert(id.to_string(), Instant::now());
     }
 
-    /// Forgets a session's timer.
-    pub fn clear(&self, id: &str) {
-        if let Some(t) = self.timers.lock().remove(id)
-            && let Some(task) = t.task
-        {
-            task.abort();
-        }
-    }
-
-    /// Stops every timer.
-    pub fn stop_all(&self) {
-        for (_, t) in self.timers.lock().drain() {
-            if let Some(task) = t.task {
-                task.abort();
-            }
-        }
+    /// The renewals of the sessions for which `keep` holds (the others are
+    /// forgotten).
+    fn of(&self, keep: impl Fn(&str) -> bool) -> HashMap<String, Instant> {
+        let mut r = self.0.lock();
+        r.retain(|id, _| keep(id));
+        r.clone()
     }
 }
 
-async fn expire(agent: Arc<Agent>, id: String) {
-    loop {
-        let deadline = {
-            let timers = agent.sessions.timers.lock();
-            match timers.get(&id).and_then(|t| t.deadline) {
-                Some(d) => d,
-                None => return,
-            }
-        };
-        tokio::time::sleep_until(deadline).await;
-        let due = {
-            let timers = agent.sessions.timers.lock();
-            timers
-                .get(&id)
-                .and_then(|t| t.deadline)
-                .is_some_and(|d| d <= Instant::now())
-        };
-        if due {
-            info!(session = %id, "Session TTL expired, invalidating");
-            agent.sessions.timers.lock().remove(&id);
-            let _ = agent
-                .store
-                .write(Command::SessionDestroy { id: id.clone() })
-                .await;
-            return;
-        }
-    }
-}
-
-/// How often the leader looks for sessions whose TTL ran out.
+/// How often the sessions are checked for a TTL that ran out.
 const TTL_SCAN_EVERY: Duration = Duration::from_millis(500);
 
-/// On the leader of a cluster: invalidates the sessions not renewed within
-/// twice their TTL. A session's TTL runs from the latest of: when this server
-/// first saw it while leading, its latest renewal sent to this leader
-/// ([`meshgate_consensus::Consensus::renew_session`]), and when this server
-/// became leader.
-pub async fn leader_ttls(agent: Arc<Agent>) {
-    let Some(c) = agent.store.cluster().cloned() else {
-        return;
-    };
+/// Invalidates the sessions not renewed within twice their TTL: on a single
+/// agent, or on the leader of a cluster. A session's TTL runs from the latest
+/// of: when this process first saw it (while leading), its latest renewal, and
+/// when this server became leader.
+pub async fn expire_ttls(agent: Arc<Agent>) {
     let mut stop = agent.shutdown_signal();
-    let mut leading_since: Option<std::time::Instant> = None;
-    let mut first_seen: HashMap<String, std::time::Instant> = HashMap::new();
+    let mut leading_since: Option<Instant> = None;
+    let mut first_seen: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TTL_SCAN_EVERY) => {}
             _ = crate::stopped(&mut stop) => return,
         }
-        if !c.is_leader() {
+        // Read each time: cluster mode is set while the agent starts.
+        let cluster = agent.store.cluster();
+        if cluster.is_some_and(|c| !c.is_leader()) {
             leading_since = None;
             first_seen.clear();
             continue;
         }
-        let since = *leading_since.get_or_insert_with(std::time::Instant::now);
+        let since = *leading_since.get_or_insert_with(Instant::now);
         let ttls: HashMap<String, Duration> = {
             let st = agent.store.read();
             st.sessions()
@@ -138,9 +77,13 @@ pub async fn leader_ttls(agent: Arc<Agent>) {
                 })
                 .collect()
         };
-        let renewed = c.session_renewals(|id| ttls.contains_key(id));
+        let keep = |id: &str| ttls.contains_key(id);
+        let renewed = match cluster {
+            Some(c) => c.session_renewals(keep).into_iter().collect(),
+            None => agent.sessions.of(keep),
+        };
         first_seen.retain(|id, _| ttls.contains_key(id));
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         for (id, ttl) in ttls {
             let seen = *first_seen.entry(id.clone()).or_insert(now);
             let last = renewed.get(&id).map_or(seen, |r| (*r).max(seen)).max(since);

@@ -188,9 +188,8 @@ async fn create(ctx: Ctx) -> ApiResult {
         )));
     }
     ctx.require(Resource::Session, Access::Write, &s.node)?;
-    let mut ttl = Duration::ZERO;
     if !s.ttl.is_empty() {
-        ttl = duration::parse(&s.ttl)
+        let ttl = duration::parse(&s.ttl)
             .map_err(|e| ApiError::internal(format!("Session TTL '{}' invalid: {e}", s.ttl)))?;
         let min = ctx.agent.config.session_ttl_min();
         if !ttl.is_zero() && (ttl < min || ttl > MAX_TTL) {
@@ -211,10 +210,8 @@ async fn create(ctx: Ctx) -> ApiResult {
         }
         Err(e) => return Err(e.into()),
     }
-    // In a cluster the leader keeps the TTLs: it sees the new session itself.
-    if ctx.agent.store.cluster().is_none() {
-        ctx.agent.sessions.reset(&ctx.agent, &id, ttl);
-    }
+    // The TTL runs from now: `sessions::expire_ttls` (on the leader, in a
+    // cluster) sees the new session itself.
     Ok(json(&ctx, &serde_json::json!({ "ID": id })))
 }
 
@@ -238,7 +235,6 @@ async fn destroy(ctx: Ctx) -> ApiResult {
         .store
         .write(Command::SessionDestroy { id: id.clone() })
         .await?;
-    ctx.agent.sessions.clear(&id);
     Ok(json(&ctx, &true))
 }
 
@@ -259,11 +255,7 @@ async fn renew(ctx: Ctx) -> ApiResult {
             "No cluster leader" => ApiError::internal(e),
             _ => ApiError::internal(format!("session renew: {e}")),
         })?,
-        None => {
-            if let Ok(ttl) = duration::parse(&s.ttl) {
-                ctx.agent.sessions.reset(&ctx.agent, &id, ttl);
-            }
-        }
+        None => ctx.agent.sessions.renewed(&id),
     }
     Ok(json(&ctx, &[s]))
 }
