@@ -210,8 +210,8 @@ async fn create(ctx: Ctx) -> ApiResult {
         }
         Err(e) => return Err(e.into()),
     }
-    // The TTL runs from now: `sessions::expire_ttls` (on the leader, in a
-    // cluster) sees the new session itself.
+    // The TTL runs from when `sessions::expire_ttls` (on the leader, in a
+    // cluster) first sees the new session, within half a second.
     Ok(json(&ctx, &serde_json::json!({ "ID": id })))
 }
 
