@@ -57,6 +57,12 @@ PROXY_CPU=${PROXY_CPU:-1}
 PATHS=${PATHS:-"direct meshgate haproxy-tls stunnel haproxy-tcp"}
 ROUNDS=${ROUNDS:-3}
 CELLS=${CELLS:-"c1 c8 c32 C8 iperf"}
+for cell in $CELLS; do
+  case $cell in
+    c1 | c8 | c32 | C8 | iperf) ;;
+    *) echo "unknown cell $cell in CELLS (c1 c8 c32 C8 iperf)" >&2; exit 1 ;;
+  esac
+done
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 BASE_PORT=${BASE_PORT:-26400}
 MESHGATE=${MESHGATE:-target/release/meshgate}
@@ -495,7 +501,6 @@ for round in $(seq "$ROUNDS"); do
     case $cell in
       c1 | c8 | c32 | C8) for path in "${order[@]}"; do pgbench_cell "$path" "$cell"; done ;;
       iperf) for path in "${order[@]}"; do iperf_cell "$path"; done ;;
-      *) echo "unknown cell $cell (c1 c8 c32 C8 iperf)" >&2; exit 1 ;;
     esac
   done
 done

@@ -1685,6 +1685,8 @@ async fn session_ttls_are_kept_by_the_leader() {
     // No more renewals, and the agent that created both sessions is gone:
     // the leader invalidates them.
     let orphan = create("orphan", "1s").await;
+    let (_, v) = server.get_json(&format!("/v1/session/info/{orphan}")).await;
+    assert_eq!(v[0]["ID"], orphan.as_str(), "{v}");
     client.kill();
     let t = std::time::Instant::now();
     eventually(
@@ -1702,5 +1704,4 @@ async fn session_ttls_are_kept_by_the_leader() {
         "{}",
         server.log()
     );
-    let _ = orphan;
 }

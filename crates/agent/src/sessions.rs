@@ -7,7 +7,7 @@
 //! Consul's does. As in Consul, a session is invalidated only after twice its
 //! TTL without renewal, to give clients a grace period.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ pub const TTL_MULTIPLIER: u32 = 2;
 /// ID → when. In a cluster the leader records them
 /// ([`meshgate_consensus::Consensus::renew_session`]).
 #[derive(Default)]
-pub struct SessionRenewals(Mutex<HashMap<String, Instant>>);
+pub struct SessionRenewals(Mutex<BTreeMap<String, Instant>>);
 
 impl SessionRenewals {
     /// Records a renewal of session `id`, now.
@@ -35,7 +35,7 @@ impl SessionRenewals {
 
     /// The renewals of the sessions for which `keep` holds (the others are
     /// forgotten).
-    fn of(&self, keep: impl Fn(&str) -> bool) -> HashMap<String, Instant> {
+    fn of(&self, keep: impl Fn(&str) -> bool) -> BTreeMap<String, Instant> {
         let mut r = self.0.lock();
         r.retain(|id, _| keep(id));
         r.clone()
@@ -79,7 +79,7 @@ pub async fn expire_ttls(agent: Arc<Agent>) {
         };
         let keep = |id: &str| ttls.contains_key(id);
         let renewed = match cluster {
-            Some(c) => c.session_renewals(keep).into_iter().collect(),
+            Some(c) => c.session_renewals(keep),
             None => agent.sessions.of(keep),
         };
         first_seen.retain(|id, _| ttls.contains_key(id));

@@ -786,13 +786,17 @@ impl Consensus {
     /// (as Consul's leader does): recorded here when this server leads, else
     /// sent to the leader. An error when there is no leader or it did not
     /// take the renewal.
-    pub async fn renew_session(&self, id: &str) -> Result<(), String> {
+    pub async fn renew_session(&self, id: &str) -> Result<(), ConsensusError> {
         if self.is_leader() {
             self.session_renewed(id);
             return Ok(());
         }
+        if self.info().leader.is_none() {
+            return Err(ConsensusError::NoLeader);
+        }
         self.post_leader("session-renew", &id, Duration::from_secs(5))
             .await
+            .map_err(|e| ConsensusError::Other(format!("session renew: {e}")))
     }
 
     /// Adds a client agent (leader only): it follows the log as a learner.

@@ -251,10 +251,10 @@ async fn renew(ctx: Ctx) -> ApiResult {
     ctx.require(Resource::Session, Access::Write, &s.node)?;
     match ctx.agent.store.cluster() {
         // The leader keeps the TTLs, whichever agent is asked.
-        Some(c) => c.renew_session(&id).await.map_err(|e| match e.as_str() {
-            "No cluster leader" => ApiError::internal(e),
-            _ => ApiError::internal(format!("session renew: {e}")),
-        })?,
+        Some(c) => c
+            .renew_session(&id)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?,
         None => ctx.agent.sessions.renewed(&id),
     }
     Ok(json(&ctx, &[s]))
