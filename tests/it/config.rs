@@ -120,3 +120,132 @@ async fn node_name_defaults_to_hostname_and_sigterm_stops_cleanly() {
         a.log()
     );
 }
+
+/// A raw HTTP/1.1 connection to `to` from the loopback address `from` (a
+/// client host of its own).
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    sock.connect(to).await.unwrap()
+}
+
+/// Sends `GET /v1/status/leader` on a keep-alive connection and returns the
+/// answer's status line, or what went wrong.
+async fn status_line(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = "GET /v1/status/leader HTTP/1.1\r\nHost: agent\r\n\r\n";
+    if let Err(e) = s.write_all(req.as_bytes()).await {
+        return format!("write: {e}");
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                return head.lines().next().unwrap_or("").to_string();
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0)) => return format!("closed after {text:?}"),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => return format!("read: {e}"),
+            Err(_) => return format!("no answer after {text:?}"),
+        }
+    }
+}
+
+/// Everything the agent sends on a connection until it closes it.
+async fn read_until_closed(mut s: tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("the agent closes the connection")
+        .expect("read");
+    String::from_utf8_lossy(&got).to_string()
+}
+
+#[tokio::test]
+async fn http_connections_per_client_address_are_limited() {
+    let a = dev_builder()
+        .config_file("limits.hcl", "limits { http_max_conns_per_client = 3 }\n")
+        .start()
+        .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = connect_from("127.0.0.2", a.addr).await;
+        assert_eq!(status_line(&mut c).await, "HTTP/1.1 200 OK");
+        held.push(c);
+    }
+    // A fourth from the same address gets Consul's answer and is closed.
+    let refused = read_until_closed(connect_from("127.0.0.2", a.addr).await).await;
+    assert_eq!(
+        refused,
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 81\r\n\
+         Connection: close\r\n\r\nYour IP is issuing too many concurrent connections, please \
+         rate limit your calls\n"
+    );
+    assert!(
+        a.log().contains("HTTP connection refused"),
+        "the refusal is logged: {}",
+        a.log()
+    );
+    // Those already open go on working; another address has its own count;
+    // the agent's own host (127.0.0.1 to 127.0.0.1) is not counted.
+    for c in &mut held {
+        assert_eq!(status_line(c).await, "HTTP/1.1 200 OK");
+    }
+    let mut other = connect_from("127.0.0.3", a.addr).await;
+    assert_eq!(status_line(&mut other).await, "HTTP/1.1 200 OK");
+    let mut local = Vec::new();
+    for _ in 0..10 {
+        let mut c = connect_from("127.0.0.1", a.addr).await;
+        assert_eq!(status_line(&mut c).await, "HTTP/1.1 200 OK");
+        local.push(c);
+    }
+    // A closed connection gives its place back.
+    drop(held.pop());
+    let mut back = None;
+    for _ in 0..100 {
+        let mut c = connect_from("127.0.0.2", a.addr).await;
+        if status_line(&mut c).await == "HTTP/1.1 200 OK" {
+            back = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    held.push(back.expect("a place comes free when a connection closes"));
+    // `reload` changes the limit for new connections.
+    std::fs::write(
+        a.dir().join("limits.hcl"),
+        "limits { http_max_conns_per_client = 5 }\n",
+    )
+    .unwrap();
+    let (st, body) = a.put("/v1/agent/reload", "").await;
+    assert_eq!(st, 200, "{body}");
+    for _ in 0..2 {
+        let mut c = connect_from("127.0.0.2", a.addr).await;
+        assert_eq!(status_line(&mut c).await, "HTTP/1.1 200 OK");
+        held.push(c);
+    }
+    let refused = read_until_closed(connect_from("127.0.0.2", a.addr).await).await;
+    assert!(refused.starts_with("HTTP/1.1 429 "), "{refused}");
+}
+
+/// Consul's API never closes an idle keep-alive connection; a client that
+/// pools connections must not find its next request on a closing one.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_stays_open() {
+    let a = dev_builder().start().await;
+    let mut c = connect_from("127.0.0.1", a.addr).await;
+    assert_eq!(status_line(&mut c).await, "HTTP/1.1 200 OK");
+    // hyper's default closes a connection after 30 s without a request head.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert_eq!(status_line(&mut c).await, "HTTP/1.1 200 OK");
+}

@@ -9,6 +9,7 @@ pub mod checks;
 pub mod config;
 pub mod config_keys;
 pub mod connect;
+pub mod connlimit;
 pub mod dns;
 pub mod external;
 pub mod filter;
@@ -94,6 +95,8 @@ pub struct Agent {
     shutdown: watch::Sender<bool>,
     /// Set by `leave`: the agent stops putting itself back in the catalog.
     pub leaving: std::sync::atomic::AtomicBool,
+    /// `limits.http_max_conns_per_client` over the HTTP API's listeners.
+    pub http_limiter: Arc<connlimit::ConnLimiter>,
 }
 
 fn hostname() -> String {
@@ -121,6 +124,7 @@ impl Agent {
         let acl = acl::AclResolver::new(&config.acl);
         // Checked when the configuration was loaded.
         let dns = dns::DnsSettings::from_config(&config).unwrap_or_default();
+        let http_limiter = connlimit::ConnLimiter::new(config.limits.http_max_conns_per_client);
         Arc::new(Agent {
             config,
             sources,
@@ -139,6 +143,7 @@ impl Agent {
             dns: parking_lot::RwLock::new(Arc::new(dns)),
             shutdown: watch::channel(false).0,
             leaving: std::sync::atomic::AtomicBool::new(false),
+            http_limiter,
         })
     }
 
@@ -392,6 +397,7 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
             tasks.push(tokio::spawn(serve_http(
                 listener,
                 app,
+                agent.http_limiter.clone(),
                 agent.shutdown_signal(),
             )));
         }
@@ -587,6 +593,7 @@ async fn start_consensus(
     tasks.push(tokio::spawn(serve(
         listener,
         acceptor,
+        None,
         app,
         agent.shutdown_signal(),
     )));
@@ -627,22 +634,39 @@ async fn start_consensus(
     Ok(tasks)
 }
 
-/// Serves HTTP/1.1 on a listener until the shutdown signal, then lets open
-/// requests finish (blocking queries answer at once on shutdown) for up to 5 s.
+/// Serves the HTTP API (HTTP/1.1) on a listener until the shutdown signal,
+/// then lets open requests finish (blocking queries answer at once on
+/// shutdown) for up to 5 s.
 ///
 /// A hand-rolled accept loop over hyper's HTTP/1 connection instead of
 /// `axum::serve`: it costs about a quarter of the memory per connection, which
 /// matters with thousands of long-lived blocking queries.
-async fn serve_http(listener: TcpListener, app: http::Api, stop: watch::Receiver<bool>) {
-    serve(listener, None, app, stop).await
+///
+/// As Consul's, the API keeps an idle keep-alive connection open for as long
+/// as the client wants it, and holds each client address to
+/// `limits.http_max_conns_per_client` connections (see [`connlimit`]).
+async fn serve_http(
+    listener: TcpListener,
+    app: http::Api,
+    limiter: Arc<connlimit::ConnLimiter>,
+    stop: watch::Receiver<bool>,
+) {
+    serve(listener, None, Some(limiter), app, stop).await
 }
 
 /// [`serve_http`], over TLS when `tls` is given (the server port with mutual
 /// TLS: the handshake, client certificate included, happens in the
 /// connection's own task, so a slow client never holds up the accept loop).
+///
+/// Without a `limiter` (the server port, agents' own traffic) a connection
+/// that sits 30 s without sending a whole request head is closed; with one
+/// (the API) it is not, as Consul's API does not close idle connections: a
+/// client that pools them would otherwise now and then send a request on a
+/// connection the agent is just closing.
 async fn serve<S, B>(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limiter: Option<Arc<connlimit::ConnLimiter>>,
     app: S,
     mut stop: watch::Receiver<bool>,
 ) where
@@ -663,8 +687,8 @@ async fn serve<S, B>(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((s, _)) => s,
+                let (stream, peer) = match accepted {
+                    Ok(s) => s,
                     Err(e) => {
                         // Out of file descriptors and the like: back off briefly.
                         warn!("HTTP accept error: {e}");
@@ -672,12 +696,26 @@ async fn serve<S, B>(
                         continue;
                     }
                 };
+                let slot = match (&limiter, stream.local_addr()) {
+                    (Some(l), Ok(local)) => match l.admit(peer.ip(), local.ip()) {
+                        connlimit::Admission::Serve(slot) => slot,
+                        connlimit::Admission::Refuse => {
+                            tokio::spawn(refuse(stream));
+                            continue;
+                        }
+                    },
+                    _ => None,
+                };
                 let _ = stream.set_nodelay(true);
                 let svc = app.clone();
                 let mut builder = hyper::server::conn::http1::Builder::new();
+                let header_read_timeout = match limiter {
+                    Some(_) => None,
+                    None => Some(std::time::Duration::from_secs(30)),
+                };
                 builder
                     .timer(TokioTimer::new())
-                    .header_read_timeout(std::time::Duration::from_secs(30))
+                    .header_read_timeout(header_read_timeout)
                     .max_buf_size(1024 * 1024)
                     // One buffer, one `send`, rather than `writev` of the
                     // head and the body: the answers are small, and the copy
@@ -689,6 +727,7 @@ async fn serve<S, B>(
                         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
                         tokio::spawn(async move {
                             let _ = conn.await;
+                            drop(slot);
                         });
                     }
                     Some(acceptor) => {
@@ -709,6 +748,7 @@ async fn serve<S, B>(
                             };
                             let conn = builder.serve_connection(TokioIo::new(stream), svc);
                             let _ = watcher.watch(conn).await;
+                            drop(slot);
                         });
                     }
                 }
@@ -721,6 +761,15 @@ async fn serve<S, B>(
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
     }
+}
+
+/// Answers a connection over `limits.http_max_conns_per_client` with Consul's
+/// 429 and closes it, without reading what it sent.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let answer = connlimit::refusal();
+    let _ =
+        tokio::time::timeout(connlimit::REFUSAL_WRITE_PATIENCE, stream.write_all(&answer)).await;
 }
 
 /// Binds a listening socket with a backlog as deep as the system allows (like

@@ -1358,6 +1358,8 @@ impl Agent {
             Ok(d) => *self.dns.write() = std::sync::Arc::new(d),
             Err(e) => return Err(ApiError::internal(format!("Failed to reload configs: {e}"))),
         }
+        self.http_limiter
+            .set_max(loaded.config.limits.http_max_conns_per_client);
         let new_services = loaded.config.all_services();
         let new_checks = loaded.config.all_checks();
         let keep_services: Vec<String> = new_services
