@@ -284,9 +284,21 @@ async fn three_servers_replicate_and_survive_failures() {
     assert_eq!(header_of(&r, "x-consul-lastcontact"), "0");
 
     // The leader dies without warning: a new one is elected among the
-    // others, and writes go on.
-    s[li].kill();
+    // others, and writes go on. A session renewal sent in the middle of the
+    // election waits for the new leader (as a write does) instead of failing.
     let rest: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+    let (st, created) = s[rest[0]]
+        .put("/v1/session/create", r#"{"TTL": "30s"}"#)
+        .await;
+    assert_eq!(st, 200, "{created}");
+    let session: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let session = session["ID"].as_str().unwrap().to_string();
+    s[li].kill();
+    let (st, renewed) = s[rest[0]]
+        .put(&format!("/v1/session/renew/{session}"), "")
+        .await;
+    assert_eq!(st, 200, "a renewal during the election: {renewed}");
+    assert!(renewed.contains(&session), "{renewed}");
     let new_leader = agreed_leader_not(&[&s[rest[0]], &s[rest[1]]], &leader).await;
     assert_ne!(new_leader, leader);
     put_kv(&s[rest[0]], "b", "2").await;

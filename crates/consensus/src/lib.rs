@@ -784,19 +784,32 @@ impl Consensus {
 
     /// Renews session `id` with the leader, which keeps the sessions' TTLs
     /// (as Consul's leader does): recorded here when this server leads, else
-    /// sent to the leader. An error when there is no leader or it did not
-    /// take the renewal.
-    pub async fn renew_session(&self, id: &str) -> Result<(), ConsensusError> {
-        if self.is_leader() {
-            self.session_renewed(id);
-            return Ok(());
+    /// sent to the leader. Like a write, a renewal that finds no leader (an
+    /// election under way, a leader that just died) is retried until one
+    /// takes it or `patience` runs out; then the error says why.
+    pub async fn renew_session(&self, id: &str, patience: Duration) -> Result<(), ConsensusError> {
+        let deadline = Instant::now() + patience;
+        loop {
+            if self.is_leader() {
+                self.session_renewed(id);
+                return Ok(());
+            }
+            let err = if self.info().leader.is_none() {
+                ConsensusError::NoLeader
+            } else {
+                match self
+                    .post_leader::<_, ()>("session-renew", &id, Duration::from_secs(5))
+                    .await
+                {
+                    Ok(()) => return Ok(()),
+                    Err(e) => ConsensusError::Other(format!("session renew: {e}")),
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(err);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if self.info().leader.is_none() {
-            return Err(ConsensusError::NoLeader);
-        }
-        self.post_leader("session-renew", &id, Duration::from_secs(5))
-            .await
-            .map_err(|e| ConsensusError::Other(format!("session renew: {e}")))
     }
 
     /// Adds a client agent (leader only): it follows the log as a learner.

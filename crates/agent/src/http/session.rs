@@ -252,7 +252,7 @@ async fn renew(ctx: Ctx) -> ApiResult {
     match ctx.agent.store.cluster() {
         // The leader keeps the TTLs, whichever agent is asked.
         Some(c) => c
-            .renew_session(&id)
+            .renew_session(&id, crate::store::LEADER_PATIENCE)
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?,
         None => ctx.agent.sessions.renewed(&id),
