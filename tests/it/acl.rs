@@ -1127,6 +1127,12 @@ node "test-node" { policy = "read" }"#;
         "/v1/health/service/{service}",
         w("/v1/health/service/web", None, WEB_R, Filtered),
     );
+    // The UI's service summary: filtered like the health endpoints.
+    add(
+        "GET",
+        "/v1/internal/ui/services",
+        w("/v1/internal/ui/services", None, WEB_R, Filtered),
+    );
     add(
         "GET",
         "/v1/health/connect/{service}",

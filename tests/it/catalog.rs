@@ -296,3 +296,125 @@ fn url_escape(s: &str) -> String {
         })
         .collect()
 }
+
+/// `/v1/internal/ui/services`, Consul's per-service summary (what its UI's
+/// service list reads): counts, merged sidecar checks, proxy and gateway
+/// links; a blocking query.
+#[tokio::test]
+async fn ui_services_summary() {
+    let a = dev().await;
+    let register = |body: Value| {
+        let a = &a;
+        async move {
+            let (st, b) = a.put("/v1/catalog/register", body.to_string()).await;
+            assert_eq!(st, 200, "{b}");
+        }
+    };
+    let check = |node: &str, id: &str, service: &str, status: &str| json!({"Node": node, "CheckID": id, "Name": id, "ServiceID": service, "Status": status});
+    register(json!({"Node": "n1", "Address": "127.0.0.10",
+        "Service": {"ID": "web1", "Service": "web", "Tags": ["v1"], "Port": 80},
+        "Checks": [check("n1", "n1-alive", "", "passing"), check("n1", "web-check", "web1", "passing")]}))
+    .await;
+    register(json!({"Node": "n2", "Address": "127.0.0.11",
+        "Service": {"ID": "web2", "Service": "web", "Tags": ["v2", "v1"], "Port": 80},
+        "Checks": [check("n2", "n2-alive", "", "critical"), check("n2", "web-check", "web2", "warning")]}))
+    .await;
+    register(json!({"Node": "n1", "Address": "127.0.0.10",
+        "Service": {"ID": "web1-sidecar-proxy", "Service": "web-sidecar-proxy", "Kind": "connect-proxy",
+            "Port": 21000, "Proxy": {"DestinationServiceName": "web", "Mode": "transparent"}},
+        "Check": check("n1", "proxy-alive", "web1-sidecar-proxy", "critical")}))
+    .await;
+    register(json!({"Node": "n2", "Address": "127.0.0.11",
+        "Service": {"ID": "nat", "Service": "nat", "Connect": {"Native": true}}}))
+    .await;
+    register(json!({"Node": "ext1", "Address": "127.0.0.12",
+        "Service": {"ID": "db", "Service": "db", "Meta": {"external-source": "meshgate"}}}))
+    .await;
+    register(json!({"Node": "n1", "Address": "127.0.0.10",
+        "Service": {"ID": "gw", "Service": "gw", "Kind": "terminating-gateway", "Port": 8443}}))
+    .await;
+    let (st, b) = a
+        .put(
+            "/v1/config",
+            r#"{"Kind": "terminating-gateway", "Name": "gw", "Services": [{"Name": "db"}]}"#,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+
+    let r = a
+        .http
+        .get(a.url("/v1/internal/ui/services"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let index: u64 = header(&r, "x-consul-index").parse().unwrap();
+    let list: Value = r.json().await.unwrap();
+    let by_name = |list: &Value, name: &str| -> Value {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {list}"))
+    };
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Name"].as_str().unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "sorted by name");
+    // Both instances' checks, the nodes' checks once per node, and the
+    // sidecar's check counted for the service it serves.
+    assert_eq!(
+        by_name(&list, "web"),
+        json!({"Name": "web", "Datacenter": "dc1", "Tags": ["v1", "v2"], "Nodes": ["n1", "n2"],
+            "ExternalSources": null, "InstanceCount": 2, "ChecksPassing": 2, "ChecksWarning": 1,
+            "ChecksCritical": 2, "GatewayConfig": {}, "TransparentProxy": true,
+            "ConnectNative": false, "ConnectedWithProxy": true, "ConnectedWithGateway": false})
+    );
+    assert_eq!(
+        by_name(&list, "web-sidecar-proxy"),
+        json!({"Kind": "connect-proxy", "Name": "web-sidecar-proxy", "Datacenter": "dc1",
+            "Tags": null, "Nodes": ["n1"], "ExternalSources": null, "InstanceCount": 1,
+            "ChecksPassing": 1, "ChecksWarning": 0, "ChecksCritical": 1, "GatewayConfig": {},
+            "TransparentProxy": false, "ConnectNative": false, "ConnectedWithProxy": false,
+            "ConnectedWithGateway": false})
+    );
+    assert_eq!(
+        by_name(&list, "db"),
+        json!({"Name": "db", "Datacenter": "dc1", "Tags": null, "Nodes": ["ext1"],
+            "ExternalSources": ["meshgate"], "InstanceCount": 1, "ChecksPassing": 0,
+            "ChecksWarning": 0, "ChecksCritical": 0, "GatewayConfig": {},
+            "TransparentProxy": false, "ConnectNative": false, "ConnectedWithProxy": false,
+            "ConnectedWithGateway": true})
+    );
+    let gw = by_name(&list, "gw");
+    assert_eq!(gw["Kind"], "terminating-gateway");
+    assert_eq!(gw["GatewayConfig"], json!({"AssociatedServiceCount": 1}));
+    assert_eq!(gw["ChecksPassing"], 1, "n1's node check: {gw}");
+    let nat = by_name(&list, "nat");
+    assert_eq!(nat["ConnectNative"], true);
+    assert_eq!(nat["ChecksCritical"], 1, "n2's node check: {nat}");
+
+    // A blocking read wakes on a change and shows it.
+    let waiting = {
+        let url = a.url(&format!("/v1/internal/ui/services?index={index}&wait=30s"));
+        let http = a.http.clone();
+        tokio::spawn(async move { http.get(url).send().await.unwrap().json::<Value>().await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the read blocks until a change");
+    register(json!({"Node": "n2", "Address": "127.0.0.11",
+        "Service": {"ID": "web3", "Service": "web", "Port": 81}}))
+    .await;
+    let after = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("woken by the change")
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_name(&after, "web")["InstanceCount"], 3);
+}

@@ -1,7 +1,9 @@
 //! The web UI: its static files under `/ui/` (built into the binary, no build
-//! step) and the one API route it needs beyond Consul's, the connection
-//! counts of this agent's terminating gateways.
+//! step), Consul's summary of every service that its UI reads
+//! (`/v1/internal/ui/services`), and the one API route it needs beyond
+//! Consul's, the connection counts of this agent's terminating gateways.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,9 +13,15 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use meshgate_acl::{Access, Resource};
+use meshgate_config_entries::{ConfigEntry, TERMINATING_GATEWAY};
+use meshgate_state::{State, Table};
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{AclRule, ApiResult, Ctx, Route, handler, json as json_response, route};
+use super::{
+    AclFilter, AclRule, ApiResult, Ctx, Route, blocking, handler, json as json_response, json_read,
+    route,
+};
 use crate::Agent;
 
 /// Service meta key under which `connect envoy -register` records its admin
@@ -142,12 +150,195 @@ pub(super) fn add_routes(
 }
 
 pub(super) fn routes() -> Vec<Route> {
-    vec![route(
-        Method::GET,
-        "/v1/internal/ui/gateway-metrics/{name}",
-        AclRule::Param(Resource::Service, Access::Read, 0),
-        handler!(gateway_metrics),
-    )]
+    vec![
+        route(
+            Method::GET,
+            "/v1/internal/ui/gateway-metrics/{name}",
+            AclRule::Param(Resource::Service, Access::Read, 0),
+            handler!(gateway_metrics),
+        ),
+        route(
+            Method::GET,
+            "/v1/internal/ui/services",
+            AclRule::Handler,
+            handler!(services),
+        ),
+    ]
+}
+
+/// One service in `/v1/internal/ui/services`, with Consul's field names and
+/// order (`Tags`, `Nodes` and `ExternalSources` are `null` when empty, as
+/// Consul's nil lists are).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceSummary {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    kind: String,
+    name: String,
+    datacenter: String,
+    tags: Option<Vec<String>>,
+    nodes: Option<Vec<String>>,
+    external_sources: Option<Vec<String>>,
+    instance_count: usize,
+    checks_passing: usize,
+    checks_warning: usize,
+    checks_critical: usize,
+    gateway_config: GatewayConfig,
+    transparent_proxy: bool,
+    connect_native: bool,
+    connected_with_proxy: bool,
+    connected_with_gateway: bool,
+    /// Check statuses by (node, check ID): a node's checks count once per
+    /// node, and a sidecar's checks count for the service it serves.
+    #[serde(skip)]
+    checks: BTreeMap<(String, String), String>,
+    #[serde(skip)]
+    transparent_proxy_set: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GatewayConfig {
+    #[serde(skip_serializing_if = "is_zero")]
+    associated_service_count: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Appends `v` to a list kept without duplicates.
+fn push_unique(list: &mut Option<Vec<String>>, v: &str) {
+    let list = list.get_or_insert_with(Vec::new);
+    if !list.iter().any(|x| x == v) {
+        list.push(v.to_string());
+    }
+}
+
+/// Consul's service summary over the instances `keep` lets through (node
+/// name, service name): one entry per service name, sorted by name.
+fn summarize(st: &State, mut keep: impl FnMut(&str, &str) -> bool) -> Vec<ServiceSummary> {
+    let mut sums: BTreeMap<String, ServiceSummary> = BTreeMap::new();
+    fn entry<'a>(
+        sums: &'a mut BTreeMap<String, ServiceSummary>,
+        name: &str,
+    ) -> &'a mut ServiceSummary {
+        sums.entry(name.to_string())
+            .or_insert_with(|| ServiceSummary {
+                name: name.to_string(),
+                ..ServiceSummary::default()
+            })
+    }
+    let mut has_proxy: BTreeSet<String> = BTreeSet::new();
+    for (node, svc) in st.all_service_instances() {
+        if !keep(&node.node, &svc.service) {
+            continue;
+        }
+        let checks: Vec<_> = st
+            .node_checks(&node.node)
+            .1
+            .into_iter()
+            .filter(|c| c.service_id.is_empty() || c.service_id == svc.id)
+            .collect();
+        if svc.kind == "connect-proxy" && !svc.proxy.destination_service_name.is_empty() {
+            let dest = &svc.proxy.destination_service_name;
+            has_proxy.insert(dest.clone());
+            let d = entry(&mut sums, dest);
+            for c in &checks {
+                d.checks
+                    .insert((node.node.clone(), c.check_id.clone()), c.status.clone());
+            }
+            // Transparent only while every proxy of it is.
+            let transparent = svc.proxy.mode == "transparent";
+            if transparent && !d.transparent_proxy_set {
+                d.transparent_proxy = true;
+            }
+            if !transparent {
+                d.transparent_proxy = false;
+            }
+            d.transparent_proxy_set = true;
+        }
+        let sum = entry(&mut sums, &svc.service);
+        push_unique(&mut sum.nodes, &node.node);
+        sum.kind = svc.kind.clone();
+        sum.datacenter = node.datacenter.clone();
+        sum.instance_count += 1;
+        sum.connect_native |= svc.connect.native;
+        for t in &svc.tags {
+            push_unique(&mut sum.tags, t);
+        }
+        if let Some(source) = svc.meta.get("external-source").filter(|s| !s.is_empty()) {
+            push_unique(&mut sum.external_sources, source);
+        }
+        for c in &checks {
+            sum.checks
+                .insert((node.node.clone(), c.check_id.clone()), c.status.clone());
+        }
+    }
+    // Terminating gateways and the services linked to them.
+    let mut gateways_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut linked_count: BTreeMap<String, usize> = BTreeMap::new();
+    for e in st.config_entries(TERMINATING_GATEWAY).1 {
+        let ConfigEntry::TerminatingGateway(gw) = e else {
+            continue;
+        };
+        for link in st.gateway_services(&gw.name).1 {
+            gateways_of
+                .entry(link.service.name.clone())
+                .or_default()
+                .push(gw.name.clone());
+            *linked_count.entry(gw.name.clone()).or_default() += 1;
+        }
+    }
+    let has_instances: BTreeSet<String> = sums.keys().cloned().collect();
+    let mut out: Vec<ServiceSummary> = sums.into_values().collect();
+    for sum in &mut out {
+        if let Some(nodes) = &mut sum.nodes {
+            nodes.sort();
+        }
+        if let Some(tags) = &mut sum.tags {
+            tags.sort();
+        }
+        for status in sum.checks.values() {
+            match status.as_str() {
+                "passing" => sum.checks_passing += 1,
+                "warning" => sum.checks_warning += 1,
+                "critical" => sum.checks_critical += 1,
+                _ => {}
+            }
+        }
+        sum.connected_with_proxy = has_proxy.contains(&sum.name);
+        sum.connected_with_gateway = sum.instance_count > 0
+            && gateways_of
+                .get(&sum.name)
+                .is_some_and(|gws| gws.iter().any(|g| has_instances.contains(g)));
+        sum.gateway_config.associated_service_count =
+            linked_count.get(&sum.name).copied().unwrap_or(0);
+    }
+    out
+}
+
+/// `GET /v1/internal/ui/services`: Consul's summary of every service (what
+/// its UI's service list reads): instance count, nodes, tags, the checks of
+/// its instances and their sidecars by status, whether a sidecar or a
+/// terminating gateway serves it. Blocking; filtered by `node:read` and
+/// `service:read` as the health endpoints are.
+async fn services(ctx: Ctx) -> ApiResult {
+    let opts = ctx.query_options()?;
+    let acl = std::sync::Mutex::new(AclFilter::new(&ctx)?);
+    let tables = [Table::Nodes, Table::Services, Table::Checks, Table::Config];
+    let (idx, list) = blocking(&ctx, &opts, &tables, |st| {
+        let mut acl = acl.lock().unwrap_or_else(|e| e.into_inner());
+        acl.removed = false;
+        let list = summarize(st, |node, service| acl.node_service(node, Some(service)));
+        let t = st.tables();
+        let idx = t.nodes.max(t.services).max(t.checks).max(t.config);
+        (idx, list)
+    })
+    .await;
+    let mut r = json_read(&ctx, &opts, idx, &list);
+    acl.lock().unwrap_or_else(|e| e.into_inner()).mark(&mut r);
+    Ok(r)
 }
 
 /// `GET /v1/internal/ui/gateway-metrics/:name`: for every instance of the

@@ -4,7 +4,6 @@ import { get, encPath } from '../api.js';
 import {
   h, replace, empty, errorBox, statusBadge, healthSummary, tag, table, worst, isExternalNode, loading,
 } from '../dom.js';
-import { debounce } from '../live.js';
 
 // Runs `fn` over `items` with at most `n` at a time (browsers allow few
 // connections per host; blocking reads already hold some).
@@ -30,11 +29,6 @@ export async function instancesOf(names) {
   const m = new Map();
   names.forEach((n, i) => m.set(n, lists[i]));
   return m;
-}
-
-// The status of one instance: its own checks and its node's.
-export function instanceChecks(checks, node, serviceID) {
-  return checks.filter((c) => c.Node === node && (c.ServiceID === serviceID || !c.ServiceID));
 }
 
 const KINDS = {
@@ -65,40 +59,35 @@ function list(ctx) {
       h('span', { class: 'muted', id: 'live-note' }, 'Updates live')),
     err, body);
 
-  let names = null; // name -> tags
-  let inst = new Map();
-  let checks = null;
+  // Consul's summary of every service (one blocking read whatever the
+  // number of services), and which nodes are external.
+  let sums = null;
+  let externalNodes = new Set();
 
   const render = () => {
-    if (!names || !checks) return;
+    if (!sums) return;
     const q = search.value.trim().toLowerCase();
     const wantKind = kindSel.value;
     const wantStatus = statusSel.value;
     const rows = [];
-    for (const name of Object.keys(names).sort()) {
-      const instances = inst.get(name) || [];
-      const kind = instances.length ? instances[0].ServiceKind || '' : '';
-      const tags = [...new Set([...(names[name] || []), ...instances.flatMap((i) => i.ServiceTags || [])])];
-      const counts = { passing: 0, warning: 0, critical: 0 };
-      const statuses = [];
-      for (const i of instances) {
-        const cs = instanceChecks(checks, i.Node, i.ServiceID);
-        for (const c of cs) counts[c.Status] = (counts[c.Status] || 0) + 1;
-        statuses.push(worst(cs.map((c) => c.Status)));
-      }
-      const st = instances.length ? worst(statuses) : 'passing';
+    for (const s of sums) {
+      const name = s.Name;
+      const kind = s.Kind || '';
+      const tags = s.Tags || [];
+      const counts = { passing: s.ChecksPassing, warning: s.ChecksWarning, critical: s.ChecksCritical };
+      const st = s.ChecksCritical ? 'critical' : s.ChecksWarning ? 'warning' : 'passing';
       if (q && !name.toLowerCase().includes(q) && !tags.some((t) => t.toLowerCase().includes(q))) continue;
       if (wantKind && (kind || 'service') !== wantKind) continue;
       if (wantStatus && st !== wantStatus) continue;
-      const external = instances.some((i) => isExternalNode(i.NodeMeta));
+      const external = (s.Nodes || []).some((n) => externalNodes.has(n));
       rows.push(h('tr', { class: `st-${st}`, dataset: { service: name, status: st } },
         h('td', {}, h('a', { href: `#/services/${encodeURIComponent(name)}` }, name)),
         h('td', {}, tag(kindLabel(kind), 'kind'), external ? tag('external', 'external') : null),
         h('td', {}, tags.map((t) => tag(t))),
-        h('td', { class: 'metric' }, String(instances.length)),
+        h('td', { class: 'metric' }, String(s.InstanceCount)),
         h('td', {}, statusBadge(st), ' ', healthSummary(counts))));
     }
-    if (!Object.keys(names).length) {
+    if (!sums.length) {
       replace(body, empty('No services are registered.', 'Register one with `meshgate services register` or PUT /v1/catalog/register.'));
     } else if (!rows.length) {
       replace(body, empty('No service matches the filter.'));
@@ -108,25 +97,15 @@ function list(ctx) {
   };
   for (const el of [search, kindSel, statusSel]) el.addEventListener('input', render);
 
-  const refreshInstances = debounce(async () => {
-    try {
-      inst = await instancesOf(Object.keys(names));
-      replace(err);
-      render();
-    } catch (e) {
-      replace(err, errorBox(e, 'read the instances'));
-    }
-  }, 50);
-  ctx.watch('/v1/catalog/services', (data) => {
-    names = data || {};
-    refreshInstances();
-  }, (e) => replace(err, errorBox(e, 'list services')));
-  ctx.watch('/v1/health/state/any', (data) => {
-    checks = data || [];
+  ctx.watch('/v1/internal/ui/services', (data) => {
+    sums = data || [];
     replace(err);
-    // A check appearing may mean a new instance.
-    refreshInstances();
-  }, (e) => replace(err, errorBox(e, 'read health')));
+    render();
+  }, (e) => replace(err, errorBox(e, 'list services')));
+  ctx.watch('/v1/catalog/nodes?node-meta=external-node:true', (data) => {
+    externalNodes = new Set((data || []).map((n) => n.Node));
+    render();
+  }, (e) => replace(err, errorBox(e, 'list external nodes')));
 }
 
 function checkList(cs) {
