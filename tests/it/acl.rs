@@ -1135,6 +1135,11 @@ node "test-node" { policy = "read" }"#;
     );
     add(
         "GET",
+        "/v1/internal/ui/nodes",
+        w("/v1/internal/ui/nodes", None, WEB_R, Filtered),
+    );
+    add(
+        "GET",
         "/v1/health/connect/{service}",
         w("/v1/health/connect/web", None, PROXY_R, Refused),
     );

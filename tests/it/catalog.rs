@@ -417,4 +417,34 @@ async fn ui_services_summary() {
         .unwrap()
         .unwrap();
     assert_eq!(by_name(&after, "web")["InstanceCount"], 3);
+
+    // `/v1/internal/ui/nodes`: every node with its services and checks.
+    let (st, nodes) = a.get_json("/v1/internal/ui/nodes").await;
+    assert_eq!(st, 200);
+    let names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["Node"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ext1", "n1", "n2", "test-node"]);
+    let n1 = &nodes[1];
+    assert_eq!(n1["Address"], "127.0.0.10");
+    let ids: Vec<&str> = n1["Services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["ID"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gw", "web1", "web1-sidecar-proxy"]);
+    assert_eq!(n1["Services"][2]["Kind"], "connect-proxy");
+    let checks: Vec<&str> = n1["Checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["CheckID"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["n1-alive", "proxy-alive", "web-check"]);
+    // A node without services or checks has empty lists, not null.
+    assert_eq!(nodes[0]["Checks"], json!([]));
 }

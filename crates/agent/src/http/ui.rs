@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use meshgate_acl::{Access, Resource};
 use meshgate_config_entries::{ConfigEntry, TERMINATING_GATEWAY};
 use meshgate_state::{State, Table};
+use meshgate_types::catalog::{HealthCheck, NodeService};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -163,7 +164,85 @@ pub(super) fn routes() -> Vec<Route> {
             AclRule::Handler,
             handler!(services),
         ),
+        route(
+            Method::GET,
+            "/v1/internal/ui/nodes",
+            AclRule::Handler,
+            handler!(nodes),
+        ),
     ]
+}
+
+/// One node in `/v1/internal/ui/nodes` (Consul's `NodeInfo`): the node, its
+/// services and all its checks.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeInfo<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    node: &'a str,
+    address: &'a str,
+    tagged_addresses: &'a Option<BTreeMap<String, String>>,
+    meta: &'a Option<BTreeMap<String, String>>,
+    services: Vec<&'a NodeService>,
+    checks: Vec<&'a HealthCheck>,
+}
+
+/// `GET /v1/internal/ui/nodes`: every node with its services and checks, in
+/// one read (what Consul's UI lists nodes with). Blocking; a node needs
+/// `node:read`, a service and its checks `service:read`.
+async fn nodes(ctx: Ctx) -> ApiResult {
+    let opts = ctx.query_options()?;
+    let acl = std::sync::Mutex::new(AclFilter::new(&ctx)?);
+    let tables = [Table::Nodes, Table::Services, Table::Checks];
+    let (idx, body) = blocking(&ctx, &opts, &tables, |st| {
+        let mut guard = acl.lock().unwrap_or_else(|e| e.into_inner());
+        let acl = &mut *guard;
+        acl.removed = false;
+        let mut list = Vec::new();
+        for node in st.nodes().1 {
+            if !acl.node_service(&node.node, None) {
+                continue;
+            }
+            let services: Vec<&NodeService> = st
+                .node_services(&node.node)
+                .1
+                .map(|(_, svcs)| svcs)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| acl.keep(acl.id.allows(Resource::Service, Access::Read, &s.service)))
+                .collect();
+            let checks: Vec<&HealthCheck> = st
+                .node_checks(&node.node)
+                .1
+                .into_iter()
+                .filter(|c| {
+                    c.service_id.is_empty()
+                        || acl.keep(
+                            acl.id
+                                .allows(Resource::Service, Access::Read, &c.service_name),
+                        )
+                })
+                .collect();
+            list.push(NodeInfo {
+                id: &node.id,
+                node: &node.node,
+                address: &node.address,
+                tagged_addresses: &node.tagged_addresses,
+                meta: &node.meta,
+                services,
+                checks,
+            });
+        }
+        let t = st.tables();
+        // Turned into a value here: the list borrows from the state.
+        let value = serde_json::to_value(&list).unwrap_or(Value::Null);
+        (t.nodes.max(t.services).max(t.checks), value)
+    })
+    .await;
+    let mut r = json_read(&ctx, &opts, idx, &body);
+    acl.lock().unwrap_or_else(|e| e.into_inner()).mark(&mut r);
+    Ok(r)
 }
 
 /// One service in `/v1/internal/ui/services`, with Consul's field names and

@@ -1,11 +1,10 @@
 // Nodes: health, services and meta; external nodes marked.
 
-import { get, encPath } from '../api.js';
+import { encPath } from '../api.js';
 import {
   h, replace, empty, errorBox, statusBadge, tag, table, worst, isExternalNode, loading,
 } from '../dom.js';
-import { debounce } from '../live.js';
-import { pool, kindLabel } from './services.js';
+import { kindLabel } from './services.js';
 
 function metaTags(meta) {
   return Object.keys(meta || {}).sort().map((k) => tag(`${k} = ${meta[k]}`, k === 'external-node' ? 'external' : ''));
@@ -17,21 +16,21 @@ function list(ctx) {
   const body = h('div', { id: 'nodes' }, loading());
   const err = h('div');
   replace(ctx.main, h('h1', {}, 'Nodes'), h('div', { class: 'toolbar' }, search), err, body);
+  // Every node with its services and checks: one blocking read whatever
+  // the number of nodes.
   let nodes = null;
-  let checks = null;
-  let services = new Map();
   const render = () => {
-    if (!nodes || !checks) return;
+    if (!nodes) return;
     const q = search.value.trim().toLowerCase();
     const rows = [];
     for (const n of nodes) {
       const text = `${n.Node} ${n.Address} ${Object.entries(n.Meta || {}).flat().join(' ')}`.toLowerCase();
       if (q && !text.includes(q)) continue;
-      const cs = checks.filter((c) => c.Node === n.Node);
+      const cs = n.Checks || [];
       const st = worst(cs.map((c) => c.Status));
       const nodeSt = worst(cs.filter((c) => !c.ServiceID).map((c) => c.Status));
       const svcSt = worst(cs.filter((c) => c.ServiceID).map((c) => c.Status));
-      const svcs = services.get(n.Node) || [];
+      const svcs = n.Services || [];
       const ext = isExternalNode(n.Meta);
       rows.push(h('tr', { class: `st-${st}`, dataset: { node: n.Node, status: st, external: ext ? 'true' : 'false' } },
         h('td', {}, h('a', { href: `#/nodes/${encodeURIComponent(n.Node)}` }, n.Node), ext ? [' ', tag('external', 'external')] : null),
@@ -45,28 +44,11 @@ function list(ctx) {
     else replace(body, table(['Node', 'Address', 'Health', 'Services', 'Meta'], rows, { id: 'nodes-table' }));
   };
   search.addEventListener('input', render);
-  const refresh = debounce(async () => {
-    if (!nodes) return;
-    try {
-      const lists = await pool(nodes, 3, async (n) => {
-        const r = await get(`/v1/catalog/node-services/${encPath(n.Node)}`, { allow404: true });
-        return (r.data && r.data.Services) || [];
-      });
-      services = new Map(nodes.map((n, i) => [n.Node, lists[i]]));
-      replace(err);
-    } catch (e) {
-      replace(err, errorBox(e, "read the nodes' services"));
-    }
-    render();
-  }, 50);
-  ctx.watch('/v1/catalog/nodes', (d) => {
+  ctx.watch('/v1/internal/ui/nodes', (d) => {
     nodes = d || [];
-    refresh();
+    replace(err);
+    render();
   }, (e) => replace(err, errorBox(e, 'list nodes')));
-  ctx.watch('/v1/health/state/any', (d) => {
-    checks = d || [];
-    refresh();
-  }, (e) => replace(err, errorBox(e, 'read health')));
 }
 
 function detail(ctx) {
