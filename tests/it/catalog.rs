@@ -447,4 +447,31 @@ async fn ui_services_summary() {
     assert_eq!(checks, ["n1-alive", "proxy-alive", "web-check"]);
     // A node without services or checks has empty lists, not null.
     assert_eq!(nodes[0]["Checks"], json!([]));
+
+    // `?filter`: instances before they are summed up (the selectors of
+    // /v1/health/service), nodes by NodeInfo's selectors; a bad expression
+    // is a 500, as everywhere.
+    let (st, only_v2) = a
+        .get_json("/v1/internal/ui/services?filter=Service.Tags%20contains%20%22v2%22")
+        .await;
+    assert_eq!(st, 200, "{only_v2}");
+    assert_eq!(only_v2.as_array().unwrap().len(), 1, "{only_v2}");
+    assert_eq!(only_v2[0]["Name"], "web");
+    assert_eq!(only_v2[0]["InstanceCount"], 1);
+    assert_eq!(only_v2[0]["Nodes"], json!(["n2"]));
+    let (st, on_n1) = a
+        .get_json("/v1/internal/ui/nodes?filter=Node%20%3D%3D%20%22n1%22")
+        .await;
+    assert_eq!(st, 200, "{on_n1}");
+    assert_eq!(on_n1.as_array().unwrap().len(), 1, "{on_n1}");
+    assert_eq!(on_n1[0]["Node"], "n1");
+    for path in ["/v1/internal/ui/services", "/v1/internal/ui/nodes"] {
+        let r = a
+            .http
+            .get(a.url(&format!("{path}?filter=Bogus%20%3D%3D%201")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500, "{path}");
+    }
 }

@@ -637,7 +637,7 @@ pub fn apply_filter<T: Serialize>(
 }
 
 /// Parses a filter; a bad expression is a 500 with go-bexpr's message, as in Consul.
-fn parse_filter(
+pub(crate) fn parse_filter(
     expr: &str,
     schema: &crate::filter::Schema,
 ) -> Result<crate::filter::Filter, ApiError> {

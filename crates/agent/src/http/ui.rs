@@ -15,15 +15,16 @@ use axum::response::{IntoResponse, Response};
 use meshgate_acl::{Access, Resource};
 use meshgate_config_entries::{ConfigEntry, TERMINATING_GATEWAY};
 use meshgate_state::{State, Table};
-use meshgate_types::catalog::{HealthCheck, NodeService};
+use meshgate_types::catalog::{HealthCheck, Node, NodeService};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{
     AclFilter, AclRule, ApiResult, Ctx, Route, blocking, handler, json as json_response, json_read,
-    route,
+    parse_filter, route,
 };
 use crate::Agent;
+use crate::filter::schema;
 
 /// Service meta key under which `connect envoy -register` records its admin
 /// endpoint (`ip:port`).
@@ -190,9 +191,15 @@ struct NodeInfo<'a> {
 
 /// `GET /v1/internal/ui/nodes`: every node with its services and checks, in
 /// one read (what Consul's UI lists nodes with). Blocking; a node needs
-/// `node:read`, a service and its checks `service:read`.
+/// `node:read`, a service and its checks `service:read`; `?filter` selects
+/// nodes (`structs.NodeInfo` selectors: `Node`, `Meta`, `Services`, `Checks`,
+/// ...).
 async fn nodes(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
+    let filter = match &opts.filter {
+        Some(expr) => Some(parse_filter(expr, schema::ui_nodes())?),
+        None => None,
+    };
     let acl = std::sync::Mutex::new(AclFilter::new(&ctx)?);
     let tables = [Table::Nodes, Table::Services, Table::Checks];
     let (idx, body) = blocking(&ctx, &opts, &tables, |st| {
@@ -224,7 +231,7 @@ async fn nodes(ctx: Ctx) -> ApiResult {
                         )
                 })
                 .collect();
-            list.push(NodeInfo {
+            let info = NodeInfo {
                 id: &node.id,
                 node: &node.node,
                 address: &node.address,
@@ -232,7 +239,13 @@ async fn nodes(ctx: Ctx) -> ApiResult {
                 meta: &node.meta,
                 services,
                 checks,
-            });
+            };
+            let selected = filter
+                .as_ref()
+                .is_none_or(|f| serde_json::to_value(&info).is_ok_and(|v| f.matches(&v)));
+            if selected {
+                list.push(info);
+            }
         }
         let t = st.tables();
         // Turned into a value here: the list borrows from the state.
@@ -294,9 +307,13 @@ fn push_unique(list: &mut Option<Vec<String>>, v: &str) {
     }
 }
 
-/// Consul's service summary over the instances `keep` lets through (node
-/// name, service name): one entry per service name, sorted by name.
-fn summarize(st: &State, mut keep: impl FnMut(&str, &str) -> bool) -> Vec<ServiceSummary> {
+/// Consul's service summary over the instances `keep` lets through (given
+/// the node, the instance and its checks, node checks included): one entry
+/// per service name, sorted by name.
+fn summarize(
+    st: &State,
+    mut keep: impl FnMut(&Node, &NodeService, &[&HealthCheck]) -> bool,
+) -> Vec<ServiceSummary> {
     let mut sums: BTreeMap<String, ServiceSummary> = BTreeMap::new();
     fn entry<'a>(
         sums: &'a mut BTreeMap<String, ServiceSummary>,
@@ -310,15 +327,15 @@ fn summarize(st: &State, mut keep: impl FnMut(&str, &str) -> bool) -> Vec<Servic
     }
     let mut has_proxy: BTreeSet<String> = BTreeSet::new();
     for (node, svc) in st.all_service_instances() {
-        if !keep(&node.node, &svc.service) {
-            continue;
-        }
         let checks: Vec<_> = st
             .node_checks(&node.node)
             .1
             .into_iter()
             .filter(|c| c.service_id.is_empty() || c.service_id == svc.id)
             .collect();
+        if !keep(node, svc, &checks) {
+            continue;
+        }
         if svc.kind == "connect-proxy" && !svc.proxy.destination_service_name.is_empty() {
             let dest = &svc.proxy.destination_service_name;
             has_proxy.insert(dest.clone());
@@ -401,15 +418,26 @@ fn summarize(st: &State, mut keep: impl FnMut(&str, &str) -> bool) -> Vec<Servic
 /// its UI's service list reads): instance count, nodes, tags, the checks of
 /// its instances and their sidecars by status, whether a sidecar or a
 /// terminating gateway serves it. Blocking; filtered by `node:read` and
-/// `service:read` as the health endpoints are.
+/// `service:read` as the health endpoints are; `?filter` selects instances
+/// before they are summed up, with the selectors of `/v1/health/service`
+/// (`Node`, `Service`, `Checks`), as Consul's service dump does.
 async fn services(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
+    let filter = match &opts.filter {
+        Some(expr) => Some(parse_filter(expr, schema::health_service_entries())?),
+        None => None,
+    };
     let acl = std::sync::Mutex::new(AclFilter::new(&ctx)?);
     let tables = [Table::Nodes, Table::Services, Table::Checks, Table::Config];
     let (idx, list) = blocking(&ctx, &opts, &tables, |st| {
         let mut acl = acl.lock().unwrap_or_else(|e| e.into_inner());
         acl.removed = false;
-        let list = summarize(st, |node, service| acl.node_service(node, Some(service)));
+        let list = summarize(st, |node, svc, checks| {
+            acl.node_service(&node.node, Some(&svc.service))
+                && filter.as_ref().is_none_or(|f| {
+                    f.matches(&json!({"Node": node, "Service": svc, "Checks": checks}))
+                })
+        });
         let t = st.tables();
         let idx = t.nodes.max(t.services).max(t.checks).max(t.config);
         (idx, list)
