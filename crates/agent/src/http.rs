@@ -636,8 +636,20 @@ pub fn apply_filter<T: Serialize>(
         .collect())
 }
 
+/// The request's `?filter`, compiled, if it has one (for handlers that test
+/// elements themselves rather than through [`apply_filter`]).
+pub(crate) fn query_filter(
+    opts: &QueryOptions,
+    schema: &crate::filter::Schema,
+) -> Result<Option<crate::filter::Filter>, ApiError> {
+    opts.filter
+        .as_deref()
+        .map(|expr| parse_filter(expr, schema))
+        .transpose()
+}
+
 /// Parses a filter; a bad expression is a 500 with go-bexpr's message, as in Consul.
-pub(crate) fn parse_filter(
+fn parse_filter(
     expr: &str,
     schema: &crate::filter::Schema,
 ) -> Result<crate::filter::Filter, ApiError> {

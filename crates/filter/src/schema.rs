@@ -498,21 +498,6 @@ static_schema! {
 }
 
 static_schema! {
-    /// Elements of `GET /v1/internal/ui/nodes` (`structs.NodeInfo`).
-    ui_nodes => [
-        FieldSpec::string("ID"),
-        FieldSpec::string("Node"),
-        FieldSpec::string("Partition"),
-        FieldSpec::string("PeerName"),
-        FieldSpec::string("Address"),
-        FieldSpec::string_map("TaggedAddresses"),
-        FieldSpec::string_map("Meta"),
-        FieldSpec::object_list("Services", node_service_fields()),
-        FieldSpec::object_list("Checks", health_check_fields()),
-    ]
-}
-
-static_schema! {
     /// Values of `GET /v1/agent/services` (`api.AgentService`, whose filter
     /// fields are kept identical to `structs.NodeService`).
     agent_services => node_service_fields()

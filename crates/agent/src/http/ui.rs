@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::{
     AclFilter, AclRule, ApiResult, Ctx, Route, blocking, handler, json as json_response, json_read,
-    parse_filter, route,
+    query_filter, route,
 };
 use crate::Agent;
 use crate::filter::schema;
@@ -196,10 +196,7 @@ struct NodeInfo<'a> {
 /// ...).
 async fn nodes(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
-    let filter = match &opts.filter {
-        Some(expr) => Some(parse_filter(expr, schema::ui_nodes())?),
-        None => None,
-    };
+    let filter = query_filter(&opts, schema::internal_ui_nodes())?;
     let acl = std::sync::Mutex::new(AclFilter::new(&ctx)?);
     let tables = [Table::Nodes, Table::Services, Table::Checks];
     let (idx, body) = blocking(&ctx, &opts, &tables, |st| {
@@ -423,10 +420,7 @@ fn summarize(
 /// (`Node`, `Service`, `Checks`), as Consul's service dump does.
 async fn services(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
-    let filter = match &opts.filter {
-        Some(expr) => Some(parse_filter(expr, schema::health_service_entries())?),
-        None => None,
-    };
+    let filter = query_filter(&opts, schema::health_service_entries())?;
     let acl = std::sync::Mutex::new(AclFilter::new(&ctx)?);
     let tables = [Table::Nodes, Table::Services, Table::Checks, Table::Config];
     let (idx, list) = blocking(&ctx, &opts, &tables, |st| {
