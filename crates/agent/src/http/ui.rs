@@ -1,7 +1,8 @@
 //! The web UI: its static files under `/ui/` (built into the binary, no build
-//! step), Consul's summary of every service that its UI reads
-//! (`/v1/internal/ui/services`), and the one API route it needs beyond
-//! Consul's, the connection counts of this agent's terminating gateways.
+//! step), the two summaries Consul's UI lists services and nodes with
+//! (`/v1/internal/ui/services`, `/v1/internal/ui/nodes`), and the one API
+//! route it needs beyond Consul's, the connection counts of this agent's
+//! terminating gateways.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
