@@ -249,3 +249,93 @@ async fn an_idle_keep_alive_connection_stays_open() {
     tokio::time::sleep(Duration::from_secs(35)).await;
     assert_eq!(status_line(&mut c).await, "HTTP/1.1 200 OK");
 }
+
+/// `http_config`: headers on every answer, blocked endpoints, writes only
+/// from `allow_write_http_from`; reloadable; a bad CIDR stops the start.
+#[tokio::test]
+async fn http_config_headers_blocked_endpoints_and_write_networks() {
+    let config = r#"
+http_config {
+  response_headers {
+    "Access-Control-Allow-Origin" = "*"
+  }
+  block_endpoints = ["/v1/agent/self", "/v1/acl"]
+  allow_write_http_from = ["127.0.0.2/32"]
+}
+"#;
+    let a = dev_builder()
+        .config_file("http.hcl", config)
+        .args(["-ui"])
+        .start()
+        .await;
+    // The writer: a client on 127.0.0.2.
+    let writer = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+
+    for path in ["/v1/agent/self", "/v1/agent/s%65lf", "/v1/acl/tokens"] {
+        let r = a.http.get(a.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+        assert_eq!(r.headers()["access-control-allow-origin"], "*");
+        assert_eq!(
+            r.text().await.unwrap(),
+            "Endpoint is blocked by agent configuration"
+        );
+    }
+    // Every other answer carries the configured header: reads, errors, the UI.
+    for path in [
+        "/v1/status/leader",
+        "/v1/kv/missing",
+        "/v1/agent/services",
+        "/ui/",
+    ] {
+        let r = a.http.get(a.url(path)).send().await.unwrap();
+        assert_ne!(r.status(), 403, "{path}");
+        assert_eq!(r.headers()["access-control-allow-origin"], "*", "{path}");
+    }
+    // A write from 127.0.0.1 is refused and changes nothing; from 127.0.0.2
+    // it goes through. Reads are open to everyone.
+    let (st, body) = a.put("/v1/kv/k", "v").await;
+    assert_eq!((st, body.as_str()), (403, "Access is restricted"));
+    let (st, _) = a.get_json("/v1/kv/k").await;
+    assert_eq!(st, 404, "the refused write changed nothing");
+    let r = writer
+        .put(a.url("/v1/kv/k"))
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (st, _) = a.get_json("/v1/kv/k").await;
+    assert_eq!(st, 200);
+
+    // Reload (itself a write: from 127.0.0.2) lifts both restrictions.
+    std::fs::write(
+        a.dir().join("http.hcl"),
+        "http_config { response_headers { \"X-Frame-Options\" = \"DENY\" } }\n",
+    )
+    .unwrap();
+    let (st, _) = a.put("/v1/agent/reload", "").await;
+    assert_eq!(st, 403, "reload is a write too");
+    let r = writer.put(a.url("/v1/agent/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (st, _) = a.put("/v1/kv/k", "w").await;
+    assert_eq!(st, 200);
+    let r = a.http.get(a.url("/v1/agent/self")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    let (code, out) = dev_builder()
+        .config_file(
+            "bad.hcl",
+            "http_config { allow_write_http_from = [\"10.0.0.1\"] }\n",
+        )
+        .start_failure();
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("allow_write_http_from: invalid cidr: 10.0.0.1"),
+        "{out}"
+    );
+}

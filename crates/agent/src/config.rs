@@ -91,6 +91,16 @@ impl Default for Limits {
     }
 }
 
+/// `http_config { ... }`: headers added to every HTTP answer, endpoints
+/// refused, networks allowed to write (see `http::policy`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct HttpConfig {
+    pub response_headers: BTreeMap<String, String>,
+    pub block_endpoints: Vec<String>,
+    pub allow_write_http_from: Vec<String>,
+}
+
 /// `acl { ... }` (enforced by the ACL subsystem).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default)]
@@ -279,6 +289,7 @@ pub struct Config {
     pub log_level: String,
     pub log_json: bool,
     pub limits: Limits,
+    pub http_config: HttpConfig,
     pub kv_max_value_size: Option<u64>,
     pub txn_max_req_len: Option<u64>,
     pub check_output_max_size: usize,
@@ -332,6 +343,7 @@ impl Default for Config {
             log_level: "info".into(),
             log_json: false,
             limits: Limits::default(),
+            http_config: HttpConfig::default(),
             kv_max_value_size: None,
             txn_max_req_len: None,
             check_output_max_size: 4096,
@@ -644,6 +656,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     crate::dns::DnsSettings::from_config(c)?;
     crate::external::Settings::from_config(c)?;
+    crate::http::policy::HttpPolicy::from_config(&c.http_config)?;
     match c.acl.default_policy.as_str() {
         "allow" | "deny" => {}
         other => {

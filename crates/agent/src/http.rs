@@ -17,6 +17,7 @@ mod health;
 mod keyring;
 pub mod kv;
 mod operator;
+pub mod policy;
 pub(crate) mod query;
 mod session;
 mod snapshot;
@@ -1067,22 +1068,25 @@ pub fn api(agent: Arc<Agent>) -> Api {
         .fallback(|req: Request| async move { unknown_path(req.uri().path()) })
         .layer(axum::middleware::from_fn(check_path))
         .with_state(agent.clone());
-    Api(Arc::new(ApiInner {
-        agent,
-        router,
-        // axum accepted these very paths, and matchit is what it matches
-        // with, so this cannot fail; if it ever did, everything would take
-        // the router's way (answers unchanged, only slower).
-        direct: match direct_failed {
-            None => Some(direct),
-            Some(why) => {
-                tracing::error!(
-                    "HTTP API: direct route table not built ({why}); using the router for every request"
-                );
-                None
-            }
-        },
-    }))
+    Api {
+        inner: Arc::new(ApiInner {
+            agent,
+            router,
+            // axum accepted these very paths, and matchit is what it matches
+            // with, so this cannot fail; if it ever did, everything would take
+            // the router's way (answers unchanged, only slower).
+            direct: match direct_failed {
+                None => Some(direct),
+                Some(why) => {
+                    tracing::error!(
+                        "HTTP API: direct route table not built ({why}); using the router for every request"
+                    );
+                    None
+                }
+            },
+        }),
+        peer: None,
+    }
 }
 
 /// One path of the direct table of [`Api`]: its endpoints and the methods
@@ -1121,8 +1125,14 @@ struct DirectRoute {
 /// per-request layers (boxed route services, the path middleware,
 /// extractors), which a write waking thousands of blocking queries otherwise
 /// pays for thousands of times.
+///
+/// Each connection's copy knows the client's address (for
+/// `http_config.allow_write_http_from`).
 #[derive(Clone)]
-pub struct Api(Arc<ApiInner>);
+pub struct Api {
+    inner: Arc<ApiInner>,
+    peer: Option<std::net::IpAddr>,
+}
 
 struct ApiInner {
     agent: Arc<Agent>,
@@ -1161,7 +1171,7 @@ impl Api {
         if clean_form(path) != path {
             return None;
         }
-        let found = self.0.direct.as_ref()?.at(path).ok()?;
+        let found = self.inner.direct.as_ref()?.at(path).ok()?;
         // `None`: a path the router redirects to its `/` form.
         let entry = found.value.as_ref()?;
         if let Some(route) = entry.routes.iter().find(|r| r.method == method) {
@@ -1186,13 +1196,72 @@ where
     type Future = BoxFuture<'static, Result<Response, std::convert::Infallible>>;
 
     fn call(&self, req: hyper::Request<B>) -> Self::Future {
+        let policy = self.inner.agent.http_policy.read().clone();
+        if policy.is_empty() {
+            return self.answer(req);
+        }
+        // `http_config`: blocked endpoints first, then writes from outside
+        // `allow_write_http_from` (Consul checks the method is allowed in
+        // between; an unknown method is refused here too, as a write), and
+        // the configured headers on every answer.
+        let decoded;
+        let path = match percent_decode_if_needed(req.uri().path()) {
+            Some(d) => {
+                decoded = d;
+                decoded.as_str()
+            }
+            None => req.uri().path(),
+        };
+        if path.starts_with("/v1/") && policy.blocks(path) {
+            tracing::warn!(path, "request refused: {}", policy::BLOCKED);
+            let r = policy.refusal(StatusCode::FORBIDDEN, policy::BLOCKED);
+            return Box::pin(std::future::ready(Ok(r)));
+        }
+        if path.starts_with("/v1/") && !policy.write_allowed(req.method(), self.peer) {
+            let r = policy.refusal(StatusCode::FORBIDDEN, policy::RESTRICTED);
+            return Box::pin(std::future::ready(Ok(r)));
+        }
+        let fut = self.answer(req);
+        Box::pin(async move {
+            let mut r = fut.await?;
+            policy.decorate(&mut r);
+            Ok(r)
+        })
+    }
+}
+
+/// A path with its escapes decoded, when it has any and they decode to UTF-8.
+fn percent_decode_if_needed(path: &str) -> Option<String> {
+    if !path.contains('%') {
+        return None;
+    }
+    String::from_utf8(percent_decode(path)).ok()
+}
+
+impl Api {
+    /// This connection's copy, for a client at `peer`.
+    pub fn for_peer(&self, peer: std::net::IpAddr) -> Api {
+        Api {
+            inner: self.inner.clone(),
+            peer: Some(peer),
+        }
+    }
+
+    fn answer<B>(
+        &self,
+        req: hyper::Request<B>,
+    ) -> BoxFuture<'static, Result<Response, std::convert::Infallible>>
+    where
+        B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
         // HEAD is the GET endpoint without the body, as the router serves it.
         let head = req.method() == Method::HEAD;
         let method = if head { &Method::GET } else { req.method() };
         match self.direct(method, req.uri().path()) {
             Some(Direct::Endpoint(route, params)) => {
                 let fut = dispatch(
-                    self.0.agent.clone(),
+                    self.inner.agent.clone(),
                     route.handler,
                     route.rule,
                     route.metric,
@@ -1213,7 +1282,7 @@ where
             }
             None => {}
         }
-        let router = self.0.router.clone();
+        let router = self.inner.router.clone();
         Box::pin(async move {
             use tower::ServiceExt;
             router.oneshot(req).await
@@ -1521,7 +1590,15 @@ mod tests {
                     (parts.status, parts.headers, body)
                 };
                 let d = answer(api.call(req()).await.expect("direct")).await;
-                let r = answer(api.0.router.clone().oneshot(req()).await.expect("routed")).await;
+                let r = answer(
+                    api.inner
+                        .router
+                        .clone()
+                        .oneshot(req())
+                        .await
+                        .expect("routed"),
+                )
+                .await;
                 assert_eq!(d, r, "{method} {uri}");
                 if method == Method::OPTIONS || method == Method::PATCH {
                     assert!(

@@ -97,6 +97,8 @@ pub struct Agent {
     pub leaving: std::sync::atomic::AtomicBool,
     /// `limits.http_max_conns_per_client` over the HTTP API's listeners.
     pub http_limiter: Arc<connlimit::ConnLimiter>,
+    /// `http_config` in force (replaced by `/v1/agent/reload`).
+    pub http_policy: parking_lot::RwLock<Arc<http::policy::HttpPolicy>>,
 }
 
 fn hostname() -> String {
@@ -125,6 +127,9 @@ impl Agent {
         // Checked when the configuration was loaded.
         let dns = dns::DnsSettings::from_config(&config).unwrap_or_default();
         let http_limiter = connlimit::ConnLimiter::new(config.limits.http_max_conns_per_client);
+        // Checked when the configuration was loaded.
+        let http_policy =
+            http::policy::HttpPolicy::from_config(&config.http_config).unwrap_or_default();
         Arc::new(Agent {
             config,
             sources,
@@ -144,6 +149,7 @@ impl Agent {
             shutdown: watch::channel(false).0,
             leaving: std::sync::atomic::AtomicBool::new(false),
             http_limiter,
+            http_policy: parking_lot::RwLock::new(Arc::new(http_policy)),
         })
     }
 
@@ -594,7 +600,7 @@ async fn start_consensus(
         listener,
         acceptor,
         None,
-        app,
+        move |_| app.clone(),
         agent.shutdown_signal(),
     )));
     let join: Vec<String> = c
@@ -651,25 +657,35 @@ async fn serve_http(
     limiter: Arc<connlimit::ConnLimiter>,
     stop: watch::Receiver<bool>,
 ) {
-    serve(listener, None, Some(limiter), app, stop).await
+    serve(
+        listener,
+        None,
+        Some(limiter),
+        move |peer: SocketAddr| app.for_peer(peer.ip()),
+        stop,
+    )
+    .await
 }
 
 /// [`serve_http`], over TLS when `tls` is given (the server port with mutual
 /// TLS: the handshake, client certificate included, happens in the
-/// connection's own task, so a slow client never holds up the accept loop).
+/// connection's own task, so a slow client never holds up the accept loop);
+/// `make_service` gives each connection its service, knowing the client's
+/// address.
 ///
 /// Without a `limiter` (the server port, agents' own traffic) a connection
 /// that sits 30 s without sending a whole request head is closed; with one
 /// (the API) it is not, as Consul's API does not close idle connections: a
 /// client that pools them would otherwise now and then send a request on a
 /// connection the agent is just closing.
-async fn serve<S, B>(
+async fn serve<S, B, M>(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limiter: Option<Arc<connlimit::ConnLimiter>>,
-    app: S,
+    make_service: M,
     mut stop: watch::Receiver<bool>,
 ) where
+    M: Fn(SocketAddr) -> S,
     S: hyper::service::Service<
             hyper::Request<hyper::body::Incoming>,
             Response = hyper::Response<B>,
@@ -707,7 +723,7 @@ async fn serve<S, B>(
                     _ => None,
                 };
                 let _ = stream.set_nodelay(true);
-                let svc = app.clone();
+                let svc = make_service(peer);
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 let header_read_timeout = match limiter {
                     Some(_) => None,

@@ -1353,11 +1353,17 @@ impl Agent {
     pub async fn reload(self: &Arc<Self>) -> Result<Vec<String>, ApiError> {
         let loaded = crate::config::load(&self.sources)
             .map_err(|e| ApiError::internal(format!("Failed to reload configs: {e}")))?;
-        // DNS settings take effect for the next question (listeners stay).
-        match crate::dns::DnsSettings::from_config(&loaded.config) {
-            Ok(d) => *self.dns.write() = std::sync::Arc::new(d),
-            Err(e) => return Err(ApiError::internal(format!("Failed to reload configs: {e}"))),
-        }
+        let failed = |e: crate::config::ConfigError| {
+            ApiError::internal(format!("Failed to reload configs: {e}"))
+        };
+        // Both built before either is applied: nothing changes on an error.
+        let dns = crate::dns::DnsSettings::from_config(&loaded.config).map_err(failed)?;
+        let policy = crate::http::policy::HttpPolicy::from_config(&loaded.config.http_config)
+            .map_err(failed)?;
+        // DNS settings take effect for the next question (listeners stay),
+        // `http_config` and the connection limit for the next request.
+        *self.dns.write() = std::sync::Arc::new(dns);
+        *self.http_policy.write() = std::sync::Arc::new(policy);
         self.http_limiter
             .set_max(loaded.config.limits.http_max_conns_per_client);
         let new_services = loaded.config.all_services();
