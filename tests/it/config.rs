@@ -339,3 +339,54 @@ http_config {
         "{out}"
     );
 }
+
+/// `pid_file` (written once the agent runs, removed when it stops),
+/// `default_query_time` and `max_query_time` (a blocking read's default and
+/// longest wait).
+#[tokio::test]
+async fn pid_file_and_query_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_path = dir.path().join("agent.pid");
+    let mut a = dev_builder()
+        .config_file(
+            "agent.hcl",
+            &format!(
+                "pid_file = \"{}\"\ndefault_query_time = \"1s\"\nmax_query_time = \"2s\"\n",
+                pid_path.display()
+            ),
+        )
+        .start()
+        .await;
+    let written = std::fs::read_to_string(&pid_path).expect("pid file written");
+    assert_eq!(written, a.pid().unwrap().to_string());
+
+    let (st, _) = a.put("/v1/kv/q", "1").await;
+    assert_eq!(st, 200);
+    let r = a.http.get(a.url("/v1/kv/q")).send().await.unwrap();
+    let index = crate::header(&r, "x-consul-index");
+    // No `wait`: the default (1 s here, 5 min by default); a `wait` above
+    // the maximum: the maximum (2 s here, 10 min by default).
+    for (query, at_least) in [("", 0.9), ("&wait=1m", 1.9)] {
+        let started = std::time::Instant::now();
+        let r = a
+            .http
+            .get(a.url(&format!("/v1/kv/q?index={index}{query}")))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("the blocking read ends at its wait, not after minutes");
+        assert_eq!(r.status(), 200);
+        let took = started.elapsed().as_secs_f64();
+        assert!(took >= at_least, "{query}: answered after {took} s");
+    }
+
+    let status = a.terminate().expect("the agent stops on SIGTERM");
+    assert!(status.success());
+    assert!(!pid_path.exists(), "the pid file is removed at exit");
+
+    let (code, out) = dev_builder()
+        .config_file("bad.hcl", "max_query_time = \"0s\"\n")
+        .start_failure();
+    assert_eq!(code, 1);
+    assert!(out.contains("max_query_time: invalid value"), "{out}");
+}

@@ -304,6 +304,12 @@ pub struct Config {
     pub checks: Vec<CheckDefinition>,
     pub check: Vec<CheckDefinition>,
     pub session_ttl_min: String,
+    /// A blocking query's wait when it names none (Consul: 300s).
+    pub default_query_time: String,
+    /// The longest wait a blocking query may ask for (Consul: 600s).
+    pub max_query_time: String,
+    /// Where the agent writes its process ID at start (removed at exit).
+    pub pid_file: String,
     pub ui_config: BTreeMap<String, Value>,
     /// The DNS domain answered (`consul.`).
     pub domain: String,
@@ -358,6 +364,9 @@ impl Default for Config {
             checks: Vec::new(),
             check: Vec::new(),
             session_ttl_min: "10s".into(),
+            default_query_time: "300s".into(),
+            max_query_time: "600s".into(),
+            pid_file: String::new(),
             ui_config: BTreeMap::new(),
             domain: "consul.".into(),
             alt_domain: String::new(),
@@ -414,6 +423,20 @@ impl Config {
             Ok(ip) if !ip.is_unspecified() => self.bind_addr.clone(),
             _ => "127.0.0.1".into(),
         }
+    }
+
+    /// `default_query_time` and `max_query_time` (checked at load).
+    pub fn query_times(&self) -> (Duration, Duration) {
+        let parse = |v: &str, fallback: u64| {
+            meshgate_types::duration::parse(v)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(fallback))
+        };
+        (
+            parse(&self.default_query_time, 300),
+            parse(&self.max_query_time, 600),
+        )
     }
 
     /// Minimum session TTL.
@@ -657,6 +680,19 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     crate::dns::DnsSettings::from_config(c)?;
     crate::external::Settings::from_config(c)?;
     crate::http::policy::HttpPolicy::from_config(&c.http_config)?;
+    for (key, v) in [
+        ("default_query_time", &c.default_query_time),
+        ("max_query_time", &c.max_query_time),
+    ] {
+        match meshgate_types::duration::parse(v) {
+            Ok(d) if !d.is_zero() => {}
+            _ => {
+                return Err(ConfigError(format!(
+                    "{key}: invalid value {v:?}: must be a positive duration"
+                )));
+            }
+        }
+    }
     match c.acl.default_policy.as_str() {
         "allow" | "deny" => {}
         other => {

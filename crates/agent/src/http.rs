@@ -44,10 +44,6 @@ use crate::Agent;
 
 /// Largest request body read at all (per-endpoint limits are smaller).
 const MAX_BODY: usize = 64 * 1024 * 1024;
-/// Default blocking wait.
-const DEFAULT_WAIT: Duration = Duration::from_secs(300);
-/// Longest blocking wait.
-const MAX_WAIT: Duration = Duration::from_secs(600);
 
 /// An API failure: a status code and a plain-text message, as Consul answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,15 +344,17 @@ impl Ctx {
     pub fn query_options(&self) -> Result<QueryOptions, ApiError> {
         let q = &self.query;
         let index = q.u64("index", "Invalid index")?.unwrap_or(0);
+        // `default_query_time` when no wait is named, at most `max_query_time`.
+        let (default_wait, max_wait) = self.agent.query_times;
         let wait = match q.get("wait") {
-            None => DEFAULT_WAIT,
+            None => default_wait,
             Some(w) => {
                 let d = meshgate_types::duration::parse(w)
                     .map_err(|_| ApiError::bad_request("Invalid wait time"))?;
                 if d.is_zero() {
-                    DEFAULT_WAIT
+                    default_wait
                 } else {
-                    d.min(MAX_WAIT)
+                    d.min(max_wait)
                 }
             }
         };

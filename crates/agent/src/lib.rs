@@ -99,6 +99,8 @@ pub struct Agent {
     pub http_limiter: Arc<connlimit::ConnLimiter>,
     /// `http_config` in force (replaced by `/v1/agent/reload`).
     pub http_policy: parking_lot::RwLock<Arc<http::policy::HttpPolicy>>,
+    /// `default_query_time` and `max_query_time`.
+    pub query_times: (std::time::Duration, std::time::Duration),
 }
 
 fn hostname() -> String {
@@ -130,6 +132,7 @@ impl Agent {
         // Checked when the configuration was loaded.
         let http_policy =
             http::policy::HttpPolicy::from_config(&config.http_config).unwrap_or_default();
+        let query_times = config.query_times();
         Arc::new(Agent {
             config,
             sources,
@@ -150,6 +153,7 @@ impl Agent {
             leaving: std::sync::atomic::AtomicBool::new(false),
             http_limiter,
             http_policy: parking_lot::RwLock::new(Arc::new(http_policy)),
+            query_times,
         })
     }
 
@@ -344,6 +348,22 @@ impl Running {
     }
 }
 
+impl Agent {
+    /// Removes `pid_file` at exit (whether or not the shutdown finished in
+    /// time).
+    pub fn remove_pid_file(&self) {
+        if !self.config.pid_file.is_empty() {
+            let _ = std::fs::remove_file(&self.config.pid_file);
+        }
+    }
+}
+
+/// Writes the process ID to `pid_file` (as Consul: the number, no newline).
+fn write_pid_file(path: &str) -> Result<(), AgentError> {
+    std::fs::write(path, std::process::id().to_string())
+        .map_err(|e| AgentError::Other(format!("Could not write pid file {path}: {e}")))
+}
+
 /// Starts the agent: binds the listeners, registers the node, starts background
 /// work. Returns once the API answers.
 pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentError> {
@@ -416,6 +436,11 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     tasks.push(tokio::spawn(connect::prune_loop(agent.clone())));
     tasks.push(tokio::spawn(external::run(agent.clone())));
 
+    // Once everything is bound (a start that fails leaves no pid file), and
+    // before the agent says it is running.
+    if !agent.config.pid_file.is_empty() {
+        write_pid_file(&agent.config.pid_file)?;
+    }
     let addrs: Vec<String> = bound.iter().map(|a| format!("http://{a}")).collect();
     let dns_addrs: Vec<String> = dns_bound.iter().map(|a| a.to_string()).collect();
     let dns_note = if dns_addrs.is_empty() {

@@ -425,6 +425,7 @@ pub async fn run(args: AgentArgs) -> CliResult {
     {
         warn!("shutdown took too long, exiting");
     }
+    agent.remove_pid_file();
     info!("Graceful shutdown complete");
     Ok(())
 }
