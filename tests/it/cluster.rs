@@ -1642,6 +1642,9 @@ async fn session_ttls_are_kept_by_the_leader() {
             format!("-data-dir={}", d.join("s").display()),
             "-hcl".into(),
             "session_ttl_min = \"1s\"".into(),
+            // The leader creates the configuration's bootstrap entries.
+            "-hcl".into(),
+            "config_entries { bootstrap = [{ kind = \"service-defaults\", name = \"boot-db\", protocol = \"postgres\" }] }".into(),
         ])
         .start()
         .await;
@@ -1663,6 +1666,15 @@ async fn session_ttls_are_kept_by_the_leader() {
         || async {
             let (st, _) = client.get_json("/v1/catalog/node/ttl-client").await;
             (st == 200).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        "the leader's bootstrap entry, read through the client",
+        Duration::from_secs(30),
+        || async {
+            let (st, v) = client.get_json("/v1/config/service-defaults/boot-db").await;
+            (st == 200 && v["Protocol"] == "postgres").then_some(())
         },
     )
     .await;

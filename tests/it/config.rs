@@ -390,3 +390,60 @@ async fn pid_file_and_query_times() {
     assert_eq!(code, 1);
     assert!(out.contains("max_query_time: invalid value"), "{out}");
 }
+
+/// `config_entries.bootstrap`: entries from the agent configuration exist
+/// when the API answers (HCL field names in any case, JSON too); a bad entry
+/// stops the start naming it.
+#[tokio::test]
+async fn config_entries_bootstrap() {
+    let a = dev_builder()
+        .config_file(
+            "entries.hcl",
+            r#"
+config_entries {
+  bootstrap = [
+    {
+      kind     = "service-defaults"
+      name     = "carbonio-files-db"
+      protocol = "postgres"
+    },
+    {
+      Kind = "proxy-defaults"
+      Name = "global"
+      Config {
+        local_connect_timeout_ms = 2000
+      }
+    }
+  ]
+}
+"#,
+        )
+        .config_file(
+            "more.json",
+            r#"{"config_entries": {"bootstrap": [{"Kind": "terminating-gateway", "Name": "carbonio-gateway", "Services": [{"Name": "carbonio-files-db"}]}]}}"#,
+        )
+        .start()
+        .await;
+    let (st, sd) = a
+        .get_json("/v1/config/service-defaults/carbonio-files-db")
+        .await;
+    assert_eq!(st, 200, "{sd}");
+    assert_eq!(sd["Protocol"], "postgres");
+    let (st, pd) = a.get_json("/v1/config/proxy-defaults/global").await;
+    assert_eq!(st, 200, "{pd}");
+    assert_eq!(pd["Config"]["local_connect_timeout_ms"], 2000);
+    let (st, gw) = a
+        .get_json("/v1/config/terminating-gateway/carbonio-gateway")
+        .await;
+    assert_eq!(st, 200, "{gw}");
+    assert_eq!(gw["Services"][0]["Name"], "carbonio-files-db");
+
+    let (code, out) = dev_builder()
+        .config_file(
+            "bad.hcl",
+            "config_entries { bootstrap = [{ kind = \"service-defaults\", name = \"x\", protocol = 7 }] }\n",
+        )
+        .start_failure();
+    assert_eq!(code, 1);
+    assert!(out.contains("config_entries.bootstrap[0]"), "{out}");
+}

@@ -101,6 +101,15 @@ pub struct HttpConfig {
     pub allow_write_http_from: Vec<String>,
 }
 
+/// `config_entries { bootstrap = [...] }`: config entries the leader creates
+/// when they do not exist (checked at load: see [`Config::bootstrap_entries`]).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ConfigEntriesConfig {
+    /// A list of entries (one `bootstrap { ... }` block in HCL: one entry).
+    pub bootstrap: Value,
+}
+
 /// `acl { ... }` (enforced by the ACL subsystem).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default)]
@@ -290,6 +299,7 @@ pub struct Config {
     pub log_json: bool,
     pub limits: Limits,
     pub http_config: HttpConfig,
+    pub config_entries: ConfigEntriesConfig,
     pub kv_max_value_size: Option<u64>,
     pub txn_max_req_len: Option<u64>,
     pub check_output_max_size: usize,
@@ -350,6 +360,7 @@ impl Default for Config {
             log_json: false,
             limits: Limits::default(),
             http_config: HttpConfig::default(),
+            config_entries: ConfigEntriesConfig::default(),
             kv_max_value_size: None,
             txn_max_req_len: None,
             check_output_max_size: 4096,
@@ -423,6 +434,35 @@ impl Config {
             Ok(ip) if !ip.is_unspecified() => self.bind_addr.clone(),
             _ => "127.0.0.1".into(),
         }
+    }
+
+    /// `config_entries.bootstrap`, decoded, normalized and validated; the
+    /// error names the entry as Consul does (`config_entries.bootstrap[1]:
+    /// ...`).
+    pub fn bootstrap_entries(
+        &self,
+    ) -> Result<Vec<meshgate_config_entries::ConfigEntry>, ConfigError> {
+        let raw: Vec<&Value> = match &self.config_entries.bootstrap {
+            Value::Null => Vec::new(),
+            Value::Array(list) => list.iter().collect(),
+            one @ Value::Object(_) => vec![one],
+            _ => {
+                return Err(ConfigError(
+                    "config_entries.bootstrap: must be a list of config entries".into(),
+                ));
+            }
+        };
+        let mut out = Vec::new();
+        for (i, raw) in raw.into_iter().enumerate() {
+            let mut entry = meshgate_config_entries::decode_from_agent_config(raw.clone())
+                .map_err(|e| ConfigError(format!("config_entries.bootstrap[{i}]: {e}")))?;
+            entry.normalize();
+            entry
+                .validate()
+                .map_err(|e| ConfigError(format!("config_entries.bootstrap[{i}]: {e}")))?;
+            out.push(entry);
+        }
+        Ok(out)
     }
 
     /// `default_query_time` and `max_query_time` (checked at load).
@@ -680,6 +720,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     crate::dns::DnsSettings::from_config(c)?;
     crate::external::Settings::from_config(c)?;
     crate::http::policy::HttpPolicy::from_config(&c.http_config)?;
+    c.bootstrap_entries()?;
     for (key, v) in [
         ("default_query_time", &c.default_query_time),
         ("max_query_time", &c.max_query_time),

@@ -122,6 +122,8 @@ pub static IMPLEMENTED: &[&str] = &[
     "dns_config.soa.refresh",
     "dns_config.soa.retry",
     "dns_config.udp_answer_limit",
+    "config_entries",
+    "config_entries.bootstrap",
     "default_query_time",
     "domain",
     "enable_local_script_checks",

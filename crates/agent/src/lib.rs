@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod autopilot;
+pub mod bootstrap;
 pub mod checks;
 pub mod config;
 pub mod config_keys;
@@ -401,6 +402,11 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     }
     // Services and checks from config files exist before the API answers.
     local::load_config_services(&agent).await;
+    // `config_entries.bootstrap`: a single agent creates them before its API
+    // answers; in a cluster each new leader does (below).
+    if agent.store.cluster().is_none() {
+        bootstrap::apply_missing(&agent).await;
+    }
 
     // DNS first: once the HTTP API answers, DNS answers too.
     let (mut tasks, dns_bound) = dns::start(&agent).await?;
@@ -435,6 +441,7 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     tasks.push(tokio::spawn(sessions::expire_ttls(agent.clone())));
     tasks.push(tokio::spawn(connect::prune_loop(agent.clone())));
     tasks.push(tokio::spawn(external::run(agent.clone())));
+    tasks.push(tokio::spawn(bootstrap::follow_leadership(agent.clone())));
 
     // Once everything is bound (a start that fails leaves no pid file), and
     // before the agent says it is running.

@@ -258,6 +258,13 @@ pub fn decode(value: Value) -> Result<ConfigEntry, DecodeError> {
     decode_inner(value, false)
 }
 
+/// Decodes an entry written in an agent configuration file
+/// (`config_entries { bootstrap = [...] }`): field names in any case or in
+/// snake_case, as Consul decodes them there.
+pub fn decode_from_agent_config(value: Value) -> Result<ConfigEntry, DecodeError> {
+    decode_inner(value, true)
+}
+
 /// Decodes the text of a config entry file, HCL or JSON (JSON when the
 /// first character that is not whitespace is `{`), as
 /// `consul config write FILE` does.
