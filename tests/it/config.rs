@@ -447,3 +447,42 @@ config_entries {
     assert_eq!(code, 1);
     assert!(out.contains("config_entries.bootstrap[0]"), "{out}");
 }
+
+/// `discard_check_output` (checks' output is not kept) and
+/// `tagged_addresses` (the node's own, next to lan/wan).
+#[tokio::test]
+async fn discard_check_output_and_node_tagged_addresses() {
+    let a = dev_builder()
+        .config_file(
+            "agent.hcl",
+            "discard_check_output = true\ntagged_addresses { custom_lan = \"127.0.0.9\" }\n",
+        )
+        .start()
+        .await;
+    let (st, body) = a
+        .put("/v1/agent/check/register", r#"{"Name": "t", "TTL": "30s"}"#)
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = a
+        .put("/v1/agent/check/pass/t?note=changes%20every%20run", "")
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let (_, checks) = a.get_json("/v1/agent/checks").await;
+    assert_eq!(checks["t"]["Status"], "passing");
+    assert_eq!(checks["t"]["Output"], "");
+    let (_, node_checks) = a.get_json("/v1/health/node/test-node").await;
+    let t = node_checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["CheckID"] == "t")
+        .cloned()
+        .unwrap();
+    assert_eq!(t["Status"], "passing");
+    assert_eq!(t["Output"], "", "the catalog's copy too");
+
+    let (_, node) = a.get_json("/v1/catalog/node/test-node").await;
+    let tagged = &node["Node"]["TaggedAddresses"];
+    assert_eq!(tagged["custom_lan"], "127.0.0.9", "{node}");
+    assert_eq!(tagged["lan"], "127.0.0.1", "{node}");
+}

@@ -320,6 +320,12 @@ pub struct Config {
     pub max_query_time: String,
     /// Where the agent writes its process ID at start (removed at exit).
     pub pid_file: String,
+    /// Health checks' output is not kept (fewer catalog writes when output
+    /// changes on every run, e.g. timestamps).
+    pub discard_check_output: bool,
+    /// The node's own tagged addresses, added to (or replacing) `lan`,
+    /// `lan_ipv4`, `wan`, `wan_ipv4`.
+    pub tagged_addresses: BTreeMap<String, String>,
     pub ui_config: BTreeMap<String, Value>,
     /// The DNS domain answered (`consul.`).
     pub domain: String,
@@ -378,6 +384,8 @@ impl Default for Config {
             default_query_time: "300s".into(),
             max_query_time: "600s".into(),
             pid_file: String::new(),
+            discard_check_output: false,
+            tagged_addresses: BTreeMap::new(),
             ui_config: BTreeMap::new(),
             domain: "consul.".into(),
             alt_domain: String::new(),

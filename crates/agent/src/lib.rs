@@ -275,6 +275,10 @@ impl Agent {
         tagged.insert("lan_ipv4".to_string(), addr.clone());
         tagged.insert("wan".to_string(), addr.clone());
         tagged.insert("wan_ipv4".to_string(), addr.clone());
+        // `tagged_addresses` from the configuration: added, or replacing those.
+        for (k, v) in &self.config.tagged_addresses {
+            tagged.insert(k.clone(), v.clone());
+        }
         let mut meta = self.config.node_meta.clone();
         meta.entry("consul-network-segment".into()).or_default();
         let service = if self.config.server {

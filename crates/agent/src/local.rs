@@ -638,7 +638,11 @@ impl Agent {
             } else {
                 self.config.check_output_max_size
             };
-            let output = checks::truncate_output(outcome.output, max);
+            let output = if self.config.discard_check_output {
+                String::new()
+            } else {
+                checks::truncate_output(outcome.output, max)
+            };
             set_status(c, st, output)
         };
         if let Some((status, output)) = update {
@@ -669,8 +673,11 @@ impl Agent {
                 )));
             }
             c.ttl_deadline = Some(Instant::now() + c.def.ttl.get());
-            let output =
-                checks::truncate_output(output.to_string(), self.config.check_output_max_size);
+            let output = if self.config.discard_check_output {
+                String::new()
+            } else {
+                checks::truncate_output(output.to_string(), self.config.check_output_max_size)
+            };
             set_status(c, status_str(st), output)
         };
         if let Some((status, output)) = update {
