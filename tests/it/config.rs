@@ -486,3 +486,65 @@ async fn discard_check_output_and_node_tagged_addresses() {
     assert_eq!(tagged["custom_lan"], "127.0.0.9", "{node}");
     assert_eq!(tagged["lan"], "127.0.0.1", "{node}");
 }
+
+/// `connect { ca_provider, ca_config }` configures the mesh CA when it is
+/// created; free-form blocks Consul accepts (`watches`) start the agent with
+/// a "no effect" line instead of failing.
+#[tokio::test]
+async fn connect_ca_config_and_free_form_blocks() {
+    let a = dev_builder()
+        .config_file(
+            "connect.hcl",
+            r#"
+connect {
+  enabled     = true
+  ca_provider = "consul"
+  ca_config {
+    leaf_cert_ttl    = "24h"
+    private_key_type = "ec"
+  }
+}
+watches = [
+  { type = "key", key = "app/config", handler_type = "script", args = ["/bin/true"] }
+]
+"#,
+        )
+        .start()
+        .await;
+    let (st, ca) = a.get_json("/v1/connect/ca/configuration").await;
+    assert_eq!(st, 200, "{ca}");
+    assert_eq!(ca["Provider"], "consul");
+    assert_eq!(ca["Config"]["LeafCertTTL"], "24h", "{ca}");
+    assert_eq!(ca["Config"]["RootCertTTL"], "87600h", "defaults kept: {ca}");
+    let (st, leaf) = a.get_json("/v1/agent/connect/ca/leaf/web").await;
+    assert_eq!(st, 200, "{leaf}");
+    let at = |k: &str| {
+        let t = leaf[k].as_str().unwrap_or_else(|| panic!("{k} in {leaf}"));
+        meshgate_ca::parse_rfc3339(t).unwrap().unix_timestamp()
+    };
+    let lifetime = at("ValidBefore") - at("ValidAfter");
+    assert!(
+        (23 * 3600..=25 * 3600).contains(&lifetime),
+        "a leaf lives LeafCertTTL: {lifetime} s"
+    );
+    assert!(
+        a.log().contains("watches") && a.log().contains("no effect"),
+        "{}",
+        a.log()
+    );
+
+    for (conf, want) in [
+        (
+            "connect { ca_provider = \"vault\" }",
+            "unsupported CA provider \"vault\"",
+        ),
+        (
+            "connect { ca_config { leaf_cert_ttl = \"10m\" } }",
+            "LeafCertTTL must be at least",
+        ),
+    ] {
+        let (code, out) = dev_builder().config_file("bad.hcl", conf).start_failure();
+        assert_eq!(code, 1, "{conf}");
+        assert!(out.contains(want), "{conf}: {out}");
+    }
+}

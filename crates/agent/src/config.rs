@@ -110,6 +110,15 @@ pub struct ConfigEntriesConfig {
     pub bootstrap: Value,
 }
 
+/// `connect { ca_provider, ca_config }`: the mesh CA's configuration when it
+/// is first created (see `connect::initial_ca_config`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ConnectConfig {
+    pub ca_provider: String,
+    pub ca_config: Map<String, Value>,
+}
+
 /// `acl { ... }` (enforced by the ACL subsystem).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default)]
@@ -300,6 +309,7 @@ pub struct Config {
     pub limits: Limits,
     pub http_config: HttpConfig,
     pub config_entries: ConfigEntriesConfig,
+    pub connect: ConnectConfig,
     pub kv_max_value_size: Option<u64>,
     pub txn_max_req_len: Option<u64>,
     pub check_output_max_size: usize,
@@ -367,6 +377,7 @@ impl Default for Config {
             limits: Limits::default(),
             http_config: HttpConfig::default(),
             config_entries: ConfigEntriesConfig::default(),
+            connect: ConnectConfig::default(),
             kv_max_value_size: None,
             txn_max_req_len: None,
             check_output_max_size: 4096,
@@ -729,6 +740,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     crate::external::Settings::from_config(c)?;
     crate::http::policy::HttpPolicy::from_config(&c.http_config)?;
     c.bootstrap_entries()?;
+    crate::connect::initial_ca_config(&c.connect).map_err(|e| ConfigError(e.to_string()))?;
     for (key, v) in [
         ("default_query_time", &c.default_query_time),
         ("max_query_time", &c.max_query_time),

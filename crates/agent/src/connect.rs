@@ -76,13 +76,56 @@ pub fn leaf_ttl(cfg: &Value) -> Duration {
     config_duration(cfg, "LeafCertTTL", meshgate_ca::DEFAULT_LEAF_TTL)
 }
 
+/// The CA configuration a new cluster starts with: Consul's defaults, with
+/// the agent configuration's `connect { ca_provider, ca_config }` over them
+/// (`ca_config` keys in snake_case as in agent files, or as the API spells
+/// them). Only used when the CA is first created, as in Consul; later
+/// changes go through `PUT /v1/connect/ca/configuration`.
+pub fn initial_ca_config(c: &crate::config::ConnectConfig) -> Result<Value, ConnectError> {
+    if !c.ca_provider.is_empty() && c.ca_provider != "consul" {
+        return Err(ConnectError::Invalid(format!(
+            "connect.ca_provider: unsupported CA provider {:?}: meshgate has the built-in provider \"consul\" only",
+            c.ca_provider
+        )));
+    }
+    let mut config = default_ca_config();
+    if let Some(fields) = config.get_mut("Config").and_then(Value::as_object_mut) {
+        for (k, v) in &c.ca_config {
+            let key = match k.as_str() {
+                "leaf_cert_ttl" => "LeafCertTTL",
+                "root_cert_ttl" => "RootCertTTL",
+                "intermediate_cert_ttl" => "IntermediateCertTTL",
+                "rotation_period" => "RotationPeriod",
+                "private_key_type" => "PrivateKeyType",
+                "private_key_bits" => "PrivateKeyBits",
+                "csr_max_per_second" => "CSRMaxPerSecond",
+                "csr_max_concurrent" => "CSRMaxConcurrent",
+                "private_key" | "root_cert" | "PrivateKey" | "RootCert" => {
+                    return Err(ConnectError::Invalid(format!(
+                        "connect.ca_config.{k}: bring your own root with `meshgate connect ca \
+                         set-config` (PUT /v1/connect/ca/configuration), not in the agent \
+                         configuration"
+                    )));
+                }
+                other => other,
+            };
+            fields.insert(key.to_string(), v.clone());
+        }
+    }
+    if let Some(fields) = config.get("Config") {
+        check_config_values(fields)
+            .map_err(|e| ConnectError::Invalid(format!("connect.ca_config: {e}")))?;
+    }
+    Ok(config)
+}
+
 /// Creates the CA on first start (a no-op when one exists).
 pub async fn init_ca(agent: &Agent) -> Result<(), ConnectError> {
     if agent.store.read().ca().1.is_some() {
         return Ok(());
     }
     let cluster_id = uuid::Uuid::new_v4().to_string();
-    let config = default_ca_config();
+    let config = initial_ca_config(&agent.config.connect)?;
     let ttl = config_duration(&config, "RootCertTTL", meshgate_ca::DEFAULT_ROOT_TTL);
     let (root, signer) = meshgate_ca::new_root(&cluster_id, ttl)?;
     let ca = CaState {
@@ -106,34 +149,9 @@ pub async fn init_ca(agent: &Agent) -> Result<(), ConnectError> {
     Ok(())
 }
 
-/// Applies a new CA configuration (`PUT /v1/connect/ca/configuration`).
-/// With `Config.PrivateKey` and `Config.RootCert`, that root becomes active
-/// (cross-signed by the old one unless `ForceWithoutCrossSigning`); with a
-/// different `PrivateKeyType`/`PrivateKeyBits`, a new root is generated.
-/// Otherwise only the configuration changes.
-pub async fn set_config(agent: &Agent, mut body: Value) -> Result<(), ConnectError> {
-    let provider = body
-        .get("Provider")
-        .and_then(Value::as_str)
-        .unwrap_or("consul")
-        .to_string();
-    if provider != "consul" {
-        return Err(ConnectError::Invalid(format!(
-            "unsupported CA provider {provider:?}: meshgate has the built-in provider \"consul\" only"
-        )));
-    }
-    let obj = body
-        .as_object_mut()
-        .ok_or_else(|| ConnectError::Invalid("configuration must be an object".into()))?;
-    obj.insert("Provider".into(), json!("consul"));
-    let force = obj
-        .get("ForceWithoutCrossSigning")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let mut cfg = obj.get("Config").cloned().unwrap_or_else(|| json!({}));
-    if !cfg.is_object() {
-        return Err(ConnectError::Invalid("Config must be an object".into()));
-    }
+/// Checks the values of a CA `Config` meshgate acts on: the lifetimes
+/// (at least an hour) and the key type (ECDSA P-256, the only one).
+fn check_config_values(cfg: &Value) -> Result<(), ConnectError> {
     for (k, min) in [
         ("LeafCertTTL", 3600u64),
         ("RootCertTTL", 3600),
@@ -172,6 +190,38 @@ pub async fn set_config(agent: &Agent, mut body: Value) -> Result<(), ConnectErr
             "unsupported key: {key_type} {key_bits}: meshgate's CA uses ECDSA P-256 (\"ec\", 256)"
         )));
     }
+    Ok(())
+}
+
+/// Applies a new CA configuration (`PUT /v1/connect/ca/configuration`).
+/// With `Config.PrivateKey` and `Config.RootCert`, that root becomes active
+/// (cross-signed by the old one unless `ForceWithoutCrossSigning`); with a
+/// different `PrivateKeyType`/`PrivateKeyBits`, a new root is generated.
+/// Otherwise only the configuration changes.
+pub async fn set_config(agent: &Agent, mut body: Value) -> Result<(), ConnectError> {
+    let provider = body
+        .get("Provider")
+        .and_then(Value::as_str)
+        .unwrap_or("consul")
+        .to_string();
+    if provider != "consul" {
+        return Err(ConnectError::Invalid(format!(
+            "unsupported CA provider {provider:?}: meshgate has the built-in provider \"consul\" only"
+        )));
+    }
+    let obj = body
+        .as_object_mut()
+        .ok_or_else(|| ConnectError::Invalid("configuration must be an object".into()))?;
+    obj.insert("Provider".into(), json!("consul"));
+    let force = obj
+        .get("ForceWithoutCrossSigning")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut cfg = obj.get("Config").cloned().unwrap_or_else(|| json!({}));
+    if !cfg.is_object() {
+        return Err(ConnectError::Invalid("Config must be an object".into()));
+    }
+    check_config_values(&cfg)?;
     let private_key = cfg
         .get("PrivateKey")
         .and_then(Value::as_str)
