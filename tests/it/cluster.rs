@@ -1622,6 +1622,35 @@ async fn client_agents_serve_sync_and_are_watched() {
     assert!(!out.contains("client-"), "{out}");
     // The cluster still takes writes (nobody waits for the departed).
     put_kv(&server, "after-leave", "ok").await;
+    // A client that left joins again when it starts, and a SIGTERM makes it
+    // leave again (`leave_on_terminate`, true by default for client agents
+    // as in Consul; servers stay members when stopped).
+    let catalog_nodes = || async {
+        let (_, nodes) = server.get_json("/v1/catalog/nodes").await;
+        nodes
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|n| n["Node"].as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let mut c1 = client(0).start().await;
+    eventually("client-1 joined again", Duration::from_secs(30), || async {
+        (catalog_nodes().await == ["client-1", "server-1"]).then_some(())
+    })
+    .await;
+    let status = c1.terminate().expect("client-1 stops on SIGTERM");
+    assert!(status.success());
+    eventually(
+        "client-1 left on SIGTERM",
+        Duration::from_secs(20),
+        || async { (catalog_nodes().await == ["server-1"]).then_some(()) },
+    )
+    .await;
+    let (_, out, _) = meshgate_test_support::cli(BIN, &server, &["members"], None);
+    assert!(!out.contains("client-1"), "{out}");
 }
 
 /// Session TTLs are kept by the leader, as in Consul: a session created

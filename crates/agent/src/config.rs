@@ -333,6 +333,10 @@ pub struct Config {
     /// Health checks' output is not kept (fewer catalog writes when output
     /// changes on every run, e.g. timestamps).
     pub discard_check_output: bool,
+    /// Leave the cluster on SIGTERM (Consul: clients yes, servers no).
+    pub leave_on_terminate: Option<bool>,
+    /// Do not leave the cluster on SIGINT (Consul: servers yes, clients no).
+    pub skip_leave_on_interrupt: Option<bool>,
     /// The node's own tagged addresses, added to (or replacing) `lan`,
     /// `lan_ipv4`, `wan`, `wan_ipv4`.
     pub tagged_addresses: BTreeMap<String, String>,
@@ -396,6 +400,8 @@ impl Default for Config {
             max_query_time: "600s".into(),
             pid_file: String::new(),
             discard_check_output: false,
+            leave_on_terminate: None,
+            skip_leave_on_interrupt: None,
             tagged_addresses: BTreeMap::new(),
             ui_config: BTreeMap::new(),
             domain: "consul.".into(),
@@ -482,6 +488,16 @@ impl Config {
             out.push(entry);
         }
         Ok(out)
+    }
+
+    /// Whether a stop by this signal (`"terminate"`, `"interrupt"`) first
+    /// leaves the cluster: `leave_on_terminate` / `skip_leave_on_interrupt`,
+    /// with Consul's defaults (client agents leave, servers do not).
+    pub fn leave_on_signal(&self, signal: &str) -> bool {
+        match signal {
+            "terminate" => self.leave_on_terminate.unwrap_or(!self.server),
+            _ => !self.skip_leave_on_interrupt.unwrap_or(self.server),
+        }
     }
 
     /// `default_query_time` and `max_query_time` (checked at load).

@@ -354,6 +354,36 @@ impl Running {
 }
 
 impl Agent {
+    /// In a cluster, takes this agent out of the membership and the catalog
+    /// (`meshgate leave`, and a stop by signal when `leave_on_terminate` /
+    /// `skip_leave_on_interrupt` say so), so that the others neither wait
+    /// for this node nor report it failed; from now on nothing syncs it back.
+    /// A no-op for a single agent.
+    pub async fn leave_cluster(&self) {
+        let Some(c) = self.store.cluster().cloned() else {
+            return;
+        };
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let id = meshgate_consensus::node_id_from_uuid(&self.node_id);
+        let r = self
+            .store
+            .write(meshgate_state::Command::Deregister(
+                meshgate_types::catalog::DeregisterRequest {
+                    node: self.node_name.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await;
+        if let Err(e) = r {
+            warn!("leaving: deregistering this node: {e}");
+        }
+        match c.remove_member(id).await {
+            Ok(()) => info!("left the cluster"),
+            Err(e) => warn!("leaving: removing this node from the cluster: {e}"),
+        }
+    }
+
     /// Removes `pid_file` at exit (whether or not the shutdown finished in
     /// time).
     pub fn remove_pid_file(&self) {

@@ -948,9 +948,15 @@ impl Consensus {
     ) {
         let expect = expect.max(1);
         let mut logged = Instant::now() - Duration::from_secs(60);
+        // A client agent asks the leader once per start even when its own
+        // copy of the log says it is a learner: that copy may predate its
+        // removal (`leave`, `force-leave`), which a removed learner does not
+        // always receive, and it would wait for replication for ever. Asking
+        // is a no-op for a node that is still a member.
+        let mut asked = false;
         loop {
             let me = self.info();
-            if me.member || (!voter && me.learner) {
+            if me.member || (!voter && me.learner && asked) {
                 return;
             }
             let mut leader = None;
@@ -968,7 +974,10 @@ impl Consensus {
             let known = self.known.lock().clone();
             if let Some((_, laddr)) = leader {
                 match self.ask_to_join(&laddr, voter).await {
-                    Ok(()) => info!("joined the cluster through the leader at {laddr}"),
+                    Ok(()) => {
+                        asked = true;
+                        info!("joined the cluster through the leader at {laddr}");
+                    }
                     Err(e) => warn!("asking the leader at {laddr} to add this node: {e}"),
                 }
             } else if voter && known.len() >= expect && known.keys().next() == Some(&self.id) {

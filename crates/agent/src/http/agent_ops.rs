@@ -124,29 +124,7 @@ async fn reload(ctx: Ctx) -> ApiResult {
 
 async fn leave(ctx: Ctx) -> ApiResult {
     let agent = ctx.agent.clone();
-    // In a cluster: out of the membership and the catalog first, so that
-    // the others neither wait for this node nor report it failed (and no
-    // more syncing that would put it back).
-    if let Some(c) = agent.store.cluster().cloned() {
-        agent
-            .leaving
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        let id = meshgate_consensus::node_id_from_uuid(&agent.node_id);
-        let r = agent
-            .store
-            .write(Command::Deregister(DeregisterRequest {
-                node: agent.node_name.clone(),
-                ..Default::default()
-            }))
-            .await;
-        if let Err(e) = r {
-            tracing::warn!("leaving: deregistering this node: {e}");
-        }
-        match c.remove_member(id).await {
-            Ok(()) => tracing::info!("left the cluster"),
-            Err(e) => tracing::warn!("leaving: removing this node from the cluster: {e}"),
-        }
-    }
+    agent.leave_cluster().await;
     // Answer first, then stop: the client gets its 200.
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

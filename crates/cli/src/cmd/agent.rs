@@ -412,6 +412,18 @@ pub async fn run(args: AgentArgs) -> CliResult {
     tokio::select! {
         sig = wait_for_signal() => {
             info!("Caught signal: {sig}, shutting down");
+            // `leave_on_terminate` / `skip_leave_on_interrupt` (Consul's
+            // defaults: a client agent leaves, a server does not).
+            if agent.config.leave_on_signal(sig) && agent.store.cluster().is_some() {
+                info!("leaving the cluster before stopping");
+                let leave = agent.leave_cluster();
+                if tokio::time::timeout(std::time::Duration::from_secs(15), leave)
+                    .await
+                    .is_err()
+                {
+                    warn!("leaving the cluster took too long; stopping anyway");
+                }
+            }
             agent.request_shutdown();
         }
         // `/v1/agent/leave` asked the agent to stop.
