@@ -297,6 +297,15 @@ fn url_escape(s: &str) -> String {
         .collect()
 }
 
+/// The string `key` of each element of a JSON list.
+fn field_of_each<'a>(list: &'a Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("a list: {list}"))
+        .iter()
+        .map(|e| e[key].as_str().unwrap_or_else(|| panic!("{key} in {e}")))
+        .collect()
+}
+
 /// `/v1/internal/ui/services`, Consul's per-service summary (what its UI's
 /// service list reads): counts, merged sidecar checks, proxy and gateway
 /// links; a blocking query.
@@ -358,12 +367,7 @@ async fn ui_services_summary() {
             .cloned()
             .unwrap_or_else(|| panic!("{name} in {list}"))
     };
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["Name"].as_str().unwrap())
-        .collect();
+    let names = field_of_each(&list, "Name");
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted, "sorted by name");
@@ -421,30 +425,21 @@ async fn ui_services_summary() {
     // `/v1/internal/ui/nodes`: every node with its services and checks.
     let (st, nodes) = a.get_json("/v1/internal/ui/nodes").await;
     assert_eq!(st, 200);
-    let names: Vec<&str> = nodes
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["Node"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["ext1", "n1", "n2", "test-node"]);
+    assert_eq!(
+        field_of_each(&nodes, "Node"),
+        ["ext1", "n1", "n2", "test-node"]
+    );
     let n1 = &nodes[1];
     assert_eq!(n1["Address"], "127.0.0.10");
-    let ids: Vec<&str> = n1["Services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["ID"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["gw", "web1", "web1-sidecar-proxy"]);
+    assert_eq!(
+        field_of_each(&n1["Services"], "ID"),
+        ["gw", "web1", "web1-sidecar-proxy"]
+    );
     assert_eq!(n1["Services"][2]["Kind"], "connect-proxy");
-    let checks: Vec<&str> = n1["Checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["CheckID"].as_str().unwrap())
-        .collect();
-    assert_eq!(checks, ["n1-alive", "proxy-alive", "web-check"]);
+    assert_eq!(
+        field_of_each(&n1["Checks"], "CheckID"),
+        ["n1-alive", "proxy-alive", "web-check"]
+    );
     // A node without services or checks has empty lists, not null.
     assert_eq!(nodes[0]["Checks"], json!([]));
 

@@ -1194,10 +1194,14 @@ where
     type Future = BoxFuture<'static, Result<Response, std::convert::Infallible>>;
 
     fn call(&self, req: hyper::Request<B>) -> Self::Future {
-        let policy = self.inner.agent.http_policy.read().clone();
-        if policy.is_empty() {
+        // Nothing configured (the usual case): no copy of the policy taken.
+        let policy = {
+            let p = self.inner.agent.http_policy.read();
+            (!p.is_empty()).then(|| p.clone())
+        };
+        let Some(policy) = policy else {
             return self.answer(req);
-        }
+        };
         // `http_config`: blocked endpoints first, then writes from outside
         // `allow_write_http_from` (Consul checks the method is allowed in
         // between; an unknown method is refused here too, as a write), and
