@@ -1758,3 +1758,47 @@ async fn session_ttls_are_kept_by_the_leader() {
         server.log()
     );
 }
+
+/// `retry_interval` / `retry_max`: a client agent that reaches none of its
+/// servers tries once and `retry_max` more times, `retry_interval` apart,
+/// then exits with Consul's error (code 1).
+#[test]
+fn join_retries_run_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.0.117";
+    let server_port = meshgate_test_support::free_port(ip);
+    // A port where nothing listens, on another loopback "host".
+    let nobody = format!(
+        "127.0.0.118:{}",
+        meshgate_test_support::free_port("127.0.0.118")
+    );
+    let started = std::time::Instant::now();
+    let (code, out) = AgentBuilder::dev(BIN)
+        .without_dev()
+        .ip(ip)
+        .args([
+            "-node=lonely".to_string(),
+            format!("-data-dir={}", dir.path().display()),
+            format!("-bind={ip}"),
+            format!("-server-port={server_port}"),
+            format!("-retry-join={nobody}"),
+            "-retry-interval=1s".into(),
+            "-retry-max=2".into(),
+        ])
+        .start_failure();
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("Retry join failed: agent: max join LAN retry exhausted, exiting"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("Join cluster failed, will retry").count(),
+        2,
+        "one warning per failed attempt but the last: {out}"
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "two intervals of 1 s: {took:?}"
+    );
+}

@@ -548,3 +548,86 @@ watches = [
         assert!(out.contains(want), "{conf}: {out}");
     }
 }
+
+/// `log_file` with rotation: the agent writes its log to the file as well as
+/// to stderr (without colours), moves it aside once it reaches
+/// `log_rotate_bytes` and keeps `log_rotate_max_files` moved-aside files; a
+/// directory gets `consul.log`; a file it cannot open stops the start.
+#[tokio::test]
+async fn log_file_is_written_and_rotated() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dev_builder()
+        .config_file(
+            "log.hcl",
+            &format!(
+                "log_level = \"debug\"\nlog_file = \"{}/\"\nlog_rotate_bytes = 4096\nlog_rotate_max_files = 2\n",
+                dir.path().display()
+            ),
+        )
+        .start()
+        .await;
+    // Each request is a debug line (`Request finished ...`).
+    for i in 0..200 {
+        let (st, _) = a.put(&format!("/v1/kv/log/{i}"), "x").await;
+        assert_eq!(st, 200);
+    }
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let all = names();
+    assert!(all.contains(&"consul.log".to_string()), "{all:?}");
+    let aside: Vec<&String> = all.iter().filter(|n| n.as_str() != "consul.log").collect();
+    assert_eq!(aside.len(), 2, "two moved-aside files kept: {all:?}");
+    for n in &aside {
+        let stamp = n
+            .strip_prefix("consul-")
+            .and_then(|r| r.strip_suffix(".log"))
+            .unwrap_or_else(|| panic!("moved aside as consul-<nanoseconds>.log: {n}"));
+        assert!(
+            stamp.len() >= 19 && stamp.bytes().all(|b| b.is_ascii_digit()),
+            "{n}"
+        );
+        let text = std::fs::read_to_string(dir.path().join(n)).unwrap();
+        // Moved aside at the first line that finds it at the limit or over.
+        assert!(
+            text.len() >= 4096 && text.len() < 4096 + 1024,
+            "{n}: {} bytes",
+            text.len()
+        );
+        assert!(text.contains("Request finished"), "{n}: {text}");
+        assert!(!text.contains('\x1b'), "no colour codes in the file");
+        assert!(text.ends_with('\n'), "whole lines only");
+    }
+    let current = std::fs::read_to_string(dir.path().join("consul.log")).unwrap();
+    assert!(current.len() < 4096 + 1024, "{} bytes", current.len());
+    assert!(
+        a.log().contains("Request finished"),
+        "stderr still gets the log"
+    );
+    drop(a);
+
+    let (code, out) = dev_builder()
+        .config_file(
+            "bad.hcl",
+            &format!(
+                "log_file = \"{}/missing/agent.log\"\n",
+                dir.path().display()
+            ),
+        )
+        .start_failure();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Failed to setup logging"), "{out}");
+    let (code, out) = dev_builder()
+        .config_file("bad.hcl", "log_rotate_duration = \"daily\"\n")
+        .start_failure();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("log_rotate_duration: invalid value \"daily\""),
+        "{out}"
+    );
+}

@@ -306,6 +306,15 @@ pub struct Config {
     pub addresses: Addresses,
     pub log_level: String,
     pub log_json: bool,
+    /// A file the log is also written to (a path ending in `/`: a directory,
+    /// the file `consul.log` in it); empty: none.
+    pub log_file: String,
+    /// Size that rotates the log file (0: no limit).
+    pub log_rotate_bytes: i64,
+    /// Age that rotates the log file (empty or 0: 24 h).
+    pub log_rotate_duration: String,
+    /// Rotated log files kept (0: all; negative: none).
+    pub log_rotate_max_files: i64,
     pub limits: Limits,
     pub http_config: HttpConfig,
     pub config_entries: ConfigEntriesConfig,
@@ -318,6 +327,12 @@ pub struct Config {
     pub disable_update_check: bool,
     pub retry_join: Vec<String>,
     pub start_join: Vec<String>,
+    /// Time between two attempts to reach the servers to join (empty:
+    /// meshgate's 300 ms; Consul's default is 30 s).
+    pub retry_interval: String,
+    /// Attempts to reach the servers after the first, before the agent gives
+    /// up and exits (0: for ever).
+    pub retry_max: i64,
     pub acl: AclConfig,
     pub services: Vec<ServiceDefinition>,
     pub service: Vec<ServiceDefinition>,
@@ -378,6 +393,10 @@ impl Default for Config {
             addresses: Addresses::default(),
             log_level: "info".into(),
             log_json: false,
+            log_file: String::new(),
+            log_rotate_bytes: 0,
+            log_rotate_duration: String::new(),
+            log_rotate_max_files: 0,
             limits: Limits::default(),
             http_config: HttpConfig::default(),
             config_entries: ConfigEntriesConfig::default(),
@@ -390,6 +409,8 @@ impl Default for Config {
             disable_update_check: false,
             retry_join: Vec::new(),
             start_join: Vec::new(),
+            retry_interval: String::new(),
+            retry_max: 0,
             acl: AclConfig::default(),
             services: Vec::new(),
             service: Vec::new(),
@@ -512,6 +533,30 @@ impl Config {
             parse(&self.default_query_time, 300),
             parse(&self.max_query_time, 600),
         )
+    }
+
+    /// How the log file rotates: size (0: none), age, files kept.
+    pub fn log_rotation(&self) -> (u64, Duration, i64) {
+        let every = meshgate_types::duration::parse(&self.log_rotate_duration)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(24 * 3600));
+        (
+            u64::try_from(self.log_rotate_bytes).unwrap_or(0),
+            every,
+            self.log_rotate_max_files,
+        )
+    }
+
+    /// Time between two attempts to reach the servers to join, and how many
+    /// attempts after the first may fail before the agent gives up (0: no
+    /// limit).
+    pub fn join_retry(&self) -> (Duration, u64) {
+        let interval = meshgate_types::duration::parse(&self.retry_interval)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_millis(300));
+        (interval, u64::try_from(self.retry_max).unwrap_or(0))
     }
 
     /// Minimum session TTL.
@@ -768,6 +813,16 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
                     "{key}: invalid value {v:?}: must be a positive duration"
                 )));
             }
+        }
+    }
+    for (key, v) in [
+        ("log_rotate_duration", &c.log_rotate_duration),
+        ("retry_interval", &c.retry_interval),
+    ] {
+        if !v.is_empty() && meshgate_types::duration::parse(v).is_err() {
+            return Err(ConfigError(format!(
+                "{key}: invalid value {v:?}: not a duration"
+            )));
         }
     }
     match c.acl.default_policy.as_str() {

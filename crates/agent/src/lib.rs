@@ -94,6 +94,9 @@ pub struct Agent {
     /// The DNS settings in force (replaced by `/v1/agent/reload`).
     pub dns: parking_lot::RwLock<Arc<dns::DnsSettings>>,
     shutdown: watch::Sender<bool>,
+    /// Why the agent stopped by itself, if it did (`retry_max` exhausted):
+    /// the command exits with this error.
+    failure: Mutex<Option<String>>,
     /// Set by `leave`: the agent stops putting itself back in the catalog.
     pub leaving: std::sync::atomic::AtomicBool,
     /// `limits.http_max_conns_per_client` over the HTTP API's listeners.
@@ -151,6 +154,7 @@ impl Agent {
             dns_addrs: Mutex::new(Vec::new()),
             dns: parking_lot::RwLock::new(Arc::new(dns)),
             shutdown: watch::channel(false).0,
+            failure: Mutex::new(None),
             leaving: std::sync::atomic::AtomicBool::new(false),
             http_limiter,
             http_policy: parking_lot::RwLock::new(Arc::new(http_policy)),
@@ -178,6 +182,19 @@ impl Agent {
         self.shutdown.send_replace(true);
         self.store.wake_all();
         self.local.wake_all();
+    }
+
+    /// Stops the agent because it cannot go on (`retry_max` exhausted): the
+    /// command exits with `why` as its error.
+    pub fn fail(&self, why: String) {
+        tracing::error!("{why}");
+        *self.failure.lock() = Some(why);
+        self.request_shutdown();
+    }
+
+    /// Why the agent stopped by itself ([`Agent::fail`]), if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().clone()
     }
 
     /// Whether the agent is stopping.
@@ -695,8 +712,13 @@ async fn start_consensus(
     }
     let stop = agent.shutdown_signal();
     let voter = c.server;
+    let (interval, max) = c.join_retry();
+    let retry = meshgate_consensus::JoinRetry { interval, max };
+    let joining = agent.clone();
     tasks.push(tokio::spawn(async move {
-        consensus.form(join, expect, voter, stop).await;
+        if let Err(e) = consensus.form(join, expect, voter, retry, stop).await {
+            joining.fail(format!("Retry join failed: {e}"));
+        }
     }));
     tasks.push(tokio::spawn(liveness::heartbeats(agent.clone())));
     tasks.push(tokio::spawn(liveness::watch(agent.clone())));

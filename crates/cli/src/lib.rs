@@ -6,6 +6,7 @@ pub mod args;
 pub mod client;
 pub mod cmd;
 pub mod files;
+pub mod logfile;
 
 use std::process::ExitCode;
 

@@ -939,14 +939,25 @@ impl Consensus {
     /// finds an initialized cluster asks its leader to add it. A client
     /// agent (`voter = false`) only ever asks a leader to add it, as a
     /// learner that follows the log.
+    ///
+    /// `retry` paces the attempts while none of the `join` addresses answers
+    /// (Consul's `retry_interval` / `retry_max`); once one has answered, the
+    /// node keeps asking every 300 ms until it is a member (forming a
+    /// cluster, waiting for a leader), as Consul's join is then complete.
+    /// Gives up with [`JoinExhausted`] after `retry.max` failed attempts
+    /// past the first (0: never).
     pub async fn form(
         &self,
         join: Vec<String>,
         expect: usize,
         voter: bool,
+        retry: JoinRetry,
         mut stop: tokio::sync::watch::Receiver<bool>,
-    ) {
+    ) -> Result<(), JoinExhausted> {
         let expect = expect.max(1);
+        let mut failed_attempts = 0u64;
+        let mut reached_once = join.is_empty();
+        let mut warned = Instant::now() - Duration::from_secs(60);
         let mut logged = Instant::now() - Duration::from_secs(60);
         // A client agent asks the leader once per start even when its own
         // copy of the log says it is a learner: that copy may predate its
@@ -957,11 +968,13 @@ impl Consensus {
         loop {
             let me = self.info();
             if me.member || (!voter && me.learner && asked) {
-                return;
+                return Ok(());
             }
             let mut leader = None;
+            let mut reached = false;
             for addr in &join {
                 if let Ok(i) = self.peer_info(addr).await {
+                    reached = true;
                     if i.member {
                         leader = leader.or(i.leader.clone());
                     }
@@ -996,13 +1009,46 @@ impl Consensus {
                 );
                 logged = Instant::now();
             }
+            let mut pause = Duration::from_millis(300);
+            if reached {
+                reached_once = true;
+            } else if !reached_once {
+                failed_attempts += 1;
+                if retry.max > 0 && failed_attempts > retry.max {
+                    return Err(JoinExhausted);
+                }
+                pause = retry.interval;
+                // Every attempt when they are paced by the operator; every
+                // 10 s at meshgate's own quick pace.
+                if pause >= Duration::from_secs(1) || warned.elapsed() > Duration::from_secs(10) {
+                    warn!(
+                        retry_interval = ?pause,
+                        "Join cluster failed, will retry: none of {join:?} answered"
+                    );
+                    warned = Instant::now();
+                }
+            }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
             }
         }
     }
 }
+
+/// How [`Consensus::form`] retries while no server to join answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinRetry {
+    /// Time between two attempts.
+    pub interval: Duration,
+    /// Failed attempts after the first before giving up (0: never).
+    pub max: u64,
+}
+
+/// No server to join answered within `retry_max` attempts (Consul's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("agent: max join LAN retry exhausted, exiting")]
+pub struct JoinExhausted;
 
 #[cfg(test)]
 mod tests;

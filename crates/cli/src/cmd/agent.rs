@@ -132,13 +132,17 @@ pub struct AgentArgs {
     pub encrypt: Option<String>,
     #[arg(long = "join-wan", hide = true)]
     pub join_wan: Vec<String>,
-    #[arg(long = "log-file", hide = true)]
+    /// Also write the log to this file (a path ending in / : consul.log in that directory).
+    #[arg(long = "log-file")]
     pub log_file: Option<String>,
-    #[arg(long = "log-rotate-bytes", hide = true)]
+    /// Rotate the log file at this size (0: no limit).
+    #[arg(long = "log-rotate-bytes")]
     pub log_rotate_bytes: Option<i64>,
-    #[arg(long = "log-rotate-duration", hide = true)]
+    /// Rotate the log file at this age (default 24h).
+    #[arg(long = "log-rotate-duration")]
     pub log_rotate_duration: Option<String>,
-    #[arg(long = "log-rotate-max-files", hide = true)]
+    /// Rotated log files kept (0: all, -1: none).
+    #[arg(long = "log-rotate-max-files", allow_hyphen_values = true)]
     pub log_rotate_max_files: Option<i64>,
     #[arg(long = "max-query-time", hide = true)]
     pub max_query_time: Option<String>,
@@ -159,13 +163,15 @@ pub struct AgentArgs {
     pub recursor: Vec<String>,
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
     pub rejoin: Option<bool>,
-    #[arg(long = "retry-interval", hide = true)]
+    /// Time between attempts to reach the servers to join (default 300ms).
+    #[arg(long = "retry-interval")]
     pub retry_interval: Option<String>,
     #[arg(long = "retry-interval-wan", hide = true)]
     pub retry_interval_wan: Option<String>,
     #[arg(long = "retry-join-wan", hide = true)]
     pub retry_join_wan: Vec<String>,
-    #[arg(long = "retry-max", hide = true)]
+    /// Give up and exit after this many failed join attempts (0: never).
+    #[arg(long = "retry-max")]
     pub retry_max: Option<i64>,
     #[arg(long = "retry-max-wan", hide = true)]
     pub retry_max_wan: Option<i64>,
@@ -330,6 +336,12 @@ impl AgentArgs {
 }
 
 pub(crate) fn init_logging(level: &str, json: bool) {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = log_subscriber(log_filter(level), json, None).try_init();
+}
+
+/// The log filter for a level (`MESHGATE_LOG` overrides it).
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
     let level = match level.to_ascii_lowercase().as_str() {
         "err" => "error".to_string(),
         other => other.to_string(),
@@ -340,20 +352,42 @@ pub(crate) fn init_logging(level: &str, json: bool) {
         "trace" | "debug" => String::new(),
         _ => ",openraft=error".to_string(),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MESHGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level}{quiet_raft}")));
-    use tracing_subscriber::util::SubscriberInitExt;
-    let _ = log_subscriber(filter, json).try_init();
+    tracing_subscriber::EnvFilter::try_from_env("MESHGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level}{quiet_raft}")))
 }
 
-/// The process's subscriber: the log to stderr at the configured level, and
-/// the monitor layer (for /v1/agent/monitor) behind a level filter that is
-/// `OFF` until someone streams and follows the streams' levels (see
-/// `meshgate_agent::monitor::set_filter_control`), so that events and spans
-/// below the log level cost nothing while nobody watches.
+/// The agent's log: stderr, and the `log_file` when one is configured (the
+/// same lines, without colours). A log file that cannot be opened stops the
+/// start, as with Consul.
+fn init_agent_logging(c: &meshgate_agent::config::Config) -> Result<(), CliError> {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let file = if c.log_file.is_empty() {
+        None
+    } else {
+        let (bytes, every, max_files) = c.log_rotation();
+        let rotation = crate::logfile::Rotation {
+            bytes,
+            every,
+            max_files,
+        };
+        let file = crate::logfile::LogFile::open(&c.log_file, rotation).map_err(|e| {
+            CliError::new(format!("==> Failed to setup logging: {}: {e}", c.log_file))
+        })?;
+        Some(std::sync::Arc::new(file))
+    };
+    let _ = log_subscriber(log_filter(&c.log_level), c.log_json, file).try_init();
+    Ok(())
+}
+
+/// The process's subscriber: the log to stderr (and to `file`) at the
+/// configured level, and the monitor layer (for /v1/agent/monitor) behind a
+/// level filter that is `OFF` until someone streams and follows the streams'
+/// levels (see `meshgate_agent::monitor::set_filter_control`), so that events
+/// and spans below the log level cost nothing while nobody watches.
 pub(crate) fn log_subscriber(
     filter: tracing_subscriber::EnvFilter,
     json: bool,
+    file: Option<std::sync::Arc<crate::logfile::LogFile>>,
 ) -> impl tracing::Subscriber + Send + Sync {
     use tracing_subscriber::Layer;
     use tracing_subscriber::filter::LevelFilter;
@@ -366,14 +400,20 @@ pub(crate) fn log_subscriber(
         }
     });
     let monitor = meshgate_agent::monitor::layer().with_filter(monitor_filter);
-    tracing_subscriber::registry().with(monitor).with(
-        if json {
-            fmt.json().boxed()
-        } else {
-            fmt.boxed()
-        }
-        .with_filter(filter),
-    )
+    let to_file = file.map(|f| {
+        let l = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(f);
+        if json { l.json().boxed() } else { l.boxed() }
+    });
+    let to_stderr = if json {
+        fmt.json().boxed()
+    } else {
+        fmt.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(monitor)
+        .with(to_stderr.and_then(to_file).with_filter(filter))
 }
 
 pub(crate) async fn wait_for_signal() -> &'static str {
@@ -403,7 +443,7 @@ pub(crate) async fn wait_for_signal() -> &'static str {
 pub async fn run(args: AgentArgs) -> CliResult {
     let sources = args.sources()?;
     let loaded = config::load(&sources).map_err(|e| CliError::new(format!("==> {e}")))?;
-    init_logging(&loaded.config.log_level, loaded.config.log_json);
+    init_agent_logging(&loaded.config)?;
     let running = meshgate_agent::start(loaded, sources)
         .await
         .map_err(|e| CliError::new(format!("==> {e}")))?;
@@ -439,7 +479,10 @@ pub async fn run(args: AgentArgs) -> CliResult {
     }
     agent.remove_pid_file();
     info!("Graceful shutdown complete");
-    Ok(())
+    match agent.failure() {
+        Some(why) => Err(CliError::new(format!("==> {why}"))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -453,7 +496,7 @@ mod tests {
     #[test]
     fn below_the_log_level_nothing_is_built_unless_streamed() {
         let filter = tracing_subscriber::EnvFilter::new("warn,openraft=error");
-        let subscriber = super::log_subscriber(filter, false);
+        let subscriber = super::log_subscriber(filter, false, None);
         tracing::subscriber::with_default(subscriber, || {
             let debug_span = || tracing::debug_span!(target: "openraft::core", "main");
             assert!(debug_span().is_disabled());
