@@ -488,7 +488,7 @@ async fn discard_check_output_and_node_tagged_addresses() {
 }
 
 /// `connect { ca_provider, ca_config }` configures the mesh CA when it is
-/// created; free-form blocks Consul accepts (`watches`) start the agent with
+/// created; free-form blocks Consul accepts (`snapshot_agent`) start the agent with
 /// a "no effect" line instead of failing.
 #[tokio::test]
 async fn connect_ca_config_and_free_form_blocks() {
@@ -504,9 +504,9 @@ connect {
     private_key_type = "ec"
   }
 }
-watches = [
-  { type = "key", key = "app/config", handler_type = "script", args = ["/bin/true"] }
-]
+snapshot_agent {
+  snapshot { interval = "1h" }
+}
 "#,
         )
         .start()
@@ -528,7 +528,7 @@ watches = [
         "a leaf lives LeafCertTTL: {lifetime} s"
     );
     assert!(
-        a.log().contains("watches") && a.log().contains("no effect"),
+        a.log().contains("snapshot_agent") && a.log().contains("no effect"),
         "{}",
         a.log()
     );
@@ -630,4 +630,189 @@ async fn log_file_is_written_and_rotated() {
         out.contains("log_rotate_duration: invalid value \"daily\""),
         "{out}"
     );
+}
+
+/// Receives HTTP requests on loopback, answering `200 ok`, and passes each
+/// one on (head and body as text).
+async fn http_sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            let _ = tx.send(text.clone());
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+/// The agent's `watches` (Consul's agent configuration): a script handler
+/// (`args`, JSON on stdin, `CONSUL_INDEX`), the deprecated shell `handler`,
+/// and an `http` handler (POST with `X-Consul-Index` and the configured
+/// headers) run on the first answer and on each change; a bad watch stops
+/// the start with Consul's message.
+#[tokio::test]
+async fn agent_watches_run_their_handlers() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_out = dir.path().join("key.out");
+    let prefix_out = dir.path().join("prefix.out");
+    let (hook, mut hooked) = http_sink().await;
+    let conf = format!(
+        r#"
+watches = [
+  {{
+    type = "key"
+    key  = "app/flag"
+    args = ["/bin/sh", "-c", "cat >> {key}; echo \"index=$CONSUL_INDEX\" >> {key}"]
+  }},
+  {{
+    type    = "keyprefix"
+    prefix  = "app/"
+    handler = "cat >> {prefix}; echo >> {prefix}"
+  }},
+  {{
+    type         = "services"
+    handler_type = "http"
+    http_handler_config {{
+      path   = "{hook}"
+      header = {{ x-team = ["files"] }}
+    }}
+  }}
+]
+"#,
+        key = key_out.display(),
+        prefix = prefix_out.display(),
+    );
+    let a = dev_builder()
+        .config_file("watches.hcl", &conf)
+        .start()
+        .await;
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    // The first answer: no such key yet.
+    meshgate_test_support::eventually(
+        "the key watch's first run",
+        Duration::from_secs(15),
+        || async { read(&key_out).starts_with("null\nindex=").then_some(()) },
+    )
+    .await;
+    let first = hooked.recv().await.expect("the http handler's first call");
+    assert!(first.starts_with("POST /hook HTTP/1.1\r\n"), "{first}");
+    let lower = first.to_ascii_lowercase();
+    assert!(
+        lower.contains("\r\ncontent-type: application/json\r\n"),
+        "{first}"
+    );
+    assert!(lower.contains("\r\nx-team: files\r\n"), "{first}");
+    assert!(lower.contains("\r\nx-consul-index: "), "{first}");
+    assert!(first.ends_with("{\"consul\":[]}\n"), "{first}");
+
+    let (st, _) = a.put("/v1/kv/app/flag", "on").await;
+    assert_eq!(st, 200);
+    meshgate_test_support::eventually(
+        "the key watch's handler to see the write",
+        Duration::from_secs(15),
+        || async {
+            let text = read(&key_out);
+            let lines: Vec<&str> = text.lines().collect();
+            (lines.len() >= 4
+                && lines[2].contains("\"Key\":\"app/flag\"")
+                && lines[2].contains("\"Value\":\"b24=\""))
+            .then_some(())
+        },
+    )
+    .await;
+    let text = read(&key_out);
+    let index: u64 = text
+        .lines()
+        .nth(3)
+        .unwrap()
+        .strip_prefix("index=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(index > 0, "{text}");
+    meshgate_test_support::eventually(
+        "the prefix watch (deprecated handler)",
+        Duration::from_secs(15),
+        || async {
+            read(&prefix_out)
+                .contains("\"Key\":\"app/flag\"")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        a.log()
+            .contains("'handler' field in watches has been deprecated"),
+        "{}",
+        a.log()
+    );
+
+    let (st, _) = a
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name": "files", "Port": 10000}"#,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let next = tokio::time::timeout(Duration::from_secs(15), hooked.recv())
+        .await
+        .expect("the http handler runs on the change")
+        .unwrap();
+    assert!(next.contains("\"files\":[]"), "{next}");
+    // A write elsewhere that leaves the answer as it was runs nothing.
+    let (st, _) = a.put("/v1/kv/other", "x").await;
+    assert_eq!(st, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(read(&key_out).lines().count(), 4, "{}", read(&key_out));
+    drop(a);
+
+    for (conf, want) in [
+        (
+            "watches = [{ type = \"key\", key = \"k\" }]",
+            "Error starting agent: Must define a watch handler",
+        ),
+        (
+            "watches = [{ type = \"key\", args = [\"true\"] }]",
+            "Must specify a single key to watch",
+        ),
+        (
+            "watches = [{ type = \"connect_roots\", args = [\"true\"] }]",
+            "Watch type connect_roots is not allowed in agent config",
+        ),
+    ] {
+        let (code, out) = dev_builder().config_file("bad.hcl", conf).start_failure();
+        assert_eq!(code, 1, "{conf}: {out}");
+        assert!(out.contains(want), "{conf}: {out}");
+    }
 }

@@ -287,7 +287,7 @@ async fn watch_runs_the_handler_on_change() {
         Duration::from_secs(10),
         || async {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
-            text.contains("\"Value\": \"b24=\"").then_some(())
+            text.contains("\"Value\":\"b24=\"").then_some(())
         },
     )
     .await;
@@ -297,12 +297,45 @@ async fn watch_runs_the_handler_on_change() {
         Duration::from_secs(10),
         || async {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
-            text.contains("\"Value\": \"b2Zm\"").then_some(())
+            text.contains("\"Value\":\"b2Zm\"").then_some(())
         },
     )
     .await;
     let _ = child.kill();
     let _ = child.wait();
+    // The handler gets one compact JSON line per change (as Consul's encoder
+    // writes it).
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("{\"") && l.ends_with('}')),
+        "{text}"
+    );
+
+    // Without a handler: the current answer, indented, and the command ends.
+    let (code, printed, err) = cli(
+        BIN,
+        &a,
+        &["watch", "-type", "key", "-key", "config/flag"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        printed.contains("\n    \"Key\": \"config/flag\","),
+        "{printed}"
+    );
+    // A handler that fails ends the command with status 1.
+    let (code, _, err) = cli(
+        BIN,
+        &a,
+        &["watch", "-type", "key", "-key", "config/flag", "exit 3"],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("Error executing handler: exit status 3"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -356,6 +356,9 @@ pub struct Config {
     /// `lan_ipv4`, `wan`, `wan_ipv4`.
     pub tagged_addresses: BTreeMap<String, String>,
     pub ui_config: BTreeMap<String, Value>,
+    /// `watches`: blocking queries the agent follows, running a handler on
+    /// each change (run by the `agent` command: see `meshgate_cli`).
+    pub watches: Value,
     /// The DNS domain answered (`consul.`).
     pub domain: String,
     /// A second domain answered like `domain` (empty: none).
@@ -425,6 +428,7 @@ impl Default for Config {
             skip_leave_on_interrupt: None,
             tagged_addresses: BTreeMap::new(),
             ui_config: BTreeMap::new(),
+            watches: Value::Null,
             domain: "consul.".into(),
             alt_domain: String::new(),
             recursors: Vec::new(),
@@ -557,6 +561,15 @@ impl Config {
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_millis(300));
         (interval, u64::try_from(self.retry_max).unwrap_or(0))
+    }
+
+    /// `watches` as a list (one HCL `watches { ... }` block: one watch).
+    pub fn watch_list(&self) -> Vec<Value> {
+        match &self.watches {
+            Value::Null => Vec::new(),
+            Value::Array(list) => list.clone(),
+            one => vec![one.clone()],
+        }
     }
 
     /// Minimum session TTL.

@@ -190,6 +190,7 @@ pub static IMPLEMENTED: &[&str] = &[
     "tls.internal_rpc.key_file",
     "ui_config",
     "ui_config.enabled",
+    "watches",
 ];
 
 /// One documented key.

@@ -444,10 +444,41 @@ pub async fn run(args: AgentArgs) -> CliResult {
     let sources = args.sources()?;
     let loaded = config::load(&sources).map_err(|e| CliError::new(format!("==> {e}")))?;
     init_agent_logging(&loaded.config)?;
+    let watches = super::watch::agent_watches(&loaded.config.watch_list())
+        .map_err(|e| CliError::new(format!("==> Error starting agent: {e}")))?;
     let running = meshgate_agent::start(loaded, sources)
         .await
         .map_err(|e| CliError::new(format!("==> {e}")))?;
     let agent = running.agent.clone();
+    if !watches.is_empty() {
+        // Watches follow this agent's own HTTP API, as Consul's do.
+        let base = agent.http_addrs.lock().first().map(|a| {
+            let ip = match a.ip() {
+                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+                }
+                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                    std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+                }
+                ip => ip,
+            };
+            format!("http://{}", std::net::SocketAddr::new(ip, a.port()))
+        });
+        let started = match base {
+            Some(base) => {
+                super::watch::start_agent_watches(watches, &base, agent.shutdown_signal())
+            }
+            None => Err(CliError::new(
+                "==> Error starting agent: watch plans require an HTTP or HTTPS endpoint",
+            )),
+        };
+        if let Err(e) = started {
+            agent.request_shutdown();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), running.wait()).await;
+            agent.remove_pid_file();
+            return Err(e);
+        }
+    }
     let mut stop = agent.shutdown_signal();
     tokio::select! {
         sig = wait_for_signal() => {
