@@ -686,6 +686,7 @@ async fn agent_watches_run_their_handlers() {
     let dir = tempfile::tempdir().unwrap();
     let key_out = dir.path().join("key.out");
     let prefix_out = dir.path().join("prefix.out");
+    let svc_out = dir.path().join("svc.out");
     let (hook, mut hooked) = http_sink().await;
     let conf = format!(
         r#"
@@ -701,6 +702,11 @@ watches = [
     handler = "cat >> {prefix}; echo >> {prefix}"
   }},
   {{
+    type       = "agent_service"
+    service_id = "files"
+    args       = ["/bin/sh", "-c", "cat >> {svc}; echo >> {svc}"]
+  }},
+  {{
     type         = "services"
     handler_type = "http"
     http_handler_config {{
@@ -712,6 +718,7 @@ watches = [
 "#,
         key = key_out.display(),
         prefix = prefix_out.display(),
+        svc = svc_out.display(),
     );
     let a = dev_builder()
         .config_file("watches.hcl", &conf)
@@ -790,6 +797,33 @@ watches = [
         .expect("the http handler runs on the change")
         .unwrap();
     assert!(next.contains("\"files\":[]"), "{next}");
+    // The agent-local watch (blocking on the content hash) sees the service
+    // once it exists, then its change.
+    meshgate_test_support::eventually(
+        "the agent_service watch to see the service",
+        Duration::from_secs(20),
+        || async { read(&svc_out).contains("\"Port\":10000").then_some(()) },
+    )
+    .await;
+    let (st, _) = a
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name": "files", "Port": 10001}"#,
+        )
+        .await;
+    assert_eq!(st, 200);
+    meshgate_test_support::eventually(
+        "the agent_service watch to see the change",
+        Duration::from_secs(15),
+        || async { read(&svc_out).contains("\"Port\":10001").then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        read(&svc_out).lines().filter(|l| !l.is_empty()).count(),
+        2,
+        "one run per answer: {}",
+        read(&svc_out)
+    );
     // A write elsewhere that leaves the answer as it was runs nothing.
     let (st, _) = a.put("/v1/kv/other", "x").await;
     assert_eq!(st, 200);

@@ -448,6 +448,15 @@ pub(crate) async fn follow(
         if once {
             return Ok(());
         }
+        // An answer without an index (or hash) to block on would make the
+        // next query return at once: pace the loop instead of spinning.
+        let unblockable = if p.hash { hash.is_empty() } else { index == 0 };
+        if unblockable {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = &mut stop => return Ok(()),
+            }
+        }
     }
 }
 
