@@ -829,6 +829,55 @@ watches = [
     assert_eq!(st, 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(read(&key_out).lines().count(), 4, "{}", read(&key_out));
+
+    // `reload` with other watches: the old ones stop, the new one runs.
+    let other_out = dir.path().join("other.out");
+    let conf_path = a.dir().join("watches.hcl");
+    std::fs::write(
+        &conf_path,
+        format!(
+            "watches = [{{ type = \"key\", key = \"app/other\", args = [\"/bin/sh\", \"-c\", \"cat >> {}\"] }}]\n",
+            other_out.display()
+        ),
+    )
+    .unwrap();
+    let r = a.http.put(a.url("/v1/agent/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    meshgate_test_support::eventually(
+        "the new watch's first run",
+        Duration::from_secs(15),
+        || async { (read(&other_out) == "null\n").then_some(()) },
+    )
+    .await;
+    let (st, _) = a.put("/v1/kv/app/flag", "off").await;
+    assert_eq!(st, 200);
+    // A reload that fails (a bad watch) changes nothing: the new watch runs on.
+    std::fs::write(&conf_path, "watches = [{ type = \"key\", key = \"k\" }]\n").unwrap();
+    let r = a.http.put(a.url("/v1/agent/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("Failed to reload configs: Must define a watch handler"),
+        "{text}"
+    );
+    let (st, _) = a.put("/v1/kv/app/other", "1").await;
+    assert_eq!(st, 200);
+    meshgate_test_support::eventually(
+        "the new watch to see its key",
+        Duration::from_secs(15),
+        || async {
+            read(&other_out)
+                .contains("\"Key\":\"app/other\"")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        read(&key_out).lines().count(),
+        4,
+        "the old key watch stopped at the reload: {}",
+        read(&key_out)
+    );
     drop(a);
 
     for (conf, want) in [
@@ -849,4 +898,51 @@ watches = [
         assert_eq!(code, 1, "{conf}: {out}");
         assert!(out.contains(want), "{conf}: {out}");
     }
+}
+
+/// SIGHUP reloads the configuration, as with Consul (`systemctl reload`);
+/// it used to stop the agent. A reload that fails is logged and the agent
+/// runs on as it was.
+#[tokio::test]
+async fn sighup_reloads_the_configuration() {
+    let a = dev_builder()
+        .config_file("svc.hcl", "service { name = \"before\" port = 1 }\n")
+        .start()
+        .await;
+    let services = || async {
+        let (st, v) = a.get_json("/v1/agent/services").await;
+        assert_eq!(st, 200);
+        let mut names: Vec<String> = v
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    assert_eq!(services().await, ["before"]);
+    std::fs::write(
+        a.dir().join("svc.hcl"),
+        "service { name = \"after\" port = 2 }\n",
+    )
+    .unwrap();
+    a.signal("HUP");
+    meshgate_test_support::eventually("the reload on SIGHUP", Duration::from_secs(15), || async {
+        (services().await == ["after"]).then_some(())
+    })
+    .await;
+    assert!(a.log().contains("Caught signal: hangup"), "{}", a.log());
+
+    std::fs::write(a.dir().join("svc.hcl"), "service { name = \n").unwrap();
+    a.signal("HUP");
+    meshgate_test_support::eventually(
+        "the failed reload to be logged",
+        Duration::from_secs(15),
+        || async { a.log().contains("Failed to reload configs").then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        services().await,
+        ["after"],
+        "a failed reload changes nothing"
+    );
 }

@@ -324,7 +324,11 @@ async fn watch_runs_the_handler_on_change() {
         printed.contains("\n    \"Key\": \"config/flag\","),
         "{printed}"
     );
-    // A handler that fails ends the command with status 1.
+    // A handler that fails ends the command with status 1. The answer is
+    // larger than a pipe holds and the handler exits without reading it: the
+    // command's write fails (EPIPE), and that must not kill the command.
+    let (st, _) = a.put("/v1/kv/config/flag", vec![b'x'; 200 * 1024]).await;
+    assert_eq!(st, 200);
     let (code, _, err) = cli(
         BIN,
         &a,

@@ -69,6 +69,13 @@ pub enum AgentError {
     Other(String),
 }
 
+/// A step of `reload` owned outside this crate: given the new
+/// configuration, it checks what it needs and returns what to do once every
+/// check of the reload has passed (so that a reload that fails changes
+/// nothing), or why the reload fails.
+pub type ReloadHook =
+    Box<dyn Fn(&config::Config) -> Result<Box<dyn FnOnce() + Send>, String> + Send + Sync>;
+
 /// One agent process.
 pub struct Agent {
     pub config: Config,
@@ -105,6 +112,9 @@ pub struct Agent {
     pub http_policy: parking_lot::RwLock<Arc<http::policy::HttpPolicy>>,
     /// `default_query_time` and `max_query_time`.
     pub query_times: (std::time::Duration, std::time::Duration),
+    /// Steps of `reload` owned outside this crate (the `agent` command's
+    /// watches): see [`ReloadHook`].
+    pub reload_hooks: Mutex<Vec<ReloadHook>>,
 }
 
 fn hostname() -> String {
@@ -158,6 +168,7 @@ impl Agent {
             leaving: std::sync::atomic::AtomicBool::new(false),
             http_limiter,
             http_policy: parking_lot::RwLock::new(Arc::new(http_policy)),
+            reload_hooks: Mutex::new(Vec::new()),
             query_times,
         })
     }

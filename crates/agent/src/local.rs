@@ -1367,12 +1367,22 @@ impl Agent {
         let dns = crate::dns::DnsSettings::from_config(&loaded.config).map_err(failed)?;
         let policy = crate::http::policy::HttpPolicy::from_config(&loaded.config.http_config)
             .map_err(failed)?;
+        let hooks: Vec<Box<dyn FnOnce() + Send>> = self
+            .reload_hooks
+            .lock()
+            .iter()
+            .map(|hook| hook(&loaded.config))
+            .collect::<Result<_, String>>()
+            .map_err(|e| ApiError::internal(format!("Failed to reload configs: {e}")))?;
         // DNS settings take effect for the next question (listeners stay),
         // `http_config` and the connection limit for the next request.
         *self.dns.write() = std::sync::Arc::new(dns);
         *self.http_policy.write() = std::sync::Arc::new(policy);
         self.http_limiter
             .set_max(loaded.config.limits.http_max_conns_per_client);
+        for apply in hooks {
+            apply();
+        }
         let new_services = loaded.config.all_services();
         let new_checks = loaded.config.all_checks();
         let keep_services: Vec<String> = new_services

@@ -275,7 +275,10 @@ pub fn main() -> ExitCode {
     // goes away (`meshgate kv get -recurse | head`) instead of panicking. Not
     // the agent and the proxies: they write to sockets, and a peer that resets
     // must cost one connection (EPIPE), not the process (SIGPIPE).
-    if !serves_network(&cli.command) {
+    // `watch` writes each answer to its handler's standard input: a handler
+    // that exits without reading it must cost that write (EPIPE), not the
+    // watch.
+    if !serves_network(&cli.command) && !matches!(cli.command, Command::Watch(_)) {
         sigpipe::reset();
     }
     let workers = std::env::var("MESHGATE_WORKER_THREADS")

@@ -416,6 +416,32 @@ pub(crate) fn log_subscriber(
         .with(to_stderr.and_then(to_file).with_filter(filter))
 }
 
+/// SIGHUP, when it can be caught.
+#[cfg(unix)]
+fn hangups() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangups() -> Option<()> {
+    None
+}
+
+/// The next SIGHUP (never, when it cannot be caught).
+#[cfg(unix)]
+async fn next_hangup(h: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match h {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_hangup(_: &mut Option<()>) -> Option<()> {
+    std::future::pending().await
+}
+
 pub(crate) async fn wait_for_signal() -> &'static str {
     #[cfg(unix)]
     {
@@ -444,61 +470,86 @@ pub async fn run(args: AgentArgs) -> CliResult {
     let sources = args.sources()?;
     let loaded = config::load(&sources).map_err(|e| CliError::new(format!("==> {e}")))?;
     init_agent_logging(&loaded.config)?;
-    let watches = super::watch::agent_watches(&loaded.config.watch_list())
+    let watch_config = loaded.config.watch_list();
+    // Checked before the agent starts (as far as it can be without knowing
+    // where the API listens: that is checked once it does).
+    super::watch::agent_watches(&watch_config)
         .map_err(|e| CliError::new(format!("==> Error starting agent: {e}")))?;
     let running = meshgate_agent::start(loaded, sources)
         .await
         .map_err(|e| CliError::new(format!("==> {e}")))?;
     let agent = running.agent.clone();
-    if !watches.is_empty() {
-        // Watches follow this agent's own HTTP API, as Consul's do.
-        let base = agent.http_addrs.lock().first().map(|a| {
-            let ip = match a.ip() {
-                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-                    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-                }
-                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-                    std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-                }
-                ip => ip,
-            };
-            format!("http://{}", std::net::SocketAddr::new(ip, a.port()))
-        });
-        let started = match base {
-            Some(base) => {
-                super::watch::start_agent_watches(watches, &base, agent.shutdown_signal())
+    // Watches follow this agent's own HTTP API, as Consul's do.
+    let base = agent.http_addrs.lock().first().map(|a| {
+        let ip = match a.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
             }
-            None => Err(CliError::new(
-                "==> Error starting agent: watch plans require an HTTP or HTTPS endpoint",
-            )),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            }
+            ip => ip,
         };
-        if let Err(e) = started {
+        format!("http://{}", std::net::SocketAddr::new(ip, a.port()))
+    });
+    let watch_set = std::sync::Arc::new(super::watch::WatchSet::new(base, agent.shutdown_signal()));
+    match watch_set.check(&watch_config) {
+        Ok(watches) => watch_set.replace(watch_config, watches),
+        Err(e) => {
             agent.request_shutdown();
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), running.wait()).await;
             agent.remove_pid_file();
-            return Err(e);
+            return Err(CliError::new(format!("==> Error starting agent: {e}")));
         }
     }
+    agent
+        .reload_hooks
+        .lock()
+        .push(Box::new(move |c: &meshgate_agent::config::Config| {
+            let raw = c.watch_list();
+            let watches = watch_set.check(&raw)?;
+            let set = watch_set.clone();
+            Ok(Box::new(move || set.replace(raw, watches)) as Box<dyn FnOnce() + Send>)
+        }));
     let mut stop = agent.shutdown_signal();
-    tokio::select! {
-        sig = wait_for_signal() => {
-            info!("Caught signal: {sig}, shutting down");
-            // `leave_on_terminate` / `skip_leave_on_interrupt` (Consul's
-            // defaults: a client agent leaves, a server does not).
-            if agent.config.leave_on_signal(sig) && agent.store.cluster().is_some() {
-                info!("leaving the cluster before stopping");
-                let leave = agent.leave_cluster();
-                if tokio::time::timeout(std::time::Duration::from_secs(15), leave)
-                    .await
-                    .is_err()
-                {
-                    warn!("leaving the cluster took too long; stopping anyway");
+    let mut hangups = hangups();
+    loop {
+        tokio::select! {
+            // SIGHUP reloads the configuration, as with Consul (`systemctl
+            // reload`: `ExecReload=kill -HUP $MAINPID`).
+            Some(()) = next_hangup(&mut hangups) => {
+                info!("Caught signal: hangup");
+                info!("Reloading configuration...");
+                match agent.reload().await {
+                    Ok(warnings) => {
+                        for w in warnings {
+                            warn!("{w}");
+                        }
+                    }
+                    Err(e) => tracing::error!("{}", e.message),
                 }
+                continue;
             }
-            agent.request_shutdown();
+            sig = wait_for_signal() => {
+                info!("Caught signal: {sig}, shutting down");
+                // `leave_on_terminate` / `skip_leave_on_interrupt` (Consul's
+                // defaults: a client agent leaves, a server does not).
+                if agent.config.leave_on_signal(sig) && agent.store.cluster().is_some() {
+                    info!("leaving the cluster before stopping");
+                    let leave = agent.leave_cluster();
+                    if tokio::time::timeout(std::time::Duration::from_secs(15), leave)
+                        .await
+                        .is_err()
+                    {
+                        warn!("leaving the cluster took too long; stopping anyway");
+                    }
+                }
+                agent.request_shutdown();
+            }
+            // `/v1/agent/leave` asked the agent to stop.
+            _ = stop.wait_for(|s| *s) => {}
         }
-        // `/v1/agent/leave` asked the agent to stop.
-        _ = stop.wait_for(|s| *s) => {}
+        break;
     }
     meshgate_agent::sdnotify::notify("STOPPING=1");
     let wait = running.wait();

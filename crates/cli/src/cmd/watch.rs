@@ -223,7 +223,11 @@ impl Handler {
                 let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
                 let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
                 data.serialize(&mut ser).map_err(|e| e.to_string())?;
-                println!("{}", String::from_utf8_lossy(&out));
+                out.push(b'\n');
+                // SIGPIPE is ignored for `watch` (see `serves_network`): a
+                // reader that went away is not worth a panic.
+                use std::io::Write;
+                let _ = std::io::stdout().lock().write_all(&out);
                 Ok(())
             }
             Handler::Command {
@@ -748,37 +752,80 @@ fn http_handler_config(raw: &Value) -> Result<HttpHandler, String> {
     Ok(h)
 }
 
-/// Starts the agent's `watches` against its own HTTP API at `base`
-/// (`http://127.0.0.1:8500`), each in its own task until `stop` turns true.
-pub(crate) fn start_agent_watches(
-    watches: Vec<AgentWatch>,
-    base: &str,
+/// The watches an agent runs, against its own HTTP API at `base`
+/// (`http://127.0.0.1:8500`; `None`: the agent serves no HTTP), until the
+/// agent stops; `meshgate reload` replaces them when the configuration's
+/// `watches` changed.
+pub(crate) struct WatchSet {
+    base: Option<String>,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, CliError> {
-    let mut tasks = Vec::new();
-    for w in watches {
-        if w.deprecated_handler {
-            tracing::warn!(
-                "The 'handler' field in watches has been deprecated and replaced with the 'args' field"
-            );
+    /// The configuration the running watches came from, and their tasks.
+    running: std::sync::Mutex<(Vec<Value>, Vec<tokio::task::JoinHandle<()>>)>,
+}
+
+impl WatchSet {
+    pub(crate) fn new(base: Option<String>, stop: tokio::sync::watch::Receiver<bool>) -> WatchSet {
+        WatchSet {
+            base,
+            stop,
+            running: std::sync::Mutex::new((Vec::new(), Vec::new())),
         }
-        let flags = HttpFlags {
-            http_addr: Some(base.to_string()),
-            token: w.token.clone(),
-            datacenter: w.datacenter.clone(),
-            ..HttpFlags::default()
-        };
-        let c = Client::new(&flags)?;
-        let mut stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            let report = |m: &str| tracing::error!("watch {}: {m}", w.plan.path);
-            let _ = follow(&c, &w.plan, &w.handler, false, false, report, stopped).await;
-        }));
     }
-    Ok(tasks)
+
+    /// Reads `raw` (the configuration's `watches`) as Consul's agent does;
+    /// the error stops a start or fails a reload.
+    pub(crate) fn check(&self, raw: &[Value]) -> Result<Vec<AgentWatch>, String> {
+        let watches = agent_watches(raw)?;
+        if !watches.is_empty() && self.base.is_none() {
+            return Err("watch plans require an HTTP or HTTPS endpoint".into());
+        }
+        Ok(watches)
+    }
+
+    /// Runs `watches` (read from `raw`) in place of the running ones. The
+    /// same configuration again (a reload that did not touch `watches`)
+    /// leaves them running: their handlers do not fire again for nothing.
+    pub(crate) fn replace(&self, raw: Vec<Value>, watches: Vec<AgentWatch>) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.0 == raw {
+            return;
+        }
+        // Stopping a watch stops its blocking query and a handler it is
+        // running (its process is killed).
+        for task in running.1.drain(..) {
+            task.abort();
+        }
+        let Some(base) = &self.base else { return };
+        for w in watches {
+            if w.deprecated_handler {
+                tracing::warn!(
+                    "The 'handler' field in watches has been deprecated and replaced with the 'args' field"
+                );
+            }
+            let flags = HttpFlags {
+                http_addr: Some(base.clone()),
+                token: w.token.clone(),
+                datacenter: w.datacenter.clone(),
+                ..HttpFlags::default()
+            };
+            let c = match Client::new(&flags) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("Failed to run watch: {e}");
+                    continue;
+                }
+            };
+            let mut stop = self.stop.clone();
+            running.1.push(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                let report = |m: &str| tracing::error!("watch {}: {m}", w.plan.path);
+                let _ = follow(&c, &w.plan, &w.handler, false, false, report, stopped).await;
+            }));
+        }
+        running.0 = raw;
+    }
 }
 
 #[cfg(test)]
