@@ -946,3 +946,101 @@ async fn sighup_reloads_the_configuration() {
         "a failed reload changes nothing"
     );
 }
+
+/// `telemetry`: every request's timing goes to statsd (`NAME:MS|ms`) and to
+/// DogStatsD with the configured tags, the gauges every 10 s (the first
+/// after 1 s), all named with `metrics_prefix`, which `/v1/agent/metrics`
+/// uses too; a bad address stops the start.
+#[tokio::test]
+async fn telemetry_statsd_and_dogstatsd() {
+    let statsd = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dogstatsd = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let a = dev_builder()
+        .config_file(
+            "telemetry.hcl",
+            &format!(
+                "telemetry {{\n  statsd_address = \"{}\"\n  dogstatsd_addr = \"{}\"\n  dogstatsd_tags = [\"env:test\", \"team:files\"]\n  metrics_prefix = \"meshgate\"\n}}\n",
+                statsd.local_addr().unwrap(),
+                dogstatsd.local_addr().unwrap()
+            ),
+        )
+        .start()
+        .await;
+    let (st, _) = a.put("/v1/kv/t", "1").await;
+    assert_eq!(st, 200);
+    // Everything received for up to 5 s, until a timing and a gauge came.
+    async fn collect(sock: &tokio::net::UdpSocket, want: &[&str]) -> String {
+        let mut all = String::new();
+        let mut buf = vec![0u8; 65536];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !want.iter().all(|w| all.contains(w)) {
+            let Ok(Ok(n)) = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await else {
+                break;
+            };
+            assert!(n <= 1432, "a packet of {n} bytes");
+            all.push_str(&String::from_utf8_lossy(&buf[..n]));
+            all.push('\n');
+        }
+        all
+    }
+    let got = collect(
+        &statsd,
+        &["meshgate.http.PUT.v1.kv._:", "meshgate.state.kv_entries:"],
+    )
+    .await;
+    let timing = got
+        .lines()
+        .find(|l| l.starts_with("meshgate.http.PUT.v1.kv._:"))
+        .unwrap_or_else(|| panic!("a timing line: {got}"));
+    let ms: f64 = timing
+        .strip_prefix("meshgate.http.PUT.v1.kv._:")
+        .and_then(|r| r.strip_suffix("|ms"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("NAME:MS|ms: {timing}"));
+    assert!(ms >= 0.0);
+    assert!(
+        got.lines().any(|l| l == "meshgate.state.kv_entries:1|g"),
+        "{got}"
+    );
+    assert!(!got.contains("consul."), "every name has the prefix: {got}");
+    let got = collect(
+        &dogstatsd,
+        &["meshgate.http.PUT.v1.kv._:", "meshgate.state.kv_entries:"],
+    )
+    .await;
+    assert!(
+        got.lines()
+            .filter(|l| !l.is_empty())
+            .all(|l| l.ends_with("|#env:test,team:files")),
+        "{got}"
+    );
+    assert!(
+        got.contains("meshgate.state.kv_entries:1|g|#env:test,team:files"),
+        "{got}"
+    );
+    let (st, m) = a.get_json("/v1/agent/metrics").await;
+    assert_eq!(st, 200);
+    let names: Vec<&str> = m["Samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(m["Gauges"].as_array().unwrap())
+        .filter_map(|s| s["Name"].as_str())
+        .collect();
+    assert!(names.contains(&"meshgate.http.PUT.v1.kv._"), "{names:?}");
+    assert!(names.contains(&"meshgate.state.kv_entries"), "{names:?}");
+    assert!(
+        names.iter().all(|n| n.starts_with("meshgate.")),
+        "{names:?}"
+    );
+    drop(a);
+
+    let (code, out) = dev_builder()
+        .config_file("bad.hcl", "telemetry { statsd_address = \"127.0.0.1\" }\n")
+        .start_failure();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("telemetry.statsd_address: invalid address \"127.0.0.1\""),
+        "{out}"
+    );
+}

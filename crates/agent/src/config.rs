@@ -110,6 +110,32 @@ pub struct ConfigEntriesConfig {
     pub bootstrap: Value,
 }
 
+/// `telemetry`: where the agent sends its metrics besides
+/// `/v1/agent/metrics` (see [`crate::statsd`]).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TelemetryConfig {
+    /// A statsd server (`host:port`, UDP).
+    pub statsd_address: String,
+    /// A DogStatsD server (`host:port`, UDP): statsd lines with tags.
+    pub dogstatsd_addr: String,
+    /// Tags added to every DogStatsD line (`env:prod`).
+    pub dogstatsd_tags: Vec<String>,
+    /// The first part of every metric name (Consul: `consul`).
+    pub metrics_prefix: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            statsd_address: String::new(),
+            dogstatsd_addr: String::new(),
+            dogstatsd_tags: Vec::new(),
+            metrics_prefix: "consul".into(),
+        }
+    }
+}
+
 /// `connect { ca_provider, ca_config }`: the mesh CA's configuration when it
 /// is first created (see `connect::initial_ca_config`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -367,6 +393,7 @@ pub struct Config {
     pub recursors: Vec<String>,
     pub dns_config: DnsConfig,
     pub external_health: ExternalHealthConfig,
+    pub telemetry: TelemetryConfig,
     pub tls: TlsConfig,
     /// The cluster key: agents of a cluster send it with every request
     /// between them (see docs/cluster.md).
@@ -434,6 +461,7 @@ impl Default for Config {
             recursors: Vec::new(),
             dns_config: DnsConfig::default(),
             external_health: ExternalHealthConfig::default(),
+            telemetry: TelemetryConfig::default(),
             tls: TlsConfig::default(),
             encrypt: String::new(),
             sources: Vec::new(),
@@ -828,6 +856,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             }
         }
     }
+    crate::statsd::targets(&c.telemetry)?;
     for (key, v) in [
         ("log_rotate_duration", &c.log_rotate_duration),
         ("retry_interval", &c.retry_interval),

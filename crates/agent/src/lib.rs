@@ -24,6 +24,7 @@ pub mod monitor;
 pub mod sdnotify;
 pub mod sessions;
 pub mod snapshot;
+pub mod statsd;
 pub mod store;
 
 use std::net::{IpAddr, SocketAddr};
@@ -441,6 +442,19 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     let _ = rustls::crypto::ring::default_provider().install_default();
     let agent = Agent::new(config, sources);
     let mut early_tasks = Vec::new();
+    // Metrics: names as configured from the first one on, and the statsd /
+    // DogStatsD sinks (checked at load).
+    agent
+        .metrics
+        .set_prefix(&agent.config.telemetry.metrics_prefix);
+    let sinks = statsd::targets(&agent.config.telemetry).map_err(|e| AgentError::Other(e.0))?;
+    if !sinks.is_empty() {
+        early_tasks.push(tokio::spawn(statsd::run(
+            agent.clone(),
+            sinks,
+            agent.shutdown_signal(),
+        )));
+    }
     if cluster {
         early_tasks = start_consensus(&agent).await?;
     }

@@ -38,7 +38,15 @@ pub struct Metrics {
     counters: Mutex<BTreeMap<String, Agg>>,
     samples: Mutex<BTreeMap<String, Agg>>,
     started: std::sync::OnceLock<std::time::Instant>,
+    /// statsd lines waiting for [`crate::statsd`] (only when a sink is
+    /// configured: see [`Metrics::tap`]).
+    tap: std::sync::OnceLock<Mutex<String>>,
+    /// `telemetry.metrics_prefix`, when it is not `consul`.
+    prefix: std::sync::OnceLock<String>,
 }
+
+/// The most statsd text kept for the sink (if it cannot send for a while).
+const TAP_LIMIT: usize = 1 << 20;
 
 /// An aggregated value in Consul's JSON shape.
 #[derive(Serialize)]
@@ -76,8 +84,47 @@ pub struct Summary {
 }
 
 impl Metrics {
+    /// Names metrics `PREFIX.…` instead of `consul.…` (set once, at start).
+    pub fn set_prefix(&self, prefix: &str) {
+        if prefix != "consul" {
+            let _ = self.prefix.set(prefix.to_string());
+        }
+    }
+
+    /// A metric's name as published (with `telemetry.metrics_prefix`).
+    pub fn name<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        match (self.prefix.get(), name.strip_prefix("consul.")) {
+            (Some(p), Some(rest)) => format!("{p}.{rest}").into(),
+            _ => name.into(),
+        }
+    }
+
+    /// Starts keeping every counter increment and timing sample as a statsd
+    /// line, for [`Metrics::take_lines`].
+    pub fn tap(&self) {
+        let _ = self.tap.set(Mutex::new(String::new()));
+    }
+
+    /// The statsd lines kept since the last call.
+    pub fn take_lines(&self) -> String {
+        self.tap
+            .get()
+            .map(|t| std::mem::take(&mut *t.lock()))
+            .unwrap_or_default()
+    }
+
+    fn tapped(&self, name: &str, v: f64, kind: &str) {
+        if let Some(t) = self.tap.get() {
+            let mut lines = t.lock();
+            if lines.len() < TAP_LIMIT {
+                let _ = writeln!(lines, "{}:{v}|{kind}", self.name(name));
+            }
+        }
+    }
+
     /// Adds to a counter.
     pub fn incr(&self, name: &str, v: f64) {
+        self.tapped(name, v, "c");
         self.started.get_or_init(std::time::Instant::now);
         self.counters
             .lock()
@@ -88,6 +135,7 @@ impl Metrics {
 
     /// Records a timing sample in milliseconds.
     pub fn sample(&self, name: &str, ms: f64) {
+        self.tapped(name, ms, "ms");
         self.started.get_or_init(std::time::Instant::now);
         let mut samples = self.samples.lock();
         // No allocation for a name already seen (every request samples).
@@ -117,7 +165,7 @@ impl Metrics {
                     0.0
                 };
                 Aggregate {
-                    name: name.clone(),
+                    name: self.name(name).into_owned(),
                     count: a.count,
                     rate: a.sum / secs,
                     sum: a.sum,
@@ -140,7 +188,7 @@ impl Metrics {
             gauges: gauges
                 .into_iter()
                 .map(|(name, value)| Gauge {
-                    name,
+                    name: self.name(&name).into_owned(),
                     value,
                     labels: BTreeMap::new(),
                 })
@@ -150,6 +198,41 @@ impl Metrics {
             samples: self.aggregates(&self.samples.lock()),
         }
     }
+}
+
+/// The gauges computed from the state.
+pub fn gauges(agent: &crate::Agent) -> Vec<(String, f64)> {
+    let st = agent.store.read();
+    let (_, nodes) = st.nodes();
+    let (_, services) = st.services();
+    let instances = st.all_service_instances().count();
+    let (_, sessions) = st.sessions();
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        * 1024.0;
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks() as f64;
+    vec![
+        ("consul.state.nodes".into(), nodes.len() as f64),
+        ("consul.state.services".into(), services.len() as f64),
+        ("consul.state.service_instances".into(), instances as f64),
+        ("consul.state.kv_entries".into(), st.kv_len() as f64),
+        ("consul.session_ttl.active".into(), sessions.len() as f64),
+        ("consul.runtime.alloc_bytes".into(), rss),
+        ("consul.runtime.num_goroutines".into(), tasks),
+        (
+            "consul.raft.last_index".into(),
+            st.tables().get(meshgate_state::Table::Kv).max(st.index) as f64,
+        ),
+    ]
 }
 
 fn prom_name(name: &str) -> String {

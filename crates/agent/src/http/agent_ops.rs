@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, Method, header};
 use axum::response::Response;
 use futures::StreamExt;
 use meshgate_acl::{Access, Resource};
-use meshgate_state::{Command, Table};
+use meshgate_state::Command;
 use meshgate_types::catalog::DeregisterRequest;
 
 use super::agent::request_token;
@@ -206,43 +206,11 @@ async fn monitor_logs(ctx: Ctx) -> ApiResult {
     Ok(r)
 }
 
-/// The gauges computed from the state.
-fn gauges(ctx: &Ctx) -> Vec<(String, f64)> {
-    let st = ctx.agent.store.read();
-    let (_, nodes) = st.nodes();
-    let (_, services) = st.services();
-    let instances = st.all_service_instances().count();
-    let (_, sessions) = st.sessions();
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        * 1024.0;
-    let tasks = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks() as f64;
-    vec![
-        ("consul.state.nodes".into(), nodes.len() as f64),
-        ("consul.state.services".into(), services.len() as f64),
-        ("consul.state.service_instances".into(), instances as f64),
-        ("consul.state.kv_entries".into(), st.kv_len() as f64),
-        ("consul.session_ttl.active".into(), sessions.len() as f64),
-        ("consul.runtime.alloc_bytes".into(), rss),
-        ("consul.runtime.num_goroutines".into(), tasks),
-        (
-            "consul.raft.last_index".into(),
-            st.tables().get(Table::Kv).max(st.index) as f64,
-        ),
-    ]
-}
-
 async fn metrics(ctx: Ctx) -> ApiResult {
-    let summary = ctx.agent.metrics.summary(gauges(&ctx));
+    let summary = ctx
+        .agent
+        .metrics
+        .summary(crate::metrics::gauges(&ctx.agent));
     match ctx.query.get("format") {
         Some("prometheus") => {
             let mut r = Response::new(Body::from(crate::metrics::prometheus(&summary)));
