@@ -262,3 +262,87 @@ async fn addresses_env_and_help() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
 }
+
+/// `meshgate validate` (Consul's `consul validate`): the agent's own reading
+/// of files and directories, its checks before a start, and the watches.
+#[test]
+fn validate_reads_configuration_as_the_agent_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("validate")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let etc = d.join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    std::fs::write(
+        etc.join("agent.hcl"),
+        "server = true\ndata_dir = \"/var/lib/meshgate\"\nbind_addr = \"127.0.0.2\"\nperformance { raft_multiplier = 1 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("svc.json"),
+        r#"{"service": {"name": "web", "port": 80}}"#,
+    )
+    .unwrap();
+    let etc_s = etc.display().to_string();
+    let (code, out, err) = run(&[&etc_s]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Configuration is valid!\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("raft_multiplier"),
+        "no-effect keys are reported: {err}"
+    );
+    let (code, out, _) = run(&["-quiet", &etc_s]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    // A file on its own and a directory together.
+    let extra = d.join("extra.hcl");
+    std::fs::write(&extra, "node_meta { rack = \"r1\" }\n").unwrap();
+    let (code, _, err) = run(&[&etc_s, &extra.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+
+    for (contents, want) in [
+        ("bogus_key = 1\n", "invalid config key bogus_key"),
+        ("server = true\n", "data_dir is required"),
+        (
+            "data_dir = \"/tmp/x\"\n",
+            "a client agent needs servers to join",
+        ),
+        (
+            "server = true\ndata_dir = \"/tmp/x\"\nbind_addr = \"127.0.0.2\"\nwatches = [{ type = \"key\", key = \"k\" }]\n",
+            "Must define a watch handler",
+        ),
+    ] {
+        std::fs::write(&extra, contents).unwrap();
+        let (code, out, err) = run(&[&extra.display().to_string()]);
+        assert_eq!(code, 1, "{contents}: {out}");
+        assert!(
+            err.contains("Config validation failed: "),
+            "{contents}: {err}"
+        );
+        assert!(err.contains(want), "{contents}: {err}");
+    }
+    let (code, _, err) = run(&[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Must specify at least one config file or directory"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["-config-format=yaml", &etc_s]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("-config-format must be either 'hcl' or 'json'"),
+        "{err}"
+    );
+}

@@ -588,7 +588,11 @@ async fn join_when_led(agent: Arc<Agent>) {
 }
 
 /// Checks what cluster mode needs, and gives the node a stable id.
-fn check_cluster_config(config: &mut Config) -> Result<(), AgentError> {
+/// What a cluster agent (not `-dev`) needs in its configuration: servers to
+/// join for a client agent, a data directory, and a loopback `bind_addr`
+/// unless agents talk over mutual TLS. Checked at start and by `meshgate
+/// validate`.
+pub fn check_cluster_settings(config: &Config) -> Result<(), AgentError> {
     if !config.server && config.retry_join.is_empty() && config.start_join.is_empty() {
         return Err(AgentError::Other(
             "a client agent needs servers to join (-retry-join=ADDR); \
@@ -617,6 +621,12 @@ fn check_cluster_config(config: &mut Config) -> Result<(), AgentError> {
              (127.0.0.0/8, ::1) may be used (-bind 127.0.0.2)"
         )));
     }
+    Ok(())
+}
+
+fn check_cluster_config(config: &mut Config) -> Result<(), AgentError> {
+    check_cluster_settings(config)?;
+    let tls = config.tls.cluster().is_some();
     if tls {
         info!("cluster traffic: mutual TLS with the cluster CA");
     } else if config.encrypt.is_empty() {

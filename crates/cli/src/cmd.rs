@@ -15,4 +15,5 @@ pub mod ops;
 pub mod proxy;
 pub mod setup;
 pub mod snapshot;
+pub mod validate;
 pub mod watch;

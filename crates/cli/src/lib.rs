@@ -51,6 +51,8 @@ pub enum Command {
     Monitor(cmd::ops::MonitorArgs),
     /// Re-read the agent's configuration files.
     Reload(cmd::ops::PlainArgs),
+    /// Check configuration files as the agent would read them.
+    Validate(cmd::validate::ValidateArgs),
     /// Put the node or a service into maintenance mode (or list it).
     Maint(cmd::ops::MaintArgs),
     /// Ask the agent to leave and stop.
@@ -106,6 +108,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Info(a) => cmd::ops::info(a).await,
         Command::Monitor(a) => cmd::ops::monitor(a).await,
         Command::Reload(a) => cmd::ops::reload(a).await,
+        Command::Validate(a) => cmd::validate::run(a),
         Command::Maint(a) => cmd::ops::maint(a).await,
         Command::Leave(a) => cmd::ops::leave(a).await,
         Command::ForceLeave(a) => cmd::ops::force_leave(a).await,
