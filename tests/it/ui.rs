@@ -44,30 +44,40 @@ impl Browser {
                  `apt-get install chromium chromium-driver`"
             );
         }
-        let port = free_port("127.0.0.1");
-        let driver = Proc::spawn(
-            "chromedriver",
-            CHROMEDRIVER,
-            &[&format!("--port={port}"), "--allowed-ips=127.0.0.1"],
-            &[],
-        );
         let http = meshgate_test_support::client();
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + patience(Duration::from_secs(20));
-        loop {
-            if let Ok(r) = http.get(format!("{base}/status")).send().await
-                && let Ok(v) = r.json::<Value>().await
-                && v["value"]["ready"] == true
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not start:\n{}",
-                driver.log()
+        // chromedriver binds its port on 127.0.0.1 and on ::1 and exits when
+        // either is taken: a port free on one may not be on the other, so a
+        // driver that exits at once is started again on another port.
+        let mut attempt = 0;
+        let (driver, port, base) = 'started: loop {
+            attempt += 1;
+            let port = free_port("127.0.0.1");
+            let mut driver = Proc::spawn(
+                "chromedriver",
+                CHROMEDRIVER,
+                &[&format!("--port={port}"), "--allowed-ips=127.0.0.1"],
+                &[],
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            let base = format!("http://127.0.0.1:{port}");
+            let deadline = Instant::now() + patience(Duration::from_secs(20));
+            loop {
+                if let Ok(r) = http.get(format!("{base}/status")).send().await
+                    && let Ok(v) = r.json::<Value>().await
+                    && v["value"]["ready"] == true
+                {
+                    break 'started (driver, port, base);
+                }
+                if !driver.running() && attempt < 5 {
+                    continue 'started;
+                }
+                assert!(
+                    Instant::now() < deadline && driver.running(),
+                    "chromedriver did not start:\n{}",
+                    driver.log()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
         let profile = tempfile::tempdir().expect("profile dir");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
