@@ -1801,4 +1801,26 @@ fn join_retries_run_out() {
         took >= Duration::from_secs(2),
         "two intervals of 1 s: {took:?}"
     );
+    assert!(
+        took < Duration::from_secs(12),
+        "it exits once it gives up, not after the 15 s it waits for a leader: {took:?}"
+    );
+
+    // Cloud auto-join strings (go-discover) are refused at once, not retried
+    // for ever as if they were addresses.
+    let (code, out) = AgentBuilder::dev(BIN)
+        .without_dev()
+        .ip(ip)
+        .args([
+            "-node=cloudy".to_string(),
+            format!("-data-dir={}", dir.path().display()),
+            format!("-bind={ip}"),
+            "-retry-join=provider=aws tag_key=consul tag_value=server".into(),
+        ])
+        .start_failure();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("cloud auto-join (go-discover \"provider=...\") is not supported"),
+        "{out}"
+    );
 }

@@ -857,6 +857,14 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
     crate::statsd::targets(&c.telemetry)?;
+    for (key, list) in [("retry_join", &c.retry_join), ("start_join", &c.start_join)] {
+        if let Some(j) = list.iter().find(|j| j.contains("provider=")) {
+            return Err(ConfigError(format!(
+                "{key}: {j:?}: cloud auto-join (go-discover \"provider=...\") is not supported \
+                 by meshgate: list the servers' addresses (host or host:port)"
+            )));
+        }
+    }
     for (key, v) in [
         ("log_rotate_duration", &c.log_rotate_duration),
         ("retry_interval", &c.retry_interval),

@@ -468,7 +468,17 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     // leader.
     let leader = match agent.store.cluster() {
         None => true,
-        Some(c) => c.leader_barrier(store::LEADER_PATIENCE).await.is_ok(),
+        Some(c) => {
+            // An agent that gives up joining (`retry_max`) stops waiting.
+            let mut stop = agent.shutdown_signal();
+            tokio::select! {
+                r = c.leader_barrier(store::LEADER_PATIENCE) => r.is_ok(),
+                _ = stopped(&mut stop) => match agent.failure() {
+                    Some(why) => return Err(AgentError::Other(why)),
+                    None => false,
+                },
+            }
+        }
     };
     if leader {
         agent.join_writes().await?;
