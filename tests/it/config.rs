@@ -543,9 +543,7 @@ snapshot_agent {
             "LeafCertTTL must be at least",
         ),
     ] {
-        let (code, out) = dev_builder().config_file("bad.hcl", conf).start_failure();
-        assert_eq!(code, 1, "{conf}");
-        assert!(out.contains(want), "{conf}: {out}");
+        refused(conf, want);
     }
 }
 
@@ -611,24 +609,16 @@ async fn log_file_is_written_and_rotated() {
     );
     drop(a);
 
-    let (code, out) = dev_builder()
-        .config_file(
-            "bad.hcl",
-            &format!(
-                "log_file = \"{}/missing/agent.log\"\n",
-                dir.path().display()
-            ),
-        )
-        .start_failure();
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("Failed to setup logging"), "{out}");
-    let (code, out) = dev_builder()
-        .config_file("bad.hcl", "log_rotate_duration = \"daily\"\n")
-        .start_failure();
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("log_rotate_duration: invalid value \"daily\""),
-        "{out}"
+    refused(
+        &format!(
+            "log_file = \"{}/missing/agent.log\"\n",
+            dir.path().display()
+        ),
+        "Failed to setup logging",
+    );
+    refused(
+        "log_rotate_duration = \"daily\"\n",
+        "log_rotate_duration: invalid value \"daily\"",
     );
 }
 
@@ -894,9 +884,7 @@ watches = [
             "Watch type connect_roots is not allowed in agent config",
         ),
     ] {
-        let (code, out) = dev_builder().config_file("bad.hcl", conf).start_failure();
-        assert_eq!(code, 1, "{conf}: {out}");
-        assert!(out.contains(want), "{conf}: {out}");
+        refused(conf, want);
     }
 }
 
@@ -1035,12 +1023,16 @@ async fn telemetry_statsd_and_dogstatsd() {
     );
     drop(a);
 
-    let (code, out) = dev_builder()
-        .config_file("bad.hcl", "telemetry { statsd_address = \"127.0.0.1\" }\n")
-        .start_failure();
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("telemetry.statsd_address: invalid address \"127.0.0.1\""),
-        "{out}"
+    refused(
+        "telemetry { statsd_address = \"127.0.0.1\" }\n",
+        "telemetry.statsd_address: invalid address \"127.0.0.1\"",
     );
+}
+
+/// Starts a dev agent with `conf` as a config file and checks that it
+/// refuses to start (status 1), saying `want`.
+fn refused(conf: &str, want: &str) {
+    let (code, out) = dev_builder().config_file("bad.hcl", conf).start_failure();
+    assert_eq!(code, 1, "{conf}: {out}");
+    assert!(out.contains(want), "{conf}: {out}");
 }

@@ -943,6 +943,18 @@ async fn agent_loss_keeps_serving_and_sigterm_drains() {
         psql_via(s.upstream_port, &s.password, "select 6", "prefer").unwrap(),
         "6"
     );
+    // SIGHUP (a stray `systemctl reload`, a terminal hangup) is only logged.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &s.gateway.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    s.gateway
+        .wait_log("caught hangup signal: ignored", Duration::from_secs(10));
+    assert_eq!(
+        psql_via(s.upstream_port, &s.password, "select 66", "prefer").unwrap(),
+        "66"
+    );
     // SIGTERM: no new connections, the open one finishes, then exit 0.
     s.gateway.sigterm();
     s.gateway

@@ -418,19 +418,19 @@ pub(crate) fn log_subscriber(
 
 /// SIGHUP, when it can be caught.
 #[cfg(unix)]
-fn hangups() -> Option<tokio::signal::unix::Signal> {
+pub(crate) fn hangups() -> Option<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{SignalKind, signal};
     signal(SignalKind::hangup()).ok()
 }
 
 #[cfg(not(unix))]
-fn hangups() -> Option<()> {
+pub(crate) fn hangups() -> Option<()> {
     None
 }
 
 /// The next SIGHUP (never, when it cannot be caught).
 #[cfg(unix)]
-async fn next_hangup(h: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+pub(crate) async fn next_hangup(h: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     match h {
         Some(s) => s.recv().await,
         None => std::future::pending().await,
@@ -438,7 +438,7 @@ async fn next_hangup(h: &mut Option<tokio::signal::unix::Signal>) -> Option<()> 
 }
 
 #[cfg(not(unix))]
-async fn next_hangup(_: &mut Option<()>) -> Option<()> {
+pub(crate) async fn next_hangup(_: &mut Option<()>) -> Option<()> {
     std::future::pending().await
 }
 

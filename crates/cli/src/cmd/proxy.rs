@@ -171,6 +171,17 @@ pub async fn run(args: ProxyArgs, name: &str) -> CliResult {
         },
     };
     info!("meshgate {name} starting (built-in proxy, no Envoy)");
+    // SIGHUP (a terminal hangup, a stray `systemctl reload`) must not end a
+    // proxy: it has nothing to re-read (it follows its configuration through
+    // the agent) and is only logged.
+    let mut hangups = crate::cmd::agent::hangups();
+    tokio::spawn(async move {
+        while crate::cmd::agent::next_hangup(&mut hangups).await.is_some() {
+            info!(
+                "caught hangup signal: ignored (the proxy follows its configuration through the agent)"
+            );
+        }
+    });
     meshgate_proxy::run(opts, async {
         let why = crate::cmd::agent::wait_for_signal().await;
         info!("caught {why} signal");
