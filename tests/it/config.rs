@@ -758,14 +758,10 @@ watches = [
         .parse()
         .unwrap();
     assert!(index > 0, "{text}");
-    meshgate_test_support::eventually(
+    file_gets(
+        &prefix_out,
+        "\"Key\":\"app/flag\"",
         "the prefix watch (deprecated handler)",
-        Duration::from_secs(15),
-        || async {
-            read(&prefix_out)
-                .contains("\"Key\":\"app/flag\"")
-                .then_some(())
-        },
     )
     .await;
     assert!(
@@ -789,10 +785,10 @@ watches = [
     assert!(next.contains("\"files\":[]"), "{next}");
     // The agent-local watch (blocking on the content hash) sees the service
     // once it exists, then its change.
-    meshgate_test_support::eventually(
+    file_gets(
+        &svc_out,
+        "\"Port\":10000",
         "the agent_service watch to see the service",
-        Duration::from_secs(20),
-        || async { read(&svc_out).contains("\"Port\":10000").then_some(()) },
     )
     .await;
     let (st, _) = a
@@ -802,10 +798,10 @@ watches = [
         )
         .await;
     assert_eq!(st, 200);
-    meshgate_test_support::eventually(
+    file_gets(
+        &svc_out,
+        "\"Port\":10001",
         "the agent_service watch to see the change",
-        Duration::from_secs(15),
-        || async { read(&svc_out).contains("\"Port\":10001").then_some(()) },
     )
     .await;
     assert_eq!(
@@ -852,14 +848,10 @@ watches = [
     );
     let (st, _) = a.put("/v1/kv/app/other", "1").await;
     assert_eq!(st, 200);
-    meshgate_test_support::eventually(
+    file_gets(
+        &other_out,
+        "\"Key\":\"app/other\"",
         "the new watch to see its key",
-        Duration::from_secs(15),
-        || async {
-            read(&other_out)
-                .contains("\"Key\":\"app/other\"")
-                .then_some(())
-        },
     )
     .await;
     assert_eq!(
@@ -1035,4 +1027,15 @@ fn refused(conf: &str, want: &str) {
     let (code, out) = dev_builder().config_file("bad.hcl", conf).start_failure();
     assert_eq!(code, 1, "{conf}: {out}");
     assert!(out.contains(want), "{conf}: {out}");
+}
+
+/// Waits (15 s at most) until the file at `path` contains `needle`.
+async fn file_gets(path: &std::path::Path, needle: &str, what: &str) {
+    meshgate_test_support::eventually(what, Duration::from_secs(15), || async {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .contains(needle)
+            .then_some(())
+    })
+    .await;
 }
