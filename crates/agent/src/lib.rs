@@ -456,7 +456,7 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
         )));
     }
     if cluster {
-        early_tasks = start_consensus(&agent).await?;
+        early_tasks.extend(start_consensus(&agent).await?);
     }
     if agent.acl.enabled {
         agent.load_persisted_tokens()?;
@@ -597,7 +597,6 @@ async fn join_when_led(agent: Arc<Agent>) {
     agent.local.bump();
 }
 
-/// Checks what cluster mode needs, and gives the node a stable id.
 /// What a cluster agent (not `-dev`) needs in its configuration: servers to
 /// join for a client agent, a data directory, and a loopback `bind_addr`
 /// unless agents talk over mutual TLS. Checked at start and by `meshgate
@@ -634,6 +633,7 @@ pub fn check_cluster_settings(config: &Config) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// Checks what cluster mode needs, and gives the node a stable id.
 fn check_cluster_config(config: &mut Config) -> Result<(), AgentError> {
     check_cluster_settings(config)?;
     let tls = config.tls.cluster().is_some();

@@ -475,6 +475,9 @@ pub async fn run(args: AgentArgs) -> CliResult {
     // where the API listens: that is checked once it does).
     super::watch::agent_watches(&watch_config)
         .map_err(|e| CliError::new(format!("==> Error starting agent: {e}")))?;
+    // SIGHUP is caught from here on (a reload asked for during the start
+    // happens once the agent runs), not left to end the process.
+    let mut hangups = hangups();
     let running = meshgate_agent::start(loaded, sources)
         .await
         .map_err(|e| CliError::new(format!("==> {e}")))?;
@@ -512,7 +515,6 @@ pub async fn run(args: AgentArgs) -> CliResult {
             Ok(Box::new(move || set.replace(raw, watches)) as Box<dyn FnOnce() + Send>)
         }));
     let mut stop = agent.shutdown_signal();
-    let mut hangups = hangups();
     loop {
         tokio::select! {
             // SIGHUP reloads the configuration, as with Consul (`systemctl
