@@ -925,6 +925,31 @@ async fn sighup_reloads_the_configuration() {
         ["after"],
         "a failed reload changes nothing"
     );
+
+    // `log_level` changes on reload, as with Consul: debug lines (one per
+    // request) appear once it is `debug`.
+    let (st, _) = a.put("/v1/kv/quiet", "1").await;
+    assert_eq!(st, 200);
+    assert!(
+        !a.log().contains("Request finished"),
+        "info: no debug lines yet"
+    );
+    std::fs::write(
+        a.dir().join("svc.hcl"),
+        "service { name = \"after\" port = 2 }\nlog_level = \"debug\"\n",
+    )
+    .unwrap();
+    let r = a.http.put(a.url("/v1/agent/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (st, _) = a.put("/v1/kv/loud", "1").await;
+    assert_eq!(st, 200);
+    meshgate_test_support::eventually(
+        "debug lines after the reload",
+        Duration::from_secs(15),
+        || async { a.log().contains("Request finished").then_some(()) },
+    )
+    .await;
+    assert!(a.log().contains("log level: debug"), "{}", a.log());
 }
 
 /// `telemetry`: every request's timing goes to statsd (`NAME:MS|ms`) and to

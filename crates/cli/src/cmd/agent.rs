@@ -411,9 +411,29 @@ pub(crate) fn log_subscriber(
     } else {
         fmt.boxed()
     };
+    // The level can change while the process runs (`reload` with another
+    // `log_level`, as with Consul).
+    let (filter, level_control) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = LOG_LEVEL_CONTROL.set(Box::new(move |level: &str| {
+        if let Err(e) = level_control.modify(|f| *f = log_filter(level)) {
+            eprintln!("could not change the log level: {e}");
+        }
+    }));
     tracing_subscriber::registry()
         .with(monitor)
         .with(to_stderr.and_then(to_file).with_filter(filter))
+}
+
+type LevelControl = Box<dyn Fn(&str) + Send + Sync>;
+
+/// Changes the level of the process's log ([`log_subscriber`]).
+static LOG_LEVEL_CONTROL: std::sync::OnceLock<LevelControl> = std::sync::OnceLock::new();
+
+/// Sets the log level (`MESHGATE_LOG`, when set, still decides).
+fn set_log_level(level: &str) {
+    if let Some(control) = LOG_LEVEL_CONTROL.get() {
+        control(level);
+    }
 }
 
 /// SIGHUP, when it can be caught.
@@ -505,6 +525,23 @@ pub async fn run(args: AgentArgs) -> CliResult {
             return Err(CliError::new(format!("==> Error starting agent: {e}")));
         }
     }
+    // `reload` applies a changed `log_level` (checked by the load).
+    let level_now = std::sync::Arc::new(std::sync::Mutex::new(agent.config.log_level.clone()));
+    agent
+        .reload_hooks
+        .lock()
+        .push(Box::new(move |c: &meshgate_agent::config::Config| {
+            let level = c.log_level.clone();
+            let level_now = level_now.clone();
+            Ok(Box::new(move || {
+                let mut now = level_now.lock().unwrap_or_else(|e| e.into_inner());
+                if *now != level {
+                    set_log_level(&level);
+                    info!("log level: {level}");
+                    *now = level;
+                }
+            }) as Box<dyn FnOnce() + Send>)
+        }));
     agent
         .reload_hooks
         .lock()
