@@ -960,13 +960,15 @@ async fn sighup_reloads_the_configuration() {
 async fn telemetry_statsd_and_dogstatsd() {
     let statsd = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let dogstatsd = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let statsite = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = dev_builder()
         .config_file(
             "telemetry.hcl",
             &format!(
-                "telemetry {{\n  statsd_address = \"{}\"\n  dogstatsd_addr = \"{}\"\n  dogstatsd_tags = [\"env:test\", \"team:files\"]\n  metrics_prefix = \"meshgate\"\n}}\n",
+                "telemetry {{\n  statsd_address = \"{}\"\n  dogstatsd_addr = \"{}\"\n  dogstatsd_tags = [\"env:test\", \"team:files\"]\n  statsite_address = \"{}\"\n  metrics_prefix = \"meshgate\"\n}}\n",
                 statsd.local_addr().unwrap(),
-                dogstatsd.local_addr().unwrap()
+                dogstatsd.local_addr().unwrap(),
+                statsite.local_addr().unwrap()
             ),
         )
         .start()
@@ -1021,6 +1023,28 @@ async fn telemetry_statsd_and_dogstatsd() {
     );
     assert!(
         got.contains("meshgate.state.kv_entries:1|g|#env:test,team:files"),
+        "{got}"
+    );
+    // statsite: the same lines over one TCP stream.
+    let (mut stream, _) = tokio::time::timeout(Duration::from_secs(10), statsite.accept())
+        .await
+        .expect("the agent connects to statsite")
+        .unwrap();
+    let mut got = String::new();
+    let mut buf = vec![0u8; 65536];
+    while !(got.contains("meshgate.http.PUT.v1.kv._:")
+        && got.contains("meshgate.state.kv_entries:1|g\n"))
+    {
+        use tokio::io::AsyncReadExt;
+        let n = tokio::time::timeout(Duration::from_secs(15), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("statsite lines: {got}"))
+            .unwrap();
+        assert!(n > 0, "the agent closed the statsite stream: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(
+        got.lines().all(|l| !l.is_empty() && !l.contains("|#")),
         "{got}"
     );
     let (st, m) = a.get_json("/v1/agent/metrics").await;

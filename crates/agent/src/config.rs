@@ -119,6 +119,8 @@ pub struct TelemetryConfig {
     pub statsd_address: String,
     /// A DogStatsD server (`host:port`, UDP): statsd lines with tags.
     pub dogstatsd_addr: String,
+    /// A statsite server (`host:port`, TCP): statsd lines over a stream.
+    pub statsite_address: String,
     /// Tags added to every DogStatsD line (`env:prod`).
     pub dogstatsd_tags: Vec<String>,
     /// The first part of every metric name (Consul: `consul`).
@@ -130,6 +132,7 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             statsd_address: String::new(),
             dogstatsd_addr: String::new(),
+            statsite_address: String::new(),
             dogstatsd_tags: Vec::new(),
             metrics_prefix: "consul".into(),
         }

@@ -184,6 +184,7 @@ pub static IMPLEMENTED: &[&str] = &[
     "telemetry.dogstatsd_tags",
     "telemetry.metrics_prefix",
     "telemetry.statsd_address",
+    "telemetry.statsite_address",
     "tls",
     "tls.defaults",
     "tls.defaults.ca_file",

@@ -1,5 +1,6 @@
 //! The agent's metrics sent to statsd and DogStatsD servers over UDP
-//! (`telemetry.statsd_address`, `telemetry.dogstatsd_addr`), as Consul's
+//! (`telemetry.statsd_address`, `telemetry.dogstatsd_addr`) and to a
+//! statsite server over TCP (`telemetry.statsite_address`), as Consul's
 //! sinks send them: every request's timing as `NAME:MS|ms` and counter
 //! increments as `NAME:N|c` when they happen (sent in packets of at most
 //! 1,432 bytes every 100 ms), and the gauges of `/v1/agent/metrics` as
@@ -11,7 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -25,19 +27,26 @@ const FLUSH: Duration = Duration::from_millis(100);
 /// How often the gauges are sent (the first time 1 s after start).
 const GAUGES: Duration = Duration::from_secs(10);
 
-/// A server to send to: its `host:port`, and for DogStatsD the tag suffix.
+/// A server to send to: its `host:port`, for DogStatsD the tag suffix, and
+/// whether it takes a TCP stream (statsite) rather than UDP packets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub addr: String,
     /// `|#a,b` (DogStatsD with tags), or empty.
     pub tags: String,
+    pub tcp: bool,
 }
 
 /// The configured servers, their addresses checked (`host:port`).
 pub fn targets(t: &TelemetryConfig) -> Result<Vec<Target>, ConfigError> {
     let mut out = Vec::new();
-    for (key, addr, tags) in [
-        ("telemetry.statsd_address", &t.statsd_address, String::new()),
+    for (key, addr, tags, tcp) in [
+        (
+            "telemetry.statsd_address",
+            &t.statsd_address,
+            String::new(),
+            false,
+        ),
         (
             "telemetry.dogstatsd_addr",
             &t.dogstatsd_addr,
@@ -46,6 +55,13 @@ pub fn targets(t: &TelemetryConfig) -> Result<Vec<Target>, ConfigError> {
             } else {
                 format!("|#{}", t.dogstatsd_tags.join(","))
             },
+            false,
+        ),
+        (
+            "telemetry.statsite_address",
+            &t.statsite_address,
+            String::new(),
+            true,
         ),
     ] {
         if addr.is_empty() {
@@ -62,6 +78,7 @@ pub fn targets(t: &TelemetryConfig) -> Result<Vec<Target>, ConfigError> {
         out.push(Target {
             addr: addr.clone(),
             tags,
+            tcp,
         });
     }
     Ok(out)
@@ -89,13 +106,27 @@ fn packets(lines: &str, tags: &str) -> Vec<String> {
     out
 }
 
-/// A socket connected to the target, or why not (the name does not resolve
-/// yet, and so on: tried again at the next flush that has something).
-async fn connect(addr: &str) -> std::io::Result<UdpSocket> {
-    let to: SocketAddr = tokio::net::lookup_host(addr)
+/// Where metrics go: a UDP socket, or a TCP stream (statsite).
+enum Conn {
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+}
+
+/// A connection to the target, or why not (the name does not resolve yet,
+/// the server is down, and so on: tried again at the next flush that has
+/// something).
+async fn connect(t: &Target) -> std::io::Result<Conn> {
+    let to: SocketAddr = tokio::net::lookup_host(t.addr.as_str())
         .await?
         .next()
         .ok_or_else(|| std::io::Error::other("no address"))?;
+    if t.tcp {
+        let s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(to))
+            .await
+            .map_err(|_| std::io::Error::other("connection timed out"))??;
+        let _ = s.set_nodelay(true);
+        return Ok(Conn::Tcp(s));
+    }
     let local: SocketAddr = if to.is_ipv4() {
         "0.0.0.0:0".parse().map_err(std::io::Error::other)?
     } else {
@@ -103,7 +134,7 @@ async fn connect(addr: &str) -> std::io::Result<UdpSocket> {
     };
     let sock = UdpSocket::bind(local).await?;
     sock.connect(to).await?;
-    Ok(sock)
+    Ok(Conn::Udp(sock))
 }
 
 /// Sends the agent's metrics to `targets` until the agent stops.
@@ -112,7 +143,7 @@ pub async fn run(agent: Arc<Agent>, targets: Vec<Target>, mut stop: watch::Recei
         return;
     }
     agent.metrics.tap();
-    let mut socks: Vec<Option<UdpSocket>> = targets.iter().map(|_| None).collect();
+    let mut conns: Vec<Option<Conn>> = targets.iter().map(|_| None).collect();
     let mut warned = vec![false; targets.len()];
     let mut tick = tokio::time::interval(FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -133,9 +164,12 @@ pub async fn run(agent: Arc<Agent>, targets: Vec<Target>, mut stop: watch::Recei
             continue;
         }
         for (i, t) in targets.iter().enumerate() {
-            if socks[i].is_none() {
-                match connect(&t.addr).await {
-                    Ok(s) => socks[i] = Some(s),
+            if conns[i].is_none() {
+                match connect(t).await {
+                    Ok(c) => {
+                        conns[i] = Some(c);
+                        warned[i] = false;
+                    }
                     Err(e) => {
                         if !warned[i] {
                             warn!("metrics: cannot reach {}: {e}; retrying", t.addr);
@@ -145,11 +179,27 @@ pub async fn run(agent: Arc<Agent>, targets: Vec<Target>, mut stop: watch::Recei
                     }
                 }
             }
-            let Some(sock) = &socks[i] else { continue };
-            for p in packets(&lines, &t.tags) {
-                // UDP: a server that is down loses these lines, as with
-                // Consul; nothing waits for it.
-                let _ = sock.send(p.as_bytes()).await;
+            match &mut conns[i] {
+                Some(Conn::Udp(sock)) => {
+                    for p in packets(&lines, &t.tags) {
+                        // UDP: a server that is down loses these lines, as
+                        // with Consul; nothing waits for it.
+                        let _ = sock.send(p.as_bytes()).await;
+                    }
+                }
+                Some(Conn::Tcp(stream)) => {
+                    // A stream that breaks (or stalls 5 s) is dropped and
+                    // opened again at the next flush; its lines are lost.
+                    let write = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        stream.write_all(lines.as_bytes()),
+                    )
+                    .await;
+                    if !matches!(write, Ok(Ok(()))) {
+                        conns[i] = None;
+                    }
+                }
+                None => {}
             }
         }
     }
