@@ -324,6 +324,16 @@ async fn watch_runs_the_handler_on_change() {
         printed.contains("\n    \"Key\": \"config/flag\","),
         "{printed}"
     );
+    // No agent to talk to: an error at once, not a retry loop.
+    let free = meshgate_test_support::free_port("127.0.0.1");
+    let out = std::process::Command::new(BIN)
+        .args(["watch", "-type", "nodes"])
+        .env("CONSUL_HTTP_ADDR", format!("127.0.0.1:{free}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Error querying Consul agent: "), "{err}");
     // A handler that fails ends the command with status 1. The answer is
     // larger than a pipe holds and the handler exits without reading it: the
     // command's write fails (EPIPE), and that must not kill the command.

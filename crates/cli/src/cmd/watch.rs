@@ -468,6 +468,18 @@ pub(crate) async fn follow(
 pub async fn run(a: WatchArgs) -> CliResult {
     let p = plan(&a)?;
     let c = Client::new(&a.http)?;
+    // As Consul's command: an agent that cannot be reached at the start is an
+    // error (later, errors are reported and the query retried).
+    let me = c
+        .send(reqwest::Method::GET, "/v1/agent/self", &[], None)
+        .await
+        .map_err(|e| CliError::new(format!("Error querying Consul agent: {e}")))?;
+    if me.status != 200 {
+        return Err(CliError::new(format!(
+            "Error querying Consul agent: {}",
+            me.error_text()
+        )));
+    }
     let handler = if a.handler.is_empty() {
         Handler::Print
     } else {
