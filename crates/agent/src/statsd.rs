@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
 use crate::Agent;
@@ -137,14 +137,23 @@ async fn connect(t: &Target) -> std::io::Result<Conn> {
     Ok(Conn::Udp(sock))
 }
 
-/// Sends the agent's metrics to `targets` until the agent stops.
+/// Sends the agent's metrics to `targets` until the agent stops. Each
+/// target has its own task, so a slow or unreachable one (a statsite server
+/// that does not answer the TCP connect) does not delay the others; a target
+/// more than [`BACKLOG`] flushes behind loses the newest.
 pub async fn run(agent: Arc<Agent>, targets: Vec<Target>, mut stop: watch::Receiver<bool>) {
     if targets.is_empty() {
         return;
     }
     agent.metrics.tap();
-    let mut conns: Vec<Option<Conn>> = targets.iter().map(|_| None).collect();
-    let mut warned = vec![false; targets.len()];
+    let senders: Vec<mpsc::Sender<Arc<str>>> = targets
+        .into_iter()
+        .map(|t| {
+            let (tx, rx) = mpsc::channel(BACKLOG);
+            tokio::spawn(send_to(t, rx));
+            tx
+        })
+        .collect();
     let mut tick = tokio::time::interval(FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut gauges_at = tokio::time::Instant::now() + Duration::from_secs(1);
@@ -163,44 +172,57 @@ pub async fn run(agent: Arc<Agent>, targets: Vec<Target>, mut stop: watch::Recei
         if lines.is_empty() {
             continue;
         }
-        for (i, t) in targets.iter().enumerate() {
-            if conns[i].is_none() {
-                match connect(t).await {
-                    Ok(c) => {
-                        conns[i] = Some(c);
-                        warned[i] = false;
+        let lines: Arc<str> = lines.into();
+        for tx in &senders {
+            let _ = tx.try_send(lines.clone());
+        }
+    }
+}
+
+/// Flushes a target may fall behind before it loses lines.
+const BACKLOG: usize = 64;
+
+/// Sends what `rx` brings to one target until the channel closes.
+async fn send_to(t: Target, mut rx: mpsc::Receiver<Arc<str>>) {
+    let mut conn = None;
+    let mut warned = false;
+    while let Some(lines) = rx.recv().await {
+        if conn.is_none() {
+            match connect(&t).await {
+                Ok(c) => {
+                    conn = Some(c);
+                    warned = false;
+                }
+                Err(e) => {
+                    if !warned {
+                        warn!("metrics: cannot reach {}: {e}; retrying", t.addr);
+                        warned = true;
                     }
-                    Err(e) => {
-                        if !warned[i] {
-                            warn!("metrics: cannot reach {}: {e}; retrying", t.addr);
-                            warned[i] = true;
-                        }
-                        continue;
-                    }
+                    continue;
                 }
             }
-            match &mut conns[i] {
-                Some(Conn::Udp(sock)) => {
-                    for p in packets(&lines, &t.tags) {
-                        // UDP: a server that is down loses these lines, as
-                        // with Consul; nothing waits for it.
-                        let _ = sock.send(p.as_bytes()).await;
-                    }
+        }
+        match &mut conn {
+            Some(Conn::Udp(sock)) => {
+                for p in packets(&lines, &t.tags) {
+                    // UDP: a server that is down loses these lines, as with
+                    // Consul; nothing waits for it.
+                    let _ = sock.send(p.as_bytes()).await;
                 }
-                Some(Conn::Tcp(stream)) => {
-                    // A stream that breaks (or stalls 5 s) is dropped and
-                    // opened again at the next flush; its lines are lost.
-                    let write = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        stream.write_all(lines.as_bytes()),
-                    )
-                    .await;
-                    if !matches!(write, Ok(Ok(()))) {
-                        conns[i] = None;
-                    }
-                }
-                None => {}
             }
+            Some(Conn::Tcp(stream)) => {
+                // A stream that breaks (or stalls 5 s) is dropped and opened
+                // again with the next lines; these are lost.
+                let write = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    stream.write_all(lines.as_bytes()),
+                )
+                .await;
+                if !matches!(write, Ok(Ok(()))) {
+                    conn = None;
+                }
+            }
+            None => {}
         }
     }
 }
