@@ -191,11 +191,8 @@ async fn http_connections_per_client_address_are_limited() {
          Connection: close\r\n\r\nYour IP is issuing too many concurrent connections, please \
          rate limit your calls\n"
     );
-    assert!(
-        a.log().contains("HTTP connection refused"),
-        "the refusal is logged: {}",
-        a.log()
-    );
+    // The refusal is logged.
+    logged(&a, "HTTP connection refused").await;
     // Those already open go on working; another address has its own count;
     // the agent's own host (127.0.0.1 to 127.0.0.1) is not counted.
     for c in &mut held {
@@ -603,10 +600,8 @@ async fn log_file_is_written_and_rotated() {
     }
     let current = std::fs::read_to_string(dir.path().join("consul.log")).unwrap();
     assert!(current.len() < 4096 + 1024, "{} bytes", current.len());
-    assert!(
-        a.log().contains("Request finished"),
-        "stderr still gets the log"
-    );
+    // stderr still gets the log.
+    logged(&a, "Request finished").await;
     drop(a);
 
     refused(
@@ -764,12 +759,7 @@ watches = [
         "the prefix watch (deprecated handler)",
     )
     .await;
-    assert!(
-        a.log()
-            .contains("'handler' field in watches has been deprecated"),
-        "{}",
-        a.log()
-    );
+    logged(&a, "'handler' field in watches has been deprecated").await;
 
     let (st, _) = a
         .put(
@@ -910,7 +900,7 @@ async fn sighup_reloads_the_configuration() {
         (services().await == ["after"]).then_some(())
     })
     .await;
-    assert!(a.log().contains("Caught signal: hangup"), "{}", a.log());
+    logged(&a, "Caught signal: hangup").await;
 
     std::fs::write(a.dir().join("svc.hcl"), "service { name = \n").unwrap();
     a.signal("HUP");
@@ -949,7 +939,7 @@ async fn sighup_reloads_the_configuration() {
         || async { a.log().contains("Request finished").then_some(()) },
     )
     .await;
-    assert!(a.log().contains("log level: debug"), "{}", a.log());
+    logged(&a, "log level: debug").await;
 }
 
 /// `telemetry`: every request's timing goes to statsd (`NAME:MS|ms`) and to
@@ -1085,6 +1075,15 @@ async fn file_gets(path: &std::path::Path, needle: &str, what: &str) {
             .unwrap_or_default()
             .contains(needle)
             .then_some(())
+    })
+    .await;
+}
+
+/// Waits (10 s at most) until the agent's output has a line with `needle`:
+/// its output is read by another thread, a little after the agent wrote it.
+async fn logged(a: &meshgate_test_support::Agent, needle: &str) {
+    meshgate_test_support::eventually(needle, Duration::from_secs(10), || async {
+        a.log().contains(needle).then_some(())
     })
     .await;
 }
