@@ -1464,11 +1464,9 @@ async fn a_client_started_before_its_server_serves_and_joins_later() {
         },
     )
     .await;
-    assert!(
-        client.log().contains("joined the catalog after"),
-        "{}",
-        client.log()
-    );
+    client
+        .wait_log("joined the catalog after", Duration::from_secs(10))
+        .await;
 }
 
 /// Client agents (no `-server`): they follow the servers' log, serve the
@@ -1752,11 +1750,9 @@ async fn session_ttls_are_kept_by_the_leader() {
     )
     .await;
     assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
-    assert!(
-        server.log().contains("Session TTL expired"),
-        "{}",
-        server.log()
-    );
+    server
+        .wait_log("Session TTL expired", Duration::from_secs(10))
+        .await;
 }
 
 /// `retry_interval` / `retry_max`: a client agent that reaches none of its

@@ -192,7 +192,8 @@ async fn http_connections_per_client_address_are_limited() {
          rate limit your calls\n"
     );
     // The refusal is logged.
-    logged(&a, "HTTP connection refused").await;
+    a.wait_log("HTTP connection refused", Duration::from_secs(10))
+        .await;
     // Those already open go on working; another address has its own count;
     // the agent's own host (127.0.0.1 to 127.0.0.1) is not counted.
     for c in &mut held {
@@ -601,7 +602,8 @@ async fn log_file_is_written_and_rotated() {
     let current = std::fs::read_to_string(dir.path().join("consul.log")).unwrap();
     assert!(current.len() < 4096 + 1024, "{} bytes", current.len());
     // stderr still gets the log.
-    logged(&a, "Request finished").await;
+    a.wait_log("Request finished", Duration::from_secs(10))
+        .await;
     drop(a);
 
     refused(
@@ -759,7 +761,11 @@ watches = [
         "the prefix watch (deprecated handler)",
     )
     .await;
-    logged(&a, "'handler' field in watches has been deprecated").await;
+    a.wait_log(
+        "'handler' field in watches has been deprecated",
+        Duration::from_secs(10),
+    )
+    .await;
 
     let (st, _) = a
         .put(
@@ -900,7 +906,8 @@ async fn sighup_reloads_the_configuration() {
         (services().await == ["after"]).then_some(())
     })
     .await;
-    logged(&a, "Caught signal: hangup").await;
+    a.wait_log("Caught signal: hangup", Duration::from_secs(10))
+        .await;
 
     std::fs::write(a.dir().join("svc.hcl"), "service { name = \n").unwrap();
     a.signal("HUP");
@@ -939,7 +946,8 @@ async fn sighup_reloads_the_configuration() {
         || async { a.log().contains("Request finished").then_some(()) },
     )
     .await;
-    logged(&a, "log level: debug").await;
+    a.wait_log("log level: debug", Duration::from_secs(10))
+        .await;
 }
 
 /// `telemetry`: every request's timing goes to statsd (`NAME:MS|ms`) and to
@@ -1075,15 +1083,6 @@ async fn file_gets(path: &std::path::Path, needle: &str, what: &str) {
             .unwrap_or_default()
             .contains(needle)
             .then_some(())
-    })
-    .await;
-}
-
-/// Waits (10 s at most) until the agent's output has a line with `needle`:
-/// its output is read by another thread, a little after the agent wrote it.
-async fn logged(a: &meshgate_test_support::Agent, needle: &str) {
-    meshgate_test_support::eventually(needle, Duration::from_secs(10), || async {
-        a.log().contains(needle).then_some(())
     })
     .await;
 }

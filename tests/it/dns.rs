@@ -147,7 +147,8 @@ async fn instance(a: &Agent, node: &str, addr: &str, id: &str, service: Value, s
 #[tokio::test]
 async fn service_node_and_reverse_lookups_over_udp_and_tcp() {
     let (a, dns) = start(None).await;
-    assert!(a.log().contains("DNS on 127.0.0.1:"), "{}", a.log());
+    a.wait_log("DNS on 127.0.0.1:", Duration::from_secs(10))
+        .await;
     instance(
         &a,
         "n1",

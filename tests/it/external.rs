@@ -567,11 +567,7 @@ async fn database_down_fails_over_and_back() {
         || async { (served_by(up_db).ok()? == p).then_some(()) },
     )
     .await;
-    assert!(
-        sidecar.log().contains("back to carbonio-files-db"),
-        "{}",
-        sidecar.log()
-    );
+    sidecar.wait_log("back to carbonio-files-db", Duration::from_secs(10));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

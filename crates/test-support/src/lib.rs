@@ -365,6 +365,22 @@ impl Agent {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// Waits until the agent's output has a line with `needle`: the output
+    /// is read by another thread, a little after the agent wrote it, so a
+    /// line logged just before an effect a test observes may not be there
+    /// yet. Panics with the output after `timeout`.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + patience(timeout);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not log {needle:?} within {timeout:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A temporary directory that lives as long as the agent.
     pub fn dir(&self) -> &Path {
         self.dir.path()
