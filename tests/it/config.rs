@@ -382,11 +382,7 @@ async fn pid_file_and_query_times() {
     assert!(status.success());
     assert!(!pid_path.exists(), "the pid file is removed at exit");
 
-    let (code, out) = dev_builder()
-        .config_file("bad.hcl", "max_query_time = \"0s\"\n")
-        .start_failure();
-    assert_eq!(code, 1);
-    assert!(out.contains("max_query_time: invalid value"), "{out}");
+    refused("max_query_time = \"0s\"\n", "max_query_time: invalid value");
 }
 
 /// `config_entries.bootstrap`: entries from the agent configuration exist
@@ -436,14 +432,10 @@ config_entries {
     assert_eq!(st, 200, "{gw}");
     assert_eq!(gw["Services"][0]["Name"], "carbonio-files-db");
 
-    let (code, out) = dev_builder()
-        .config_file(
-            "bad.hcl",
-            "config_entries { bootstrap = [{ kind = \"service-defaults\", name = \"x\", protocol = 7 }] }\n",
-        )
-        .start_failure();
-    assert_eq!(code, 1);
-    assert!(out.contains("config_entries.bootstrap[0]"), "{out}");
+    refused(
+        "config_entries { bootstrap = [{ kind = \"service-defaults\", name = \"x\", protocol = 7 }] }\n",
+        "config_entries.bootstrap[0]",
+    );
 }
 
 /// `discard_check_output` (checks' output is not kept) and

@@ -472,6 +472,15 @@ impl Default for Config {
     }
 }
 
+/// A duration key's value, or `fallback` when it is empty, zero or not a
+/// duration (bad values are refused at load: see [`validate`]).
+fn positive_or(v: &str, fallback: Duration) -> Duration {
+    meshgate_types::duration::parse(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .unwrap_or(fallback)
+}
+
 impl Config {
     /// Largest KV value accepted.
     pub fn kv_max_value_size(&self) -> u64 {
@@ -558,24 +567,15 @@ impl Config {
 
     /// `default_query_time` and `max_query_time` (checked at load).
     pub fn query_times(&self) -> (Duration, Duration) {
-        let parse = |v: &str, fallback: u64| {
-            meshgate_types::duration::parse(v)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .unwrap_or(Duration::from_secs(fallback))
-        };
         (
-            parse(&self.default_query_time, 300),
-            parse(&self.max_query_time, 600),
+            positive_or(&self.default_query_time, Duration::from_secs(300)),
+            positive_or(&self.max_query_time, Duration::from_secs(600)),
         )
     }
 
     /// How the log file rotates: size (0: none), age, files kept.
     pub fn log_rotation(&self) -> (u64, Duration, i64) {
-        let every = meshgate_types::duration::parse(&self.log_rotate_duration)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(24 * 3600));
+        let every = positive_or(&self.log_rotate_duration, Duration::from_secs(24 * 3600));
         (
             u64::try_from(self.log_rotate_bytes).unwrap_or(0),
             every,
@@ -587,10 +587,7 @@ impl Config {
     /// attempts after the first may fail before the agent gives up (0: no
     /// limit).
     pub fn join_retry(&self) -> (Duration, u64) {
-        let interval = meshgate_types::duration::parse(&self.retry_interval)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_millis(300));
+        let interval = positive_or(&self.retry_interval, Duration::from_millis(300));
         (interval, u64::try_from(self.retry_max).unwrap_or(0))
     }
 

@@ -62,10 +62,7 @@ impl LogFile {
             None => (".", path),
         };
         let name = if name.is_empty() { "consul.log" } else { name };
-        let (stem, ext) = match name.rfind('.') {
-            Some(i) if i > 0 => (&name[..i], &name[i..]),
-            _ => (name, ".log"),
-        };
+        let (stem, ext) = split_name(name);
         let log = LogFile {
             dir: PathBuf::from(dir),
             stem: stem.to_string(),
@@ -90,10 +87,7 @@ impl LogFile {
             && let Ok(meta) = std::fs::metadata(&path)
             && meta.len() > 0
         {
-            let (stem, ext) = match name.rfind('.') {
-                Some(i) if i > 0 => (&name[..i], &name[i..]),
-                _ => (name, ".log"),
-            };
+            let (stem, ext) = split_name(name);
             std::fs::rename(&path, dir.join(aside_name(stem, ext, SystemTime::now())))?;
         }
         let mut o = OpenOptions::new();
@@ -177,6 +171,15 @@ impl LogFile {
         cur.opened = Instant::now();
         cur.written = 0;
         Ok(())
+    }
+}
+
+/// A file name's stem and extension (with its dot; `.log` when it has
+/// none, for the moved-aside files).
+fn split_name(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ".log"),
     }
 }
 
