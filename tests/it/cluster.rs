@@ -1045,6 +1045,57 @@ struct Op {
     end: Option<u128>,
 }
 
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |t: u128| t as f64 / 1e6;
+        let what = match (&self.write, &self.read, &self.cas) {
+            (Some(v), _, _) => format!("write {v}"),
+            (None, Some(r), _) => format!("read {r:?}"),
+            (None, None, Some((exp, new, ok))) => format!("cas {exp:?} -> {new}: {ok}"),
+            _ => "nothing".into(),
+        };
+        match self.end {
+            Some(end) => write!(f, "{:9.1} .. {:9.1} ms  {what}", ms(self.start), ms(end)),
+            None => write!(f, "{:9.1} .. no answer     {what}", ms(self.start)),
+        }
+    }
+}
+
+/// For a history the checker refuses, one line per operation: the last 40
+/// of its shortest refused prefix (in order of start) where the fault is,
+/// among prefixes that hold the write of every value they read (a prefix
+/// cut between a read and the overlapping write it saw is refused for no
+/// fault). The whole history goes to a file, named at the end.
+fn refused_prefix(ops: &[Op]) -> String {
+    let mut sorted = ops.to_vec();
+    sorted.sort_by_key(|o| o.start);
+    let written = |ops: &[Op], v: &String| {
+        ops.iter()
+            .any(|o| o.write.as_ref() == Some(v) || matches!(&o.cas, Some((_, n, _)) if n == v))
+    };
+    let closed = |ops: &[Op]| {
+        ops.iter().all(|o| match (&o.read, &o.cas) {
+            (Some(Some(v)), _) | (None, Some((Some(v), _, _))) => written(ops, v),
+            _ => true,
+        })
+    };
+    let n = (1..=sorted.len())
+        .find(|&n| closed(&sorted[..n]) && !linearizable(&sorted[..n]))
+        .unwrap_or(sorted.len());
+    let lines = |ops: &[Op]| {
+        ops.iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let file = std::env::temp_dir().join("meshgate-refused-history.txt");
+    let saved = match std::fs::write(&file, lines(&sorted)) {
+        Ok(()) => format!("the whole history: {}", file.display()),
+        Err(e) => format!("(the whole history could not be saved: {e})"),
+    };
+    format!("{}\n{saved}", lines(&sorted[n.saturating_sub(40)..n]))
+}
+
 /// Wing–Gong search: is there an order of the operations, consistent with
 /// real time, in which every read returns the last write before it? Writes
 /// without an answer may be placed anywhere after their start, or nowhere.
@@ -1239,18 +1290,19 @@ async fn history_under_server_kills_is_linearizable() {
                         .send()
                         .await;
                     let (got, index) = match r {
+                        // (A body cut off by a kill is no answer at all.)
                         Ok(r) if r.status() == 200 => {
-                            let v: serde_json::Value = r.json().await.unwrap_or_default();
-                            let e = &v[0];
-                            let value = e["Value"]
-                                .as_str()
-                                .and_then(|b| {
-                                    use base64::Engine;
-                                    base64::engine::general_purpose::STANDARD.decode(b).ok()
-                                })
-                                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                                .unwrap_or_default();
-                            (Some(Some(value)), e["ModifyIndex"].as_u64().unwrap_or(0))
+                            match r.json::<serde_json::Value>().await.ok().and_then(|v| {
+                                use base64::Engine;
+                                let e = &v[0];
+                                let b = base64::engine::general_purpose::STANDARD
+                                    .decode(e["Value"].as_str()?)
+                                    .ok()?;
+                                Some((String::from_utf8(b).ok()?, e["ModifyIndex"].as_u64()?))
+                            }) {
+                                Some((value, index)) => (Some(Some(value)), index),
+                                None => (None, 0),
+                            }
                         }
                         Ok(r) if r.status() == 404 => (Some(None), 0),
                         _ => (None, 0),
@@ -1321,9 +1373,7 @@ async fn history_under_server_kills_is_linearizable() {
                         .send()
                         .await;
                     let got = match r {
-                        Ok(r) if r.status() == 200 => {
-                            Some(Some(r.text().await.unwrap_or_default()))
-                        }
+                        Ok(r) if r.status() == 200 => r.text().await.ok().map(Some),
                         Ok(r) if r.status() == 404 => Some(None),
                         _ => None,
                     };
@@ -1405,7 +1455,10 @@ async fn history_under_server_kills_is_linearizable() {
     assert!(last.is_some(), "every acknowledged write vanished");
     assert!(
         linearizable(&ops),
-        "the history is not linearizable:\n{ops:#?}"
+        "the history of {} operations is not linearizable (servers killed at {:?} ms); the last operations of its shortest refused prefix:\n{}",
+        ops.len(),
+        kills.iter().map(|t| t / 1_000_000).collect::<Vec<_>>(),
+        refused_prefix(&ops)
     );
 }
 

@@ -59,8 +59,40 @@ pub enum ConsensusError {
         "No cluster leader: timed out waiting for a quorum of servers to commit the write (it may still be applied if they come back)"
     )]
     Timeout,
+    /// The request reached the leader (or a server on the way) but no
+    /// answer came back: it may or may not have been applied, so it is not
+    /// sent again (a second copy could land after later writes).
+    #[error("rpc error making call: {0} (the write may or may not have been applied)")]
+    Uncertain(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl ConsensusError {
+    /// Whether the write certainly was not applied (so sending it again,
+    /// to this or another leader, cannot apply it twice).
+    pub fn not_applied(&self) -> bool {
+        matches!(self, ConsensusError::NoLeader)
+    }
+}
+
+/// A failed forwarded write, as the server that received it answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WriteFailure {
+    /// Certainly not applied: the sender may try again.
+    NotApplied(String),
+    /// May have been applied.
+    Uncertain(String),
+}
+
+impl From<ConsensusError> for WriteFailure {
+    fn from(e: ConsensusError) -> Self {
+        if e.not_applied() {
+            WriteFailure::NotApplied(e.to_string())
+        } else {
+            WriteFailure::Uncertain(e.to_string())
+        }
+    }
 }
 
 /// What a server says about itself (`GET /v1/internal/raft/info`).
@@ -564,7 +596,20 @@ impl Consensus {
             if let Some(node) = leader {
                 match self.forward(&node.addr, &req).await {
                     Ok(r) => return Ok(r),
-                    Err(e) => warn!("forwarding a write to the leader at {}: {e}", node.addr),
+                    // Only a write that certainly was not applied is sent
+                    // again: a copy applied after later writes would undo
+                    // them (and a repeated check-and-set would answer
+                    // false for a write that happened).
+                    Err(WriteFailure::Uncertain(e)) => {
+                        warn!(
+                            "forwarding a write to the leader at {}: {e}; it may or may not have been applied",
+                            node.addr
+                        );
+                        return Err(ConsensusError::Uncertain(e));
+                    }
+                    Err(WriteFailure::NotApplied(e)) => {
+                        warn!("forwarding a write to the leader at {}: {e}", node.addr)
+                    }
                 }
             }
             if Instant::now() >= deadline {
@@ -574,15 +619,12 @@ impl Consensus {
         }
     }
 
-    async fn forward(&self, addr: &str, req: &Request) -> Result<(Response, u64), String> {
-        let r = self
-            .post(addr, "write")
-            .json(req)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let r: Result<(Response, u64), String> = r.json().await.map_err(|e| e.to_string())?;
-        r
+    /// Sends a write to the server at `addr` (the leader, as far as this
+    /// one knows). The error says whether the write may have been applied:
+    /// a refused connection or a refusal before the write was looked at
+    /// means it was not; a lost answer means it may have been.
+    async fn forward(&self, addr: &str, req: &Request) -> Result<(Response, u64), WriteFailure> {
+        send_write(self.post(addr, "write"), addr, req).await
     }
 
     /// A linearizable read point: returns once this server has applied
@@ -1049,6 +1091,35 @@ pub struct JoinRetry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("agent: max join LAN retry exhausted, exiting")]
 pub struct JoinExhausted;
+
+/// Posts a write to another server's `/v1/internal/raft/write`. The
+/// error says whether the write may have been applied: a refused
+/// connection, or a refusal before the write was looked at, means it was
+/// not; a lost answer means it may have been.
+async fn send_write(
+    post: reqwest::RequestBuilder,
+    addr: &str,
+    req: &Request,
+) -> Result<(Response, u64), WriteFailure> {
+    let r = match post.json(req).send().await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => return Err(WriteFailure::NotApplied(e.to_string())),
+        Err(e) => return Err(WriteFailure::Uncertain(e.to_string())),
+    };
+    if !r.status().is_success() {
+        // Refused before the handler ran (a missing cluster key, a server
+        // without the route).
+        return Err(WriteFailure::NotApplied(format!(
+            "{addr} answered {}",
+            r.status()
+        )));
+    }
+    match r.json::<Result<(Response, u64), WriteFailure>>().await {
+        Ok(answer) => answer,
+        // (An older server answers a plain string: it cannot say.)
+        Err(e) => Err(WriteFailure::Uncertain(e.to_string())),
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -313,13 +313,13 @@ async fn info(State(c): State<Consensus>, Query(q): Query<Asker>) -> Json<Info> 
 async fn write(
     State(c): State<Consensus>,
     Json(req): Json<meshgate_state::Request>,
-) -> Json<Result<(Response, u64), String>> {
+) -> Json<Result<(Response, u64), crate::WriteFailure>> {
     // Only the leader orders; a follower that receives a forwarded write
     // forwards it on (the leader may have changed meanwhile).
     Json(
         c.order(req, std::time::Duration::from_secs(5))
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(crate::WriteFailure::from),
     )
 }
 

@@ -96,3 +96,123 @@ async fn entries_are_applied_only_once_durable() {
     let (applied, _) = sm.applied_state().await.expect("applied state");
     assert_eq!(applied.map(|l| l.index), Some(6));
 }
+
+/// A one-shot HTTP server on loopback: reads one request, then answers
+/// `answer` (raw bytes) or, when `None`, closes the connection unanswered.
+async fn one_answer(answer: Option<&'static str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut c, _) = l.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The headers and the (small, length-delimited) body.
+        loop {
+            let n = c.read(&mut buf).await.unwrap_or(0);
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_lowercase();
+            let done = text.find("\r\n\r\n").is_some_and(|end| {
+                let len = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                got.len() >= end + 4 + len
+            });
+            if n == 0 || done {
+                break;
+            }
+        }
+        if let Some(a) = answer {
+            let _ = c.write_all(a.as_bytes()).await;
+        }
+    });
+    addr
+}
+
+fn http_answer(status: &str, body: &str) -> &'static str {
+    Box::leak(
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_boxed_str(),
+    )
+}
+
+/// A forwarded write is sent again only when it certainly was not applied:
+/// a refused connection, a refusal before the handler, or the other
+/// server's own "not applied"; a lost answer (the leader killed after it
+/// committed) must not be retried.
+#[tokio::test]
+async fn a_forwarded_write_is_retried_only_when_not_applied() {
+    use crate::{WriteFailure, send_write};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let req = Request {
+        now_ms: 1,
+        cmd: meshgate_state::Command::KvSet {
+            key: "k".into(),
+            value: Some(b"v".to_vec()),
+            flags: 0,
+            op: meshgate_state::KvSetOp::Set,
+        },
+    };
+    let send = |addr: String| {
+        let http = http.clone();
+        let req = req.clone();
+        async move {
+            send_write(
+                http.post(format!("http://{addr}/v1/internal/raft/write")),
+                &addr,
+                &req,
+            )
+            .await
+        }
+    };
+    // Nobody listens.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    assert!(matches!(
+        send(closed).await,
+        Err(WriteFailure::NotApplied(_))
+    ));
+    // Refused before the handler (the cluster key).
+    let a = one_answer(Some(http_answer("403 Forbidden", ""))).await;
+    assert!(matches!(send(a).await, Err(WriteFailure::NotApplied(_))));
+    // The request arrived and the connection closed without an answer.
+    let a = one_answer(None).await;
+    assert!(matches!(send(a).await, Err(WriteFailure::Uncertain(_))));
+    // The other server says which.
+    let a = one_answer(Some(http_answer(
+        "200 OK",
+        r#"{"Err":{"NotApplied":"No cluster leader"}}"#,
+    )))
+    .await;
+    assert!(matches!(send(a).await, Err(WriteFailure::NotApplied(_))));
+    let a = one_answer(Some(http_answer(
+        "200 OK",
+        r#"{"Err":{"Uncertain":"timed out"}}"#,
+    )))
+    .await;
+    assert!(matches!(send(a).await, Err(WriteFailure::Uncertain(e)) if e == "timed out"));
+    // An older server's plain message cannot say.
+    let a = one_answer(Some(http_answer(
+        "200 OK",
+        r#"{"Err":"No cluster leader"}"#,
+    )))
+    .await;
+    assert!(matches!(send(a).await, Err(WriteFailure::Uncertain(_))));
+    // And what a server says when it cannot order.
+    assert!(matches!(
+        WriteFailure::from(crate::ConsensusError::NoLeader),
+        WriteFailure::NotApplied(_)
+    ));
+    assert!(matches!(
+        WriteFailure::from(crate::ConsensusError::Timeout),
+        WriteFailure::Uncertain(_)
+    ));
+}
