@@ -394,7 +394,74 @@ async fn assets_routes_and_dev_mode_without_login() {
         .await;
     assert_eq!(first, "#main");
     b.assert_clean_console(&[]).await;
+
+    // `-ui-content-path` (behind a reverse proxy that maps a prefix): the
+    // UI moves there, written as Consul writes it, and the page names its
+    // files under it; the page works in a browser.
+    let moved = AgentBuilder::dev(BIN)
+        .args(["-ui-content-path", "consul/ui"])
+        .start()
+        .await;
+    let r = moved.http.get(moved.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 301);
+    assert_eq!(crate::header(&r, "location"), "/consul/ui/");
+    let r = moved
+        .http
+        .get(moved.url("/consul/ui"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::header(&r, "location"), "/consul/ui/");
+    let page = moved
+        .http
+        .get(moved.url("/consul/ui/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("\"/consul/ui/js/app.js\""), "{page}");
+    assert!(!page.contains("\"/ui/"), "{page}");
+    let r = moved
+        .http
+        .get(moved.url("/consul/ui/js/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let length = crate::header(&r, "content-length");
+    assert_eq!(length, r.bytes().await.unwrap().len().to_string());
+    let r = moved.http.get(moved.url("/ui/")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    b.goto(&moved.url("/consul/ui/")).await;
+    b.wait_for("tr[data-service='consul']").await;
+    b.assert_clean_console(&[]).await;
     b.quit().await;
+    // The same key in a file; values that cannot be a UI path stop the start.
+    let file = AgentBuilder::dev(BIN)
+        .config_file("ui.hcl", "ui_config { content_path = \"/a/b\" }\n")
+        .start()
+        .await;
+    let r = file.http.get(file.url("/a/b/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    for (bad, why) in [
+        ("/v1/", "the UI cannot be served under /v1/"),
+        ("/", "the UI cannot take the whole address space"),
+        ("/a b/", "use letters, digits and - _ . ~ between slashes"),
+        ("/x/../y", "use letters, digits and - _ . ~ between slashes"),
+    ] {
+        let (code, out) = AgentBuilder::dev(BIN)
+            .config_file(
+                "ui.hcl",
+                &format!("ui_config {{ content_path = {bad:?} }}\n"),
+            )
+            .start_failure();
+        assert_ne!(code, 0, "{bad}");
+        assert!(
+            out.contains("ui_config.content_path: invalid value") && out.contains(why),
+            "{bad}: {out}"
+        );
+    }
 
     // `ui_config { enabled = false }`: no UI.
     let off = AgentBuilder::dev(BIN)

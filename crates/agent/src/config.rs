@@ -623,6 +623,45 @@ impl Config {
             .collect()
     }
 
+    /// Where the web UI is served (`ui_config.content_path`), as Consul
+    /// writes it: one `/` before and after (`consul/ui` → `/consul/ui/`);
+    /// `/ui/` when unset.
+    pub fn ui_content_path(&self) -> Result<String, ConfigError> {
+        let raw = match self.ui_config.get("content_path") {
+            None | Some(Value::Null) => return Ok("/ui/".into()),
+            Some(Value::String(s)) if s.is_empty() => return Ok("/ui/".into()),
+            Some(Value::String(s)) => s.as_str(),
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "ui_config.content_path: invalid value {other}: not a string"
+                )));
+            }
+        };
+        let path = format!("/{}/", raw.trim_matches('/'));
+        let bad = |why: &str| {
+            Err(ConfigError(format!(
+                "ui_config.content_path: invalid value {raw:?}: {why}"
+            )))
+        };
+        if path == "//" {
+            return bad("the UI cannot take the whole address space (the API is under /v1/)");
+        }
+        // The path goes into the UI's page and into redirects: plain URL
+        // path characters only.
+        if !path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c))
+            || path.contains("//")
+            || path.split('/').any(|seg| seg == "." || seg == "..")
+        {
+            return bad("use letters, digits and - _ . ~ between slashes");
+        }
+        if path == "/v1/" || path.starts_with("/v1/") {
+            return bad("the UI cannot be served under /v1/ (the API)");
+        }
+        Ok(path)
+    }
+
     /// Whether the web UI is on.
     pub fn ui_enabled(&self) -> bool {
         match self.ui_config.get("enabled") {
@@ -857,6 +896,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
     crate::statsd::targets(&c.telemetry)?;
+    c.ui_content_path()?;
     for (key, list) in [("retry_join", &c.retry_join), ("start_join", &c.start_join)] {
         if let Some(j) = list.iter().find(|j| j.contains("provider=")) {
             return Err(ConfigError(format!(

@@ -196,6 +196,7 @@ pub static IMPLEMENTED: &[&str] = &[
     "tls.internal_rpc.key_file",
     "ui_config",
     "ui_config.enabled",
+    "ui_config.content_path",
     "watches",
 ];
 

@@ -1047,13 +1047,20 @@ pub fn api(agent: Arc<Agent>) -> Api {
             }),
         );
     }
-    let ui = agent.config.ui_enabled();
+    // (The content path was checked when the configuration was read.)
+    let ui = agent.config.ui_enabled().then(|| {
+        agent
+            .config
+            .ui_content_path()
+            .unwrap_or_else(|_| "/ui/".into())
+    });
+    let root = ui.clone();
     let router: Router = ui::add_routes(router, ui)
         .route(
             "/",
             axum::routing::get(move || async move {
-                if ui {
-                    redirect_to("/ui/", None)
+                if let Some(path) = &root {
+                    redirect_to(path, None)
                 } else {
                     (
                         StatusCode::OK,

@@ -1,5 +1,6 @@
-//! The web UI: its static files under `/ui/` (built into the binary, no build
-//! step), the two summaries Consul's UI lists services and nodes with
+//! The web UI: its static files under `/ui/` or `ui_config.content_path`
+//! (built into the binary, no build step), the two summaries Consul's UI
+//! lists services and nodes with
 //! (`/v1/internal/ui/services`, `/v1/internal/ui/nodes`), and the one API
 //! route it needs beyond Consul's, the connection counts of this agent's
 //! terminating gateways.
@@ -71,8 +72,34 @@ static ASSETS: &[Asset] = &[
 /// and styles; API calls to this origin.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
-fn serve(path: &str, head: bool) -> Response {
-    let rel = path.trim_start_matches("/ui").trim_start_matches('/');
+/// The UI's files as this agent serves them: under `prefix`
+/// (`ui_config.content_path`, `/ui/` by default), the page naming its
+/// files under that prefix.
+struct Files {
+    prefix: String,
+    index: &'static [u8],
+}
+
+impl Files {
+    fn new(prefix: String) -> Files {
+        let page = ASSETS.first().map(|a| a.body).unwrap_or_default();
+        let index: &'static [u8] = if prefix == "/ui/" {
+            page
+        } else {
+            // Built once per agent start.
+            let text = String::from_utf8_lossy(page).replace("\"/ui/", &format!("\"{prefix}"));
+            Box::leak(text.into_bytes().into_boxed_slice())
+        };
+        Files { prefix, index }
+    }
+
+    fn serve(&self, path: &str, head: bool) -> Response {
+        let rel = path.strip_prefix(self.prefix.as_str()).unwrap_or_default();
+        serve(rel, head, self.index)
+    }
+}
+
+fn serve(rel: &str, head: bool, index: &'static [u8]) -> Response {
     let asset = ASSETS
         .iter()
         .find(|a| a.path == rel)
@@ -97,14 +124,19 @@ fn serve(path: &str, head: bool) -> Response {
         );
         return r;
     };
+    let body = if std::ptr::eq(a, &ASSETS[0]) {
+        index
+    } else {
+        a.body
+    };
     let mut r = if head {
         Response::new(Body::empty())
     } else {
-        Response::new(Body::from(a.body))
+        Response::new(Body::from(body))
     };
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(a.ctype));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(a.body.len()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     // Built into the binary: a new binary may bring new files.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(
@@ -122,34 +154,48 @@ fn serve(path: &str, head: bool) -> Response {
     r
 }
 
-/// Adds `/ui`, `/ui/` and `/ui/{*path}` to `router` when the UI is on.
+/// Adds the UI's routes to `router` when the UI is on: `content_path`
+/// (`/ui/` by default) and everything under it, and the same path without
+/// its final `/` redirecting to it.
 pub(super) fn add_routes(
     router: Router<std::sync::Arc<Agent>>,
-    enabled: bool,
+    content_path: Option<String>,
 ) -> Router<std::sync::Arc<Agent>> {
-    if !enabled {
+    let Some(prefix) = content_path else {
         return router;
-    }
-    let files = |req: Request| async move {
-        match *req.method() {
-            Method::GET => serve(req.uri().path(), false),
-            Method::HEAD => serve(req.uri().path(), true),
-            _ => {
-                let mut r =
-                    (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n").into_response();
-                r.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
-                r
+    };
+    let files = std::sync::Arc::new(Files::new(prefix.clone()));
+    let serve_files = move |req: Request| {
+        let files = files.clone();
+        async move {
+            match *req.method() {
+                Method::GET => files.serve(req.uri().path(), false),
+                Method::HEAD => files.serve(req.uri().path(), true),
+                _ => {
+                    let mut r =
+                        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n").into_response();
+                    r.headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+                    r
+                }
             }
         }
     };
+    let bare = prefix.trim_end_matches('/').to_string();
+    let target = prefix.clone();
     router
         .route(
-            "/ui",
-            axum::routing::any(|| async { super::redirect_to("/ui/", None) }),
+            &bare,
+            axum::routing::any(move || {
+                let target = target.clone();
+                async move { super::redirect_to(&target, None) }
+            }),
         )
-        .route("/ui/", axum::routing::any(files))
-        .route("/ui/{*path}", axum::routing::any(files))
+        .route(&prefix, axum::routing::any(serve_files.clone()))
+        .route(
+            &format!("{prefix}{{*path}}"),
+            axum::routing::any(serve_files),
+        )
 }
 
 pub(super) fn routes() -> Vec<Route> {

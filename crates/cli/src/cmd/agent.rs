@@ -187,7 +187,8 @@ pub struct AgentArgs {
     pub serf_wan_bind: Option<String>,
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
     pub syslog: Option<bool>,
-    #[arg(long = "ui-content-path", hide = true)]
+    /// Where the web UI is served (ui_config.content_path; default /ui/).
+    #[arg(long = "ui-content-path", value_name = "PATH")]
     pub ui_content_path: Option<String>,
     #[arg(long = "ui-dir", hide = true)]
     pub ui_dir: Option<String>,
