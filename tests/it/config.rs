@@ -121,6 +121,60 @@ async fn node_name_defaults_to_hostname_and_sigterm_stops_cleanly() {
     );
 }
 
+/// SIGTERM while the agent starts (here a server waiting for the other two
+/// of `bootstrap_expect = 3`, which can take 15 s) stops it at once and
+/// cleanly: it used to be caught only once the start was over, and before
+/// the handler was in place it ended the process with the signal.
+#[test]
+fn sigterm_during_the_start_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pid = dir.path().join("agent.pid");
+    let mut p = meshgate_test_support::Proc::spawn(
+        "server",
+        BIN,
+        &[
+            "agent",
+            "-server",
+            "-bootstrap-expect",
+            "3",
+            "-node",
+            "s1",
+            "-bind",
+            "127.0.0.121",
+            "-client",
+            "127.0.0.121",
+            "-http-port",
+            &meshgate_test_support::free_port("127.0.0.121").to_string(),
+            "-dns-port",
+            "-1",
+            "-data-dir",
+            data.to_str().unwrap(),
+            "-pid-file",
+            pid.to_str().unwrap(),
+        ],
+        &[("NO_COLOR", "1")],
+    );
+    p.wait_log(
+        "waiting for servers to form a cluster",
+        Duration::from_secs(10),
+    );
+    let started = std::time::Instant::now();
+    p.sigterm();
+    let status = p
+        .wait_exit(Duration::from_secs(5))
+        .expect("the agent stops within 5 s of SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", p.log());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let log = p.log();
+    assert!(
+        log.contains("Caught signal: terminate while starting, stopping"),
+        "{log}"
+    );
+    assert!(!log.contains("meshgate agent running"), "{log}");
+    assert!(!pid.exists(), "the PID file is left behind");
+}
+
 /// A raw HTTP/1.1 connection to `to` from the loopback address `from` (a
 /// client host of its own).
 async fn connect_from(from: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {

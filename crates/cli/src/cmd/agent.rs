@@ -463,26 +463,55 @@ pub(crate) async fn next_hangup(_: &mut Option<()>) -> Option<()> {
     std::future::pending().await
 }
 
-pub(crate) async fn wait_for_signal() -> &'static str {
+/// SIGTERM and SIGINT, caught from the moment this is made: one that
+/// arrives before the first [`Stops::next`] (while the agent or proxy is
+/// still starting) is kept for it instead of ending the process at once
+/// with the default action.
+pub(crate) struct Stops {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return "interrupt";
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Stops {
+    pub(crate) fn new() -> Stops {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Stops {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => "interrupt",
-            _ = term.recv() => "terminate",
         }
+        #[cfg(not(unix))]
+        Stops {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "interrupt"
+
+    /// The next stop signal: `"terminate"` or `"interrupt"`.
+    pub(crate) async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        if s.recv().await.is_none() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = one(&mut self.int) => "interrupt",
+                _ = one(&mut self.term) => "terminate",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "interrupt"
+        }
     }
 }
 
@@ -496,12 +525,26 @@ pub async fn run(args: AgentArgs) -> CliResult {
     // where the API listens: that is checked once it does).
     super::watch::agent_watches(&watch_config)
         .map_err(|e| CliError::new(format!("==> Error starting agent: {e}")))?;
-    // SIGHUP is caught from here on (a reload asked for during the start
-    // happens once the agent runs), not left to end the process.
+    // SIGHUP, SIGTERM and SIGINT are caught from here on (a reload or stop
+    // asked for during the start happens once the agent runs), not left to
+    // end the process.
     let mut hangups = hangups();
-    let running = meshgate_agent::start(loaded, sources)
-        .await
-        .map_err(|e| CliError::new(format!("==> {e}")))?;
+    let mut stops = Stops::new();
+    // A stop during the start (which can wait up to 15 s for the servers to
+    // have a leader) ends it there: nothing is served yet, nothing to drain.
+    let pid_file = loaded.config.pid_file.clone();
+    let running = tokio::select! {
+        r = meshgate_agent::start(loaded, sources) => {
+            r.map_err(|e| CliError::new(format!("==> {e}")))?
+        }
+        sig = stops.next() => {
+            info!("Caught signal: {sig} while starting, stopping");
+            if !pid_file.is_empty() {
+                let _ = std::fs::remove_file(&pid_file);
+            }
+            return Ok(());
+        }
+    };
     let agent = running.agent.clone();
     // Watches follow this agent's own HTTP API, as Consul's do.
     let base = agent.http_addrs.lock().first().map(|a| {
@@ -570,7 +613,7 @@ pub async fn run(args: AgentArgs) -> CliResult {
                 }
                 continue;
             }
-            sig = wait_for_signal() => {
+            sig = stops.next() => {
                 info!("Caught signal: {sig}, shutting down");
                 // `leave_on_terminate` / `skip_leave_on_interrupt` (Consul's
                 // defaults: a client agent leaves, a server does not).

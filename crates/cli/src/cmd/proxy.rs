@@ -175,6 +175,9 @@ pub async fn run(args: ProxyArgs, name: &str) -> CliResult {
     // proxy: it has nothing to re-read (it follows its configuration through
     // the agent) and is only logged.
     let mut hangups = crate::cmd::agent::hangups();
+    // Caught from here on, so that a stop asked for while the proxy starts
+    // is a graceful one.
+    let mut stops = crate::cmd::agent::Stops::new();
     tokio::spawn(async move {
         while crate::cmd::agent::next_hangup(&mut hangups).await.is_some() {
             info!(
@@ -183,7 +186,7 @@ pub async fn run(args: ProxyArgs, name: &str) -> CliResult {
         }
     });
     meshgate_proxy::run(opts, async {
-        let why = crate::cmd::agent::wait_for_signal().await;
+        let why = stops.next().await;
         info!("caught {why} signal");
     })
     .await
