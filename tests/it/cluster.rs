@@ -455,6 +455,51 @@ async fn autopilot_configuration_state_and_dead_server_cleanup() {
         assert!(v["LastIndex"].as_u64().unwrap() > 0, "{state}");
     }
 
+    // Consul's key metrics of a cluster: on the leader, autopilot's
+    // judgement (every 10 s), leadership, raft's commits (the configuration
+    // written above went through it) and its contact with a quorum; the
+    // followers say they do not lead.
+    use crate::{host_gauge, metric};
+    let li = index_in(&ON, &s, &leader);
+    let m = eventually(
+        "the leader's autopilot gauges",
+        Duration::from_secs(15),
+        || async {
+            let (_, m) = s[li].get_json("/v1/agent/metrics").await;
+            metric(&m, "Gauges", &host_gauge("consul.autopilot.healthy"))
+                .is_some()
+                .then_some(m)
+        },
+    )
+    .await;
+    for (name, want) in [
+        ("consul.autopilot.healthy", 1.0),
+        ("consul.autopilot.failure_tolerance", 1.0),
+        ("consul.server.isLeader", 1.0),
+    ] {
+        let g = metric(&m, "Gauges", &host_gauge(name)).unwrap_or_else(|| panic!("{name}: {m}"));
+        assert_eq!(g["Value"], want, "{name}: {m}");
+    }
+    for (kind, name) in [
+        ("Counters", "consul.raft.state.leader"),
+        ("Counters", "consul.raft.apply"),
+        ("Samples", "consul.raft.commitTime"),
+        ("Samples", "consul.raft.leader.lastContact"),
+    ] {
+        let v = metric(&m, kind, name).unwrap_or_else(|| panic!("{name}: {m}"));
+        assert!(v["Count"].as_u64().unwrap() >= 1, "{name}: {v}");
+    }
+    for f in (0..3).filter(|i| *i != li) {
+        let (_, m) = s[f].get_json("/v1/agent/metrics").await;
+        let g = metric(&m, "Gauges", &host_gauge("consul.server.isLeader"))
+            .unwrap_or_else(|| panic!("isLeader on a follower: {m}"));
+        assert_eq!(g["Value"], 0.0, "{m}");
+        assert!(
+            metric(&m, "Gauges", &host_gauge("consul.autopilot.healthy")).is_none(),
+            "{m}"
+        );
+    }
+
     // Moving the leadership: to a named server, then to any other; never to
     // the leader itself or an unknown server.
     let target = servers

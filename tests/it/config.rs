@@ -1009,7 +1009,7 @@ async fn telemetry_statsd_and_dogstatsd() {
         .config_file(
             "telemetry.hcl",
             &format!(
-                "telemetry {{\n  statsd_address = \"{}\"\n  dogstatsd_addr = \"{}\"\n  dogstatsd_tags = [\"env:test\", \"team:files\"]\n  statsite_address = \"{}\"\n  metrics_prefix = \"meshgate\"\n}}\n",
+                "telemetry {{\n  statsd_address = \"{}\"\n  dogstatsd_addr = \"{}\"\n  dogstatsd_tags = [\"env:test\", \"team:files\"]\n  statsite_address = \"{}\"\n  metrics_prefix = \"meshgate\"\n  disable_hostname = true\n}}\n",
                 statsd.local_addr().unwrap(),
                 dogstatsd.local_addr().unwrap(),
                 statsite.local_addr().unwrap()

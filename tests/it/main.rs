@@ -52,3 +52,27 @@ pub fn header(r: &reqwest::Response, name: &str) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// A gauge's name as an agent publishes it by default: Consul puts the host
+/// name after the prefix (`consul.<host>.state.nodes`) unless
+/// `telemetry.disable_hostname` is set.
+pub fn host_gauge(name: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("the host name")
+        .trim()
+        .to_string();
+    match name.split_once('.') {
+        Some((prefix, rest)) => format!("{prefix}.{host}.{rest}"),
+        None => format!("{host}.{name}"),
+    }
+}
+
+/// One metric of `/v1/agent/metrics` by kind (`Gauges`, `Counters`,
+/// `Samples`) and name.
+pub fn metric<'a>(
+    m: &'a serde_json::Value,
+    kind: &str,
+    name: &str,
+) -> Option<&'a serde_json::Value> {
+    m[kind].as_array()?.iter().find(|g| g["Name"] == name)
+}

@@ -177,23 +177,54 @@ async fn reload_adds_and_removes_config_services() {
 
 #[tokio::test]
 async fn metrics_host_version_info() {
+    use crate::{host_gauge, metric};
     let a = dev().await;
     a.get_json("/v1/kv/x").await;
+    let (st, _) = a.put("/v1/kv/x", "1").await;
+    assert_eq!(st, 200);
+    let (st, _) = a
+        .put(
+            "/v1/txn",
+            r#"[{"KV": {"Verb": "set", "Key": "y", "Value": "MQ=="}}]"#,
+        )
+        .await;
+    assert_eq!(st, 200);
     let (_, m) = a.get_json("/v1/agent/metrics").await;
-    assert!(
-        m["Samples"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["Name"] == "consul.http.GET.v1.kv._")
+    assert!(metric(&m, "Samples", "consul.http.GET.v1.kv._").is_some());
+    // Consul's names: gauges carry the host name by default.
+    let nodes = metric(&m, "Gauges", &host_gauge("consul.state.nodes")).expect("state.nodes");
+    assert_eq!(nodes["Value"], 1.0, "{m}");
+    // The write timers of Consul's key metrics, and raft's (a single
+    // server is its own leader).
+    for (kind, name) in [
+        ("Samples", "consul.kvs.apply"),
+        ("Samples", "consul.txn.apply"),
+        ("Samples", "consul.catalog.register"),
+        ("Samples", "consul.raft.commitTime"),
+        ("Counters", "consul.raft.apply"),
+    ] {
+        let v = metric(&m, kind, name).unwrap_or_else(|| panic!("{name}: {m}"));
+        assert!(v["Count"].as_u64().unwrap() >= 1, "{name}: {v}");
+    }
+    assert_eq!(
+        metric(&m, "Samples", "consul.kvs.apply").unwrap()["Count"],
+        1,
+        "{m}"
     );
-    assert!(
-        m["Gauges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|g| g["Name"] == "consul.state.nodes" && g["Value"] == 1.0)
-    );
+    for (name, want) in [
+        ("consul.server.isLeader", Some(1.0)),
+        ("consul.autopilot.healthy", Some(1.0)),
+        ("consul.autopilot.failure_tolerance", Some(0.0)),
+        ("consul.mesh.active-root-ca.expiry", None),
+        ("consul.mesh.active-signing-ca.expiry", None),
+    ] {
+        let g = metric(&m, "Gauges", &host_gauge(name)).unwrap_or_else(|| panic!("{name}: {m}"));
+        match want {
+            Some(v) => assert_eq!(g["Value"], v, "{name}: {g}"),
+            // The built-in root lives ten years.
+            None => assert!(g["Value"].as_f64().unwrap() > 9.0 * 365.0 * 86400.0, "{g}"),
+        }
+    }
     let r = a
         .http
         .get(a.url("/v1/agent/metrics?format=prometheus"))
@@ -201,10 +232,26 @@ async fn metrics_host_version_info() {
         .await
         .unwrap();
     let text = r.text().await.unwrap();
+    let prom: String = host_gauge("consul.state.nodes")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     assert!(
-        text.contains("# TYPE consul_state_nodes gauge\nconsul_state_nodes 1"),
+        text.contains(&format!("# TYPE {prom} gauge\n{prom} 1")),
         "{text}"
     );
+    // `telemetry.disable_hostname`: the names without it.
+    let plain = crate::dev_builder()
+        .config_file("t.hcl", "telemetry { disable_hostname = true }\n")
+        .start()
+        .await;
+    let (_, m) = plain.get_json("/v1/agent/metrics").await;
+    assert!(metric(&m, "Gauges", "consul.state.nodes").is_some(), "{m}");
+    assert!(
+        metric(&m, "Gauges", "consul.server.isLeader").is_some(),
+        "{m}"
+    );
+    drop(plain);
     let (_, h) = a.get_json("/v1/agent/host").await;
     assert!(h["Memory"]["total"].as_u64().unwrap() > 0);
     assert!(!h["Host"]["hostname"].as_str().unwrap().is_empty());

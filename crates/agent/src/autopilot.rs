@@ -17,6 +17,17 @@ use tracing::{info, warn};
 
 use crate::Agent;
 
+/// The leader's last judgement: (healthy, failure tolerance), for the
+/// `consul.autopilot.*` gauges.
+static JUDGED: Mutex<Option<(bool, usize)>> = Mutex::new(None);
+
+/// `consul.autopilot.healthy` and `consul.autopilot.failure_tolerance` as
+/// the leader last judged them (`None` elsewhere, or before its first
+/// look).
+pub fn judged() -> Option<(bool, usize)> {
+    *JUDGED.lock()
+}
+
 /// How often the leader looks for dead servers (Consul's AutopilotInterval).
 const CLEANUP_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -210,12 +221,14 @@ pub async fn run(agent: Arc<Agent>) {
             return;
         };
         if !c.is_leader() {
+            *JUDGED.lock() = None;
             continue;
         }
         let config = agent.store.read().autopilot();
         let Some(view) = view(&agent, &config).await else {
             continue;
         };
+        *JUDGED.lock() = Some((view.healthy, view.failure_tolerance));
         for id in dead_to_remove(&view, &config) {
             let name = view
                 .servers

@@ -125,6 +125,9 @@ pub struct TelemetryConfig {
     pub dogstatsd_tags: Vec<String>,
     /// The first part of every metric name (Consul: `consul`).
     pub metrics_prefix: String,
+    /// Gauge names without the host name (Consul puts it after the prefix:
+    /// `consul.<host>.runtime.alloc_bytes`, unless this is `true`).
+    pub disable_hostname: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -135,6 +138,7 @@ impl Default for TelemetryConfig {
             statsite_address: String::new(),
             dogstatsd_tags: Vec::new(),
             metrics_prefix: "consul".into(),
+            disable_hostname: false,
         }
     }
 }

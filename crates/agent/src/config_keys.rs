@@ -183,6 +183,7 @@ pub static IMPLEMENTED: &[&str] = &[
     "telemetry.dogstatsd_addr",
     "telemetry.dogstatsd_tags",
     "telemetry.metrics_prefix",
+    "telemetry.disable_hostname",
     "telemetry.statsd_address",
     "telemetry.statsite_address",
     "tls",

@@ -87,7 +87,7 @@ pub struct Agent {
     pub store: Arc<Store>,
     pub local: local::LocalState,
     pub sessions: sessions::SessionRenewals,
-    pub metrics: metrics::Metrics,
+    pub metrics: Arc<metrics::Metrics>,
     /// The last JSON answer for one KV entry, shared by the blocking queries
     /// that one write wakes together.
     pub kv_answers: http::kv::SharedAnswer,
@@ -148,15 +148,16 @@ impl Agent {
         let http_policy =
             http::policy::HttpPolicy::from_config(&config.http_config).unwrap_or_default();
         let query_times = config.query_times();
+        let metrics = Arc::new(metrics::Metrics::default());
         Arc::new(Agent {
             config,
             sources,
             node_name,
             node_id,
-            store: Arc::new(Store::new()),
+            store: Arc::new(Store::with_metrics(metrics.clone())),
             local: local::LocalState::default(),
             sessions: sessions::SessionRenewals::default(),
-            metrics: metrics::Metrics::default(),
+            metrics,
             kv_answers: http::kv::SharedAnswer::default(),
             acl,
             leaves: connect::LeafCache::default(),
@@ -447,6 +448,11 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     agent
         .metrics
         .set_prefix(&agent.config.telemetry.metrics_prefix);
+    if !agent.config.telemetry.disable_hostname {
+        agent
+            .metrics
+            .set_hostname(&gethostname::gethostname().to_string_lossy());
+    }
     let sinks = statsd::targets(&agent.config.telemetry).map_err(|e| AgentError::Other(e.0))?;
     if !sinks.is_empty() {
         early_tasks.push(tokio::spawn(statsd::run(
@@ -719,6 +725,21 @@ async fn start_consensus(
         meshgate_consensus::Consensus::start(id, addr.clone(), &dir, host, key, client_tls)
             .await
             .map_err(|e| AgentError::Other(format!("starting the replicated log: {e}")))?;
+    // Consul's raft metrics, under its names.
+    let metrics = agent.metrics.clone();
+    consensus.observe(Arc::new(move |e| {
+        use meshgate_consensus::RaftEvent;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        match e {
+            RaftEvent::Committed(d) => {
+                metrics.incr("consul.raft.apply", 1.0);
+                metrics.sample("consul.raft.commitTime", ms(d));
+            }
+            RaftEvent::BecameLeader => metrics.incr("consul.raft.state.leader", 1.0),
+            RaftEvent::BecameCandidate => metrics.incr("consul.raft.state.candidate", 1.0),
+            RaftEvent::LeaderContact(d) => metrics.sample("consul.raft.leader.lastContact", ms(d)),
+        }
+    }));
     agent.store.set_cluster(consensus.clone());
     let mut tasks = Vec::new();
     let app = hyper_util::service::TowerToHyperService::new(meshgate_consensus::network::router(

@@ -43,6 +43,9 @@ pub struct Metrics {
     tap: std::sync::OnceLock<Mutex<String>>,
     /// `telemetry.metrics_prefix`, when it is not `consul`.
     prefix: std::sync::OnceLock<String>,
+    /// The host name gauges carry after the prefix (unless
+    /// `telemetry.disable_hostname`).
+    host: std::sync::OnceLock<String>,
 }
 
 /// The most statsd text kept for the sink (if it cannot send for a while).
@@ -88,6 +91,27 @@ impl Metrics {
     pub fn set_prefix(&self, prefix: &str) {
         if prefix != "consul" {
             let _ = self.prefix.set(prefix.to_string());
+        }
+    }
+
+    /// Puts `host` in gauge names, as Consul does unless
+    /// `telemetry.disable_hostname` (set once, at start).
+    pub fn set_hostname(&self, host: &str) {
+        if !host.is_empty() {
+            let _ = self.host.set(host.to_string());
+        }
+    }
+
+    /// A gauge's name as published: `consul.<host>.rest` (with the host
+    /// name unless `telemetry.disable_hostname`, and the prefix).
+    pub fn gauge_name(&self, name: &str) -> String {
+        let named = self.name(name);
+        match self.host.get() {
+            Some(host) => match named.split_once('.') {
+                Some((prefix, rest)) => format!("{prefix}.{host}.{rest}"),
+                None => format!("{host}.{named}"),
+            },
+            None => named.into_owned(),
         }
     }
 
@@ -188,7 +212,7 @@ impl Metrics {
             gauges: gauges
                 .into_iter()
                 .map(|(name, value)| Gauge {
-                    name: self.name(&name).into_owned(),
+                    name: self.gauge_name(&name),
                     value,
                     labels: BTreeMap::new(),
                 })
@@ -220,7 +244,47 @@ pub fn gauges(agent: &crate::Agent) -> Vec<(String, f64)> {
     let tasks = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks() as f64;
-    vec![
+    // What only a server says (Consul: its leader), under Consul's names.
+    let mut server = Vec::new();
+    let leader = match agent.store.cluster() {
+        None => Some(true),
+        Some(c) if agent.config.server => Some(c.is_leader()),
+        Some(_) => None,
+    };
+    if let Some(leader) = leader {
+        server.push((
+            "consul.server.isLeader".to_string(),
+            if leader { 1.0 } else { 0.0 },
+        ));
+    }
+    if leader == Some(true) {
+        let judged = match agent.store.cluster() {
+            None => Some((true, 0)),
+            Some(_) => crate::autopilot::judged(),
+        };
+        if let Some((healthy, tolerance)) = judged {
+            server.push((
+                "consul.autopilot.healthy".into(),
+                if healthy { 1.0 } else { 0.0 },
+            ));
+            server.push((
+                "consul.autopilot.failure_tolerance".into(),
+                tolerance as f64,
+            ));
+        }
+        // Seconds until the active root expires (the built-in CA signs
+        // leaves with its root: the signing CA is the same certificate).
+        let expiry = st.ca().1.and_then(|ca| {
+            let root = ca.roots.iter().find(|r| r.active)?;
+            let until = meshgate_types::time::parse_rfc3339_ms(&root.not_after)?;
+            Some((until as f64 - crate::store::now_ms() as f64) / 1e3)
+        });
+        if let Some(secs) = expiry {
+            server.push(("consul.mesh.active-root-ca.expiry".into(), secs.floor()));
+            server.push(("consul.mesh.active-signing-ca.expiry".into(), secs.floor()));
+        }
+    }
+    let mut all = vec![
         ("consul.state.nodes".into(), nodes.len() as f64),
         ("consul.state.services".into(), services.len() as f64),
         ("consul.state.service_instances".into(), instances as f64),
@@ -232,7 +296,9 @@ pub fn gauges(agent: &crate::Agent) -> Vec<(String, f64)> {
             "consul.raft.last_index".into(),
             st.tables().get(meshgate_state::Table::Kv).max(st.index) as f64,
         ),
-    ]
+    ];
+    all.extend(server);
+    all
 }
 
 fn prom_name(name: &str) -> String {

@@ -166,7 +166,7 @@ pub async fn run(agent: Arc<Agent>, targets: Vec<Target>, mut stop: watch::Recei
         if tokio::time::Instant::now() >= gauges_at {
             gauges_at += GAUGES;
             for (name, v) in crate::metrics::gauges(&agent) {
-                let _ = writeln!(lines, "{}:{v}|g", agent.metrics.name(&name));
+                let _ = writeln!(lines, "{}:{v}|g", agent.metrics.gauge_name(&name));
             }
         }
         if lines.is_empty() {

@@ -6,11 +6,14 @@
 //! plus one). The cluster mode puts a replicated log in front of the same
 //! [`Store::apply_ordered`] without touching any endpoint.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshgate_state::{Applied, ApplyError, Command, Request, State, Table};
 use parking_lot::{RwLock, RwLockReadGuard};
 use tokio::sync::watch;
+
+use crate::metrics::Metrics;
 
 /// A failure to write.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -35,6 +38,35 @@ pub struct Store {
     watches: Vec<watch::Sender<u64>>,
     /// In cluster mode, the replicated log that orders writes.
     cluster: std::sync::OnceLock<meshgate_consensus::Consensus>,
+    /// Where each write's time is recorded (`consul.kvs.apply`, ...).
+    metrics: Arc<Metrics>,
+}
+
+/// The timer Consul records for a write of this kind, on the agent that
+/// received it (from the request to the applied answer, through the
+/// leader).
+fn write_metric(cmd: &Command) -> Option<&'static str> {
+    Some(match cmd {
+        Command::KvSet { .. } | Command::KvDelete { .. } => "consul.kvs.apply",
+        Command::Txn(_) => "consul.txn.apply",
+        // (An agent's check results reach the servers as registrations.)
+        Command::Register(_) | Command::UpdateCheck { .. } => "consul.catalog.register",
+        Command::Deregister(_) => "consul.catalog.deregister",
+        Command::SessionCreate(_) | Command::SessionDestroy { .. } => "consul.session.apply",
+        Command::AclTokenSet(_) => "consul.acl.token.upsert",
+        Command::AclTokenDelete { .. } => "consul.acl.token.delete",
+        Command::AclPolicySet(_) => "consul.acl.policy.upsert",
+        Command::AclPolicyDelete { .. } => "consul.acl.policy.delete",
+        Command::AclRoleSet(_) => "consul.acl.role.upsert",
+        Command::AclRoleDelete { .. } => "consul.acl.role.delete",
+        Command::AclAuthMethodSet(_) => "consul.acl.authmethod.upsert",
+        Command::AclAuthMethodDelete { .. } => "consul.acl.authmethod.delete",
+        Command::AclBindingRuleSet(_) => "consul.acl.bindingrule.upsert",
+        Command::AclBindingRuleDelete { .. } => "consul.acl.bindingrule.delete",
+        Command::QuerySet(_) | Command::QueryDelete { .. } => "consul.prepared-query.apply",
+        Command::ConfigSet { .. } | Command::ConfigDelete { .. } => "consul.config_entry.apply",
+        _ => return None,
+    })
 }
 
 fn table_slot(t: Table) -> usize {
@@ -70,10 +102,16 @@ impl Default for Store {
 impl Store {
     /// An empty store.
     pub fn new() -> Store {
+        Store::with_metrics(Arc::default())
+    }
+
+    /// An empty store that records its writes' times in `metrics`.
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Store {
         Store {
             state: RwLock::new(State::new()),
             watches: Table::ALL.iter().map(|_| watch::channel(0).0).collect(),
             cluster: std::sync::OnceLock::new(),
+            metrics,
         }
     }
 
@@ -114,14 +152,31 @@ impl Store {
             now_ms: now_ms(),
             cmd,
         };
-        match self.cluster.get() {
-            None => Ok(self.apply_with(|st| st.index + 1, &req)?),
+        let timer = write_metric(&req.cmd).map(|name| (name, std::time::Instant::now()));
+        let r = match self.cluster.get() {
+            None => {
+                let started = std::time::Instant::now();
+                let r = self.apply_with(|st| st.index + 1, &req);
+                // A single server is its own leader: what a cluster's
+                // leader records when it commits (see `start_consensus`).
+                self.metrics.incr("consul.raft.apply", 1.0);
+                self.metrics.sample(
+                    "consul.raft.commitTime",
+                    started.elapsed().as_secs_f64() * 1e3,
+                );
+                Ok(r?)
+            }
             Some(c) => match c.write(req, LEADER_PATIENCE).await {
                 Ok(r) => Ok(r?),
                 Err(meshgate_consensus::ConsensusError::NoLeader) => Err(WriteError::NoLeader),
                 Err(e) => Err(WriteError::Cluster(e.to_string())),
             },
+        };
+        if let Some((name, started)) = timer {
+            self.metrics
+                .sample(name, started.elapsed().as_secs_f64() * 1e3);
         }
+        r
     }
 
     /// Replaces the whole state (a snapshot from the leader) and wakes every

@@ -76,6 +76,24 @@ impl ConsensusError {
     }
 }
 
+/// What this server's raft does, for its metrics (see [`Consensus::observe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaftEvent {
+    /// As leader, it committed and applied a request it ordered (its own or
+    /// one forwarded to it), this long after it proposed it.
+    Committed(Duration),
+    /// It became the leader.
+    BecameLeader,
+    /// It started an election.
+    BecameCandidate,
+    /// On the leader, every 500 ms: how long since a quorum last
+    /// acknowledged it.
+    LeaderContact(Duration),
+}
+
+/// Receives [`RaftEvent`]s.
+pub type Observer = Arc<dyn Fn(RaftEvent) + Send + Sync>;
+
 /// A failed forwarded write, as the server that received it answers.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum WriteFailure {
@@ -138,6 +156,8 @@ pub struct Consensus {
     /// `https` when the server port speaks mutual TLS, else `http`.
     scheme: &'static str,
     known: Arc<parking_lot::Mutex<BTreeMap<u64, String>>>,
+    /// Told of what raft does ([`Consensus::observe`]).
+    observer: Arc<std::sync::OnceLock<Observer>>,
     /// When the leader last replicated to this node (a successful append).
     last_contact: Arc<parking_lot::Mutex<Option<Instant>>>,
     /// Heartbeats received (on the leader): node name → when.
@@ -265,12 +285,60 @@ impl Consensus {
             http,
             scheme,
             known,
+            observer: Arc::default(),
             heartbeats: Arc::default(),
             session_renewals: Arc::default(),
             last_contact: Arc::default(),
             keyring,
             keyring_path,
         })
+    }
+
+    /// Tells `observer` of what this server's raft does from now on: every
+    /// request it commits as leader, its elections and leaderships, and, on
+    /// the leader, the time since a quorum acknowledged it (every 500 ms).
+    /// Set once.
+    pub fn observe(&self, observer: Observer) {
+        if self.observer.set(observer.clone()).is_err() {
+            return;
+        }
+        let mut rx = self.raft.metrics();
+        tokio::spawn(async move {
+            use openraft::ServerState;
+            let mut last = rx.borrow().state;
+            let mut tick = tokio::time::interval(Duration::from_millis(LEADER_LEASE_MS));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    changed = rx.changed() => {
+                        // Raft has stopped.
+                        if changed.is_err() {
+                            return;
+                        }
+                        let state = rx.borrow().state;
+                        if state != last {
+                            match state {
+                                ServerState::Leader => observer(RaftEvent::BecameLeader),
+                                ServerState::Candidate => observer(RaftEvent::BecameCandidate),
+                                _ => {}
+                            }
+                            last = state;
+                        }
+                    }
+                    _ = tick.tick() => {
+                        let contact = {
+                            let m = rx.borrow();
+                            (m.state == ServerState::Leader)
+                                .then_some(m.millis_since_quorum_ack)
+                                .flatten()
+                        };
+                        if let Some(ms) = contact {
+                            observer(RaftEvent::LeaderContact(Duration::from_millis(ms)));
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// A GET of `/v1/internal/raft/<path>` on another agent's server port
@@ -586,10 +654,16 @@ impl Consensus {
             let left = deadline.saturating_duration_since(Instant::now());
             // A leader that lost its quorum never commits: give up at the
             // deadline (the write may still be committed later).
+            let proposed = Instant::now();
             let leader = match tokio::time::timeout(left, self.proposer.propose(req.clone())).await
             {
                 Err(_) => return Err(ConsensusError::Timeout),
-                Ok(Ok(r)) => return Ok(r),
+                Ok(Ok(r)) => {
+                    if let Some(o) = self.observer.get() {
+                        o(RaftEvent::Committed(proposed.elapsed()));
+                    }
+                    return Ok(r);
+                }
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => f.leader_node,
                 Ok(Err(e)) => return Err(ConsensusError::Other(e.to_string())),
             };
