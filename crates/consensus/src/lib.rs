@@ -101,6 +101,10 @@ pub enum WriteFailure {
     NotApplied(String),
     /// May have been applied.
     Uncertain(String),
+    /// Refused before it was looked at (a wrong cluster key, a request the
+    /// server cannot read): not applied, and sending it again would not
+    /// change the answer.
+    Refused(String),
 }
 
 impl From<ConsensusError> for WriteFailure {
@@ -684,6 +688,11 @@ impl Consensus {
                     Err(WriteFailure::NotApplied(e)) => {
                         warn!("forwarding a write to the leader at {}: {e}", node.addr)
                     }
+                    Err(WriteFailure::Refused(e)) => {
+                        return Err(ConsensusError::Other(format!(
+                            "the leader refused the write: {e}"
+                        )));
+                    }
                 }
             }
             if Instant::now() >= deadline {
@@ -1181,11 +1190,13 @@ async fn send_write(
         Err(e) => return Err(WriteFailure::Uncertain(e.to_string())),
     };
     if !r.status().is_success() {
-        // Refused before the handler ran (a missing cluster key, a server
-        // without the route).
-        return Err(WriteFailure::NotApplied(format!(
-            "{addr} answered {}",
-            r.status()
+        // Refused before the handler ran (a missing cluster key, a request
+        // an older server cannot read).
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        let body: String = body.trim().chars().take(200).collect();
+        return Err(WriteFailure::Refused(format!(
+            "{addr} answered {status}: {body}"
         )));
     }
     match r.json::<Result<(Response, u64), WriteFailure>>().await {

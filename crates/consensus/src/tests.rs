@@ -142,9 +142,9 @@ fn http_answer(status: &str, body: &str) -> &'static str {
 }
 
 /// A forwarded write is sent again only when it certainly was not applied:
-/// a refused connection, a refusal before the handler, or the other
-/// server's own "not applied"; a lost answer (the leader killed after it
-/// committed) must not be retried.
+/// a refused connection or the other server's own "not applied"; a lost
+/// answer (the leader killed after it committed) must not be retried, nor
+/// a request the other server refused outright.
 #[tokio::test]
 async fn a_forwarded_write_is_retried_only_when_not_applied() {
     use crate::{WriteFailure, send_write};
@@ -180,9 +180,12 @@ async fn a_forwarded_write_is_retried_only_when_not_applied() {
         send(closed).await,
         Err(WriteFailure::NotApplied(_))
     ));
-    // Refused before the handler (the cluster key).
-    let a = one_answer(Some(http_answer("403 Forbidden", ""))).await;
-    assert!(matches!(send(a).await, Err(WriteFailure::NotApplied(_))));
+    // Refused before the handler (the cluster key): not applied, and no
+    // use sending again.
+    let a = one_answer(Some(http_answer("403 Forbidden", "wrong cluster key"))).await;
+    assert!(
+        matches!(send(a).await, Err(WriteFailure::Refused(e)) if e.ends_with("403 Forbidden: wrong cluster key"))
+    );
     // The request arrived and the connection closed without an answer.
     let a = one_answer(None).await;
     assert!(matches!(send(a).await, Err(WriteFailure::Uncertain(_))));
