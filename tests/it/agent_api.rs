@@ -731,3 +731,185 @@ async fn direct_and_routed_requests_answer_alike() {
         assert_eq!(header(&moved, "location"), location, "{path}");
     }
 }
+
+/// `GET /v1/agent/health/service/{id,name}/...`: what load balancers probe.
+/// The status follows the service's checks and the node's (200 passing,
+/// 429 warning, 503 critical or maintenance), by name the worst instance;
+/// `?format=text` or `Accept: text/plain` gives the status alone; unknown
+/// services are 404 in Consul's forms; the token needs `service:read`.
+#[tokio::test]
+async fn service_health_for_load_balancers() {
+    use crate::acl::{ROOT, acl_agent, call, token_with_rules};
+    let a = acl_agent().await;
+    let get = |path: &str, token: Option<&str>, accept: Option<&str>| {
+        let mut req = a.http.get(a.url(path));
+        if let Some(t) = token {
+            req = req.header("X-Consul-Token", t);
+        }
+        if let Some(v) = accept {
+            req = req.header("Accept", v);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let code = r.status().as_u16();
+            let ctype = header(&r, "content-type");
+            (code, ctype, r.text().await.unwrap())
+        }
+    };
+    for (id, port) in [("web1", 8081), ("web2", 8082)] {
+        let (st, body, _) = call(
+            &a,
+            "PUT",
+            "/v1/agent/service/register",
+            Some(ROOT),
+            Some(
+                json!({"Name": "web", "ID": id, "Port": port, "Check": {"TTL": "60s"}}).to_string(),
+            ),
+        )
+        .await;
+        assert_eq!(st, 200, "{body}");
+    }
+    let ttl = |id: &str, verb: &str| {
+        let path = format!("/v1/agent/check/{verb}/service:{id}");
+        let a = &a;
+        async move {
+            let (st, body, _) = call(a, "PUT", &path, Some(ROOT), None).await;
+            assert_eq!(st, 200, "{path}: {body}");
+        }
+    };
+    // TTL checks start critical.
+    let (code, ctype, body) = get("/v1/agent/health/service/id/web1", Some(ROOT), None).await;
+    assert_eq!((code, ctype.as_str()), (503, "application/json"), "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["AggregatedStatus"], "critical", "{v}");
+    assert_eq!(v["Service"]["ID"], "web1", "{v}");
+    assert_eq!(v["Service"]["Port"], 8081, "{v}");
+    assert_eq!(v["Checks"][0]["CheckID"], "service:web1", "{v}");
+    assert_eq!(v["Checks"].as_array().unwrap().len(), 1, "{v}");
+    ttl("web1", "pass").await;
+    ttl("web2", "warn").await;
+    let (code, ctype, body) = get(
+        "/v1/agent/health/service/id/web1?format=text",
+        Some(ROOT),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, ctype.as_str(), body.as_str()),
+        (200, "text/plain", "passing")
+    );
+    let (code, _, body) = get(
+        "/v1/agent/health/service/id/web2",
+        Some(ROOT),
+        Some("text/plain"),
+    )
+    .await;
+    assert_eq!((code, body.as_str()), (429, "warning"));
+    // By name: every instance, the worst status.
+    let (code, _, body) = get("/v1/agent/health/service/name/web", Some(ROOT), None).await;
+    assert_eq!(code, 429, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let mut got: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["Service"]["ID"].as_str().unwrap().to_string(),
+                i["AggregatedStatus"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("web1".to_string(), "passing".to_string()),
+            ("web2".to_string(), "warning".to_string())
+        ]
+    );
+    ttl("web2", "pass").await;
+    let (code, _, body) = get(
+        "/v1/agent/health/service/name/web?format=text",
+        Some(ROOT),
+        None,
+    )
+    .await;
+    assert_eq!((code, body.as_str()), (200, "passing"));
+    // Maintenance (of the service, then of the node) is 503 "maintenance".
+    let (st, body, _) = call(
+        &a,
+        "PUT",
+        "/v1/agent/service/maintenance/web1?enable=true&reason=deploy",
+        Some(ROOT),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let (code, _, body) = get(
+        "/v1/agent/health/service/id/web1?format=text",
+        Some(ROOT),
+        None,
+    )
+    .await;
+    assert_eq!((code, body.as_str()), (503, "maintenance"));
+    let (code, _, body) = get(
+        "/v1/agent/health/service/id/web2?format=text",
+        Some(ROOT),
+        None,
+    )
+    .await;
+    assert_eq!((code, body.as_str()), (200, "passing"));
+    let (st, _, _) = call(
+        &a,
+        "PUT",
+        "/v1/agent/maintenance?enable=true",
+        Some(ROOT),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (code, _, body) = get(
+        "/v1/agent/health/service/id/web2?format=text",
+        Some(ROOT),
+        None,
+    )
+    .await;
+    assert_eq!((code, body.as_str()), (503, "maintenance"));
+    // Unknown services and missing names, in Consul's forms.
+    let (code, _, body) = get("/v1/agent/health/service/id/nope", Some(ROOT), None).await;
+    assert_eq!(code, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"AggregatedStatus": "critical", "Service": null, "Checks": null})
+    );
+    let (code, _, body) = get(
+        "/v1/agent/health/service/id/nope?format=text",
+        Some(ROOT),
+        None,
+    )
+    .await;
+    assert_eq!((code, body.as_str()), (404, "ServiceId nope not found"));
+    let (code, _, body) = get("/v1/agent/health/service/name/nope", Some(ROOT), None).await;
+    assert_eq!((code, body.as_str()), (404, "[]"));
+    let (code, _, body) = get(
+        "/v1/agent/health/service/name/nope?format=text",
+        Some(ROOT),
+        None,
+    )
+    .await;
+    assert_eq!((code, body.as_str()), (404, "ServiceName nope Not Found"));
+    let (code, _, body) = get("/v1/agent/health/service/id/", Some(ROOT), None).await;
+    assert_eq!((code, body.as_str()), (400, "Missing serviceID"));
+    // ACLs: service:read on the service.
+    let reader = token_with_rules(&a, "web-read", r#"service "web" { policy = "read" }"#).await;
+    let other = token_with_rules(&a, "db-read", r#"service "db" { policy = "read" }"#).await;
+    let (code, _, _) = get("/v1/agent/health/service/id/web2", Some(&reader), None).await;
+    assert_eq!(code, 503);
+    let (code, _, _) = get("/v1/agent/health/service/id/web2", Some(&other), None).await;
+    assert_eq!(code, 403);
+    let (code, _, _) = get("/v1/agent/health/service/name/web", Some(&other), None).await;
+    assert_eq!(code, 403);
+    let (code, _, _) = get("/v1/agent/health/service/name/web", None, None).await;
+    assert_eq!(code, 403);
+}

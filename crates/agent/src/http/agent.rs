@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::Response;
 use meshgate_acl::{Access, Resource};
 use meshgate_types::agent::{AgentService, CheckDefinition, Member, ServiceDefinition};
 use meshgate_types::catalog::{HealthCheck, status};
@@ -45,6 +46,30 @@ pub(super) fn routes() -> Vec<Route> {
             "/v1/agent/service/{id}",
             AclRule::Handler,
             handler!(service),
+        ),
+        route(
+            Method::GET,
+            "/v1/agent/health/service/id/{id}",
+            AclRule::Handler,
+            handler!(health_by_id),
+        ),
+        route(
+            Method::GET,
+            "/v1/agent/health/service/name/{name}",
+            AclRule::Handler,
+            handler!(health_by_name),
+        ),
+        route(
+            Method::GET,
+            "/v1/agent/health/service/id/",
+            AclRule::Handler,
+            handler!(missing_service_id),
+        ),
+        route(
+            Method::GET,
+            "/v1/agent/health/service/name/",
+            AclRule::Handler,
+            handler!(missing_service_name),
         ),
         route(
             Method::GET,
@@ -290,6 +315,153 @@ async fn service(ctx: Ctx) -> ApiResult {
         r.headers_mut().insert(hdr::CONTENT_HASH, v);
     }
     Ok(r)
+}
+
+/// A local service with the status of its checks and of the node's
+/// (`/v1/agent/health/service/...`, Consul's `AgentServiceChecksInfo`).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceHealth {
+    aggregated_status: &'static str,
+    service: Option<AgentService>,
+    checks: Option<Vec<HealthCheck>>,
+}
+
+/// The status of a set of checks as Consul sums it up: `maintenance` when
+/// the node or service is in maintenance, else the worst status, `passing`
+/// when there are none.
+fn aggregated_status(checks: &[HealthCheck]) -> &'static str {
+    let maintenance = checks.iter().any(|c| {
+        c.check_id == crate::local::NODE_MAINT_CHECK
+            || c.check_id.starts_with(crate::local::SERVICE_MAINT_PREFIX)
+    });
+    let has = |st: &str| checks.iter().any(|c| c.status == st);
+    if maintenance {
+        "maintenance"
+    } else if has(status::CRITICAL) {
+        status::CRITICAL
+    } else if has(status::WARNING) {
+        status::WARNING
+    } else {
+        status::PASSING
+    }
+}
+
+/// The answer's status for an aggregated status: 200 passing, 429 warning,
+/// 503 critical or maintenance (what load balancers probing the agent
+/// act on).
+fn health_code(status: &str) -> StatusCode {
+    match status {
+        status::PASSING => StatusCode::OK,
+        status::WARNING => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The health of local service `id` (its checks and the node's).
+fn local_health(agent: &Arc<Agent>, id: &str) -> Option<ServiceHealth> {
+    let s = agent.local.service(id)?;
+    let checks: Vec<HealthCheck> = agent
+        .local
+        .checks()
+        .into_iter()
+        .filter(|c| c.service_id == id || c.service_id.is_empty())
+        .collect();
+    Some(ServiceHealth {
+        aggregated_status: aggregated_status(&checks),
+        service: Some(agent_service(agent, &s.svc)),
+        checks: Some(checks),
+    })
+}
+
+/// Plain text instead of JSON: `Accept: text/plain...`, or `?format=text`.
+fn wants_text(ctx: &Ctx) -> bool {
+    if ctx
+        .headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"))
+    {
+        return true;
+    }
+    ctx.query.get("format").is_some_and(|f| f == "text")
+}
+
+/// An answer of these endpoints: `body` as JSON, or `text` alone.
+fn health_answer<T: serde::Serialize>(
+    ctx: &Ctx,
+    code: StatusCode,
+    text: &str,
+    body: &T,
+) -> Response {
+    let mut r = if wants_text(ctx) {
+        let mut r = Response::new(axum::body::Body::from(text.to_string()));
+        r.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
+        r
+    } else {
+        json(ctx, body)
+    };
+    *r.status_mut() = code;
+    r
+}
+
+/// `GET /v1/agent/health/service/id/:id`: one local service's health, for
+/// load balancers and probes (status 200, 429 or 503; `?format=text`).
+async fn health_by_id(ctx: Ctx) -> ApiResult {
+    let id = ctx.param(0).to_string();
+    // The token must be valid even when the service does not exist.
+    ctx.identity()?;
+    let Some(health) = local_health(&ctx.agent, &id) else {
+        let missing = ServiceHealth {
+            aggregated_status: status::CRITICAL,
+            service: None,
+            checks: None,
+        };
+        let why = format!("ServiceId {id} not found");
+        return Ok(health_answer(&ctx, StatusCode::NOT_FOUND, &why, &missing));
+    };
+    if let Some(svc) = &health.service {
+        ctx.require(Resource::Service, Access::Read, &svc.service)?;
+    }
+    let st = health.aggregated_status;
+    Ok(health_answer(&ctx, health_code(st), st, &health))
+}
+
+/// `GET /v1/agent/health/service/name/:name`: every local instance of a
+/// service with its health; the answer's status is the worst of them.
+async fn health_by_name(ctx: Ctx) -> ApiResult {
+    let name = ctx.param(0).to_string();
+    ctx.require(Resource::Service, Access::Read, &name)?;
+    let mut code = StatusCode::NOT_FOUND;
+    let mut text = format!("ServiceName {name} Not Found");
+    let mut all = Vec::new();
+    for s in ctx.agent.local.services() {
+        if s.svc.service != name {
+            continue;
+        }
+        let Some(health) = local_health(&ctx.agent, &s.svc.id) else {
+            continue;
+        };
+        let c = health_code(health.aggregated_status);
+        // 200 < 429 < 503: the worst wins.
+        if code == StatusCode::NOT_FOUND || c.as_u16() > code.as_u16() {
+            code = c;
+            text = health.aggregated_status.to_string();
+        }
+        all.push(health);
+    }
+    Ok(health_answer(&ctx, code, &text, &all))
+}
+
+async fn missing_service_id(_ctx: Ctx) -> ApiResult {
+    Err(ApiError::bad_request("Missing serviceID"))
+}
+
+async fn missing_service_name(_ctx: Ctx) -> ApiResult {
+    Err(ApiError::bad_request("Missing service Name"))
 }
 
 async fn checks(ctx: Ctx) -> ApiResult {
