@@ -448,3 +448,175 @@ async fn systemd_notify_ready_watchdog_stopping() {
         }
     }
 }
+
+/// `meshgate lock`: the child runs only while the lock is held, with
+/// Consul's keys and flags; others wait (or give up at `-timeout`); the
+/// lock and its session are gone afterwards; a lost lock stops the child
+/// with SIGTERM; `-n` makes it a semaphore; the child's own flags are its
+/// own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_runs_the_child_under_a_lock() {
+    let a = dev().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .arg("lock")
+            .args(args)
+            .env("CONSUL_HTTP_ADDR", &a.base)
+            .env("SHELL", "/bin/sh")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("meshgate lock")
+    };
+    let finish = |c: std::process::Child| {
+        let out = c.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let l = log.display().to_string();
+    // The holder: the child sees CONSUL_LOCK_HELD and runs for 2 s.
+    let holder = spawn(&[
+        "locks/job",
+        &format!("echo start:$CONSUL_LOCK_HELD >> {l}; sleep 2; echo end >> {l}"),
+    ]);
+    eventually(
+        "the holder's child runs",
+        Duration::from_secs(10),
+        || async { read(&log).contains("start").then_some(()) },
+    )
+    .await;
+    assert_eq!(read(&log), "start:true\n");
+    let (st, v) = a.get_json("/v1/kv/locks/job/.lock").await;
+    assert_eq!(st, 200);
+    assert_eq!(v[0]["Flags"], 3_304_740_253_564_472_344u64, "{v}");
+    let session = v[0]["Session"].as_str().expect("held").to_string();
+    let (_, s) = a.get_json(&format!("/v1/session/info/{session}")).await;
+    assert_eq!(s[0]["TTL"], "15s", "{s}");
+    assert_eq!(s[0]["Behavior"], "release", "{s}");
+    // A waiter runs after the holder; one with -timeout gives up.
+    let waiter = spawn(&["locks/job", &format!("echo waiter >> {l}")]);
+    let quick = spawn(&[
+        "-timeout",
+        "500ms",
+        "locks/job",
+        &format!("echo quick >> {l}"),
+    ]);
+    let (code, _, err) = finish(quick);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("Shutdown triggered or timeout during lock acquisition"),
+        "{err}"
+    );
+    let (code, _, err) = finish(holder);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = finish(waiter);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(read(&log), "start:true\nend\nwaiter\n");
+    // Nothing left behind: the lock key and the sessions are gone.
+    let (st, _) = a.get_json("/v1/kv/locks/job/.lock").await;
+    assert_eq!(st, 404);
+    let (_, sessions) = a.get_json("/v1/session/list").await;
+    assert_eq!(sessions, json!([]));
+
+    // The child's exit status: 2 with -child-exit-code, else 0.
+    let (code, _, _) = finish(spawn(&["-child-exit-code", "locks/x", "exit 3"]));
+    assert_eq!(code, 2);
+    let (code, _, _) = finish(spawn(&["locks/x", "exit 3"]));
+    assert_eq!(code, 0);
+    // Without a shell, the child's flags reach it untouched.
+    let (code, out, err) = finish(spawn(&[
+        "-shell=false",
+        "locks/x",
+        "printf",
+        "%s|%s",
+        "-x=1",
+        "-verbose",
+    ]));
+    assert_eq!((code, out.as_str()), (0, "-x=1|-verbose"), "{err}");
+
+    // A lost lock (its session destroyed) stops the child with SIGTERM.
+    let lost = dir.path().join("lost");
+    let p = lost.display().to_string();
+    let holder = spawn(&[
+        "locks/lost",
+        &format!(
+            "trap 'echo term >> {p}; exit 0' TERM; echo start >> {p}; while true; do sleep 0.1; done"
+        ),
+    ]);
+    eventually("the child runs", Duration::from_secs(10), || async {
+        read(&lost).contains("start").then_some(())
+    })
+    .await;
+    let (_, v) = a.get_json("/v1/kv/locks/lost/.lock").await;
+    let session = v[0]["Session"].as_str().unwrap().to_string();
+    let (st, _) = a.put(&format!("/v1/session/destroy/{session}"), "").await;
+    assert_eq!(st, 200);
+    let (code, _, err) = finish(holder);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(read(&lost), "start\nterm\n");
+
+    // -n 2: a semaphore; two run at once, a third gives up.
+    let sem = dir.path().join("sem");
+    let s = sem.display().to_string();
+    let one = spawn(&["-n", "2", "sem/job", &format!("echo one >> {s}; sleep 2")]);
+    let two = spawn(&["-n=2", "sem/job", &format!("echo two >> {s}; sleep 2")]);
+    eventually("both hold a slot", Duration::from_secs(10), || async {
+        (read(&sem).lines().count() == 2).then_some(())
+    })
+    .await;
+    let (st, v) = a.get_json("/v1/kv/sem/job/.lock").await;
+    assert_eq!(st, 200);
+    assert_eq!(v[0]["Flags"], 16_210_313_421_097_356_768u64, "{v}");
+    let holders: Value = {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v[0]["Value"].as_str().unwrap())
+            .unwrap();
+        serde_json::from_slice(&raw).unwrap()
+    };
+    assert_eq!(holders["Limit"], 2, "{holders}");
+    assert_eq!(
+        holders["Holders"].as_object().unwrap().len(),
+        2,
+        "{holders}"
+    );
+    let (code, _, err) = finish(spawn(&[
+        "-n",
+        "2",
+        "-timeout",
+        "500ms",
+        "sem/job",
+        &format!("echo three >> {s}"),
+    ]));
+    assert_eq!(code, 1, "{err}");
+    // A lock on a semaphore's prefix (and the reverse) is a conflict.
+    let (code, _, err) = finish(spawn(&["-timeout", "500ms", "sem/job", "true"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("Existing key does not match lock use"),
+        "{err}"
+    );
+    assert_eq!(finish(one).0, 0);
+    assert_eq!(finish(two).0, 0);
+    assert!(!read(&sem).contains("three"));
+    let (st, v) = a.get_json("/v1/kv/sem/job/?recurse").await;
+    assert_eq!(st, 404, "{v}");
+
+    // Usage errors.
+    let (code, _, err) = finish(spawn(&["locks/x"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Key prefix and child command must be specified"),
+        "{err}"
+    );
+    let (code, _, err) = finish(spawn(&["-n", "0", "locks/x", "true"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("Lock holder limit must be positive"), "{err}");
+}

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod intention;
 pub mod keyring;
 pub mod kv;
+pub mod lock;
 pub mod login;
 pub mod operator;
 pub mod ops;

@@ -63,6 +63,8 @@ pub enum Command {
     Event(cmd::ops::EventArgs),
     /// Watch a view of the data and run a handler on each change.
     Watch(cmd::watch::WatchArgs),
+    /// Run a command while holding a lock (or a semaphore slot) in the KV store.
+    Lock(cmd::lock::LockArgs),
     /// Manage ACLs: bootstrap, policies, tokens, roles, auth methods.
     #[command(subcommand)]
     Acl(Box<cmd::acl::AclCmd>),
@@ -114,6 +116,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::ForceLeave(a) => cmd::ops::force_leave(a).await,
         Command::Event(a) => cmd::ops::event(a).await,
         Command::Watch(a) => cmd::watch::run(a).await,
+        Command::Lock(a) => cmd::lock::run(a).await,
         Command::Acl(c) => cmd::acl::run(*c).await,
         Command::Config(c) => cmd::config::run(c).await,
         Command::Intention(c) => cmd::intention::run(c).await,
@@ -262,7 +265,10 @@ pub fn main() -> ExitCode {
     {
         small_pages_only();
     }
-    let args = args::normalize(std::env::args().collect());
+    let args = args::normalize(
+        std::env::args().collect(),
+        <Cli as clap::CommandFactory>::command,
+    );
     let cli = match parse_serving(&args) {
         Some(command) => Cli { command },
         None => match Cli::try_parse_from(args) {
@@ -418,6 +424,7 @@ mod tests {
                     .chain(case.iter().copied())
                     .map(String::from)
                     .collect(),
+                <Cli as clap::CommandFactory>::command,
             );
             let whole = Cli::try_parse_from(&args).map(|c| c.command);
             match parse_serving(&args) {
