@@ -1394,6 +1394,39 @@ node "test-node" { policy = "read" }"#;
         "/v1/agent/checks",
         w("/v1/agent/checks", None, WEB_R, Filtered),
     );
+    // The local health for load balancers: service read (the answer's
+    // status is the health's, 503 for web1's critical check).
+    add(
+        "GET",
+        "/v1/agent/health/service/id/{id}",
+        w(
+            "/v1/agent/health/service/id/web1",
+            None,
+            r#"service "web" { policy = "read" }"#,
+            Refused,
+        ),
+    );
+    add(
+        "GET",
+        "/v1/agent/health/service/name/{name}",
+        w(
+            "/v1/agent/health/service/name/web",
+            None,
+            r#"service "web" { policy = "read" }"#,
+            Refused,
+        ),
+    );
+    // Without an ID or name: 400 before any permission.
+    add(
+        "GET",
+        "/v1/agent/health/service/id/",
+        w("/v1/agent/health/service/id/", None, "", Public),
+    );
+    add(
+        "GET",
+        "/v1/agent/health/service/name/",
+        w("/v1/agent/health/service/name/", None, "", Public),
+    );
     add(
         "PUT",
         "/v1/agent/check/register",
