@@ -565,8 +565,8 @@ async fn lock_runs_the_child_under_a_lock() {
     // -n 2: a semaphore; two run at once, a third gives up.
     let sem = dir.path().join("sem");
     let s = sem.display().to_string();
-    let one = spawn(&["-n", "2", "sem/job", &format!("echo one >> {s}; sleep 2")]);
-    let two = spawn(&["-n=2", "sem/job", &format!("echo two >> {s}; sleep 2")]);
+    let one = spawn(&["-n", "2", "sem/job", &format!("echo one >> {s}; sleep 4")]);
+    let two = spawn(&["-n=2", "sem/job", &format!("echo two >> {s}; sleep 4")]);
     eventually("both hold a slot", Duration::from_secs(10), || async {
         (read(&sem).lines().count() == 2).then_some(())
     })

@@ -243,8 +243,11 @@ impl Locker {
             };
             match free {
                 Some(true) => return Ok(Some(())),
-                // Refused although free: the lock delay of a holder whose
-                // session ended, or another contender was first.
+                // A semaphore's check-and-set lost to another contender:
+                // read again at once.
+                Some(false) if self.limit > 1 => index = 0,
+                // A lock refused although free: the lock delay of a holder
+                // whose session ended.
                 Some(false) => {
                     let pause = match deadline {
                         Some(d) => RETRY.min(d.saturating_duration_since(Instant::now())),
