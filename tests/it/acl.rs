@@ -1507,6 +1507,12 @@ node "test-node" { policy = "read" }"#;
         "/v1/agent/leave",
         w("/v1/agent/leave", None, AGENT_W, Refused),
     );
+    // (This -dev agent then says it has no cluster to join: 500.)
+    add(
+        "PUT",
+        "/v1/agent/join/{address}",
+        w("/v1/agent/join/127.0.0.1", None, AGENT_W, Refused),
+    );
     add(
         "PUT",
         "/v1/agent/force-leave/{node}",

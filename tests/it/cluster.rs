@@ -1918,3 +1918,88 @@ fn join_retries_run_out() {
         "{out}"
     );
 }
+
+/// `meshgate join` (`PUT /v1/agent/join/:address`): a server started
+/// without servers to join (it waits for a second one) joins a running
+/// cluster through the address given at run time; errors as Consul words
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_at_run_time() {
+    use meshgate_test_support::cli;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A: a cluster of one. B: a server expecting two, told of nobody (its
+    // API answers once its start stops waiting for a leader, 15 s).
+    let a = AgentBuilder::dev(BIN)
+        .without_dev()
+        .ip("127.0.0.125")
+        .args([
+            "-server",
+            "-bootstrap-expect=1",
+            "-node=join-a",
+            &format!("-data-dir={}", d.join("a").display()),
+        ])
+        .start()
+        .await;
+    let b = AgentBuilder::dev(BIN)
+        .without_dev()
+        .ip("127.0.0.126")
+        .start_patience(Duration::from_secs(60))
+        .args([
+            "-server",
+            "-bootstrap-expect=2",
+            "-node=join-b",
+            &format!("-data-dir={}", d.join("b").display()),
+        ])
+        .start()
+        .await;
+    assert_eq!(leader_of(&b).await, "", "B has no cluster yet");
+    // Errors first: nobody there, no address, WAN.
+    let (code, out, err) = cli(BIN, &b, &["join", "127.0.0.125:1"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("Error joining address '127.0.0.125:1': Unexpected response code: 500 (Failed to join 127.0.0.125:1:"),
+        "{err}"
+    );
+    assert!(err.contains("Failed to join any nodes."), "{err}");
+    let (code, _, err) = cli(BIN, &b, &["join"], None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("At least one address to join must be specified."),
+        "{err}"
+    );
+    let (code, _, err) = cli(BIN, &b, &["join", "-wan", "127.0.0.125"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("WAN join is not supported"), "{err}");
+    // Through A's address (the default server port).
+    let (code, out, err) = cli(BIN, &b, &["join", "127.0.0.125"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "Successfully joined cluster by contacting 1 nodes.\n");
+    let peers = eventually(
+        "B is a voter of A's cluster",
+        Duration::from_secs(20),
+        || async {
+            let (_, v) = a.get_json("/v1/status/peers").await;
+            (v.as_array().map(Vec::len) == Some(2)).then_some(v)
+        },
+    )
+    .await;
+    assert!(peers.to_string().contains("127.0.0.126:8300"), "{peers}");
+    assert_eq!(agreed_leader(&[&a, &b]).await, "127.0.0.125:8300");
+    // B's own write reaches the leader's copy.
+    let (st, _) = b.put("/v1/kv/joined", "yes").await;
+    assert_eq!(st, 200);
+    let (st, v) = a.get_json("/v1/kv/joined").await;
+    assert_eq!(st, 200, "{v}");
+    // Joining again (a member, its own cluster) changes nothing.
+    let (code, out, _) = cli(BIN, &a, &["join", "127.0.0.126"], None);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Successfully joined cluster by contacting 1 nodes.\n")
+    );
+    // A -dev agent has no cluster to join.
+    let dev = crate::dev().await;
+    let (code, _, err) = cli(BIN, &dev, &["join", "127.0.0.125"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("it has no cluster to join"), "{err}");
+}

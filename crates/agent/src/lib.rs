@@ -180,14 +180,18 @@ impl Agent {
         self.config.advertise()
     }
 
-    /// `ip:port` of the server RPC port, as `/v1/status/leader` reports it.
-    pub fn server_addr(&self) -> String {
-        let port = if self.config.ports.server > 0 {
+    /// The server port (`ports.server`, 8300 by default).
+    pub fn server_port(&self) -> i64 {
+        if self.config.ports.server > 0 {
             self.config.ports.server
         } else {
             8300
-        };
-        format!("{}:{port}", self.advertise_addr())
+        }
+    }
+
+    /// `ip:port` of the server RPC port, as `/v1/status/leader` reports it.
+    pub fn server_addr(&self) -> String {
+        format!("{}:{}", self.advertise_addr(), self.server_port())
     }
 
     /// Asks the agent to stop.
@@ -681,16 +685,24 @@ fn host_port(host: &str, port: i64) -> String {
     }
 }
 
+/// A server to join as `host:port`: `host` alone (an IP address or a name)
+/// gets `port`, the server port.
+pub fn join_target(j: &str, port: i64) -> String {
+    if j.parse::<IpAddr>().is_ok() {
+        host_port(j, port)
+    } else if j.contains(':') {
+        j.to_string()
+    } else {
+        format!("{j}:{port}")
+    }
+}
+
 /// Starts the replicated log, its server port and cluster formation.
 async fn start_consensus(
     agent: &Arc<Agent>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, AgentError> {
     let c = &agent.config;
-    let port = if c.ports.server > 0 {
-        c.ports.server
-    } else {
-        8300
-    };
+    let port = agent.server_port();
     let addr = host_port(&c.bind_addr, port);
     let id = meshgate_consensus::node_id_from_uuid(&agent.node_id);
     let dir = std::path::Path::new(&c.data_dir).join("raft");
@@ -756,15 +768,7 @@ async fn start_consensus(
         .retry_join
         .iter()
         .chain(&c.start_join)
-        .map(|j| {
-            if j.parse::<IpAddr>().is_ok() {
-                host_port(j, port)
-            } else if j.contains(':') {
-                j.clone()
-            } else {
-                format!("{j}:{port}")
-            }
-        })
+        .map(|j| join_target(j, port))
         .collect();
     let expect = if c.bootstrap {
         1

@@ -57,6 +57,8 @@ pub enum Command {
     Maint(cmd::ops::MaintArgs),
     /// Ask the agent to leave and stop.
     Leave(cmd::ops::PlainArgs),
+    /// Join the cluster through a server.
+    Join(cmd::ops::JoinArgs),
     /// Remove a failed node.
     ForceLeave(cmd::ops::ForceLeaveArgs),
     /// Fire a user event.
@@ -117,6 +119,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Event(a) => cmd::ops::event(a).await,
         Command::Watch(a) => cmd::watch::run(a).await,
         Command::Lock(a) => cmd::lock::run(a).await,
+        Command::Join(a) => cmd::ops::join(a).await,
         Command::Acl(c) => cmd::acl::run(*c).await,
         Command::Config(c) => cmd::config::run(c).await,
         Command::Intention(c) => cmd::intention::run(c).await,

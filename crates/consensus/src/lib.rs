@@ -162,6 +162,9 @@ pub struct Consensus {
     known: Arc<parking_lot::Mutex<BTreeMap<u64, String>>>,
     /// Told of what raft does ([`Consensus::observe`]).
     observer: Arc<std::sync::OnceLock<Observer>>,
+    /// Servers to join given while the agent runs ([`Consensus::join_at`]),
+    /// tried with the configured ones.
+    extra_join: Arc<parking_lot::Mutex<Vec<String>>>,
     /// When the leader last replicated to this node (a successful append).
     last_contact: Arc<parking_lot::Mutex<Option<Instant>>>,
     /// Heartbeats received (on the leader): node name → when.
@@ -290,6 +293,7 @@ impl Consensus {
             scheme,
             known,
             observer: Arc::default(),
+            extra_join: Arc::default(),
             heartbeats: Arc::default(),
             session_renewals: Arc::default(),
             last_contact: Arc::default(),
@@ -1039,6 +1043,39 @@ impl Consensus {
             .map_err(|e| e.to_string())
     }
 
+    /// `meshgate join` / `PUT /v1/agent/join/:address`: contacts the agent
+    /// at `addr` (its server port). A node not yet in a cluster joins
+    /// through it (with the configured addresses); for a member, joining a
+    /// server of its own cluster changes nothing, and one of another
+    /// cluster, or an agent in none, is an error (clusters are not merged).
+    pub async fn join_at(&self, addr: &str) -> Result<(), String> {
+        let peer = self.peer_info(addr).await?;
+        let me = self.info();
+        if me.member || me.learner {
+            if !peer.member && !peer.learner {
+                return Err(format!(
+                    "the agent at {addr} is in no cluster yet: join it to this cluster from that                      agent (meshgate join {})",
+                    self.addr
+                ));
+            }
+            if peer.member && !self.members().contains_key(&peer.id) {
+                return Err(format!(
+                    "the server at {addr} belongs to another cluster: meshgate does not merge                      clusters"
+                ));
+            }
+            return Ok(());
+        }
+        self.heard_of(peer.id, &peer.addr);
+        for (id, a) in &peer.known {
+            self.heard_of(*id, a);
+        }
+        let mut extra = self.extra_join.lock();
+        if !extra.iter().any(|a| a == addr) {
+            extra.push(addr.to_string());
+        }
+        Ok(())
+    }
+
     /// Asks the leader at `addr` to add this node.
     pub async fn ask_to_join(&self, addr: &str, voter: bool) -> Result<(), String> {
         let r: Result<(), String> = self
@@ -1097,7 +1134,12 @@ impl Consensus {
             }
             let mut leader = None;
             let mut reached = false;
-            for addr in &join {
+            let targets: Vec<String> = join
+                .iter()
+                .cloned()
+                .chain(self.extra_join.lock().iter().cloned())
+                .collect();
+            for addr in &targets {
                 if let Ok(i) = self.peer_info(addr).await {
                     reached = true;
                     if i.member {

@@ -41,6 +41,12 @@ pub(super) fn routes() -> Vec<Route> {
         ),
         route(
             Method::PUT,
+            "/v1/agent/join/{address}",
+            AclRule::AgentNode(Access::Write),
+            handler!(join),
+        ),
+        route(
+            Method::PUT,
             "/v1/agent/force-leave/{node}",
             AclRule::Global(Resource::Operator, Access::Write),
             handler!(force_leave),
@@ -131,6 +137,28 @@ async fn leave(ctx: Ctx) -> ApiResult {
         tracing::info!("Graceful leave requested, shutting down");
         agent.request_shutdown();
     });
+    Ok(empty())
+}
+
+/// `PUT /v1/agent/join/:address`: joins the cluster through the agent at
+/// `address` (`host[:port]`, the server port; 8300 by default).
+async fn join(ctx: Ctx) -> ApiResult {
+    let raw = ctx.param(0).to_string();
+    if ctx.query.has("wan") {
+        return Err(ApiError::bad_request(
+            "WAN join is not supported: meshgate runs a single datacenter",
+        ));
+    }
+    let Some(c) = ctx.agent.store.cluster().cloned() else {
+        return Err(ApiError::internal(
+            "this agent runs with -dev (a single in-memory server): it has no cluster to join",
+        ));
+    };
+    let addr = crate::join_target(&raw, ctx.agent.server_port());
+    c.join_at(&addr)
+        .await
+        .map_err(|e| ApiError::internal(format!("Failed to join {addr}: {e}")))?;
+    tracing::info!("join: contacted {addr}");
     Ok(empty())
 }
 

@@ -123,6 +123,45 @@ pub struct ForceLeaveArgs {
     pub node: Option<String>,
 }
 
+#[derive(Args, Debug)]
+pub struct JoinArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// Join the WAN pool (not supported: meshgate runs one datacenter).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub wan: Option<bool>,
+    /// Servers to join through (`host[:port]`, the server port).
+    pub addresses: Vec<String>,
+}
+
+/// `meshgate join ADDR...`: asks the agent to join the cluster through
+/// each address, as Consul's command words it.
+pub async fn join(a: JoinArgs) -> CliResult {
+    if a.addresses.is_empty() {
+        return Err(CliError::new(
+            "At least one address to join must be specified.",
+        ));
+    }
+    let c = Client::new(&a.http)?;
+    let mut q = Vec::new();
+    if a.wan.unwrap_or(false) {
+        q.push(("wan", "1".to_string()));
+    }
+    let mut joined = 0;
+    for addr in &a.addresses {
+        let path = format!("/v1/agent/join/{}", escape_path(addr));
+        match c.put(&path, &q, None).await {
+            Ok(_) => joined += 1,
+            Err(e) => eprintln!("Error joining address '{addr}': {}", e.message),
+        }
+    }
+    if joined == 0 {
+        return Err(CliError::new("Failed to join any nodes."));
+    }
+    println!("Successfully joined cluster by contacting {joined} nodes.");
+    Ok(())
+}
+
 /// `meshgate force-leave NODE`.
 pub async fn force_leave(a: ForceLeaveArgs) -> CliResult {
     let Some(node) = a.node else {
