@@ -82,6 +82,52 @@ async fn coordinates() {
         )
         .await;
     assert_eq!(st, 400);
+
+    // `meshgate rtt`: |(0.1,0) - (0.1,0.2)| = 0.2 s, plus both heights.
+    a.put(
+        "/v1/catalog/register",
+        r#"{"Node":"n3","Address":"10.0.0.3"}"#,
+    )
+    .await;
+    let body = json!({"Node": "n3", "Coord": {"Vec": [0.1,0.2,0,0,0,0,0,0], "Error": 0.5, "Adjustment": 0, "Height": 0.0002}});
+    let (st, _) = a.put("/v1/coordinate/update", body.to_string()).await;
+    assert_eq!(st, 200);
+    let (code, out, err) = cli(BIN, &a, &["rtt", "n2", "N3"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "Estimated n2 <-> N3 rtt: 200.300 ms (using LAN coordinates)\n"
+    );
+    // The second node defaults to the agent's.
+    let (code, out, err) = cli(BIN, &a, &["rtt", "n2"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Estimated n2 <-> test-node rtt: "), "{out}");
+    let (code, out, err) = cli(BIN, &a, &["rtt", "-wan", "test-node.dc1"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("Estimated test-node.dc1 <-> test-node.dc1 rtt: ")
+            && out.ends_with(" ms (using WAN coordinates)\n"),
+        "{out}"
+    );
+    for (args, want) in [
+        (vec!["rtt"], "One or two node names must be specified"),
+        (
+            vec!["rtt", "ghost", "n2"],
+            "Could not find a coordinate for node \"ghost\"",
+        ),
+        (
+            vec!["rtt", "n2", "ghost"],
+            "Could not find a coordinate for node \"ghost\"",
+        ),
+        (
+            vec!["rtt", "-wan", "n2"],
+            "Node names must be specified as <node name>.<datacenter> with -wan",
+        ),
+    ] {
+        let (code, _, err) = cli(BIN, &a, &args, None);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
 }
 
 #[tokio::test]

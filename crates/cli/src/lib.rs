@@ -59,6 +59,8 @@ pub enum Command {
     Leave(cmd::ops::PlainArgs),
     /// Join the cluster through a server.
     Join(cmd::ops::JoinArgs),
+    /// Estimate the network round trip time between two nodes.
+    Rtt(cmd::ops::RttArgs),
     /// Remove a failed node.
     ForceLeave(cmd::ops::ForceLeaveArgs),
     /// Fire a user event.
@@ -120,6 +122,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Watch(a) => cmd::watch::run(a).await,
         Command::Lock(a) => cmd::lock::run(a).await,
         Command::Join(a) => cmd::ops::join(a).await,
+        Command::Rtt(a) => cmd::ops::rtt(a).await,
         Command::Acl(c) => cmd::acl::run(*c).await,
         Command::Config(c) => cmd::config::run(c).await,
         Command::Intention(c) => cmd::intention::run(c).await,

@@ -48,6 +48,28 @@ impl Default for Coord {
     }
 }
 
+impl Coord {
+    /// The estimated round trip time to `other` (Vivaldi with height and
+    /// adjustment, as Serf computes it); `None` when their dimensions
+    /// differ.
+    pub fn distance_to(&self, other: &Coord) -> Option<std::time::Duration> {
+        if self.vec.len() != other.vec.len() {
+            return None;
+        }
+        let magnitude = self
+            .vec
+            .iter()
+            .zip(&other.vec)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            .sqrt();
+        let raw = magnitude + self.height + other.height;
+        let adjusted = raw + self.adjustment + other.adjustment;
+        let secs = if adjusted > 0.0 { adjusted } else { raw };
+        Some(std::time::Duration::from_secs_f64(secs.max(0.0)))
+    }
+}
+
 /// One node's coordinate.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -116,5 +138,35 @@ impl State {
                 .map(|(_, c)| c)
                 .collect(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Coord;
+
+    fn c(vec: &[f64], height: f64, adjustment: f64) -> Coord {
+        Coord {
+            vec: vec.to_vec(),
+            error: 1.5,
+            adjustment,
+            height,
+        }
+    }
+
+    #[test]
+    fn distance_is_serfs() {
+        // |(3,4)| = 5 s, plus both heights.
+        let a = c(&[0.0, 0.0], 0.001, 0.0);
+        let b = c(&[3.0, 4.0], 0.002, 0.0);
+        let d = a.distance_to(&b).unwrap().as_secs_f64();
+        assert!((d - 5.003).abs() < 1e-9, "{d}");
+        // Adjustments count unless they would make it negative.
+        let b = c(&[3.0, 4.0], 0.002, -0.5);
+        assert!((a.distance_to(&b).unwrap().as_secs_f64() - 4.503).abs() < 1e-9);
+        let b = c(&[3.0, 4.0], 0.002, -10.0);
+        assert!((a.distance_to(&b).unwrap().as_secs_f64() - 5.003).abs() < 1e-9);
+        // Different dimensions cannot be compared.
+        assert!(a.distance_to(&c(&[0.0; 8], 0.0, 0.0)).is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! Agent operations: `info`, `monitor`, `reload`, `maint`, `leave`,
-//! `force-leave`, `event`.
+//! `join`, `force-leave`, `rtt`, `event`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use clap::Args;
@@ -159,6 +160,141 @@ pub async fn join(a: JoinArgs) -> CliResult {
         return Err(CliError::new("Failed to join any nodes."));
     }
     println!("Successfully joined cluster by contacting {joined} nodes.");
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct RttArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// Use WAN coordinates (node names as NODE.DATACENTER).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub wan: Option<bool>,
+    /// One or two node names (the second defaults to the agent's node).
+    pub nodes: Vec<String>,
+}
+
+/// `meshgate rtt NODE1 [NODE2]`: the round trip time the network
+/// coordinates estimate between two nodes, as Consul's command prints it.
+pub async fn rtt(a: RttArgs) -> CliResult {
+    use meshgate_state::Coord;
+    let mut nodes = a.nodes.clone();
+    if nodes.is_empty() || nodes.len() > 2 {
+        return Err(CliError::new("One or two node names must be specified"));
+    }
+    let c = Client::new(&a.http)?;
+    let wan = a.wan.unwrap_or(false);
+    let coord = |v: &Value| serde_json::from_value::<Coord>(v.clone()).ok();
+    let (found1, found2) = if wan {
+        if nodes.len() < 2 {
+            let me: Value = c
+                .get("/v1/agent/self", &[])
+                .await
+                .map_err(|e| CliError::new(format!("Unable to look up agent info: {}", e.message)))?
+                .json()?;
+            nodes.push(format!(
+                "{}.{}",
+                me["Config"]["NodeName"].as_str().unwrap_or_default(),
+                me["Config"]["Datacenter"].as_str().unwrap_or_default()
+            ));
+        }
+        let split = |n: &str| {
+            n.split_once('.')
+                .filter(|(_, dc)| !dc.contains('.'))
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        };
+        let (Some((n1, dc1)), Some((n2, dc2))) = (split(&nodes[0]), split(&nodes[1])) else {
+            return Err(CliError::new(
+                "Node names must be specified as <node name>.<datacenter> with -wan",
+            ));
+        };
+        let dcs: Vec<Value> = c
+            .get("/v1/coordinate/datacenters", &[])
+            .await
+            .map_err(|e| CliError::new(format!("Error getting coordinates: {}", e.message)))?
+            .json()?;
+        let find = |node: &str, dc: &str| {
+            dcs.iter()
+                .filter(|d| d["Datacenter"] == dc)
+                .flat_map(|d| d["Coordinates"].as_array().cloned().unwrap_or_default())
+                // (Entries name servers `node.dc` or `node`.)
+                .find(|e| {
+                    e["Node"].as_str().is_some_and(|n| {
+                        n.eq_ignore_ascii_case(node)
+                            || n.eq_ignore_ascii_case(&format!("{node}.{dc}"))
+                    })
+                })
+                .and_then(|e| coord(&e["Coord"]))
+        };
+        (find(&n1, &dc1), find(&n2, &dc2))
+    } else {
+        if nodes.len() < 2 {
+            let me: Value = c
+                .get("/v1/agent/self", &[])
+                .await
+                .map_err(|e| CliError::new(format!("Unable to look up agent info: {}", e.message)))?
+                .json()?;
+            nodes.push(
+                me["Config"]["NodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        let entries: Vec<Value> = c
+            .get("/v1/coordinate/nodes", &[])
+            .await
+            .map_err(|e| CliError::new(format!("Error getting coordinates: {}", e.message)))?
+            .json()?;
+        // By network segment: the two must be in the same one (the
+        // default one first).
+        let of = |node: &str| -> BTreeMap<String, Coord> {
+            entries
+                .iter()
+                .filter(|e| {
+                    e["Node"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(node))
+                })
+                .filter_map(|e| {
+                    Some((
+                        e["Segment"].as_str().unwrap_or_default().to_string(),
+                        coord(&e["Coord"])?,
+                    ))
+                })
+                .collect()
+        };
+        let (s1, s2) = (of(&nodes[0]), of(&nodes[1]));
+        match s1.iter().find(|(seg, _)| s2.contains_key(*seg)) {
+            Some((seg, c1)) => (Some(c1.clone()), s2.get(seg).cloned()),
+            // Node 2 unknown (node 1 found), or both known in different
+            // segments: no comparable pair (Consul names node 1 then).
+            None if !s1.is_empty() && s2.is_empty() => (s1.values().next().cloned(), None),
+            None => (None, None),
+        }
+    };
+    let Some(c1) = found1 else {
+        return Err(CliError::new(format!(
+            "Could not find a coordinate for node {:?}",
+            nodes[0]
+        )));
+    };
+    let Some(c2) = found2 else {
+        return Err(CliError::new(format!(
+            "Could not find a coordinate for node {:?}",
+            nodes[1]
+        )));
+    };
+    let d = c1.distance_to(&c2).ok_or_else(|| {
+        CliError::new("The coordinates of the two nodes have different dimensions")
+    })?;
+    println!(
+        "Estimated {} <-> {} rtt: {:.3} ms (using {} coordinates)",
+        nodes[0],
+        nodes[1],
+        d.as_secs_f64() * 1000.0,
+        if wan { "WAN" } else { "LAN" }
+    );
     Ok(())
 }
 
