@@ -1054,13 +1054,13 @@ impl Consensus {
         if me.member || me.learner {
             if !peer.member && !peer.learner {
                 return Err(format!(
-                    "the agent at {addr} is in no cluster yet: join it to this cluster from that                      agent (meshgate join {})",
+                    "the agent at {addr} is in no cluster yet: join it to this cluster from that agent (meshgate join {})",
                     self.addr
                 ));
             }
             if peer.member && !self.members().contains_key(&peer.id) {
                 return Err(format!(
-                    "the server at {addr} belongs to another cluster: meshgate does not merge                      clusters"
+                    "the server at {addr} belongs to another cluster: meshgate does not merge clusters"
                 ));
             }
             return Ok(());
