@@ -128,6 +128,64 @@ async fn coordinates() {
         assert_eq!(code, 1, "{args:?}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
+
+    // `?near=`: nearest first by the same estimate, nodes without a
+    // coordinate last. From n2: n2 itself, n4 (0.05 s away), test-node (the
+    // origin, 0.1 s), n3 (0.2 s), then n5 (no coordinate).
+    a.put(
+        "/v1/catalog/register",
+        r#"{"Node":"n4","Address":"10.0.0.4"}"#,
+    )
+    .await;
+    let body = json!({"Node": "n4", "Coord": {"Vec": [0.1,0.05,0,0,0,0,0,0], "Error": 0.5, "Adjustment": 0, "Height": 0.0001}});
+    a.put("/v1/coordinate/update", body.to_string()).await;
+    for node in ["n5", "n3", "test-node", "n4", "n2"] {
+        let reg = json!({
+            "Node": node, "Address": "10.0.0.9",
+            "Service": {"Service": "web", "ID": format!("web-{node}"), "Port": 80},
+            "Check": {"CheckID": format!("web-{node}"), "Name": "web", "Status": "passing", "ServiceID": format!("web-{node}")}
+        });
+        let (st, _) = a.put("/v1/catalog/register", reg.to_string()).await;
+        assert_eq!(st, 200);
+    }
+    let order = |v: &Value, node: &dyn Fn(&Value) -> &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| node(e).as_str().unwrap().to_string())
+            .collect()
+    };
+    let want = ["n2", "n4", "test-node", "n3", "n5"];
+    let (_, v) = a.get_json("/v1/catalog/service/web?near=n2").await;
+    assert_eq!(order(&v, &|e| &e["Node"]), want);
+    let (_, v) = a.get_json("/v1/health/service/web?near=n2").await;
+    assert_eq!(order(&v, &|e| &e["Node"]["Node"]), want);
+    let (_, v) = a.get_json("/v1/health/checks/web?near=n2").await;
+    assert_eq!(order(&v, &|e| &e["Node"]), want);
+    let (_, v) = a.get_json("/v1/catalog/nodes?near=N2").await;
+    assert_eq!(order(&v, &|e| &e["Node"]), want);
+    // `_agent`: from this agent's node.
+    let (_, v) = a.get_json("/v1/catalog/service/web?near=_agent").await;
+    assert_eq!(order(&v, &|e| &e["Node"])[..2], ["test-node", "n2"]);
+    // A node without a coordinate sorts nothing.
+    let (_, plain) = a.get_json("/v1/catalog/service/web").await;
+    let (_, v) = a.get_json("/v1/catalog/service/web?near=n5").await;
+    assert_eq!(order(&v, &|e| &e["Node"]), order(&plain, &|e| &e["Node"]));
+    // Prepared queries: the query's `Near`, or `?near=` on execute.
+    let r = a
+        .http
+        .post(a.url("/v1/query"))
+        .body(json!({"Name": "near-web", "Service": {"Service": "web", "Near": "n2"}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, v) = a.get_json("/v1/query/near-web/execute").await;
+    assert_eq!(order(&v["Nodes"], &|e| &e["Node"]["Node"]), want);
+    let (_, v) = a
+        .get_json("/v1/query/near-web/execute?near=n3&limit=2")
+        .await;
+    assert_eq!(order(&v["Nodes"], &|e| &e["Node"]["Node"]), ["n3", "n4"]);
 }
 
 #[tokio::test]

@@ -843,6 +843,47 @@ async fn read_barrier(ctx: &Ctx, path: &str) -> Result<(), ApiError> {
     r.map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// `?near=NODE` (`_agent`: this agent's node), as Consul sorts catalog and
+/// health answers: by the round trip time Serf's coordinates estimate from
+/// NODE, nearest first; entries whose node has no coordinate keep their
+/// order after the others. Without a coordinate for NODE nothing moves.
+pub fn sort_near<T>(ctx: &Ctx, items: &mut [T], node_of: impl Fn(&T) -> &str) {
+    if let Some(near) = ctx.query.get("near").filter(|n| !n.is_empty()) {
+        sort_near_from(&ctx.agent, near, items, node_of);
+    }
+}
+
+/// [`sort_near`] from node `near` (`_agent`: this agent's node).
+pub fn sort_near_from<T>(agent: &Agent, near: &str, items: &mut [T], node_of: impl Fn(&T) -> &str) {
+    let source = if near == "_agent" {
+        agent.node_name.as_str()
+    } else {
+        near
+    };
+    // Each node's coordinate in the default segment (else its first).
+    let coords: std::collections::HashMap<String, meshgate_state::Coord> = {
+        let st = agent.store.read();
+        let (_, entries) = st.coordinates();
+        let mut m = std::collections::HashMap::new();
+        for e in entries {
+            let key = e.node.to_lowercase();
+            if e.segment.is_empty() || !m.contains_key(&key) {
+                m.insert(key, e.coord.clone());
+            }
+        }
+        m
+    };
+    let Some(from) = coords.get(&source.to_lowercase()) else {
+        return;
+    };
+    items.sort_by_cached_key(|item| {
+        coords
+            .get(&node_of(item).to_lowercase())
+            .and_then(|c| from.distance_to(c))
+            .map_or(u128::MAX, |d| d.as_nanos())
+    });
+}
+
 /// A request URL fit for logs: the value of a `token` query parameter is
 /// replaced by `<hidden>`. Formatted only when a log line is written, so a
 /// request logged at a level nobody records costs nothing.

@@ -969,7 +969,7 @@ fn query_answer(cx: &Cx<'_>, qname: &Name, qtype: RecordType, query: &str, level
             .clone()
             .ok_or_else(|| crate::http::ApiError::forbidden(meshgate_acl::ERR_NOT_FOUND))
     };
-    let ran = crate::http::query::execute_query(cx.agent, query, caller, false, 0);
+    let ran = crate::http::query::execute_query(cx.agent, query, caller, false, 0, None);
     let ex = match ran {
         Ok(ex) => ex,
         Err(e) => {

@@ -314,7 +314,8 @@ async fn nodes(ctx: Ctx) -> ApiResult {
         .into_iter()
         .filter(|n| acl.node_service(&n.node, None))
         .collect();
-    let list = apply_filter(&opts, schema::catalog_nodes(), list)?;
+    let mut list = apply_filter(&opts, schema::catalog_nodes(), list)?;
+    super::sort_near(&ctx, &mut list, |n| &n.node);
     let mut r = json_read(&ctx, &opts, idx, &list);
     acl.mark(&mut r);
     Ok(r)
@@ -372,7 +373,8 @@ async fn service(ctx: Ctx) -> ApiResult {
         .into_iter()
         .filter(|sn| acl.node_service(&sn.node, Some(&sn.service_name)))
         .collect();
-    let list = apply_filter(&opts, schema::catalog_service_nodes(), list)?;
+    let mut list = apply_filter(&opts, schema::catalog_service_nodes(), list)?;
+    super::sort_near(&ctx, &mut list, |sn| &sn.node);
     let mut r = json_read(&ctx, &opts, idx, &list);
     acl.mark(&mut r);
     Ok(r)
@@ -465,7 +467,8 @@ async fn connect(ctx: Ctx) -> ApiResult {
         .into_iter()
         .filter(|sn| acl.node_service(&sn.node, Some(&sn.service_name)))
         .collect();
-    let list = apply_filter(&opts, schema::catalog_service_nodes(), list)?;
+    let mut list = apply_filter(&opts, schema::catalog_service_nodes(), list)?;
+    super::sort_near(&ctx, &mut list, |sn| &sn.node);
     let mut r = json_read(&ctx, &opts, idx, &list);
     acl.mark(&mut r);
     Ok(r)

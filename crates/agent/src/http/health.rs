@@ -72,7 +72,8 @@ fn checks_answer(
             acl.node_service(&c.node, svc)
         })
         .collect();
-    let list = apply_filter(opts, schema::health_checks(), list)?;
+    let mut list = apply_filter(opts, schema::health_checks(), list)?;
+    super::sort_near(ctx, &mut list, |c| &c.node);
     let mut r = json_read(ctx, opts, idx, &list);
     acl.mark(&mut r);
     Ok(r)
@@ -158,7 +159,8 @@ fn entries_answer(
     if passing {
         list.retain(|e| e.checks.iter().all(|c| c.status == status::PASSING));
     }
-    let list = apply_filter(opts, schema::health_service_entries(), list)?;
+    let mut list = apply_filter(opts, schema::health_service_entries(), list)?;
+    super::sort_near(ctx, &mut list, |e| &e.node.node);
     let mut r = json_read(ctx, opts, idx, &list);
     acl.mark(&mut r);
     Ok(r)

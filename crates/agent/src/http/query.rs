@@ -440,6 +440,7 @@ pub(crate) fn execute_query(
     caller: impl FnOnce() -> Result<crate::acl::Identity, ApiError>,
     force_connect: bool,
     limit: usize,
+    near: Option<&str>,
 ) -> Result<Executed, ApiError> {
     let (q, mut nodes) = {
         let st = agent.store.read();
@@ -457,6 +458,14 @@ pub(crate) fn execute_query(
             && filter_id.allows(Resource::Service, Access::Read, &e.service.service)
     });
     nodes.shuffle(&mut rand::rng());
+    // `?near=` on the request, else the query's `Near`: nearest first
+    // (the shuffle stays among equals), before the limit.
+    let near = near
+        .filter(|n| !n.is_empty())
+        .unwrap_or(q.service.near.as_str());
+    if !near.is_empty() {
+        super::sort_near_from(agent, near, &mut nodes, |e| &e.node.node);
+    }
     if limit > 0 {
         nodes.truncate(limit);
     }
@@ -514,7 +523,14 @@ async fn execute(ctx: Ctx) -> ApiResult {
         query: q,
         nodes,
         failovers,
-    } = execute_query(&ctx.agent, &id, || ctx.identity(), force_connect, limit)?;
+    } = execute_query(
+        &ctx.agent,
+        &id,
+        || ctx.identity(),
+        force_connect,
+        limit,
+        ctx.query.get("near"),
+    )?;
     let idx = ctx.agent.store.read().tables().get(Table::Queries);
     let body = ExecuteResponse {
         service: q.service.service.clone(),
