@@ -2003,3 +2003,131 @@ async fn join_at_run_time() {
     assert_eq!(code, 1);
     assert!(err.contains("it has no cluster to join"), "{err}");
 }
+
+/// `meshgate tls ca create` / `tls cert create`: Consul's files and names;
+/// a server and a client agent talk over mutual TLS with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_use_certificates_from_meshgate_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tls = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("tls")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("meshgate tls");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = tls(&["ca", "create"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "==> Saved consul-agent-ca.pem\n==> Saved consul-agent-ca-key.pem\n"
+    );
+    // Never over an existing CA.
+    let (code, _, err) = tls(&["ca", "create"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("CA file consul-agent-ca.pem already exists"),
+        "{err}"
+    );
+    let (code, out, err) = tls(&["cert", "create", "-server", "-node", "tls-s1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("==> Saved dc1-server-consul-0.pem\n==> Saved dc1-server-consul-0-key.pem\n"),
+        "{out}"
+    );
+    let (code, out, err) = tls(&["cert", "create", "-client"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("==> Saved dc1-client-consul-0.pem"), "{out}");
+    let (code, _, err) = tls(&["cert", "create"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Please provide either -server, -client, or -cli"),
+        "{err}"
+    );
+    // Names as Consul puts them, checked by OpenSSL; keys private.
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(d.join("dc1-server-consul-0.pem"))
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("DNS:server.dc1.consul, DNS:localhost, DNS:tls-s1.server.dc1.consul, IP Address:127.0.0.1"),
+        "{text}"
+    );
+    let verify = std::process::Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(d.join("consul-agent-ca.pem"))
+        .arg(d.join("dc1-server-consul-0.pem"))
+        .arg(d.join("dc1-client-consul-0.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.join("consul-agent-ca-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // A server and a client agent over mutual TLS with these files.
+    let conf = |cert: &str| {
+        format!(
+            "tls {{\n  defaults {{\n    ca_file = \"{}\"\n    cert_file = \"{}\"\n    key_file = \"{}\"\n  }}\n}}\n",
+            d.join("consul-agent-ca.pem").display(),
+            d.join(format!("{cert}.pem")).display(),
+            d.join(format!("{cert}-key.pem")).display()
+        )
+    };
+    let server = AgentBuilder::dev(BIN)
+        .without_dev()
+        .ip("127.0.0.127")
+        .config_file("tls.hcl", &conf("dc1-server-consul-0"))
+        .args([
+            "-server".to_string(),
+            "-bootstrap".into(),
+            "-node=tls-s1".into(),
+            format!("-data-dir={}", d.join("s1").display()),
+        ])
+        .start()
+        .await;
+    let _client = AgentBuilder::dev(BIN)
+        .without_dev()
+        .ip("127.0.0.128")
+        .config_file("tls.hcl", &conf("dc1-client-consul-0"))
+        .args([
+            "-node=tls-c1".to_string(),
+            format!("-data-dir={}", d.join("c1").display()),
+            "-retry-join=127.0.0.127".into(),
+        ])
+        .start()
+        .await;
+    eventually(
+        "the client agent in the catalog",
+        Duration::from_secs(30),
+        || async {
+            let (_, v) = server.get_json("/v1/catalog/nodes").await;
+            v.to_string().contains("tls-c1").then_some(())
+        },
+    )
+    .await;
+    // (The server port spoke TLS: no warning about plain traffic.)
+    assert!(
+        !server.log().contains("unauthenticated"),
+        "{}",
+        server.log()
+    );
+}

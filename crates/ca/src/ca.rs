@@ -668,3 +668,101 @@ pub fn cross_sign_with_ttl(
     let xc = params.signed_by(&spki, &issuer)?;
     Ok(xc.pem())
 }
+
+// === `meshgate tls`: a CA and certificates for agents' TLS ===
+
+/// A certificate authority for agents' TLS (`meshgate tls ca create`, as
+/// Consul's `tls ca create`): ECDSA P-256, valid `days`, named
+/// `common_name` (default `Consul Agent CA <serial>`); with
+/// `name_constraints`, it may only sign names under those DNS domains.
+/// Returns `(cert_pem, key_pem)`.
+pub fn new_agent_ca(
+    days: u32,
+    common_name: &str,
+    name_constraints: &[String],
+) -> Result<(String, String), CaError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let serial = random_serial()?;
+    let now = now_utc();
+    let mut params = CertificateParams::default();
+    let cn = if common_name.is_empty() {
+        format!("Consul Agent CA {serial}")
+    } else {
+        common_name.to_string()
+    };
+    params.distinguished_name = cn_dn(&cn)?;
+    params.serial_number = Some(SerialNumber::from_slice(&serial_bytes(serial)));
+    params.not_before = now - to_time_duration(CERT_TIME_DRIFT)?;
+    params.not_after = now + to_time_duration(Duration::from_secs(u64::from(days) * 86_400))?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+    ];
+    if !name_constraints.is_empty() {
+        params.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees: name_constraints
+                .iter()
+                .map(|d| rcgen::GeneralSubtree::DnsName(d.clone()))
+                .collect(),
+            excluded_subtrees: Vec::new(),
+        });
+    }
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::PreSpecified(key_id(&key));
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// What an agent certificate says (`meshgate tls cert create`).
+#[derive(Debug, Clone, Default)]
+pub struct AgentTlsCert {
+    /// The subject's common name (`server.dc1.consul`).
+    pub name: String,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<IpAddr>,
+    /// Server and client authentication; `false`: client only (the CLI's).
+    pub server_auth: bool,
+    pub days: u32,
+}
+
+/// Signs an agent certificate with the CA of [`new_agent_ca`] (its PEM
+/// certificate and key). Returns `(cert_pem, key_pem)`.
+pub fn sign_agent_tls_cert(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    want: &AgentTlsCert,
+) -> Result<(String, String), CaError> {
+    let ca_key =
+        KeyPair::from_pem(ca_key_pem).map_err(|e| CaError::Config(format!("the CA key: {e}")))?;
+    let certs = certs_from_pem(ca_cert_pem)?;
+    let ca_der = certs
+        .first()
+        .ok_or_else(|| CaError::Parse("no certificate in the CA file".into()))?;
+    let ca = parse_der(ca_der)?;
+    if ca.public_key().raw != ca_key.subject_public_key_info().as_slice() {
+        return Err(CaError::Config(
+            "the CA key does not belong to the CA certificate".into(),
+        ));
+    }
+    if !ca.is_ca() {
+        return Err(CaError::Config("the CA certificate is not a CA".into()));
+    }
+    let issuer = Issuer::from_ca_cert_der(ca_der, ca_key)?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut sans = Vec::new();
+    for d in &want.dns_names {
+        sans.push(SanType::DnsName(d.clone().try_into()?));
+    }
+    for ip in &want.ip_addresses {
+        sans.push(SanType::IpAddress(*ip));
+    }
+    let ttl = Duration::from_secs(u64::from(want.days) * 86_400);
+    let mut params = end_entity_params(&want.name, sans, ttl, &key)?;
+    if !want.server_auth {
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    }
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}

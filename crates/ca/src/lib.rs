@@ -59,10 +59,10 @@ mod verify;
 mod tests;
 
 pub use ca::{
-    CERT_TIME_DRIFT, CROSS_SIGN_TTL, CaRoot, CaSigner, DEFAULT_LEAF_TTL, DEFAULT_ROOT_TTL, Leaf,
-    PROVIDER, ROOT_NAME, ca_common_name, cross_sign, cross_sign_with_ttl, generate_key_and_csr,
-    generate_key_and_csr_with_sans, leaf_common_name, new_root, sign_agent_cert, sign_csr,
-    sign_leaf,
+    AgentTlsCert, CERT_TIME_DRIFT, CROSS_SIGN_TTL, CaRoot, CaSigner, DEFAULT_LEAF_TTL,
+    DEFAULT_ROOT_TTL, Leaf, PROVIDER, ROOT_NAME, ca_common_name, cross_sign, cross_sign_with_ttl,
+    generate_key_and_csr, generate_key_and_csr_with_sans, leaf_common_name, new_agent_ca, new_root,
+    sign_agent_cert, sign_agent_tls_cert, sign_csr, sign_leaf,
 };
 pub use rcgen::KeyPair;
 pub use spiffe::{

@@ -16,5 +16,6 @@ pub mod ops;
 pub mod proxy;
 pub mod setup;
 pub mod snapshot;
+pub mod tls;
 pub mod validate;
 pub mod watch;

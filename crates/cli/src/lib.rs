@@ -61,6 +61,9 @@ pub enum Command {
     Join(cmd::ops::JoinArgs),
     /// Estimate the network round trip time between two nodes.
     Rtt(cmd::ops::RttArgs),
+    /// Create a CA and certificates for agents' TLS.
+    #[command(subcommand)]
+    Tls(cmd::tls::TlsCmd),
     /// Remove a failed node.
     ForceLeave(cmd::ops::ForceLeaveArgs),
     /// Fire a user event.
@@ -123,6 +126,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Lock(a) => cmd::lock::run(a).await,
         Command::Join(a) => cmd::ops::join(a).await,
         Command::Rtt(a) => cmd::ops::rtt(a).await,
+        Command::Tls(c) => cmd::tls::run(c),
         Command::Acl(c) => cmd::acl::run(*c).await,
         Command::Config(c) => cmd::config::run(c).await,
         Command::Intention(c) => cmd::intention::run(c).await,
