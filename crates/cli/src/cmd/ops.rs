@@ -185,19 +185,22 @@ pub async fn rtt(a: RttArgs) -> CliResult {
     let c = Client::new(&a.http)?;
     let wan = a.wan.unwrap_or(false);
     let coord = |v: &Value| serde_json::from_value::<Coord>(v.clone()).ok();
+    // The second node defaults to the agent's (NODE.DC with -wan).
+    if nodes.len() < 2 {
+        let me: Value = c
+            .get("/v1/agent/self", &[])
+            .await
+            .map_err(|e| CliError::new(format!("Unable to look up agent info: {}", e.message)))?
+            .json()?;
+        let node = me["Config"]["NodeName"].as_str().unwrap_or_default();
+        nodes.push(if wan {
+            let dc = me["Config"]["Datacenter"].as_str().unwrap_or_default();
+            format!("{node}.{dc}")
+        } else {
+            node.to_string()
+        });
+    }
     let (found1, found2) = if wan {
-        if nodes.len() < 2 {
-            let me: Value = c
-                .get("/v1/agent/self", &[])
-                .await
-                .map_err(|e| CliError::new(format!("Unable to look up agent info: {}", e.message)))?
-                .json()?;
-            nodes.push(format!(
-                "{}.{}",
-                me["Config"]["NodeName"].as_str().unwrap_or_default(),
-                me["Config"]["Datacenter"].as_str().unwrap_or_default()
-            ));
-        }
         let split = |n: &str| {
             n.split_once('.')
                 .filter(|(_, dc)| !dc.contains('.'))
@@ -228,19 +231,6 @@ pub async fn rtt(a: RttArgs) -> CliResult {
         };
         (find(&n1, &dc1), find(&n2, &dc2))
     } else {
-        if nodes.len() < 2 {
-            let me: Value = c
-                .get("/v1/agent/self", &[])
-                .await
-                .map_err(|e| CliError::new(format!("Unable to look up agent info: {}", e.message)))?
-                .json()?;
-            nodes.push(
-                me["Config"]["NodeName"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
-        }
         let entries: Vec<Value> = c
             .get("/v1/coordinate/nodes", &[])
             .await
