@@ -60,14 +60,20 @@ async fn coordinates() {
         "the agent reports its own coordinate"
     );
     assert_eq!(nodes[0]["Coord"]["Vec"].as_array().unwrap().len(), 8);
-    a.put(
-        "/v1/catalog/register",
-        r#"{"Node":"n2","Address":"10.0.0.2"}"#,
-    )
-    .await;
-    let body = json!({"Node": "n2", "Coord": {"Vec": [0.1,0,0,0,0,0,0,0], "Error": 0.5, "Adjustment": 0, "Height": 0.0001}});
-    let (st, _) = a.put("/v1/coordinate/update", body.to_string()).await;
-    assert_eq!(st, 200);
+    // A node in the catalog with a coordinate: its first two dimensions
+    // and its height.
+    let place = |node: &'static str, x: f64, y: f64, height: f64| {
+        let a = &a;
+        async move {
+            let reg = json!({"Node": node, "Address": "10.0.0.2"});
+            let (st, _) = a.put("/v1/catalog/register", reg.to_string()).await;
+            assert_eq!(st, 200);
+            let body = json!({"Node": node, "Coord": {"Vec": [x,y,0,0,0,0,0,0], "Error": 0.5, "Adjustment": 0, "Height": height}});
+            let (st, _) = a.put("/v1/coordinate/update", body.to_string()).await;
+            assert_eq!(st, 200);
+        }
+    };
+    place("n2", 0.1, 0.0, 0.0001).await;
     let (_, c) = a.get_json("/v1/coordinate/node/n2").await;
     assert_eq!(c[0]["Coord"]["Error"], 0.5);
     let (st, _) = a.get_json("/v1/coordinate/node/ghost").await;
@@ -84,14 +90,7 @@ async fn coordinates() {
     assert_eq!(st, 400);
 
     // `meshgate rtt`: |(0.1,0) - (0.1,0.2)| = 0.2 s, plus both heights.
-    a.put(
-        "/v1/catalog/register",
-        r#"{"Node":"n3","Address":"10.0.0.3"}"#,
-    )
-    .await;
-    let body = json!({"Node": "n3", "Coord": {"Vec": [0.1,0.2,0,0,0,0,0,0], "Error": 0.5, "Adjustment": 0, "Height": 0.0002}});
-    let (st, _) = a.put("/v1/coordinate/update", body.to_string()).await;
-    assert_eq!(st, 200);
+    place("n3", 0.1, 0.2, 0.0002).await;
     let (code, out, err) = cli(BIN, &a, &["rtt", "n2", "N3"], None);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
@@ -132,13 +131,7 @@ async fn coordinates() {
     // `?near=`: nearest first by the same estimate, nodes without a
     // coordinate last. From n2: n2 itself, n4 (0.05 s away), test-node (the
     // origin, 0.1 s), n3 (0.2 s), then n5 (no coordinate).
-    a.put(
-        "/v1/catalog/register",
-        r#"{"Node":"n4","Address":"10.0.0.4"}"#,
-    )
-    .await;
-    let body = json!({"Node": "n4", "Coord": {"Vec": [0.1,0.05,0,0,0,0,0,0], "Error": 0.5, "Adjustment": 0, "Height": 0.0001}});
-    a.put("/v1/coordinate/update", body.to_string()).await;
+    place("n4", 0.1, 0.05, 0.0001).await;
     for node in ["n5", "n3", "test-node", "n4", "n2"] {
         let reg = json!({
             "Node": node, "Address": "10.0.0.9",
