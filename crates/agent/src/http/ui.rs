@@ -77,29 +77,28 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; s
 /// files under that prefix.
 struct Files {
     prefix: String,
-    index: &'static [u8],
+    index: axum::body::Bytes,
 }
 
 impl Files {
     fn new(prefix: String) -> Files {
         let page = ASSETS.first().map(|a| a.body).unwrap_or_default();
-        let index: &'static [u8] = if prefix == "/ui/" {
-            page
+        let index = if prefix == "/ui/" {
+            axum::body::Bytes::from_static(page)
         } else {
-            // Built once per agent start.
             let text = String::from_utf8_lossy(page).replace("\"/ui/", &format!("\"{prefix}"));
-            Box::leak(text.into_bytes().into_boxed_slice())
+            axum::body::Bytes::from(text)
         };
         Files { prefix, index }
     }
 
     fn serve(&self, path: &str, head: bool) -> Response {
         let rel = path.strip_prefix(self.prefix.as_str()).unwrap_or_default();
-        serve(rel, head, self.index)
+        serve(rel, head, &self.index)
     }
 }
 
-fn serve(rel: &str, head: bool, index: &'static [u8]) -> Response {
+fn serve(rel: &str, head: bool, index: &axum::body::Bytes) -> Response {
     let asset = ASSETS
         .iter()
         .find(|a| a.path == rel)
@@ -125,10 +124,11 @@ fn serve(rel: &str, head: bool, index: &'static [u8]) -> Response {
         return r;
     };
     let body = if std::ptr::eq(a, &ASSETS[0]) {
-        index
+        index.clone()
     } else {
-        a.body
+        axum::body::Bytes::from_static(a.body)
     };
+    let length = body.len();
     let mut r = if head {
         Response::new(Body::empty())
     } else {
@@ -136,7 +136,7 @@ fn serve(rel: &str, head: bool, index: &'static [u8]) -> Response {
     };
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(a.ctype));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     // Built into the binary: a new binary may bring new files.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(
