@@ -2130,4 +2130,17 @@ async fn agents_use_certificates_from_meshgate_tls() {
         "{}",
         server.log()
     );
+    // Consul's gauge of the agent certificate's remaining life (365 days).
+    let (_, m) = server.get_json("/v1/agent/metrics").await;
+    let g = crate::metric(
+        &m,
+        "Gauges",
+        &crate::host_gauge("consul.agent.tls.cert.expiry"),
+    )
+    .unwrap_or_else(|| panic!("the certificate expiry gauge: {m}"));
+    let secs = g["Value"].as_f64().unwrap();
+    assert!(
+        (364.0 * 86400.0..=365.0 * 86400.0).contains(&secs),
+        "{secs}"
+    );
 }

@@ -284,6 +284,18 @@ pub fn gauges(agent: &crate::Agent) -> Vec<(String, f64)> {
             server.push(("consul.mesh.active-signing-ca.expiry".into(), secs.floor()));
         }
     }
+    // Seconds until this agent's own TLS certificate (the server port's)
+    // expires, as Consul reports it on every agent that has one.
+    if let Some(files) = agent.config.tls.cluster() {
+        let expiry = std::fs::read_to_string(&files.cert_file)
+            .ok()
+            .and_then(|pem| meshgate_ca::cert_info(&pem).ok())
+            .and_then(|info| meshgate_types::time::parse_rfc3339_ms(&info.not_after));
+        if let Some(until) = expiry {
+            let secs = (until as f64 - crate::store::now_ms() as f64) / 1e3;
+            server.push(("consul.agent.tls.cert.expiry".into(), secs.floor()));
+        }
+    }
     let mut all = vec![
         ("consul.state.nodes".into(), nodes.len() as f64),
         ("consul.state.services".into(), services.len() as f64),
