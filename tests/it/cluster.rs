@@ -2083,6 +2083,83 @@ async fn agents_use_certificates_from_meshgate_tls() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+    // A CA made elsewhere (OpenSSL, as Consul writes it: a SEC1 `EC
+    // PRIVATE KEY`) signs too.
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "other-ca-key.pem",
+    ]);
+    assert!(
+        std::fs::read_to_string(d.join("other-ca-key.pem"))
+            .unwrap()
+            .starts_with("-----BEGIN EC PRIVATE KEY-----")
+    );
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "other-ca-key.pem",
+        "-subj",
+        "/CN=Other CA",
+        "-days",
+        "30",
+        "-out",
+        "other-ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+    ]);
+    let (code, out, err) = tls(&[
+        "cert",
+        "create",
+        "-client",
+        "-dc",
+        "dc9",
+        "-ca",
+        "other-ca.pem",
+        "-key",
+        "other-ca-key.pem",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("==> Saved dc9-client-consul-0.pem"), "{out}");
+    openssl(&[
+        "verify",
+        "-CAfile",
+        "other-ca.pem",
+        "dc9-client-consul-0.pem",
+    ]);
+    // A key that is not the CA's is refused.
+    let (code, _, err) = tls(&[
+        "cert",
+        "create",
+        "-client",
+        "-ca",
+        "other-ca.pem",
+        "-key",
+        "consul-agent-ca-key.pem",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("does not match"), "{err}");
+
     // A server and a client agent over mutual TLS with these files.
     let conf = |cert: &str| {
         format!(

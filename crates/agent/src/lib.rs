@@ -743,10 +743,7 @@ async fn start_consensus(
         use meshgate_consensus::RaftEvent;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         match e {
-            RaftEvent::Committed(d) => {
-                metrics.incr("consul.raft.apply", 1.0);
-                metrics.sample("consul.raft.commitTime", ms(d));
-            }
+            RaftEvent::Committed(d) => metrics.committed(d),
             RaftEvent::BecameLeader => metrics.incr("consul.raft.state.leader", 1.0),
             RaftEvent::BecameCandidate => metrics.incr("consul.raft.state.candidate", 1.0),
             RaftEvent::LeaderContact(d) => metrics.sample("consul.raft.leader.lastContact", ms(d)),

@@ -157,6 +157,13 @@ impl Metrics {
             .add(v);
     }
 
+    /// A request committed by this server as leader, `took` after it was
+    /// proposed: Consul's `raft.apply` and `raft.commitTime`.
+    pub fn committed(&self, took: std::time::Duration) {
+        self.incr("consul.raft.apply", 1.0);
+        self.sample("consul.raft.commitTime", took.as_secs_f64() * 1e3);
+    }
+
     /// Records a timing sample in milliseconds.
     pub fn sample(&self, name: &str, ms: f64) {
         self.tapped(name, ms, "ms");

@@ -159,11 +159,7 @@ impl Store {
                 let r = self.apply_with(|st| st.index + 1, &req);
                 // A single server is its own leader: what a cluster's
                 // leader records when it commits (see `start_consensus`).
-                self.metrics.incr("consul.raft.apply", 1.0);
-                self.metrics.sample(
-                    "consul.raft.commitTime",
-                    started.elapsed().as_secs_f64() * 1e3,
-                );
+                self.metrics.committed(started.elapsed());
                 Ok(r?)
             }
             Some(c) => match c.write(req, LEADER_PATIENCE).await {

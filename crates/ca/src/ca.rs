@@ -176,7 +176,8 @@ impl fmt::Debug for CaSigner {
 
 impl CaSigner {
     fn key_pair(&self) -> Result<KeyPair, CaError> {
-        KeyPair::from_pem(&self.key_pem).map_err(|e| CaError::Pem(format!("CA signing key: {e}")))
+        crate::util::key_pair_from_pem(&self.key_pem)
+            .map_err(|e| CaError::Pem(format!("CA signing key: {e}")))
     }
 
     /// An rcgen issuer for `cert_pem` + `key_pem`, after checking that they belong together
@@ -728,28 +729,13 @@ pub struct AgentTlsCert {
 }
 
 /// Signs an agent certificate with the CA of [`new_agent_ca`] (its PEM
-/// certificate and key). Returns `(cert_pem, key_pem)`.
+/// certificate and key as a signer, checked to belong together). Returns
+/// `(cert_pem, key_pem)`.
 pub fn sign_agent_tls_cert(
-    ca_cert_pem: &str,
-    ca_key_pem: &str,
+    signer: &CaSigner,
     want: &AgentTlsCert,
 ) -> Result<(String, String), CaError> {
-    let ca_key =
-        KeyPair::from_pem(ca_key_pem).map_err(|e| CaError::Config(format!("the CA key: {e}")))?;
-    let certs = certs_from_pem(ca_cert_pem)?;
-    let ca_der = certs
-        .first()
-        .ok_or_else(|| CaError::Parse("no certificate in the CA file".into()))?;
-    let ca = parse_der(ca_der)?;
-    if ca.public_key().raw != ca_key.subject_public_key_info().as_slice() {
-        return Err(CaError::Config(
-            "the CA key does not belong to the CA certificate".into(),
-        ));
-    }
-    if !ca.is_ca() {
-        return Err(CaError::Config("the CA certificate is not a CA".into()));
-    }
-    let issuer = Issuer::from_ca_cert_der(ca_der, ca_key)?;
+    let issuer = signer.issuer()?;
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut sans = Vec::new();
     for d in &want.dns_names {

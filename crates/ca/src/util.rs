@@ -154,6 +154,48 @@ pub fn read_pem_file(path: impl AsRef<std::path::Path>) -> Result<String, CaErro
     })
 }
 
+/// A key pair from PEM: PKCS#8 (`PRIVATE KEY`), or a P-256 key in SEC1 form
+/// (`EC PRIVATE KEY`, what OpenSSL and Consul's `tls ca create` write),
+/// which is wrapped in PKCS#8 first (the signing backend reads only that).
+pub(crate) fn key_pair_from_pem(pem: &str) -> Result<rcgen::KeyPair, String> {
+    match PrivateKeyDer::from_pem_slice(pem.as_bytes()) {
+        Ok(PrivateKeyDer::Sec1(sec1)) => {
+            let pkcs8 = p256_sec1_to_pkcs8(sec1.secret_sec1_der());
+            rcgen::KeyPair::try_from(pkcs8.as_slice())
+                .map_err(|e| format!("EC private key (P-256 expected): {e}"))
+        }
+        _ => rcgen::KeyPair::from_pem(pem).map_err(|e| e.to_string()),
+    }
+}
+
+/// `PrivateKeyInfo { version 0, id-ecPublicKey with prime256v1, sec1 }`.
+fn p256_sec1_to_pkcs8(sec1: &[u8]) -> Vec<u8> {
+    fn der_len(n: usize, out: &mut Vec<u8>) {
+        if n < 0x80 {
+            out.push(n as u8);
+        } else if n < 0x100 {
+            out.extend([0x81, n as u8]);
+        } else {
+            out.extend([0x82, (n >> 8) as u8, n as u8]);
+        }
+    }
+    const VERSION: [u8; 3] = [0x02, 0x01, 0x00];
+    // SEQUENCE { OID 1.2.840.10045.2.1, OID 1.2.840.10045.3.1.7 }
+    const ALGORITHM: [u8; 21] = [
+        0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
+        0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+    ];
+    let mut octets = vec![0x04];
+    der_len(sec1.len(), &mut octets);
+    octets.extend_from_slice(sec1);
+    let mut out = vec![0x30];
+    der_len(VERSION.len() + ALGORITHM.len() + octets.len(), &mut out);
+    out.extend_from_slice(&VERSION);
+    out.extend_from_slice(&ALGORITHM);
+    out.extend_from_slice(&octets);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,7 +190,10 @@ fn cert_create(a: CertCreateArgs, dir: &Path) -> CliResult {
         std::fs::read_to_string(dir.join(path))
             .map_err(|e| CliError::new(format!("==> Failed to read {path}: {e}")))
     };
-    let (ca_pem, ca_key_pem) = (read(&ca)?, read(&key)?);
+    let signer = meshgate_ca::CaSigner {
+        cert_pem: read(&ca)?,
+        key_pem: read(&key)?,
+    };
     let want = meshgate_ca::AgentTlsCert {
         name,
         dns_names: dns,
@@ -198,7 +201,7 @@ fn cert_create(a: CertCreateArgs, dir: &Path) -> CliResult {
         server_auth: kind != "cli",
         days: a.days,
     };
-    let (cert_pem, key_pem) = meshgate_ca::sign_agent_tls_cert(&ca_pem, &ca_key_pem, &want)
+    let (cert_pem, key_pem) = meshgate_ca::sign_agent_tls_cert(&signer, &want)
         .map_err(|e| CliError::new(format!("==> Error signing the certificate: {e}")))?;
     // The first free index: dc1-server-consul-0.pem, -1, ...
     let prefix = format!("{dc}-{kind}-{domain}");
