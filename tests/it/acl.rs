@@ -64,7 +64,10 @@ pub async fn call(
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     // Streams (the monitor) never end: read what arrives in a moment.
-    let text = if path.starts_with("/v1/agent/monitor") && status == 200 {
+    let text = if (path.starts_with("/v1/agent/monitor")
+        || path.starts_with("/v1/agent/metrics/stream"))
+        && status == 200
+    {
         String::new()
     } else {
         r.text().await.unwrap_or_default()
@@ -1532,6 +1535,11 @@ node "test-node" { policy = "read" }"#;
         "GET",
         "/v1/agent/metrics",
         w("/v1/agent/metrics", None, AGENT_R, Refused),
+    );
+    add(
+        "GET",
+        "/v1/agent/metrics/stream",
+        w("/v1/agent/metrics/stream", None, AGENT_R, Refused),
     );
     add(
         "GET",

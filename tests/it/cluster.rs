@@ -454,6 +454,56 @@ async fn autopilot_configuration_state_and_dead_server_cleanup() {
         assert_eq!(v["NodeStatus"], "alive", "{state}");
         assert!(v["LastIndex"].as_u64().unwrap() > 0, "{state}");
     }
+    // The same through the CLI, as Consul's `operator autopilot`.
+    let (code, out, err) =
+        meshgate_test_support::cli(BIN, &s[1], &["operator", "autopilot", "state"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("Healthy:                      true\n"),
+        "{out}"
+    );
+    assert!(out.contains("Failure Tolerance:            1\n"), "{out}");
+    assert!(
+        out.contains(&format!("Leader:                       {leader_id}\n")),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("      Node Status:     alive\n").count(),
+        3,
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("      Status:          leader\n").count(),
+        1,
+        "{out}"
+    );
+    let (code, out, err) =
+        meshgate_test_support::cli(BIN, &s[0], &["operator", "autopilot", "get-config"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("LastContactThreshold = 1s\nMaxTrailingLogs = 250\nMinQuorum = 3\n"),
+        "{out}"
+    );
+    let (code, out, err) = meshgate_test_support::cli(
+        BIN,
+        &s[2],
+        &[
+            "operator",
+            "autopilot",
+            "set-config",
+            "-max-trailing-logs=500",
+        ],
+        None,
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Configuration updated!\n"),
+        "{err}"
+    );
+    let (_, c) = s[0].get_json("/v1/operator/autopilot/configuration").await;
+    assert_eq!(c["MaxTrailingLogs"], 500, "{c}");
+    assert_eq!(c["MinQuorum"], 3, "{c}");
+    assert_eq!(c["LastContactThreshold"], "1s", "{c}");
 
     // Consul's key metrics of a cluster: on the leader, autopilot's
     // judgement (every 10 s), leadership, raft's commits (the configuration

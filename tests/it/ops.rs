@@ -1,5 +1,6 @@
 //! Events, coordinates, maintenance, reload, leave, monitor, metrics, host,
-//! version, and the CLI commands for them.
+//! version, usage, autopilot on a `-dev` server, and the CLI commands for
+//! them.
 
 use std::time::Duration;
 
@@ -716,4 +717,389 @@ async fn lock_runs_the_child_under_a_lock() {
     let (code, _, err) = finish(spawn(&["-n", "0", "locks/x", "true"]));
     assert_eq!(code, 1);
     assert!(err.contains("Lock holder limit must be positive"), "{err}");
+}
+
+/// `operator usage instances` and `operator autopilot` against a `-dev`
+/// server: Consul's counts by kind and its tables, the single server's
+/// autopilot state, the configuration read and changed.
+#[tokio::test]
+async fn operator_usage_and_autopilot_on_a_dev_server() {
+    let a = dev().await;
+    for body in [
+        r#"{"Name":"web","ID":"web-1","Port":80}"#,
+        r#"{"Name":"web","ID":"web-2","Port":81,"Connect":{"SidecarService":{}}}"#,
+        r#"{"Name":"native","Port":82,"Connect":{"Native":true}}"#,
+        r#"{"Name":"gw","Kind":"terminating-gateway","Port":8443}"#,
+    ] {
+        assert_eq!(
+            a.put("/v1/agent/service/register", body).await.0,
+            200,
+            "{body}"
+        );
+    }
+    // Services: web, web-sidecar-proxy, native, gw (and consul, the
+    // server's own, if registered); billable: web twice and native.
+    let (st, u) = a.get_json("/v1/operator/usage").await;
+    assert_eq!(st, 200);
+    let dc = &u["Usage"]["dc1"];
+    let has_consul = a
+        .get_json("/v1/catalog/service/consul")
+        .await
+        .1
+        .as_array()
+        .is_some_and(|l| !l.is_empty());
+    let extra = u64::from(has_consul);
+    assert_eq!(dc["Services"], 4 + extra, "{u}");
+    assert_eq!(dc["ServiceInstances"], 5 + extra, "{u}");
+    assert_eq!(dc["BillableServiceInstances"], 3, "{u}");
+    assert_eq!(
+        dc["ConnectServiceInstances"],
+        json!({"api-gateway": 0, "connect-native": 1, "connect-proxy": 1,
+               "ingress-gateway": 0, "mesh-gateway": 0, "terminating-gateway": 1}),
+        "{u}"
+    );
+    let services = 4 + extra;
+    let (code, out, err) = cli(BIN, &a, &["operator", "usage", "instances"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "Billable Service Instances Total: 3\n\
+             dc1 Billable Service Instances: 3\n\n\
+             Billable Services\n\
+             Services      Service instances\n\
+             {services}             3\n\n\
+             Connect Services\n\
+             Type                     Service instances\n\
+             api-gateway              0\n\
+             connect-native           1\n\
+             connect-proxy            1\n\
+             ingress-gateway          0\n\
+             mesh-gateway             0\n\
+             terminating-gateway      1\n"
+        )
+    );
+    let (code, out, _) = cli(
+        BIN,
+        &a,
+        &["operator", "usage", "instances", "-connect"],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(out.starts_with("Connect Services\n"), "{out}");
+    assert!(!out.contains("Billable"), "{out}");
+    let (code, out, _) = cli(
+        BIN,
+        &a,
+        &[
+            "operator",
+            "usage",
+            "instances",
+            "-billable",
+            "-all-datacenters",
+        ],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(!out.contains("Connect Services"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[4], "Datacenter      Services      Service instances",
+        "{out}"
+    );
+    assert_eq!(
+        lines[5].split_whitespace().collect::<Vec<_>>(),
+        ["dc1", &services.to_string(), "3"],
+        "{out}"
+    );
+    assert_eq!(
+        lines[7].split_whitespace().collect::<Vec<_>>(),
+        ["Total", &services.to_string(), "3"],
+        "{out}"
+    );
+    let (code, _, err) = cli(
+        BIN,
+        &a,
+        &["operator", "usage", "instances", "-billable", "-connect"],
+        None,
+    );
+    assert_eq!(
+        (code, err.trim()),
+        (1, "Cannot specify both -billable and -connect flags")
+    );
+
+    // Autopilot on a single server: itself, the healthy leader.
+    let (st, state) = a.get_json("/v1/operator/autopilot/state").await;
+    assert_eq!(st, 200, "{state}");
+    let id = state["Leader"].as_str().unwrap().to_string();
+    assert!(!id.is_empty(), "{state}");
+    assert_eq!(state["Voters"], json!([id]), "{state}");
+    assert_eq!(state["Servers"][&id]["Status"], "leader", "{state}");
+    let (code, out, err) = cli(BIN, &a, &["operator", "autopilot", "state"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!(
+            "Healthy:                      true\n\
+             Failure Tolerance:            0\n\
+             Optimistic Failure Tolerance: 0\n\
+             Leader:                       {id}\n\
+             Voters:\n   {id}\n\
+             Servers:\n   {id}\n"
+        )),
+        "{out}"
+    );
+    for line in [
+        "      Status:          leader\n",
+        "      Node Type:       voter\n",
+        "      Node Status:     alive\n",
+        "      Healthy:         true\n",
+        "      Last Contact:    0s\n",
+    ] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+    let (code, out, _) = cli(
+        BIN,
+        &a,
+        &["operator", "autopilot", "state", "-format=json"],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(out.starts_with("{\n    \"Healthy\": true,\n"), "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Leader"], id.as_str());
+    let (code, _, err) = cli(
+        BIN,
+        &a,
+        &["operator", "autopilot", "state", "-format", "yaml"],
+        None,
+    );
+    assert_eq!((code, err.trim()), (1, "Unknown format: yaml"));
+
+    // The configuration: Consul's defaults, then a change of two fields
+    // that keeps the others.
+    let defaults = "CleanupDeadServers = true\n\
+                    LastContactThreshold = 200ms\n\
+                    MaxTrailingLogs = 250\n\
+                    MinQuorum = 0\n\
+                    ServerStabilizationTime = 10s\n\
+                    RedundancyZoneTag = \"\"\n\
+                    DisableUpgradeMigration = false\n\
+                    UpgradeVersionTag = \"\"\n";
+    let (code, out, err) = cli(BIN, &a, &["operator", "autopilot", "get-config"], None);
+    assert_eq!((code, out.as_str()), (0, defaults), "{err}");
+    let (code, out, err) = cli(
+        BIN,
+        &a,
+        &[
+            "operator",
+            "autopilot",
+            "set-config",
+            "-last-contact-threshold",
+            "1m30s",
+            "-redundancy-zone-tag=zone",
+            "-cleanup-dead-servers=false",
+        ],
+        None,
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Configuration updated!\n"),
+        "{err}"
+    );
+    let (code, out, _) = cli(BIN, &a, &["operator", "autopilot", "get-config"], None);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        defaults
+            .replace("CleanupDeadServers = true", "CleanupDeadServers = false")
+            .replace("200ms", "1m30s")
+            .replace("RedundancyZoneTag = \"\"", "RedundancyZoneTag = \"zone\"")
+    );
+    // A bad value changes nothing.
+    let (code, _, err) = cli(
+        BIN,
+        &a,
+        &["operator", "autopilot", "set-config", "-min-quorum=many"],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("many"), "{err}");
+    let (_, c) = a.get_json("/v1/operator/autopilot/configuration").await;
+    assert_eq!(c["MinQuorum"], 0, "{c}");
+    assert_eq!(c["LastContactThreshold"], "1m30s", "{c}");
+}
+
+/// `meshgate debug`: Consul's bundle layout, its checks before anything is
+/// written, a static-only capture kept as a directory, and a capture stopped
+/// by SIGTERM that still writes and packs what it recorded.
+#[tokio::test]
+async fn debug_records_a_bundle() {
+    let a = dev().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+
+    // Checks first: nothing is created when one fails.
+    for (args, want) in [
+        (
+            vec!["-duration=5s"],
+            "Capture validation failed: duration must be longer than 10s",
+        ),
+        (
+            vec!["-interval=1s"],
+            "Capture validation failed: interval must be longer than 5s",
+        ),
+        (
+            vec!["-duration=10s", "-interval=20s"],
+            "Capture validation failed: duration (10s) must be longer than interval (20s)",
+        ),
+        (
+            vec!["-capture", "bogus"],
+            "Capture validation failed: target not found: bogus",
+        ),
+    ] {
+        let dir = out("refused");
+        let mut argv = vec!["debug", "-output", &dir];
+        argv.extend(args.iter().copied());
+        let (code, _, err) = cli(BIN, &a, &argv, None);
+        assert_eq!((code, err.trim()), (1, want), "{args:?}");
+        assert!(!tmp.path().join("refused").exists(), "{args:?}");
+    }
+
+    // Static targets only, kept as a directory: no waiting.
+    let dir = out("static");
+    let (code, stdout, err) = cli(
+        BIN,
+        &a,
+        &[
+            "debug",
+            "-capture",
+            "agent",
+            "-capture",
+            "host",
+            "-capture",
+            "cluster",
+            "-archive=false",
+            "-output",
+            &dir,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        stdout.starts_with("==> Starting debugger and capturing static information...\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("       Capture: 'agent, host, cluster'\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with(&format!("    Saved debug archive: {dir}\n")),
+        "{stdout}"
+    );
+    let read = |p: std::path::PathBuf| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p:?}: {e}")))
+            .unwrap()
+    };
+    let d = tmp.path().join("static");
+    let agent = read(d.join("agent.json"));
+    assert_eq!(agent["Config"]["NodeName"], "test-node", "{agent}");
+    assert_eq!(agent["DebugConfig"]["EnableDebug"], false, "{agent}");
+    assert!(
+        std::fs::read_to_string(d.join("agent.json"))
+            .unwrap()
+            .contains("\n\t\"Config\"")
+    );
+    assert!(read(d.join("host.json"))["Host"].is_object());
+    assert!(
+        read(d.join("members.json"))
+            .as_array()
+            .is_some_and(|m| !m.is_empty())
+    );
+    let index = read(d.join("index.json"));
+    assert_eq!(index["Version"], 1, "{index}");
+    assert_eq!(
+        index["Targets"],
+        json!(["agent", "host", "cluster"]),
+        "{index}"
+    );
+    let peers = std::fs::read_to_string(d.join("listpeers.json")).unwrap();
+    assert!(peers.starts_with("Node"), "{peers}");
+    assert!(peers.contains("Trails Leader By"), "{peers}");
+    assert!(peers.contains("leader"), "{peers}");
+    assert!(!d.join("consul.log").exists() && !d.join("metrics.json").exists());
+
+    // Everything, for a minute, stopped after three intervals: the log and
+    // the metrics stream recorded so far are packed as `<output>.tar.gz`.
+    let dir = out("bundle");
+    let mut p = meshgate_test_support::Proc::spawn(
+        "debug",
+        BIN,
+        &[
+            "debug",
+            "-http-addr",
+            &a.base,
+            "-duration=1m",
+            "-interval=5s",
+            "-output",
+            &dir,
+        ],
+        &[],
+    );
+    p.wait_log("Capture successful", Duration::from_secs(10));
+    p.wait_log("(3)", Duration::from_secs(30));
+    p.sigterm();
+    let status = p
+        .wait_exit(Duration::from_secs(10))
+        .expect("debug stops on SIGTERM");
+    let log = p.log();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("[WARN] Unable to capture pprof"), "{log}");
+    assert!(
+        log.contains(
+            "Error encountered during collection: stopping collection due to shutdown signal"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("Saved debug archive: {dir}.tar.gz")),
+        "{log}"
+    );
+    assert!(
+        !tmp.path().join("bundle").exists(),
+        "the directory is removed once packed"
+    );
+    let unpacked = tmp.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    let st = std::process::Command::new("tar")
+        .args([
+            "-xzf",
+            &format!("{dir}.tar.gz"),
+            "-C",
+            unpacked.to_str().unwrap(),
+        ])
+        .status()
+        .expect("tar (apt-get install tar)");
+    assert!(st.success());
+    let d = unpacked.join("bundle");
+    let index = read(d.join("index.json"));
+    assert_eq!(index["Interval"], "5s", "{index}");
+    assert_eq!(index["Duration"], "1m2s", "{index}");
+    assert_eq!(
+        index["Targets"],
+        json!(["metrics", "logs", "host", "agent", "members"]),
+        "{index}"
+    );
+    let logged = std::fs::read_to_string(d.join("consul.log")).unwrap();
+    assert!(logged.contains("Monitor started (level TRACE)"), "{logged}");
+    let metrics = std::fs::read_to_string(d.join("metrics.json")).unwrap();
+    let first = metrics
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no metrics line: {log}"));
+    let m: Value = serde_json::from_str(first).unwrap();
+    assert!(m["Gauges"].is_array(), "{m}");
+    for f in ["agent.json", "host.json", "members.json", "listpeers.json"] {
+        assert!(d.join(f).exists(), "{f}");
+    }
 }

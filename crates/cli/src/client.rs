@@ -303,6 +303,22 @@ impl Client {
     }
 }
 
+/// A boolean as Go's `strconv.ParseBool` reads it (a flag value parser).
+pub fn go_bool(v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!(
+            "parse error: strconv.ParseBool: parsing \"{v}\": invalid syntax"
+        )),
+    }
+}
+
+/// A duration as Go's `time.ParseDuration` reads it (a flag value parser).
+pub fn go_duration(v: &str) -> Result<std::time::Duration, String> {
+    meshgate_types::duration::parse(v).map_err(|e| e.to_string())
+}
+
 /// Percent-encodes a path segment that may contain `/` (KV keys keep their slashes).
 pub fn escape_path(p: &str) -> String {
     p.split('/')

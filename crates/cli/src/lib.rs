@@ -61,6 +61,9 @@ pub enum Command {
     Join(cmd::ops::JoinArgs),
     /// Estimate the network round trip time between two nodes.
     Rtt(cmd::ops::RttArgs),
+    /// Record the agent's state, log and metrics for a while into an archive
+    /// for support.
+    Debug(cmd::debug::DebugArgs),
     /// Create a CA and certificates for agents' TLS.
     #[command(subcommand)]
     Tls(cmd::tls::TlsCmd),
@@ -89,7 +92,7 @@ pub enum Command {
     Setup(Box<cmd::setup::SetupArgs>),
     /// Print the ACL bootstrap token, unlocked with the cluster credential password.
     BootstrapToken(cmd::setup::BootstrapTokenArgs),
-    /// Cluster operations: the raft configuration.
+    /// Cluster operations: the raft configuration, autopilot, usage counts.
     #[command(subcommand)]
     Operator(cmd::operator::OperatorCmd),
     /// Publish external services through terminating gateways; show gateways.
@@ -126,6 +129,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Lock(a) => cmd::lock::run(a).await,
         Command::Join(a) => cmd::ops::join(a).await,
         Command::Rtt(a) => cmd::ops::rtt(a).await,
+        Command::Debug(a) => cmd::debug::run(a).await,
         Command::Tls(c) => cmd::tls::run(c),
         Command::Acl(c) => cmd::acl::run(*c).await,
         Command::Config(c) => cmd::config::run(c).await,

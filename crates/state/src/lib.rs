@@ -477,8 +477,10 @@ impl State {
 
     fn autopilot_set(&mut self, idx: u64, config: &AutopilotConfig, cas: Option<u64>) -> bool {
         let current = self.autopilot.as_ref();
+        // Before the first write the defaults are read with index 0: a
+        // check-and-set against what was read matches them.
         if let Some(cas) = cas
-            && current.is_none_or(|c| c.modify_index != cas)
+            && current.map_or(0, |c| c.modify_index) != cas
         {
             return false;
         }

@@ -112,6 +112,31 @@ impl Harness {
 }
 
 #[test]
+fn autopilot_check_and_set_matches_what_was_read() {
+    let mut h = Harness::new();
+    let set = |min_quorum: u64, cas: Option<u64>| Command::AutopilotSet {
+        config: Box::new(AutopilotConfig {
+            min_quorum,
+            ..AutopilotConfig::default()
+        }),
+        cas,
+    };
+    // Never written: the defaults read with index 0, which a CAS of 0
+    // matches and any other index does not.
+    assert_eq!(h.state.autopilot().modify_index, 0);
+    assert_eq!(h.ok(set(5, Some(7))), Applied::Bool(false));
+    assert_eq!(h.state.autopilot().min_quorum, 0);
+    assert_eq!(h.ok(set(3, Some(0))), Applied::Bool(true));
+    let c = h.state.autopilot();
+    assert_eq!((c.min_quorum, c.modify_index), (3, h.idx));
+    // Written: only its own index matches; a stale read loses.
+    assert_eq!(h.ok(set(4, Some(0))), Applied::Bool(false));
+    assert_eq!(h.ok(set(4, Some(c.modify_index))), Applied::Bool(true));
+    assert_eq!(h.state.autopilot().min_quorum, 4);
+    assert_eq!(h.state.autopilot().create_index, c.create_index);
+}
+
+#[test]
 fn register_and_query_service() {
     let mut h = Harness::new();
     h.register_service("n1", "web1", "web", &["v1", "primary"]);

@@ -717,6 +717,9 @@ async fn self_(ctx: Ctx) -> ApiResult {
             "SerfPortWAN": c.ports.serf_wan,
             "GRPCPort": c.ports.grpc,
             "GRPCTLSPort": c.ports.grpc_tls,
+            // No Go profiling endpoints here: `consul debug` then skips
+            // its `pprof` capture instead of failing on it.
+            "EnableDebug": false,
             "ACLsEnabled": c.acl.enabled,
             "ACLResolverSettings": { "ACLDefaultPolicy": c.acl.default_policy, "ACLDownPolicy": c.acl.down_policy },
             "KVMaxValueSize": c.kv_max_value_size(),

@@ -65,6 +65,12 @@ pub(super) fn routes() -> Vec<Route> {
         ),
         route(
             Method::GET,
+            "/v1/agent/metrics/stream",
+            AclRule::AgentNode(Access::Read),
+            handler!(metrics_stream),
+        ),
+        route(
+            Method::GET,
             "/v1/agent/host",
             AclRule::Global(Resource::Operator, Access::Read),
             handler!(host),
@@ -253,6 +259,38 @@ async fn metrics(ctx: Ctx) -> ApiResult {
             "Invalid format {other:?}; supported: prometheus"
         ))),
     }
+}
+
+/// How often `/v1/agent/metrics/stream` writes the summary: the length of
+/// Consul's in-memory metrics interval.
+const METRICS_STREAM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `GET /v1/agent/metrics/stream`: the metrics summary (as
+/// `/v1/agent/metrics` answers it) as one JSON line at the end of every
+/// 10 s interval, until the client goes away or the agent stops — what
+/// `consul debug` records.
+async fn metrics_stream(ctx: Ctx) -> ApiResult {
+    let agent = ctx.agent.clone();
+    let mut stop = agent.shutdown_signal();
+    let first = tokio::time::Instant::now() + METRICS_STREAM_EVERY;
+    let tick = tokio::time::interval_at(first, METRICS_STREAM_EVERY);
+    let stream = futures::stream::unfold((agent, tick), |(agent, mut tick)| async move {
+        tick.tick().await;
+        let summary = agent.metrics.summary(crate::metrics::gauges(&agent));
+        let mut line = serde_json::to_vec(&summary).unwrap_or_default();
+        line.push(b'\n');
+        Some((
+            Ok::<_, std::io::Error>(bytes::Bytes::from(line)),
+            (agent, tick),
+        ))
+    });
+    let stream = stream.take_until(async move { crate::stopped(&mut stop).await });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(r)
 }
 
 async fn host(ctx: Ctx) -> ApiResult {

@@ -268,9 +268,11 @@ async fn autopilot_set_configuration(ctx: Ctx) -> ApiResult {
     Ok(json(&ctx, &json!(ok)))
 }
 
+/// A server's last contact as Consul's API writes it: a Go duration, `0s`
+/// when not known (a server that does not answer), as Consul's zero stats —
+/// Go clients cannot read anything that is not a duration here.
 fn duration_text(d: Option<std::time::Duration>) -> String {
-    d.map(meshgate_types::duration::format)
-        .unwrap_or_else(|| "never".into())
+    meshgate_types::duration::format(d.unwrap_or_default())
 }
 
 fn rfc3339(t: std::time::SystemTime) -> String {
@@ -341,8 +343,23 @@ async fn autopilot_state(ctx: Ctx) -> ApiResult {
     ctx.query_options()?;
     let config = ctx.agent.store.read().autopilot();
     let Some(view) = crate::autopilot::view(&ctx.agent, &config).await else {
-        return Err(ApiError::internal(
-            "Failed to get autopilot state: no state found",
+        // A `-dev` server: itself, the healthy leader, as Consul's.
+        let me = servers(&ctx).into_iter().next().unwrap_or_default();
+        let id = me["ID"].clone();
+        let server = json!({
+            "ID": id, "Name": me["Node"], "Address": me["Address"],
+            "NodeStatus": "alive", "Version": crate::COMPAT_VERSION,
+            "LastContact": "0s", "LastTerm": 1, "LastIndex": me["LastIndex"],
+            "Healthy": true, "StableSince": rfc3339(std::time::SystemTime::now()),
+            "ReadReplica": false, "Status": "leader", "Meta": {}, "NodeType": "voter",
+        });
+        let key = id.as_str().unwrap_or_default().to_string();
+        return Ok(json(
+            &ctx,
+            &json!({
+                "Healthy": true, "FailureTolerance": 0, "OptimisticFailureTolerance": 0,
+                "Servers": {key: server}, "Leader": id, "Voters": [id],
+            }),
         ));
     };
     let mut servers = serde_json::Map::new();
@@ -394,22 +411,56 @@ async fn autopilot_state(ctx: Ctx) -> ApiResult {
     ))
 }
 
-/// Counts of what the catalog holds.
+/// The mesh kinds Consul counts in `ConnectServiceInstances`, each present
+/// (zero when none).
+const MESH_KINDS: [&str; 6] = [
+    "api-gateway",
+    "connect-native",
+    "connect-proxy",
+    "ingress-gateway",
+    "mesh-gateway",
+    "terminating-gateway",
+];
+
+/// Counts of what the catalog holds, as Consul's `ServiceUsage`: instances
+/// by mesh kind (`connect-native` for services with `Connect.Native`), and
+/// billable instances (plain services other than `consul`).
 async fn usage(ctx: Ctx) -> ApiResult {
     ctx.query_options()?;
     let st = ctx.agent.store.read();
     let (idx, services) = st.services();
-    let instances: Vec<_> = st.all_service_instances().collect();
-    let connect = instances.iter().filter(|(_, s)| !s.kind.is_empty()).count();
+    let mut instances = 0u64;
+    let mut billable = 0u64;
+    let mut kinds: serde_json::Map<String, Value> = MESH_KINDS
+        .iter()
+        .map(|k| (k.to_string(), json!(0)))
+        .collect();
+    let mut bump = |kind: &str| {
+        if let Some(n) = kinds.get_mut(kind) {
+            *n = json!(n.as_u64().unwrap_or(0) + 1);
+        }
+    };
+    for (_, s) in st.all_service_instances() {
+        instances += 1;
+        if s.kind.is_empty() {
+            if s.service != "consul" {
+                billable += 1;
+            }
+            if s.connect.native {
+                bump("connect-native");
+            }
+        } else {
+            bump(&s.kind);
+        }
+    }
     let nodes = st.nodes().1.len();
     let dc = ctx.agent.config.datacenter.clone();
     let body = json!({
         "Usage": { dc: {
             "Services": services.len(),
-            "ServiceInstances": instances.len(),
-            "ConnectServiceInstances": {"connect-proxy": instances.iter().filter(|(_, s)| s.kind == "connect-proxy").count(),
-                                        "terminating-gateway": instances.iter().filter(|(_, s)| s.kind == "terminating-gateway").count()},
-            "BillableServiceInstances": instances.len() - connect,
+            "ServiceInstances": instances,
+            "ConnectServiceInstances": kinds,
+            "BillableServiceInstances": billable,
             "Nodes": nodes,
         }},
         "Index": idx,
