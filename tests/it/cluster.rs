@@ -1053,7 +1053,22 @@ async fn setup_with_the_cluster_credential_password() {
         2,
         "{out}"
     );
-    let new_key = "ZWTL+bgjHyQPhJRKcFe3ccirc2SFHmc/Nw67l8NQfdk=";
+    // A new key from `meshgate keygen`: 32 random bytes, base64.
+    let keygen = || {
+        let (code, out, err) = meshgate_test_support::cli(BIN, &a1, &["keygen"], None);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let new_key = keygen();
+    {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&new_key)
+            .unwrap_or_else(|e| panic!("{new_key}: {e}"));
+        assert_eq!(raw.len(), 32, "{new_key}");
+    }
+    assert_ne!(keygen(), new_key, "every key is new");
+    let new_key = new_key.as_str();
     let (code, out, err) = keyring(&a1, &[&format!("-install={new_key}")]);
     assert_eq!(
         (code, out.as_str()),

@@ -158,6 +158,19 @@ async fn coordinates() {
     assert_eq!(order(&v, &|e| &e["Node"]), want);
     let (_, v) = a.get_json("/v1/catalog/nodes?near=N2").await;
     assert_eq!(order(&v, &|e| &e["Node"]), want);
+    // The CLI passes `-near` on, for all nodes and a service's nodes.
+    for extra in [&[][..], &["-service", "web"][..]] {
+        let mut args = vec!["catalog", "nodes", "-near", "n2"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = cli(BIN, &a, &args, None);
+        assert_eq!(code, 0, "{err}");
+        let listed: Vec<&str> = out
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(listed, want, "{args:?}: {out}");
+    }
     // `_agent`: from this agent's node.
     let (_, v) = a.get_json("/v1/catalog/service/web?near=_agent").await;
     assert_eq!(order(&v, &|e| &e["Node"])[..2], ["test-node", "n2"]);

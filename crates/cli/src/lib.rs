@@ -43,6 +43,8 @@ pub enum Command {
     Members(cmd::catalog::MembersArgs),
     /// List and rotate the cluster key on every agent.
     Keyring(cmd::keyring::KeyringArgs),
+    /// Print a new random cluster key (for `encrypt` and `keyring -install`).
+    Keygen,
     /// Print the version.
     Version,
     /// Show the agent's statistics.
@@ -116,6 +118,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Services(c) => cmd::catalog::run_services(c).await,
         Command::Members(a) => cmd::catalog::members(a).await,
         Command::Keyring(a) => cmd::keyring::run(a).await,
+        Command::Keygen => cmd::keyring::keygen(),
         Command::Snapshot(c) => cmd::snapshot::run(c).await,
         Command::Info(a) => cmd::ops::info(a).await,
         Command::Monitor(a) => cmd::ops::monitor(a).await,

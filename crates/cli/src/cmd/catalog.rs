@@ -38,7 +38,8 @@ pub struct NodesArgs {
     /// Show full IDs, tagged addresses and metadata.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub detailed: Option<bool>,
-    /// Sort by distance to this node (accepted; ordering is by name).
+    /// Sort by estimated round trip time from this node, nearest first
+    /// (`_agent`: the agent's own node).
     #[arg(long)]
     pub near: Option<String>,
     /// Only nodes with this `key=value` metadata (repeatable).

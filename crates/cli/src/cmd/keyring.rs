@@ -153,6 +153,20 @@ pub async fn run(a: KeyringArgs) -> CliResult {
     Ok(())
 }
 
+/// `meshgate keygen`: a new cluster key (`encrypt`, `keyring -install`) —
+/// 32 random bytes from the operating system's generator, base64 encoded,
+/// as `consul keygen` prints it.
+pub fn keygen() -> CliResult {
+    use base64::Engine;
+    use rand::TryRngCore;
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut key)
+        .map_err(|e| CliError::new(format!("Error reading random data: {e}")))?;
+    println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
