@@ -1116,3 +1116,30 @@ async fn debug_records_a_bundle() {
         assert!(d.join(f).exists(), "{f}");
     }
 }
+
+/// `meshgate version`: meshgate's version and the Consul API version it
+/// speaks; `-format=json` has the fields of `consul version -format=json`.
+#[tokio::test]
+async fn version_pretty_and_json() {
+    let a = dev().await;
+    let (code, out, err) = cli(BIN, &a, &["version"], None);
+    assert_eq!(code, 0, "{err}");
+    let (_, self_) = a.get_json("/v1/agent/self").await;
+    let api = self_["Config"]["Version"].as_str().unwrap().to_string();
+    let (_, v) = a.get_json("/v1/agent/version").await;
+    let ours = v["MeshgateVersion"].as_str().unwrap().to_string();
+    assert_eq!(
+        out,
+        format!("meshgate v{ours}\nCompatible with the Consul API v{api}\n")
+    );
+    let (code, out, err) = cli(BIN, &a, &["version", "-format=json"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("{\n   \"Version\": "), "{out}");
+    let j: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["Version"], api.as_str(), "{j}");
+    assert_eq!(j["MeshgateVersion"], ours.as_str(), "{j}");
+    assert_eq!(j["BuildDate"], self_["Config"]["BuildDate"], "{j}");
+    assert_eq!(j["RPC"]["Max"], 3, "{j}");
+    let (code, _, err) = cli(BIN, &a, &["version", "-format", "yaml"], None);
+    assert_eq!((code, err.trim()), (1, "Unknown format: yaml"));
+}

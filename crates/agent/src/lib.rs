@@ -49,6 +49,10 @@ pub use store::Store;
 pub const COMPAT_VERSION: &str = "1.21.0";
 /// meshgate's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The build date reported with the version (`/v1/agent/self`,
+/// `/v1/agent/version`, `meshgate version -format=json`): the release's
+/// date, fixed so that builds are reproducible.
+pub const BUILD_DATE: &str = "2026-11-25T00:00:00Z";
 
 /// A failure to start or run the agent.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::CliResult;
+use crate::client::{CliError, CliResult};
 
 /// meshgate: a service mesh that speaks the Consul API, with its own data plane.
 #[derive(Parser, Debug)]
@@ -45,8 +45,8 @@ pub enum Command {
     Keyring(cmd::keyring::KeyringArgs),
     /// Print a new random cluster key (for `encrypt` and `keyring -install`).
     Keygen,
-    /// Print the version.
-    Version,
+    /// Print the version (`-format=json`: as `consul version -format=json`).
+    Version(VersionArgs),
     /// Show the agent's statistics.
     Info(cmd::ops::InfoArgs),
     /// Stream the agent's log.
@@ -150,7 +150,24 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Man(a) => man(a),
         Command::Login(a) => cmd::login::login(a).await,
         Command::Logout(a) => cmd::login::logout(a).await,
-        Command::Version => {
+        Command::Version(a) => version(a),
+    }
+}
+
+/// `meshgate version [-format pretty|json]`.
+#[derive(clap::Args, Debug)]
+pub struct VersionArgs {
+    /// Output format: `pretty` or `json`.
+    #[arg(long, default_value = "pretty")]
+    pub format: String,
+}
+
+/// meshgate's version and the Consul API version it speaks; in JSON the
+/// fields of `consul version -format=json` (`Version` is the Consul API
+/// version, as `/v1/agent/self` reports it) and `MeshgateVersion`.
+fn version(a: VersionArgs) -> CliResult {
+    match a.format.as_str() {
+        "pretty" => {
             println!("meshgate v{}", env!("CARGO_PKG_VERSION"));
             println!(
                 "Compatible with the Consul API v{}",
@@ -158,6 +175,23 @@ async fn dispatch(cli: Cli) -> CliResult {
             );
             Ok(())
         }
+        "json" => {
+            let v = serde_json::json!({
+                "Version": meshgate_agent::COMPAT_VERSION,
+                "Revision": format!("meshgate-{}", meshgate_agent::VERSION),
+                "Prerelease": "",
+                "BuildDate": meshgate_agent::BUILD_DATE,
+                "RPC": {"Default": 2, "Min": 2, "Max": 3},
+                "MeshgateVersion": meshgate_agent::VERSION,
+            });
+            let mut out = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"   ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+            serde::Serialize::serialize(&v, &mut ser).map_err(|e| CliError::new(e.to_string()))?;
+            println!("{}", String::from_utf8_lossy(&out));
+            Ok(())
+        }
+        other => Err(CliError::new(format!("Unknown format: {other}"))),
     }
 }
 

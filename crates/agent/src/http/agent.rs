@@ -693,7 +693,7 @@ async fn self_(ctx: Ctx) -> ApiResult {
             "Revision": format!("meshgate-{VERSION}"),
             "Server": c.server,
             "Version": COMPAT_VERSION,
-            "BuildDate": "2026-11-25T00:00:00Z",
+            "BuildDate": crate::BUILD_DATE,
             "BindAddr": a.advertise_addr(),
             "MeshgateVersion": VERSION,
         },

@@ -302,7 +302,7 @@ async fn version(ctx: Ctx) -> ApiResult {
         &ctx,
         &serde_json::json!({
             "SHA": "",
-            "BuildDate": "2026-11-25T00:00:00Z",
+            "BuildDate": crate::BUILD_DATE,
             "HumanVersion": COMPAT_VERSION,
             "FIPS": "",
             "MeshgateVersion": VERSION,
