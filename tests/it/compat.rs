@@ -1,4 +1,5 @@
-//! A third-party Consul client library (rs-consul) against a real agent.
+//! Third-party Consul client libraries against a real agent: rs-consul
+//! (Rust) and py-consul (Python, the python-consul lineage).
 
 use rs_consul::types::{
     CreateOrUpdateKeyRequest, DeleteKeyRequest, GetServiceNodesRequest, LockRequest,
@@ -109,4 +110,44 @@ async fn rs_consul_kv_catalog_and_locks() {
     assert!(deleted);
     let (st, _) = a.get_json("/v1/kv/carbonio-files/db-username").await;
     assert_eq!(st, 404);
+}
+
+/// py-consul drives a `-dev` agent through an application's whole use of
+/// the API (tests/it/py_consul_client.py: KV with blocking reads, CAS and
+/// locks, sessions, agent services and TTL checks, catalog, health,
+/// transactions, events, config entries, intentions, the CA, prepared
+/// queries, status): every step asserts what the client got back.
+#[tokio::test]
+async fn python_client_drives_the_api() {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import consul; consul.Consul"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "this test needs the py-consul client: pip install py-consul (.ci/run does this)"
+    );
+    let a = dev().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/py_consul_client.py");
+    let addr = a.addr;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .arg("test-node")
+            .output()
+            .expect("run python3")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ALL OK"),
+        "py-consul run failed ({}):\n{stdout}\n{stderr}\nagent log:\n{}",
+        out.status,
+        a.log()
+    );
 }

@@ -502,7 +502,7 @@ async fn ca_roots_leaf_verified_by_openssl_and_rotation() {
     assert_eq!(agent_roots["ActiveRootID"], roots["ActiveRootID"]);
     let r = a
         .http
-        .get(a.url("/v1/connect/ca/roots?pem"))
+        .get(a.url("/v1/connect/ca/roots?pem=true"))
         .send()
         .await
         .unwrap();
@@ -513,6 +513,23 @@ async fn ca_roots_leaf_verified_by_openssl_and_rotation() {
     let pem = r.text().await.unwrap();
     assert_eq!(pem, root["RootCert"].as_str().unwrap());
     std::fs::write(dir.path().join("roots.pem"), &pem).unwrap();
+    // As Consul: `pem` is a Go boolean; without a value it is JSON.
+    for q in ["pem", "pem=false", "pem=0"] {
+        let (st, v) = a.get_json(&format!("/v1/connect/ca/roots?{q}")).await;
+        assert_eq!(st, 200, "{q}");
+        assert_eq!(v["ActiveRootID"], roots["ActiveRootID"], "{q}");
+    }
+    let r = a
+        .http
+        .get(a.url("/v1/connect/ca/roots?pem=maybe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "The 'pem' query parameter must be a boolean value"
+    );
 
     // A leaf, checked by an independent verifier.
     let (s, leaf) = a.get_json("/v1/agent/connect/ca/leaf/carbonio-files").await;
@@ -611,7 +628,7 @@ async fn ca_roots_leaf_verified_by_openssl_and_rotation() {
     assert_eq!(roots["ActiveRootID"], new_root.id);
     let r = a
         .http
-        .get(a.url("/v1/connect/ca/roots?pem"))
+        .get(a.url("/v1/connect/ca/roots?pem=true"))
         .send()
         .await
         .unwrap();

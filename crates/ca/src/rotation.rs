@@ -37,7 +37,7 @@ pub fn active_root(roots: &[CaRoot]) -> Option<&CaRoot> {
 }
 
 /// Every root certificate of the set: the trust bundle for verifiers and the body of
-/// `/v1/connect/ca/roots?pem` (concatenate them).
+/// `/v1/connect/ca/roots?pem=true` (concatenate them).
 pub fn trust_bundle(roots: &[CaRoot]) -> Vec<String> {
     roots.iter().map(|r| r.root_cert_pem.clone()).collect()
 }

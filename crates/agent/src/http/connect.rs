@@ -395,13 +395,22 @@ pub(crate) fn roots_json(ca: &CaState) -> Value {
 
 async fn roots(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
+    // A Go boolean, as Consul reads it: `?pem` alone (empty) is JSON.
+    let pem = match ctx.query.get("pem") {
+        None | Some("") => false,
+        Some(_) => super::flag_value(
+            &ctx.query,
+            "pem",
+            "The 'pem' query parameter must be a boolean value",
+        )?,
+    };
     let (idx, ca) = blocking(&ctx, &opts, CA, |st| {
         let (idx, ca) = st.ca();
         (idx, ca.cloned())
     })
     .await;
     let ca = ca.ok_or_else(not_ready)?;
-    if ctx.query.has("pem") {
+    if pem {
         let pems = meshgate_ca::rotation::trust_bundle(&ca.roots).concat();
         let mut r = pems.into_response();
         r.headers_mut().insert(
