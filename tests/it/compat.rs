@@ -112,13 +112,9 @@ async fn rs_consul_kv_catalog_and_locks() {
     assert_eq!(st, 404);
 }
 
-/// py-consul drives a `-dev` agent through an application's whole use of
-/// the API (tests/it/py_consul_client.py: KV with blocking reads, CAS and
-/// locks, sessions, agent services and TTL checks, catalog, health,
-/// transactions, events, config entries, intentions, the CA, prepared
-/// queries, status): every step asserts what the client got back.
-#[tokio::test]
-async fn python_client_drives_the_api() {
+/// Runs tests/it/py_consul_client.py against `a` (`mode`: extra
+/// arguments) and checks that every step passed.
+async fn py_consul(a: &meshgate_test_support::Agent, mode: &[&str]) {
     let ok = std::process::Command::new("python3")
         .args(["-c", "import consul; consul.Consul"])
         .status()
@@ -128,26 +124,49 @@ async fn python_client_drives_the_api() {
         ok,
         "this test needs the py-consul client: pip install py-consul (.ci/run does this)"
     );
-    let a = dev().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/py_consul_client.py");
-    let addr = a.addr;
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .arg(script)
-            .arg(addr.ip().to_string())
-            .arg(addr.port().to_string())
-            .arg("test-node")
-            .output()
-            .expect("run python3")
-    })
-    .await
-    .unwrap();
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(script)
+        .arg(a.addr.ip().to_string())
+        .arg(a.addr.port().to_string())
+        .arg("test-node")
+        .args(mode);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run python3"))
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && stdout.trim_end().ends_with("ALL OK"),
-        "py-consul run failed ({}):\n{stdout}\n{stderr}\nagent log:\n{}",
+        "py-consul run {mode:?} failed ({}):\n{stdout}\n{stderr}\nagent log:\n{}",
         out.status,
         a.log()
     );
+}
+
+/// py-consul drives a `-dev` agent through an application's whole use of
+/// the API (tests/it/py_consul_client.py: KV with blocking reads, CAS and
+/// locks, sessions, agent services and TTL checks, catalog, health,
+/// transactions, events, config entries, intentions, the CA, prepared
+/// queries, status): every step asserts what the client got back.
+#[tokio::test]
+async fn python_client_drives_the_api() {
+    py_consul(&dev().await, &[]).await;
+}
+
+/// py-consul sets up ACLs on an agent that enforces them (default deny,
+/// not bootstrapped): bootstrap, a policy in Consul's JSON rule form, a role,
+/// a token; what the token may and may not do; token self, list, clone,
+/// update and delete.
+#[tokio::test]
+async fn python_client_sets_up_acls() {
+    let a = meshgate_test_support::AgentBuilder::dev(crate::BIN)
+        .args(["-node", "test-node"])
+        .config_file(
+            "acl.hcl",
+            "acl {\n  enabled = true\n  default_policy = \"deny\"\n}\n",
+        )
+        .start()
+        .await;
+    py_consul(&a, &["acl"]).await;
 }

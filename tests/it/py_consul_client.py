@@ -4,12 +4,15 @@ KV with blocking reads, check-and-set and locks, sessions, the agent's
 services and checks, catalog, health, transactions, events, config entries,
 intentions, the CA, prepared queries, status and coordinates.
 
-Usage: py_consul_client.py HOST PORT NODE. Every step asserts what the
-client got back; the last line printed is "ALL OK". Run by
-compat::python_client_drives_the_api (tests/it/compat.rs).
+Usage: py_consul_client.py HOST PORT NODE [acl]. With `acl` (an agent with
+ACLs on, default deny, not bootstrapped) it runs the ACL system's steps
+instead: bootstrap, policy, role, token, what the token may and may not do,
+token self/list/clone/update/delete. Every step asserts what the client got
+back; the last line printed is "ALL OK". Run by tests/it/compat.rs.
 """
 
 import base64
+import json
 import sys
 import threading
 import time
@@ -25,6 +28,65 @@ step = "start"
 def check(cond, what):
     if not cond:
         raise AssertionError(f"{step}: {what}")
+
+
+def denied(f, what):
+    try:
+        f()
+    except consul.ACLPermissionDenied:
+        return
+    raise AssertionError(f"{step}: {what} was not denied")
+
+
+if sys.argv[4:] == ["acl"]:
+    step = "bootstrap"
+    boot = c.acl.bootstrap()
+    check(len(boot["SecretID"]) == 36 and boot["Policies"][0]["Name"] == "global-management", f"bootstrap {boot}")
+    try:
+        c.acl.bootstrap()
+        check(False, "a second bootstrap is refused")
+    except consul.ConsulException as e:
+        check("ACL bootstrap no longer allowed" in str(e), f"second bootstrap: {e}")
+    root = consul.Consul(host=host, port=port, token=boot["SecretID"])
+    step = "policy and role"
+    # py-consul sends the rules as JSON (Consul's JSON form of the rules).
+    rules = {"key_prefix": {"carbonio-files/": {"policy": "write"}}, "service": {"carbonio-files": {"policy": "write"}}}
+    policy = root.acl.policy.create("files-db", description="the files service", rules=rules)
+    check(policy["Name"] == "files-db" and json.loads(policy["Rules"]) == rules, f"policy {policy}")
+    check(root.acl.policy.read(policy["ID"])["Description"] == "the files service", "policy read")
+    names = {p["Name"] for p in root.acl.policy.list()}
+    check({"global-management", "files-db"} <= names, f"policy list {names}")
+    role = root.acl.role.create("files", policies_id=[policy["ID"]])
+    check(role["Policies"] == [{"ID": policy["ID"], "Name": "files-db"}], f"role {role}")
+    check(root.acl.role.read_by_name("files")["ID"] == role["ID"], "role by name")
+    step = "token"
+    tok = root.acl.token.create(description="files app", roles_id=[role["ID"]])
+    check(tok["Roles"][0]["Name"] == "files" and tok["Description"] == "files app", f"token {tok}")
+    app = consul.Consul(host=host, port=port, token=tok["SecretID"])
+    check(app.acl.token.read_self()["AccessorID"] == tok["AccessorID"], "token self")
+    step = "enforcement"
+    check(app.kv.put("carbonio-files/db-user", "files") is True, "write under the prefix")
+    check(app.kv.get("carbonio-files/db-user")[1]["Value"] == b"files", "read under the prefix")
+    denied(lambda: app.kv.put("other/key", "x"), "a write elsewhere")
+    denied(lambda: c.kv.put("carbonio-files/anon", "x"), "an anonymous write")
+    check(app.agent.service.register("carbonio-files", port=10000) is True, "register its own service")
+    denied(lambda: app.agent.service.register("billing", port=10001), "registering another service")
+    _, visible = app.catalog.services()
+    check("carbonio-files" in visible and "billing" not in visible, f"services filtered {visible}")
+    step = "token list, clone, update, delete"
+    accessors = {t["AccessorID"] for t in root.acl.token.list()}
+    check(tok["AccessorID"] in accessors and boot["AccessorID"] in accessors, f"token list {accessors}")
+    twin = root.acl.token.clone(tok["AccessorID"], description="twin")
+    check(twin["SecretID"] != tok["SecretID"] and twin["Roles"] == tok["Roles"], f"clone {twin}")
+    upd = root.acl.token.update(tok["AccessorID"], description="renamed", roles_id=[role["ID"]])
+    check(upd["Description"] == "renamed", f"update {upd}")
+    check(root.acl.token.delete(tok["AccessorID"]) is True, "delete")
+    denied(lambda: app.kv.put("carbonio-files/db-user", "again"), "a deleted token")
+    check(root.acl.token.delete(twin["AccessorID"]) is True, "delete the clone")
+    check(root.acl.role.delete(role["ID"]) is True, "role delete")
+    check(root.acl.policy.delete(policy["ID"]) is True, "policy delete")
+    print("ALL OK")
+    sys.exit(0)
 
 
 # --- KV: put, get, flags, recurse, keys, check-and-set, delete.
