@@ -32,11 +32,57 @@ impl Agg {
     }
 }
 
+/// How long a timing sample counts towards the quantiles of the Prometheus
+/// form: Consul's Prometheus sink keeps its summaries' observations 10 s.
+const QUANTILE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// The most recent samples kept per timer for the quantiles.
+const QUANTILE_SAMPLES: usize = 512;
+/// The quantiles of a timer in the Prometheus form, as Consul's sink gives.
+pub const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
+
+/// A timer: its totals, and its latest samples for the quantiles as
+/// (tenths of a second since the first metric, value) — 8 bytes a sample;
+/// single precision is what Consul's metrics library keeps too.
+#[derive(Default)]
+struct Timer {
+    agg: Agg,
+    recent: std::collections::VecDeque<(u32, f32)>,
+}
+
+/// Tenths of a second since `started`.
+fn tenths(started: std::time::Instant) -> u32 {
+    u32::try_from(started.elapsed().as_millis() / 100).unwrap_or(u32::MAX)
+}
+
+/// The [`QUANTILES`] of the samples taken since `since`, nearest rank
+/// (`NaN` without any, as a Prometheus summary with no observations in its
+/// window).
+fn quantiles(recent: &std::collections::VecDeque<(u32, f32)>, since: u32) -> Vec<(f64, f64)> {
+    let mut v: Vec<f64> = recent
+        .iter()
+        .filter(|(t, _)| *t >= since)
+        .map(|(_, x)| f64::from(*x))
+        .collect();
+    v.sort_by(f64::total_cmp);
+    QUANTILES
+        .iter()
+        .map(|q| {
+            let value = if v.is_empty() {
+                f64::NAN
+            } else {
+                let rank = (q * v.len() as f64).ceil() as usize;
+                v[rank.clamp(1, v.len()) - 1]
+            };
+            (*q, value)
+        })
+        .collect()
+}
+
 /// The agent's metrics.
 #[derive(Default)]
 pub struct Metrics {
     counters: Mutex<BTreeMap<String, Agg>>,
-    samples: Mutex<BTreeMap<String, Agg>>,
+    samples: Mutex<BTreeMap<String, Timer>>,
     started: std::sync::OnceLock<std::time::Instant>,
     /// statsd lines waiting for [`crate::statsd`] (only when a sink is
     /// configured: see [`Metrics::tap`]).
@@ -64,6 +110,10 @@ pub struct Aggregate {
     pub mean: f64,
     pub stddev: f64,
     pub labels: BTreeMap<String, String>,
+    /// A timer's quantiles over the last 10 s, `(quantile, value)`: for the
+    /// Prometheus form only (Consul's JSON has none).
+    #[serde(skip)]
+    pub quantiles: Vec<(f64, f64)>,
 }
 
 /// A gauge in Consul's JSON shape.
@@ -167,47 +217,52 @@ impl Metrics {
     /// Records a timing sample in milliseconds.
     pub fn sample(&self, name: &str, ms: f64) {
         self.tapped(name, ms, "ms");
-        self.started.get_or_init(std::time::Instant::now);
+        let now = tenths(*self.started.get_or_init(std::time::Instant::now));
         let mut samples = self.samples.lock();
         // No allocation for a name already seen (every request samples).
-        match samples.get_mut(name) {
-            Some(a) => a.add(ms),
-            None => samples.entry(name.to_string()).or_default().add(ms),
+        let timer = match samples.get_mut(name) {
+            Some(t) => t,
+            None => samples.entry(name.to_string()).or_default(),
+        };
+        timer.agg.add(ms);
+        if timer.recent.len() == QUANTILE_SAMPLES {
+            timer.recent.pop_front();
         }
+        timer.recent.push_back((now, ms as f32));
     }
 
-    fn aggregates(&self, map: &BTreeMap<String, Agg>) -> Vec<Aggregate> {
+    fn aggregates<'a>(&self, map: impl Iterator<Item = (&'a String, &'a Agg)>) -> Vec<Aggregate> {
         let secs = self
             .started
             .get()
             .map(|s| s.elapsed().as_secs_f64())
             .unwrap_or(1.0)
             .max(1.0);
-        map.iter()
-            .map(|(name, a)| {
-                let mean = if a.count == 0 {
-                    0.0
-                } else {
-                    a.sum / a.count as f64
-                };
-                let var = if a.count > 1 {
-                    ((a.sumsq - a.sum * a.sum / a.count as f64) / (a.count as f64 - 1.0)).max(0.0)
-                } else {
-                    0.0
-                };
-                Aggregate {
-                    name: self.name(name).into_owned(),
-                    count: a.count,
-                    rate: a.sum / secs,
-                    sum: a.sum,
-                    min: a.min,
-                    max: a.max,
-                    mean,
-                    stddev: var.sqrt(),
-                    labels: BTreeMap::new(),
-                }
-            })
-            .collect()
+        map.map(|(name, a)| {
+            let mean = if a.count == 0 {
+                0.0
+            } else {
+                a.sum / a.count as f64
+            };
+            let var = if a.count > 1 {
+                ((a.sumsq - a.sum * a.sum / a.count as f64) / (a.count as f64 - 1.0)).max(0.0)
+            } else {
+                0.0
+            };
+            Aggregate {
+                name: self.name(name).into_owned(),
+                count: a.count,
+                rate: a.sum / secs,
+                sum: a.sum,
+                min: a.min,
+                max: a.max,
+                mean,
+                stddev: var.sqrt(),
+                labels: BTreeMap::new(),
+                quantiles: Vec::new(),
+            }
+        })
+        .collect()
     }
 
     /// Everything, with the given gauges.
@@ -225,8 +280,20 @@ impl Metrics {
                 })
                 .collect(),
             points: Vec::new(),
-            counters: self.aggregates(&self.counters.lock()),
-            samples: self.aggregates(&self.samples.lock()),
+            counters: self.aggregates(self.counters.lock().iter()),
+            samples: {
+                let timers = self.samples.lock();
+                let window = (QUANTILE_WINDOW.as_millis() / 100) as u32;
+                let since = self
+                    .started
+                    .get()
+                    .map_or(0, |s| tenths(*s).saturating_sub(window));
+                let mut out = self.aggregates(timers.iter().map(|(n, t)| (n, &t.agg)));
+                for (a, t) in out.iter_mut().zip(timers.values()) {
+                    a.quantiles = quantiles(&t.recent, since);
+                }
+                out
+            },
         }
     }
 }
@@ -320,6 +387,22 @@ pub fn gauges(agent: &crate::Agent) -> Vec<(String, f64)> {
     all
 }
 
+/// A sample value in the text format (`NaN`, `+Inf` as Prometheus writes
+/// them).
+fn prom_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        v.to_string()
+    }
+}
+
 fn prom_name(name: &str) -> String {
     name.chars()
         .map(|c| {
@@ -345,11 +428,64 @@ pub fn prometheus(s: &Summary) -> String {
     }
     for m in &s.samples {
         let n = prom_name(&m.name);
-        let _ = writeln!(
-            out,
-            "# TYPE {n} summary\n{n}_sum {}\n{n}_count {}",
-            m.sum, m.count
-        );
+        let _ = writeln!(out, "# TYPE {n} summary");
+        for (q, v) in &m.quantiles {
+            let _ = writeln!(out, "{n}{{quantile=\"{q}\"}} {}", prom_value(*v));
+        }
+        let _ = writeln!(out, "{n}_sum {}\n{n}_count {}", m.sum, m.count);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_of_the_recent_samples_by_nearest_rank() {
+        // Now is 400 tenths of a second after the start; the window began
+        // at 300.
+        let (now, old, since) = (400, 50, 300);
+        let mut recent: std::collections::VecDeque<(u32, f32)> =
+            (1..=100).map(|i| (now, i as f32)).collect();
+        // Samples before the window do not count.
+        recent.push_front((old, 1000.0));
+        assert_eq!(
+            quantiles(&recent, since),
+            vec![(0.5, 50.0), (0.9, 90.0), (0.99, 99.0)]
+        );
+        let one: std::collections::VecDeque<_> = [(now, 7.0)].into();
+        assert_eq!(
+            quantiles(&one, since),
+            vec![(0.5, 7.0), (0.9, 7.0), (0.99, 7.0)]
+        );
+        let stale: std::collections::VecDeque<_> = [(old, 7.0)].into();
+        assert!(quantiles(&stale, since).iter().all(|(_, v)| v.is_nan()));
+    }
+
+    #[test]
+    fn prometheus_summaries_carry_quantiles() {
+        let m = Metrics::default();
+        for ms in [1.0, 2.0, 3.0, 4.0] {
+            m.sample("consul.kvs.apply", ms);
+        }
+        m.incr("consul.raft.apply", 2.0);
+        let text = prometheus(&m.summary(vec![("consul.state.nodes".into(), 1.0)]));
+        assert_eq!(
+            text,
+            "# TYPE consul_state_nodes gauge\nconsul_state_nodes 1\n\
+             # TYPE consul_raft_apply counter\nconsul_raft_apply 2\n\
+             # TYPE consul_kvs_apply summary\n\
+             consul_kvs_apply{quantile=\"0.5\"} 2\n\
+             consul_kvs_apply{quantile=\"0.9\"} 4\n\
+             consul_kvs_apply{quantile=\"0.99\"} 4\n\
+             consul_kvs_apply_sum 10\nconsul_kvs_apply_count 4\n"
+        );
+        // The JSON form stays Consul's: no quantiles in it.
+        let json = serde_json::to_value(m.summary(Vec::new())).unwrap();
+        assert!(json["Samples"][0].get("Quantiles").is_none(), "{json}");
+        assert_eq!(json["Samples"][0]["Count"], 4);
+        assert_eq!(prom_value(f64::NAN), "NaN");
+        assert_eq!(prom_value(f64::INFINITY), "+Inf");
+    }
 }
