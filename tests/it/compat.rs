@@ -174,21 +174,108 @@ async fn python_client_sets_up_acls() {
     py_consul(&a, &["acl"]).await;
 }
 
-/// A real Prometheus scrapes `/v1/agent/metrics?format=prometheus` (its
-/// parser is the judge of the text format) and sees Consul's names:
-/// gauges, counters and timers as summaries with the 0.5/0.9/0.99
-/// quantiles Consul's dashboards query.
+/// A real Prometheus (Debian's `prometheus`) scraping `targets` every
+/// second: its parser is the judge of meshgate's text format.
+pub struct Prometheus {
+    port: u16,
+    _dir: tempfile::TempDir,
+    _proc: meshgate_test_support::Proc,
+}
+
+/// One scrape job: name, `host:port`, path, and the `format` parameter.
+pub struct Job<'a> {
+    pub name: &'a str,
+    pub target: String,
+    pub path: &'a str,
+    pub format: Option<&'a str>,
+}
+
+impl Prometheus {
+    pub fn start(jobs: &[Job<'_>]) -> Prometheus {
+        let found = std::process::Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            found,
+            "this test needs Prometheus: apt-get install --no-install-recommends prometheus (.ci/run does this)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = meshgate_test_support::free_port("127.0.0.1");
+        let mut config =
+            String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+        for j in jobs {
+            config.push_str(&format!(
+                "  - job_name: {}\n    metrics_path: {}\n    static_configs:\n      - targets: [\"{}\"]\n",
+                j.name, j.path, j.target
+            ));
+            if let Some(f) = j.format {
+                config.push_str(&format!("    params:\n      format: [{f}]\n"));
+            }
+        }
+        let file = dir.path().join("prometheus.yml");
+        std::fs::write(&file, config).unwrap();
+        let proc = meshgate_test_support::Proc::spawn(
+            "prometheus",
+            "prometheus",
+            &[
+                &format!("--config.file={}", file.display()),
+                &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+            ],
+            &[],
+        );
+        Prometheus {
+            port,
+            _dir: dir,
+            _proc: proc,
+        }
+    }
+
+    /// The first value of an instant query, if there is one.
+    pub async fn query(&self, q: &str) -> Option<String> {
+        let encoded: String = q
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let r = meshgate_test_support::client()
+            .get(format!(
+                "http://127.0.0.1:{}/api/v1/query?query={encoded}",
+                self.port
+            ))
+            .send()
+            .await
+            .ok()?;
+        let v: serde_json::Value = r.json().await.ok()?;
+        Some(v["data"]["result"][0]["value"][1].as_str()?.to_string())
+    }
+
+    /// Waits until every job's target was scraped whole (`up` is 1 only
+    /// when Prometheus accepted all of the text).
+    pub async fn wait_up(&self, jobs: &[&str]) {
+        for job in jobs {
+            let q = format!("up{{job=\"{job}\"}}");
+            eventually(
+                &format!("Prometheus scrapes {job}"),
+                Duration::from_secs(30),
+                || async { (self.query(&q).await.as_deref() == Some("1")).then_some(()) },
+            )
+            .await;
+        }
+    }
+}
+
+/// A real Prometheus scrapes `/v1/agent/metrics?format=prometheus` and sees
+/// Consul's names: gauges, counters and timers as summaries with the
+/// 0.5/0.9/0.99 quantiles Consul's dashboards query.
 #[tokio::test]
 async fn prometheus_scrapes_the_agent() {
-    let found = std::process::Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "this test needs Prometheus: apt-get install --no-install-recommends prometheus (.ci/run does this)"
-    );
     let a = meshgate_test_support::AgentBuilder::dev(crate::BIN)
         .args(["-node", "test-node"])
         .config_file(
@@ -197,62 +284,13 @@ async fn prometheus_scrapes_the_agent() {
         )
         .start()
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = meshgate_test_support::free_port("127.0.0.1");
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-             scrape_configs:\n  - job_name: meshgate\n    metrics_path: /v1/agent/metrics\n\
-             \x20   params:\n      format: [prometheus]\n\
-             \x20   static_configs:\n      - targets: [\"{}\"]\n",
-            a.addr
-        ),
-    )
-    .unwrap();
-    let _prom = meshgate_test_support::Proc::spawn(
-        "prometheus",
-        "prometheus",
-        &[
-            &format!("--config.file={}", config.display()),
-            &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-            &format!("--web.listen-address=127.0.0.1:{port}"),
-        ],
-        &[],
-    );
-    let http = meshgate_test_support::client();
-    let query = |q: &'static str| {
-        let http = http.clone();
-        async move {
-            let encoded: String = q
-                .bytes()
-                .map(|b| match b {
-                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect();
-            let r = http
-                .get(format!(
-                    "http://127.0.0.1:{port}/api/v1/query?query={encoded}"
-                ))
-                .send()
-                .await
-                .ok()?;
-            let v: serde_json::Value = r.json().await.ok()?;
-            let value = v["data"]["result"][0]["value"][1].as_str()?.to_string();
-            Some(value)
-        }
-    };
-    // Scraped and parsed: `up` is 1 only when the whole text was accepted.
-    eventually(
-        "Prometheus scrapes the agent",
-        Duration::from_secs(30),
-        || async { (query("up{job=\"meshgate\"}").await.as_deref() == Some("1")).then_some(()) },
-    )
-    .await;
+    let prom = Prometheus::start(&[Job {
+        name: "meshgate",
+        target: a.addr.to_string(),
+        path: "/v1/agent/metrics",
+        format: Some("prometheus"),
+    }]);
+    prom.wait_up(&["meshgate"]).await;
     let n = 3;
     let p99 = eventually(
         "the KV timer's quantiles",
@@ -263,22 +301,26 @@ async fn prometheus_scrapes_the_agent() {
                 let (st, _) = a.put(&format!("/v1/kv/prom/{i}"), "v").await;
                 assert_eq!(st, 200);
             }
-            let v = query("consul_kvs_apply{quantile=\"0.99\"}").await?;
+            let v = prom.query("consul_kvs_apply{quantile=\"0.99\"}").await?;
             v.parse::<f64>().ok().filter(|x| x.is_finite() && *x > 0.0)
         },
     )
     .await;
     assert!(p99 < 10_000.0, "{p99} ms");
     assert_eq!(
-        query("consul_state_kv_entries").await.as_deref(),
+        prom.query("consul_state_kv_entries").await.as_deref(),
         Some("3"),
         "a gauge under Consul's name (no host name: disable_hostname)"
     );
-    let count: f64 = query("consul_kvs_apply_count")
+    let count: f64 = prom
+        .query("consul_kvs_apply_count")
         .await
         .unwrap()
         .parse()
         .unwrap();
     assert!(count >= n as f64, "{count}");
-    assert_eq!(query("consul_server_isLeader").await.as_deref(), Some("1"));
+    assert_eq!(
+        prom.query("consul_server_isLeader").await.as_deref(),
+        Some("1")
+    );
 }

@@ -1085,4 +1085,36 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
     assert!(metric(&api_admin, "authorization_denied_total", "inbound:api").await >= 1);
     api.wait_log("connection denied", Duration::from_secs(5));
     assert!(metric(&web_admin, "connections_opened_total", "api").await >= 2);
+    // A real Prometheus reads both proxies' `/metrics` whole and finds the
+    // same counters.
+    use crate::compat::{Job, Prometheus};
+    let prom = Prometheus::start(&[
+        Job {
+            name: "web-sidecar",
+            target: web_admin.clone(),
+            path: "/metrics",
+            format: None,
+        },
+        Job {
+            name: "api-sidecar",
+            target: api_admin.clone(),
+            path: "/metrics",
+            format: None,
+        },
+    ]);
+    prom.wait_up(&["web-sidecar", "api-sidecar"]).await;
+    let denied = prom
+        .query("meshgate_proxy_authorization_denied_total{job=\"api-sidecar\",service=\"inbound:api\"}")
+        .await;
+    assert!(
+        denied.as_deref().and_then(|v| v.parse::<f64>().ok()) >= Some(1.0),
+        "{denied:?}"
+    );
+    let opened = prom
+        .query("meshgate_proxy_connections_opened_total{job=\"web-sidecar\",service=\"api\"}")
+        .await;
+    assert!(
+        opened.as_deref().and_then(|v| v.parse::<f64>().ok()) >= Some(2.0),
+        "{opened:?}"
+    );
 }
