@@ -392,15 +392,10 @@ struct GrpcServer {
 impl GrpcServer {
     fn start(tls: Option<(&std::path::Path, &std::path::Path)>) -> GrpcServer {
         use std::io::BufRead;
-        let ok = std::process::Command::new("python3")
-            .args(["-c", "import grpc, grpc_health.v1.health"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "the gRPC check tests need Python's grpcio: \
-             pip install grpcio grpcio-health-checking (.ci/run does this)"
+        crate::require(
+            "python3",
+            &["-c", "import grpc, grpc_health.v1.health"],
+            "Python's grpcio: pip install grpcio grpcio-health-checking",
         );
         let port = meshgate_test_support::free_port("127.0.0.1");
         let script = concat!(

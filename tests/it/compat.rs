@@ -118,14 +118,10 @@ async fn rs_consul_kv_catalog_and_locks() {
 /// Runs tests/it/py_consul_client.py against `a` (`mode`: extra
 /// arguments) and checks that every step passed.
 async fn py_consul(a: &meshgate_test_support::Agent, mode: &[&str]) {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import consul; consul.Consul"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "this test needs the py-consul client: pip install py-consul (.ci/run does this)"
+    crate::require(
+        "python3",
+        &["-c", "import consul; consul.Consul"],
+        "the py-consul client: pip install py-consul",
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/py_consul_client.py");
     let mut cmd = std::process::Command::new("python3");
@@ -192,14 +188,10 @@ pub struct Job<'a> {
 
 impl Prometheus {
     pub fn start(jobs: &[Job<'_>]) -> Prometheus {
-        let found = std::process::Command::new("prometheus")
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(
-            found,
-            "this test needs Prometheus: apt-get install --no-install-recommends prometheus (.ci/run does this)"
+        crate::require(
+            "prometheus",
+            &["--version"],
+            "Prometheus: apt-get install --no-install-recommends prometheus",
         );
         let dir = tempfile::tempdir().unwrap();
         let port = meshgate_test_support::free_port("127.0.0.1");

@@ -53,6 +53,17 @@ pub fn header(r: &reqwest::Response, name: &str) -> String {
         .to_string()
 }
 
+/// Fails the test, saying how to install it, unless `cmd args...` runs and
+/// succeeds (a prerequisite such as a third-party client or tool).
+pub fn require(cmd: &str, args: &[&str], install: &str) {
+    let ok = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ok, "this test needs {install} (.ci/run installs it)");
+}
+
 /// A gauge's name as an agent publishes it by default: Consul puts the host
 /// name after the prefix (`consul.<host>.state.nodes`) unless
 /// `telemetry.disable_hostname` is set.

@@ -461,14 +461,7 @@ fn pretty_state(v: &Value) -> String {
         }
     }
     o.push_str("Servers:\n");
-    let mut servers: Vec<(&String, &Value)> = v
-        .get("Servers")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .collect();
-    servers.sort_by(|a, b| a.0.cmp(b.0));
-    for (id, srv) in servers {
+    for (id, srv) in sorted_members(v, "Servers") {
         let _ = writeln!(o, "   {id}");
         for (label, key) in [
             ("Name", "Name"),
@@ -500,13 +493,10 @@ fn pretty_state(v: &Value) -> String {
         if srv.get("ReadReplica").and_then(Value::as_bool) == Some(true) {
             o.push_str("      Read Replica:    true\n");
         }
-        if let Some(meta) = srv.get("Meta").and_then(Value::as_object)
-            && !meta.is_empty()
-        {
+        let meta = sorted_members(srv, "Meta");
+        if !meta.is_empty() {
             o.push_str("      Meta\n");
-            let mut pairs: Vec<(&String, &Value)> = meta.iter().collect();
-            pairs.sort_by(|a, b| a.0.cmp(b.0));
-            for (k, val) in pairs {
+            for (k, val) in meta {
                 let _ = writeln!(
                     o,
                     "         {}: {}",
@@ -517,6 +507,19 @@ fn pretty_state(v: &Value) -> String {
         }
     }
     o
+}
+
+/// The members of the object `v[k]`, by name (none when it is not an
+/// object).
+fn sorted_members<'a>(v: &'a Value, k: &str) -> Vec<(&'a String, &'a Value)> {
+    let mut m: Vec<(&String, &Value)> = v
+        .get(k)
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .collect();
+    m.sort_by(|a, b| a.0.cmp(b.0));
+    m
 }
 
 /// Columns padded as Go's `tabwriter` with a minimum width of 0, padding 6.
@@ -570,13 +573,7 @@ async fn instances(a: InstancesArgs) -> CliResult {
         .await
         .and_then(|r| r.json())
         .map_err(|e| CliError::new(format!("Error fetching usage information: {}", e.message)))?;
-    let mut dcs: Vec<(&String, &Value)> = v
-        .get("Usage")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .collect();
-    dcs.sort_by(|x, y| x.0.cmp(y.0));
+    let dcs = sorted_members(&v, "Usage");
     let with_dc = a.all_datacenters;
     let total = |rows: &mut Vec<Vec<String>>, cells: Vec<String>| {
         if with_dc {
@@ -617,14 +614,7 @@ async fn instances(a: InstancesArgs) -> CliResult {
         let mut rows = vec![head(with_dc, "Type")];
         let mut instances = 0;
         for (dc, u) in &dcs {
-            let mut kinds: Vec<(&String, &Value)> = u
-                .get("ConnectServiceInstances")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-                .collect();
-            kinds.sort_by(|x, y| x.0.cmp(y.0));
-            for (kind, n) in kinds {
+            for (kind, n) in sorted_members(u, "ConnectServiceInstances") {
                 let mut r = dc_cell(with_dc, dc);
                 r.push(kind.clone());
                 r.push(n.as_u64().unwrap_or(0).to_string());
