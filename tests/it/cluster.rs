@@ -1348,12 +1348,27 @@ fn the_checker_finds_a_stale_read() {
 /// every acknowledged write must be there at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_under_server_kills_is_linearizable() {
+    history_under_faults_is_linearizable(["127.0.0.51", "127.0.0.52", "127.0.0.53"], false).await;
+}
+
+/// The same while servers are frozen (SIGSTOP) for 3 s and resumed: the
+/// leader first — the others elect a new one while it is away, and it comes
+/// back believing it leads, with requests it accepted before the freeze —
+/// then a follower. Nothing it answers after it resumes may go back in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_under_frozen_servers_is_linearizable() {
+    history_under_faults_is_linearizable(["127.0.0.54", "127.0.0.55", "127.0.0.56"], true).await;
+}
+
+/// The history test: four clients against three servers on `on`, two
+/// faults (the leader, then a follower), killed and restarted or (`freeze`)
+/// stopped and continued.
+async fn history_under_faults_is_linearizable(on: [&'static str; 3], freeze: bool) {
     use std::sync::Arc;
     use std::time::Instant;
-    const ON: [&str; 3] = ["127.0.0.51", "127.0.0.52", "127.0.0.53"];
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
-    let mut s = start_three(&ON, &data).await;
+    let mut s = start_three(&on, &data).await;
     agreed_leader(&[&s[0], &s[1], &s[2]]).await;
     let bases: Arc<Vec<String>> = Arc::new(s.iter().map(|a| a.base.clone()).collect());
     let origin = Instant::now();
@@ -1502,19 +1517,34 @@ async fn history_under_server_kills_is_linearizable() {
         }));
     }
     // Faults while the clients run: the leader, then a follower, killed and
-    // restarted from their data directories.
+    // restarted from their data directories, or frozen and resumed.
     let mut kills = Vec::new();
+    let mut leaders = Vec::new();
     for round in 0..2 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let leader = agreed_leader(&[&s[0], &s[1], &s[2]]).await;
-        let li = index_in(&ON, &s, &leader);
+        leaders.push(leader.clone());
+        let li = index_in(&on, &s, &leader);
         let victim = if round == 0 { li } else { (li + 1) % 3 };
-        s[victim].kill();
         kills.push(origin.elapsed().as_nanos());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        s[victim] = server_on(&ON, victim, &data).start().await;
-        // (The restarted server answers on a new HTTP port: clients that
-        // used it move on to the next server after their first failure.)
+        if freeze {
+            s[victim].signal("STOP");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            s[victim].signal("CONT");
+        } else {
+            s[victim].kill();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            s[victim] = server_on(&on, victim, &data).start().await;
+            // (The restarted server answers on a new HTTP port: clients
+            // that used it move on to the next server after their first
+            // failure.)
+        }
+    }
+    // The frozen leader was replaced while it was away (so it came back
+    // deposed, the case that matters). (A killed one may win again after
+    // its restart, at the same address.)
+    if freeze {
+        assert_ne!(leaders[0], leaders[1], "no new leader while it was frozen");
     }
     // Some more operations after the last restart, then stop.
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -1565,8 +1595,9 @@ async fn history_under_server_kills_is_linearizable() {
     assert!(last.is_some(), "every acknowledged write vanished");
     assert!(
         linearizable(&ops),
-        "the history of {} operations is not linearizable (servers killed at {:?} ms); the last operations of its shortest refused prefix:\n{}",
+        "the history of {} operations is not linearizable (servers {} at {:?} ms); the last operations of its shortest refused prefix:\n{}",
         ops.len(),
+        if freeze { "frozen" } else { "killed" },
         kills.iter().map(|t| t / 1_000_000).collect::<Vec<_>>(),
         refused_prefix(&ops)
     );
