@@ -794,3 +794,126 @@ async fn connect_lookups_answer_the_linked_terminating_gateway() {
     .await;
     assert_eq!(ips(&m), [ip("127.0.0.9")]);
 }
+
+/// HAProxy, a real DNS consumer, discovers a service's instances through
+/// SRV (`server-template` with a `resolvers` section on the agent's DNS, as
+/// operators wire HAProxy to Consul): addresses from the additional
+/// records, only passing instances, and changes within seconds.
+#[tokio::test]
+async fn haproxy_discovers_instances_through_srv() {
+    crate::require("haproxy", &["-v"], "HAProxy: apt-get install haproxy");
+    let (a, dns) = start(None).await;
+    let ports = [
+        free_port_tcp_udp("127.0.0.1"),
+        free_port_tcp_udp("127.0.0.1"),
+    ];
+    for (i, (node, ip)) in [("n1", "127.0.0.11"), ("n2", "127.0.0.12")]
+        .into_iter()
+        .enumerate()
+    {
+        instance(
+            &a,
+            node,
+            ip,
+            &format!("web-{node}"),
+            json!({"Service": "web", "Port": ports[i]}),
+            "passing",
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  log stdout format raw local0 info\n  stats socket {} level admin\n\
+             defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+             resolvers meshgate\n  nameserver agent {dns}\n  accepted_payload_size 8192\n\
+             \x20 resolve_retries 3\n  timeout resolve 200ms\n  timeout retry 200ms\n\
+             \x20 hold valid 1s\n  hold obsolete 1s\n\
+             backend web\n  server-template web 3 _web._tcp.service.consul resolvers meshgate init-addr none resolve-prefer ipv4\n",
+            dir.path().join("admin.sock").display()
+        ),
+    )
+    .unwrap();
+    let hap = meshgate_test_support::Proc::spawn(
+        "haproxy",
+        "haproxy",
+        &["-f", cfg.to_str().unwrap()],
+        &[],
+    );
+    // The addresses HAProxy's servers hold, from its runtime API
+    // (`show servers state`: address in the 5th column, port in the 19th;
+    // `-` for a server slot without one).
+    let sock = dir.path().join("admin.sock");
+    let servers = || {
+        let sock = sock.clone();
+        async move {
+            let mut s = tokio::net::UnixStream::connect(&sock).await.ok()?;
+            s.write_all(b"show servers state web\n").await.ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.ok()?;
+            let mut got: Vec<String> = out
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| l.split(' ').collect::<Vec<_>>())
+                .filter(|f| f.len() > 18 && f[1] == "web" && f[4] != "-")
+                .map(|f| format!("{}:{}", f[4], f[18]))
+                .collect();
+            got.sort();
+            Some(got)
+        }
+    };
+    let want = |list: &[(&str, u16)]| -> Vec<String> {
+        let mut v: Vec<String> = list.iter().map(|(ip, p)| format!("{ip}:{p}")).collect();
+        v.sort();
+        v
+    };
+    let both = want(&[("127.0.0.11", ports[0]), ("127.0.0.12", ports[1])]);
+    meshgate_test_support::eventually(
+        "HAProxy resolves both instances",
+        Duration::from_secs(20),
+        || async { (servers().await? == both).then_some(()) },
+    )
+    .await;
+    // A failing instance leaves the answers, and HAProxy's servers.
+    instance(
+        &a,
+        "n2",
+        "127.0.0.12",
+        "web-n2",
+        json!({"Service": "web", "Port": ports[1]}),
+        "critical",
+    )
+    .await;
+    let one = want(&[("127.0.0.11", ports[0])]);
+    meshgate_test_support::eventually(
+        "HAProxy drops the critical instance",
+        Duration::from_secs(20),
+        || async { (servers().await? == one).then_some(()) },
+    )
+    .await;
+    // A new instance appears.
+    let port3 = free_port_tcp_udp("127.0.0.1");
+    instance(
+        &a,
+        "n3",
+        "127.0.0.13",
+        "web-n3",
+        json!({"Service": "web", "Port": port3}),
+        "passing",
+    )
+    .await;
+    let two = want(&[("127.0.0.11", ports[0]), ("127.0.0.13", port3)]);
+    meshgate_test_support::eventually(
+        "HAProxy adds the new instance",
+        Duration::from_secs(20),
+        || async { (servers().await? == two).then_some(()) },
+    )
+    .await;
+    assert!(
+        hap.log().contains("by DNS additional record"),
+        "{}",
+        hap.log()
+    );
+}
