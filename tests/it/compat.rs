@@ -316,3 +316,58 @@ async fn prometheus_scrapes_the_agent() {
         Some("1")
     );
 }
+
+/// A client set up for a Consul Enterprise namespace or admin partition is
+/// refused as Consul's community edition refuses it (400, Consul's words),
+/// on every namespaced endpoint, and nothing is written; endpoints that are
+/// not namespaced answer as usual.
+#[tokio::test]
+async fn enterprise_namespaces_and_partitions_are_refused() {
+    let a = dev().await;
+    let http = meshgate_test_support::client();
+    let ns_query = "Invalid query parameter: \"ns\" - Namespaces are a Consul Enterprise feature";
+    let ap_query =
+        "Invalid query parameter: \"partition\" - Partitions are a Consul Enterprise feature";
+    for (method, path, header, want) in [
+        ("PUT", "/v1/kv/tenant?ns=team-a", None, ns_query),
+        ("PUT", "/v1/kv/tenant?ns=default", None, ns_query),
+        ("GET", "/v1/kv/tenant?partition=p1", None, ap_query),
+        ("GET", "/v1/catalog/services?ns=team-a", None, ns_query),
+        (
+            "GET",
+            "/v1/health/service/web?partition=default",
+            None,
+            ap_query,
+        ),
+        (
+            "PUT",
+            "/v1/kv/tenant",
+            Some(("X-Consul-Namespace", "team-a")),
+            "Invalid header: \"X-Consul-Namespace\" - Namespaces are a Consul Enterprise feature",
+        ),
+        (
+            "GET",
+            "/v1/agent/services",
+            Some(("X-Consul-Partition", "p1")),
+            "Invalid header: \"X-Consul-Partition\" - Partitions are a Consul Enterprise feature",
+        ),
+        ("PUT", "/v1/config?ns=team-a", None, ns_query),
+        ("GET", "/v1/connect/intentions?ns=team-a", None, ns_query),
+        ("PUT", "/v1/session/create?ns=team-a", None, ns_query),
+    ] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = http.request(m, a.url(path)).body("x");
+        if let Some((h, v)) = header {
+            req = req.header(h, v);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 400, "{method} {path}");
+        assert_eq!(r.text().await.unwrap(), want, "{method} {path}");
+    }
+    let (st, _) = a.get_json("/v1/kv/tenant").await;
+    assert_eq!(st, 404, "nothing was written");
+    // Empty values name nothing; endpoints without namespaces ignore them.
+    assert_eq!(a.put("/v1/kv/tenant?ns=", "x").await.0, 200);
+    let (st, _) = a.get_json("/v1/status/leader?ns=team-a").await;
+    assert_eq!(st, 200);
+}

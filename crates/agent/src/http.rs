@@ -742,7 +742,11 @@ async fn dispatch(
         body,
         answer_headers: parking_lot::Mutex::new(None),
     };
-    let mut r = match authorize(ctx, rule) {
+    let checked = match enterprise_tenancy(uri.path(), &ctx) {
+        Some(e) => Err(e),
+        None => authorize(ctx, rule),
+    };
+    let mut r = match checked {
         Ok(ctx) => {
             let barrier = read_barrier(&ctx, uri.path()).await;
             drop(uri);
@@ -791,6 +795,62 @@ async fn dispatch(
         elapsed
     );
     r
+}
+
+/// The endpoints whose data Consul Enterprise keeps per namespace and admin
+/// partition (Consul's handlers that read the namespace of a request).
+const TENANT_SCOPED: &[&str] = &[
+    "/v1/kv/",
+    "/v1/catalog/",
+    "/v1/health/",
+    "/v1/session/",
+    "/v1/acl/policy",
+    "/v1/acl/role",
+    "/v1/acl/token",
+    "/v1/acl/auth-method",
+    "/v1/acl/binding-rule",
+    "/v1/acl/login",
+    "/v1/config",
+    "/v1/connect/intentions",
+    "/v1/discovery-chain/",
+    "/v1/agent/service",
+    "/v1/agent/check",
+    "/v1/agent/health/",
+    "/v1/agent/connect/authorize",
+    "/v1/agent/connect/ca/leaf/",
+    "/v1/internal/ui/services",
+    "/v1/internal/ui/nodes",
+];
+
+/// Namespaces and admin partitions are Consul Enterprise features: as
+/// Consul's community edition does, a request to a namespaced endpoint that
+/// names one (`?ns=`, `?partition=` or the `X-Consul-Namespace` /
+/// `X-Consul-Partition` headers, even `default`) is refused with 400 rather
+/// than served from the one namespace there is — a client set up for an
+/// Enterprise namespace must not read or write other data unknowingly.
+fn enterprise_tenancy(path: &str, ctx: &Ctx) -> Option<ApiError> {
+    if !TENANT_SCOPED.iter().any(|p| path.starts_with(p)) {
+        return None;
+    }
+    let named = |v: Option<&str>| v.is_some_and(|v| !v.is_empty());
+    for (header, feature) in [
+        ("X-Consul-Namespace", "Namespaces"),
+        ("X-Consul-Partition", "Partitions"),
+    ] {
+        if named(ctx.headers.get(header).and_then(|v| v.to_str().ok())) {
+            return Some(ApiError::bad_request(format!(
+                "Invalid header: \"{header}\" - {feature} are a Consul Enterprise feature"
+            )));
+        }
+    }
+    for (param, feature) in [("ns", "Namespaces"), ("partition", "Partitions")] {
+        if named(ctx.query.get(param)) {
+            return Some(ApiError::bad_request(format!(
+                "Invalid query parameter: \"{param}\" - {feature} are a Consul Enterprise feature"
+            )));
+        }
+    }
+    None
 }
 
 /// The replicated state's read endpoints: their default-mode reads go
