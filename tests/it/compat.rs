@@ -371,3 +371,88 @@ async fn enterprise_namespaces_and_partitions_are_refused() {
     let (st, _) = a.get_json("/v1/status/leader?ns=team-a").await;
     assert_eq!(st, 200);
 }
+
+/// Answers are gzipped for clients that accept it (Go's and Python's HTTP
+/// clients ask for it and decode it without the caller knowing): large
+/// whole answers only, blocking answers included; never for a client that
+/// does not ask, for `q=0`, for HEAD or for small answers.
+#[tokio::test]
+async fn large_answers_are_gzipped_for_clients_that_take_it() {
+    use std::io::Read as _;
+    let a = dev().await;
+    for i in 0..60 {
+        let (st, _) = a
+            .put(
+                &format!("/v1/kv/big/k{i:02}"),
+                format!("value {i} of a large listing"),
+            )
+            .await;
+        assert_eq!(st, 200);
+    }
+    let http = meshgate_test_support::client();
+    let get = |path: &str, accept: Option<&str>| {
+        let mut req = http.get(a.url(path));
+        if let Some(v) = accept {
+            req = req.header("Accept-Encoding", v);
+        }
+        req.send()
+    };
+    let encoding = |r: &reqwest::Response| crate::header(r, "Content-Encoding");
+    let r = get("/v1/kv/big?recurse", None).await.unwrap();
+    assert_eq!(encoding(&r), "");
+    let index = crate::header(&r, "X-Consul-Index");
+    let plain = r.bytes().await.unwrap();
+    assert!(plain.len() >= 1400, "{}", plain.len());
+    let gunzip = |b: &[u8]| {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(b)
+            .read_to_end(&mut out)
+            .expect("a gzip body");
+        out
+    };
+    for accept in ["gzip", "gzip, deflate", "br;q=1.0, gzip;q=0.8", "*"] {
+        let r = get("/v1/kv/big?recurse", Some(accept)).await.unwrap();
+        assert_eq!(encoding(&r), "gzip", "{accept}");
+        assert_eq!(crate::header(&r, "Vary"), "Accept-Encoding");
+        assert_eq!(crate::header(&r, "X-Consul-Index"), index);
+        let body = r.bytes().await.unwrap();
+        assert!(
+            body.len() < plain.len() / 2,
+            "{} of {}",
+            body.len(),
+            plain.len()
+        );
+        assert_eq!(gunzip(&body), plain, "{accept}");
+    }
+    for accept in ["gzip;q=0", "br", "identity"] {
+        let r = get("/v1/kv/big?recurse", Some(accept)).await.unwrap();
+        assert_eq!(encoding(&r), "", "{accept}");
+        assert_eq!(r.bytes().await.unwrap(), plain, "{accept}");
+    }
+    // Small answers stay as they are.
+    let r = get("/v1/kv/big/k01", Some("gzip")).await.unwrap();
+    assert_eq!(encoding(&r), "");
+    // HEAD: the head of the plain answer.
+    let r = http
+        .head(a.url("/v1/kv/big?recurse"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(encoding(&r), "");
+    // A blocking query's answer, woken by a write.
+    let waiting = get(
+        &format!("/v1/kv/big?recurse&index={index}&wait=10s"),
+        Some("gzip"),
+    );
+    let write = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        a.put("/v1/kv/big/k99", "late").await
+    };
+    let (r, (st, _)) = tokio::join!(waiting, write);
+    assert_eq!(st, 200);
+    let r = r.unwrap();
+    assert_eq!(encoding(&r), "gzip");
+    let woken = gunzip(&r.bytes().await.unwrap());
+    assert!(String::from_utf8(woken).unwrap().contains("big/k99"));
+}

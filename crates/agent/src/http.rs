@@ -725,6 +725,7 @@ async fn dispatch(
             q.split('&')
                 .any(|kv| kv == "stale" || kv.starts_with("stale="))
         });
+    let gzip = parts.method != Method::HEAD && accepts_gzip(&parts.headers);
     let default_policy = if agent.config.acl.default_policy == "deny" {
         "deny"
     } else {
@@ -775,6 +776,9 @@ async fn dispatch(
             r.headers_mut()
                 .insert(hdr::LAST_CONTACT, HeaderValue::from(ms));
         }
+    }
+    if gzip {
+        r = gzipped(r).await;
     }
     let h = r.headers_mut();
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
@@ -1397,6 +1401,59 @@ impl Api {
             use tower::ServiceExt;
             router.oneshot(req).await
         })
+    }
+}
+
+/// Answers at least this long are gzipped for a client that accepts gzip
+/// (smaller ones would cost more to compress than they save; Consul
+/// compresses every answer, which clients cannot tell apart).
+const GZIP_MIN: u64 = 1400;
+
+/// Whether the request's `Accept-Encoding` takes gzip (or `*`) with a
+/// q-value above 0.
+fn accepts_gzip(h: &HeaderMap) -> bool {
+    h.get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && q > 0.0
+        })
+}
+
+/// `r` gzipped, when its body is whole (not a stream), long enough and not
+/// already encoded; otherwise `r` as it is.
+async fn gzipped(r: Response) -> Response {
+    use axum::body::HttpBody as _;
+    use std::io::Write as _;
+    let long = r.body().size_hint().exact().is_some_and(|n| n >= GZIP_MIN);
+    if !long || r.headers().contains_key(header::CONTENT_ENCODING) {
+        return r;
+    }
+    let (mut parts, body) = r.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::internal(format!("reading the answer: {e}")).into_response(),
+    };
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::fast(),
+    );
+    match enc.write_all(&bytes).and_then(|()| enc.finish()) {
+        Ok(gz) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts
+                .headers
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            Response::from_parts(parts, Body::from(gz))
+        }
+        Err(_) => Response::from_parts(parts, Body::from(bytes)),
     }
 }
 
