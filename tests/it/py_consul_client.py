@@ -305,6 +305,39 @@ check(res["Service"] == "web", f"execute service {res}")
 check([x["ID"] for x in c.query.list()] == [qid], "query list")
 check(c.query.delete(qid) is True, "query delete")
 
+# --- More of the agent: maintenance (py-consul sends Python's "True"),
+# real HTTP and TCP checks, the service definition, filters, snapshots.
+step = "agent extras"
+check(c.agent.maintenance(True, "kernel upgrade") is True, "node maintenance on")
+check("_node_maintenance" in c.agent.checks(), "node maintenance check")
+check(c.agent.maintenance(False) is True, "node maintenance off")
+check("_node_maintenance" not in c.agent.checks(), "node maintenance check gone")
+check(c.agent.service.maintenance("web-1", True, "deploy") is True, "service maintenance")
+check("_service_maintenance:web-1" in c.agent.checks(), "service maintenance check")
+check(c.agent.service.maintenance("web-1", False) is True, "service maintenance off")
+check(
+    c.agent.service.register(
+        "api", service_id="api-1", port=port, check=Check.http(f"http://{host}:{port}/v1/status/leader", "1s")
+    )
+    is True,
+    "http check",
+)
+check(c.agent.service.register("raw", port=port, check=Check.tcp(host, port, "1s")) is True, "tcp check")
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    statuses = {k: v["Status"] for k, v in c.agent.checks().items() if k in ("service:api-1", "service:raw")}
+    if statuses == {"service:api-1": "passing", "service:raw": "passing"}:
+        break
+    time.sleep(0.2)
+check(statuses == {"service:api-1": "passing", "service:raw": "passing"}, f"checks ran {statuses}")
+check(c.agent.service_definition("api-1")["Service"] == "api", "service definition")
+check(list(c.agent.services(filter_expr='Service == "api"')) == ["api-1"], "services filter")
+check(len(c.snapshot.save()) > 0, "snapshot save")
+check(c.discovery_chain.get("api")["Chain"]["ServiceName"] == "api", "discovery chain")
+check(c.operator.raft_config()["Servers"][0]["Leader"] is True, "raft configuration")
+c.agent.service.deregister("api-1")
+c.agent.service.deregister("raw")
+
 # --- Status, coordinates, deregistration.
 step = "status"
 leader = c.status.leader()
