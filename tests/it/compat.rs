@@ -159,8 +159,7 @@ async fn python_client_drives_the_api() {
 /// update and delete.
 #[tokio::test]
 async fn python_client_sets_up_acls() {
-    let a = meshgate_test_support::AgentBuilder::dev(crate::BIN)
-        .args(["-node", "test-node"])
+    let a = crate::dev_builder()
         .config_file(
             "acl.hcl",
             "acl {\n  enabled = true\n  default_policy = \"deny\"\n}\n",
@@ -268,8 +267,7 @@ impl Prometheus {
 /// 0.5/0.9/0.99 quantiles Consul's dashboards query.
 #[tokio::test]
 async fn prometheus_scrapes_the_agent() {
-    let a = meshgate_test_support::AgentBuilder::dev(crate::BIN)
-        .args(["-node", "test-node"])
+    let a = crate::dev_builder()
         .config_file(
             "telemetry.hcl",
             "telemetry {\n  disable_hostname = true\n}\n",
