@@ -44,6 +44,8 @@
 #   CELLS="c8 c32" bench/dataplane.sh         # some of: c1 c8 c32 C8 iperf (all)
 #   CONNS=0 bench/dataplane.sh                # skip the open-connections memory figure
 #   LOAD_CPU=0 PROXY_CPU=1 CONNS=1000 IPERF_TIME=10 SCALE=10 PG_BIN=/usr/lib/postgresql/15/bin
+#   LOAD_CPU=0-1 PROXY_CPU=0-1 bench/dataplane.sh  # unpinned: the layout of issue 6's
+#                                             # own reference figures (HAProxy TLS ≈ 0.39× direct)
 #   KEEP=1 bench/dataplane.sh                 # keep the work directory (logs, configs)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -368,6 +368,29 @@ async fn enterprise_namespaces_and_partitions_are_refused() {
     assert_eq!(a.put("/v1/kv/tenant?ns=", "x").await.0, 200);
     let (st, _) = a.get_json("/v1/status/leader?ns=team-a").await;
     assert_eq!(st, 200);
+    // The CLI takes Consul's `-namespace` / `-partition` (and their
+    // environment variables) and meets the same refusal.
+    let (code, _, err) = meshgate_test_support::cli(
+        crate::BIN,
+        &a,
+        &["kv", "put", "-namespace=team-a", "k", "v"],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains(ns_query), "{err}");
+    let out = std::process::Command::new(crate::BIN)
+        .args(["kv", "get", "k"])
+        .env("CONSUL_HTTP_ADDR", &a.base)
+        .env("CONSUL_PARTITION", "p1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(ap_query),
+        "{out:?}"
+    );
+    let (st, _) = a.get_json("/v1/kv/k").await;
+    assert_eq!(st, 404, "nothing was written");
 }
 
 /// Answers are gzipped for clients that accept it (Go's and Python's HTTP

@@ -66,6 +66,15 @@ pub struct HttpFlags {
     /// TLS server name to expect from the agent (env CONSUL_TLS_SERVER_NAME).
     #[arg(long = "tls-server-name", value_name = "NAME")]
     pub tls_server_name: Option<String>,
+    /// Consul Enterprise's namespace (env CONSUL_NAMESPACE): sent as `?ns=`,
+    /// which the agent refuses on namespaced endpoints, as Consul's
+    /// community edition does.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Consul Enterprise's admin partition (env CONSUL_PARTITION): sent as
+    /// `?partition=`, refused as `-namespace` is.
+    #[arg(long, value_name = "PARTITION")]
+    pub partition: Option<String>,
 }
 
 fn env(names: &[&str]) -> Option<String> {
@@ -87,6 +96,8 @@ pub struct Client {
     pub token: Option<String>,
     pub datacenter: Option<String>,
     pub stale: bool,
+    /// `?ns=` and `?partition=` for every request (Consul Enterprise's).
+    tenancy: Vec<(&'static str, String)>,
     http: reqwest::Client,
 }
 
@@ -175,6 +186,19 @@ impl Client {
             token: token.filter(|t| !t.is_empty()),
             datacenter: f.datacenter.clone(),
             stale: f.stale.unwrap_or(false),
+            tenancy: [
+                (
+                    "ns",
+                    f.namespace.clone().or_else(|| env(&["CONSUL_NAMESPACE"])),
+                ),
+                (
+                    "partition",
+                    f.partition.clone().or_else(|| env(&["CONSUL_PARTITION"])),
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
+            .collect(),
             http,
         })
     }
@@ -189,6 +213,9 @@ impl Client {
         }
         if self.stale {
             q.push(("stale".into(), String::new()));
+        }
+        for (k, v) in &self.tenancy {
+            q.push((k.to_string(), v.clone()));
         }
         let mut url = format!("{}{}", self.base, path);
         if !q.is_empty() {
