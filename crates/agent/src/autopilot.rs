@@ -179,6 +179,40 @@ pub async fn view(agent: &Arc<Agent>, config: &AutopilotConfig) -> Option<View> 
     })
 }
 
+/// [`view`], or on a server without a cluster (`-dev`) the server itself:
+/// the healthy leader, as Consul's dev agent reports it.
+pub async fn view_or_self(agent: &Arc<Agent>, config: &AutopilotConfig) -> View {
+    if let Some(v) = view(agent, config).await {
+        return v;
+    }
+    let st = agent.store.read();
+    let meta = st
+        .nodes()
+        .1
+        .iter()
+        .find(|n| n.node == agent.node_name)
+        .and_then(|n| n.meta.clone());
+    View {
+        servers: vec![ServerView {
+            raft_id: 1,
+            id: agent.node_id.clone(),
+            name: agent.node_name.clone(),
+            address: agent.server_addr(),
+            node_status: "alive",
+            leader: true,
+            last_contact: Some(Duration::ZERO),
+            last_term: 1,
+            last_index: st.index,
+            healthy: true,
+            stable_since: SystemTime::now(),
+            meta,
+        }],
+        leader: Some(1),
+        healthy: true,
+        failure_tolerance: 0,
+    }
+}
+
 /// The servers to remove now: dead (`failed` or `left`), at most
 /// `(voters - 1) / 2` of them, never leaving fewer than `MinQuorum` voters,
 /// never the leader.

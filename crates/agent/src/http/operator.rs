@@ -289,22 +289,7 @@ fn rfc3339(t: std::time::SystemTime) -> String {
 async fn autopilot_health(ctx: Ctx) -> ApiResult {
     ctx.query_options()?;
     let config = ctx.agent.store.read().autopilot();
-    let Some(view) = crate::autopilot::view(&ctx.agent, &config).await else {
-        let servers: Vec<Value> = servers(&ctx)
-            .into_iter()
-            .map(|s| {
-                json!({"ID": s["ID"], "Name": s["Node"], "Address": s["Address"],
-                       "SerfStatus": "alive", "Version": crate::COMPAT_VERSION,
-                       "Leader": true, "LastContact": "0s", "LastTerm": 1,
-                       "LastIndex": s["LastIndex"], "Healthy": true, "Voter": true,
-                       "StableSince": rfc3339(std::time::SystemTime::now())})
-            })
-            .collect();
-        return Ok(json(
-            &ctx,
-            &json!({"Healthy": true, "FailureTolerance": 0, "Servers": servers}),
-        ));
-    };
+    let view = crate::autopilot::view_or_self(&ctx.agent, &config).await;
     let servers: Vec<Value> = view
         .servers
         .iter()
@@ -342,26 +327,7 @@ async fn autopilot_health(ctx: Ctx) -> ApiResult {
 async fn autopilot_state(ctx: Ctx) -> ApiResult {
     ctx.query_options()?;
     let config = ctx.agent.store.read().autopilot();
-    let Some(view) = crate::autopilot::view(&ctx.agent, &config).await else {
-        // A `-dev` server: itself, the healthy leader, as Consul's.
-        let me = servers(&ctx).into_iter().next().unwrap_or_default();
-        let id = me["ID"].clone();
-        let server = json!({
-            "ID": id, "Name": me["Node"], "Address": me["Address"],
-            "NodeStatus": "alive", "Version": crate::COMPAT_VERSION,
-            "LastContact": "0s", "LastTerm": 1, "LastIndex": me["LastIndex"],
-            "Healthy": true, "StableSince": rfc3339(std::time::SystemTime::now()),
-            "ReadReplica": false, "Status": "leader", "Meta": {}, "NodeType": "voter",
-        });
-        let key = id.as_str().unwrap_or_default().to_string();
-        return Ok(json(
-            &ctx,
-            &json!({
-                "Healthy": true, "FailureTolerance": 0, "OptimisticFailureTolerance": 0,
-                "Servers": {key: server}, "Leader": id, "Voters": [id],
-            }),
-        ));
-    };
+    let view = crate::autopilot::view_or_self(&ctx.agent, &config).await;
     let mut servers = serde_json::Map::new();
     for s in &view.servers {
         servers.insert(
