@@ -73,6 +73,16 @@ pub fn ignores_sigpipe(pid: u32) -> bool {
         .is_some_and(|m| m & (1 << (13 - 1)) != 0)
 }
 
+/// How many threads a process has (`Threads:` in its status).
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Whether a process runs with transparent huge pages turned off for itself
 /// (`THP_enabled: 0` in its status): the proxies do, to keep their idle
 /// memory small.
@@ -315,7 +325,9 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
     if let Some(addr) = &address {
         args.extend(["-address", addr.as_str()]);
     }
-    args.extend(["--", "-l", "debug"]);
+    // Envoy's arguments after `--`, as units pass them: the log level, and
+    // the number of threads (a proxy otherwise runs on one).
+    args.extend(["--", "-l", "debug", "--concurrency", "8"]);
     let mut gateway = Proc::spawn("gateway", BIN, &args, &[("CONSUL_HTTP_ADDR", &a.base)]);
     let gw_admin = admin_addr(&mut gateway);
     wait_ready(&mut gateway, &gw_admin).await;
@@ -349,7 +361,11 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
             "-admin-bind",
             "127.0.0.1:0",
         ],
-        &[("CONSUL_HTTP_ADDR", &a.base), ("CONSUL_HTTP_TOKEN", ROOT)],
+        &[
+            ("CONSUL_HTTP_ADDR", &a.base),
+            ("CONSUL_HTTP_TOKEN", ROOT),
+            ("MESHGATE_WORKER_THREADS", "1"),
+        ],
     );
     let sc_admin = admin_addr(&mut sidecar);
     wait_ready(&mut sidecar, &sc_admin).await;
@@ -363,6 +379,32 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
         ignores_sigpipe(sidecar.pid()),
         "the sidecar dies on SIGPIPE"
     );
+    // The gateway runs on the eight threads asked for (plus the main one;
+    // by default it would have one per CPU);
+    // the sidecar, told one thread by its environment, on its main thread
+    // (and at most one blocking helper; a runtime of worker threads would
+    // have at least three).
+    let (gw_threads, sc_threads) = (threads(gateway.pid()), threads(sidecar.pid()));
+    assert!(gw_threads >= 9, "gateway threads: {gw_threads}");
+    assert!(sc_threads <= 2, "sidecar threads: {sc_threads}");
+    // A thread count that is not one is refused before anything starts.
+    for bad in ["0", "many"] {
+        let (code, _, err) = cli(
+            &a,
+            ROOT,
+            &[
+                "connect",
+                "proxy",
+                "-sidecar-for",
+                "carbonio-files",
+                "--",
+                "--concurrency",
+                bad,
+            ],
+        );
+        assert_eq!(code, 1, "--concurrency {bad}: {err}");
+        assert!(err.contains("Invalid --concurrency"), "{err}");
+    }
     // ... and run on small pages (they executed themselves again for it,
     // keeping their pid and arguments), as does the agent.
     for (name, p) in [("gateway", &gateway), ("sidecar", &sidecar)] {

@@ -341,20 +341,26 @@ pub fn main() -> ExitCode {
     if !serves_network(&cli.command) && !matches!(cli.command, Command::Watch(_)) {
         sigpipe::reset();
     }
-    let workers = std::env::var("MESHGATE_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        });
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
+    let workers = match runtime_workers(&cli.command) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    // One worker runs everything on this thread: no hand-off of woken tasks
+    // to another thread (bench/RESULTS.md, the data plane's sixth run).
+    let built = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("failed to start the runtime: {e}");
@@ -370,6 +376,30 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.code)
         }
     }
+}
+
+/// How many threads run the command's tasks: Envoy's `--concurrency N` after
+/// `--` for a proxy (what `consul connect envoy … -- --concurrency N` units
+/// already pass), else `MESHGATE_WORKER_THREADS`, else one per CPU. (One
+/// thread per proxy relays a transaction with less CPU but loses when the
+/// proxy's cores are crowded with other busy processes: bench/RESULTS.md.)
+fn runtime_workers(command: &Command) -> Result<usize, String> {
+    use cmd::connect::ConnectCmd;
+    if let Command::Connect(ConnectCmd::Proxy(args) | ConnectCmd::Envoy(args)) = command
+        && let Some(n) = cmd::proxy::concurrency(&args.passthrough)?
+    {
+        return Ok(n);
+    }
+    if let Some(n) = std::env::var("MESHGATE_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return Ok(n);
+    }
+    Ok(std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2))
 }
 
 #[cfg(test)]

@@ -67,6 +67,12 @@ fn passthrough_level(args: &[String]) -> (Option<String>, Vec<String>) {
                 i += 2;
                 continue;
             }
+        } else if a == "--concurrency" && i + 1 < args.len() {
+            i += 2;
+            continue;
+        } else if a.starts_with("--concurrency=") {
+            i += 1;
+            continue;
         } else if let Some(v) = a
             .strip_prefix("--log-level=")
             .or_else(|| a.strip_prefix("-l="))
@@ -79,6 +85,36 @@ fn passthrough_level(args: &[String]) -> (Option<String>, Vec<String>) {
         i += 1;
     }
     (level, ignored)
+}
+
+/// Envoy's `--concurrency N` (or `--concurrency=N`) among the arguments
+/// after `--`: the number of threads the proxy runs on.
+pub fn concurrency(args: &[String]) -> Result<Option<usize>, String> {
+    let mut found = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let value = if a == "--concurrency" {
+            i += 1;
+            Some(args.get(i).map(String::as_str).ok_or_else(|| {
+                "--concurrency (after --) needs a value: the number of proxy threads".to_string()
+            })?)
+        } else {
+            a.strip_prefix("--concurrency=")
+        };
+        if let Some(v) = value {
+            match v.parse::<usize>() {
+                Ok(n) if n > 0 => found = Some(n),
+                _ => {
+                    return Err(format!(
+                        "Invalid --concurrency {v:?} (after --): the number of proxy threads, 1 or more"
+                    ));
+                }
+            }
+        }
+        i += 1;
+    }
+    Ok(found)
 }
 
 /// Runs the proxy until SIGTERM or Ctrl-C.
@@ -197,7 +233,7 @@ pub async fn run(args: ProxyArgs, name: &str) -> CliResult {
 
 #[cfg(test)]
 mod tests {
-    use super::passthrough_level;
+    use super::{concurrency, passthrough_level};
 
     #[test]
     fn envoy_log_level_after_double_dash() {
@@ -207,9 +243,36 @@ mod tests {
             Some("debug")
         );
         assert_eq!(
-            passthrough_level(&v(&["--log-level=trace", "--concurrency", "2"])),
-            (Some("trace".into()), v(&["--concurrency", "2"]))
+            passthrough_level(&v(&[
+                "--log-level=trace",
+                "--concurrency",
+                "2",
+                "--base-id",
+                "1"
+            ])),
+            (Some("trace".into()), v(&["--base-id", "1"]))
         );
         assert_eq!(passthrough_level(&v(&[])).0, None);
+    }
+
+    /// Envoy's `--concurrency` sets the proxy's threads; a bad value is an
+    /// error, not a silent default.
+    #[test]
+    fn envoy_concurrency_after_double_dash() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(concurrency(&v(&["-l", "info"])), Ok(None));
+        assert_eq!(concurrency(&v(&["--concurrency", "3"])), Ok(Some(3)));
+        assert_eq!(
+            concurrency(&v(&["--concurrency=2", "-l", "debug"])),
+            Ok(Some(2))
+        );
+        for bad in [
+            &["--concurrency"][..],
+            &["--concurrency", "0"],
+            &["--concurrency=x"],
+        ] {
+            let e = concurrency(&v(bad)).expect_err("a bad --concurrency is refused");
+            assert!(e.contains("--concurrency"), "{e}");
+        }
     }
 }
