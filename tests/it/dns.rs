@@ -49,7 +49,18 @@ async fn udp(
     qtype: RecordType,
     edns: Option<u16>,
 ) -> (Message, usize) {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp_from("127.0.0.1", addr, name, qtype, edns).await
+}
+
+/// [`udp`] from a socket on the loopback address `local`.
+async fn udp_from(
+    local: &str,
+    addr: SocketAddr,
+    name: &str,
+    qtype: RecordType,
+    edns: Option<u16>,
+) -> (Message, usize) {
+    let sock = UdpSocket::bind((local, 0)).await.unwrap();
     let q = question(name, qtype, edns);
     sock.send_to(&q, addr).await.unwrap();
     let mut buf = vec![0u8; 65535];
@@ -324,6 +335,47 @@ async fn prepared_queries_by_name_id_and_template() {
     let (m, _) = udp(dns, "no-such-query.query.consul", RecordType::A, None).await;
     assert_eq!(m.response_code(), ResponseCode::NXDomain);
     assert!(soa(&m).is_some());
+
+    // `Near = "_ip"`: the instance on the node whose address is the DNS
+    // client's answers first (the others stay shuffled after it).
+    for (node, addr) in [
+        ("web-a", "127.0.0.2"),
+        ("web-b", "127.0.0.3"),
+        ("web-c", "10.0.0.9"),
+    ] {
+        let id = format!("{node}-1");
+        instance(
+            &a,
+            node,
+            addr,
+            &id,
+            json!({"Service": "near-web", "Port": 80}),
+            "passing",
+        )
+        .await;
+    }
+    create(json!({"Name": "near-web", "Service": {"Service": "near-web", "Near": "_ip"}})).await;
+    for client in [
+        "127.0.0.2",
+        "127.0.0.3",
+        "127.0.0.2",
+        "127.0.0.3",
+        "127.0.0.2",
+        "127.0.0.3",
+    ] {
+        let (m, _) = udp_from(client, dns, "near-web.query.consul", RecordType::A, None).await;
+        // In the answer's order (`ips` sorts).
+        let got: Vec<IpAddr> = m
+            .answers()
+            .iter()
+            .filter_map(|r| match r.data() {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got.len(), 3, "{m}");
+        assert_eq!(got[0], ip(client), "from {client}: {got:?}");
+    }
 }
 
 #[tokio::test]

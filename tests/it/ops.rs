@@ -193,6 +193,41 @@ async fn coordinates() {
         .get_json("/v1/query/near-web/execute?near=n3&limit=2")
         .await;
     assert_eq!(order(&v["Nodes"], &|e| &e["Node"]["Node"]), ["n3", "n4"]);
+    // The node asked for answers first even without a coordinate (the
+    // others stay shuffled): n5 has none.
+    for _ in 0..5 {
+        let (_, v) = a.get_json("/v1/query/near-web/execute?near=n5").await;
+        assert_eq!(v["Nodes"][0]["Node"]["Node"], "n5", "{v}");
+    }
+    // `_ip`: from the node whose address is the client's — the first of
+    // `X-Forwarded-For`, else the connection's (127.0.0.1, given to n3 here).
+    for (node, addr) in [("n4", "10.0.0.4"), ("n3", "127.0.0.1")] {
+        let reg = json!({"Node": node, "Address": addr});
+        let (st, _) = a.put("/v1/catalog/register", reg.to_string()).await;
+        assert_eq!(st, 200);
+    }
+    let from_n4 = {
+        let (_, v) = a.get_json("/v1/query/near-web/execute?near=n4").await;
+        order(&v["Nodes"], &|e| &e["Node"]["Node"])
+    };
+    assert_eq!(from_n4[0], "n4");
+    let execute = |near: &'static str, forwarded: Option<&'static str>| {
+        let a = &a;
+        async move {
+            let mut req = a
+                .http
+                .get(a.url(&format!("/v1/query/near-web/execute?near={near}")));
+            if let Some(f) = forwarded {
+                req = req.header("X-Forwarded-For", f);
+            }
+            let v: Value = req.send().await.unwrap().json().await.unwrap();
+            order(&v["Nodes"], &|e| &e["Node"]["Node"])
+        }
+    };
+    assert_eq!(execute("_ip", Some("10.0.0.4, 192.0.2.1")).await, from_n4);
+    assert_eq!(execute("_ip", None).await[..2], ["n3", "n4"]);
+    // A client no node has: nothing is sorted, every instance answers.
+    assert_eq!(execute("_ip", Some("192.0.2.7")).await.len(), 5);
 }
 
 #[tokio::test]

@@ -297,7 +297,7 @@ async fn serve_udp(agent: Arc<Agent>, sock: Arc<UdpSocket>, mut stop: watch::Rec
                 let agent = agent.clone();
                 let sock = sock.clone();
                 tokio::spawn(async move {
-                    if let Some(resp) = handle(&agent, &packet, Transport::Udp).await
+                    if let Some(resp) = handle(&agent, &packet, Transport::Udp, Some(peer.ip())).await
                         && let Err(e) = sock.send_to(&resp, peer).await
                     {
                         debug!("DNS: failed to respond to {peer}: {e}");
@@ -350,6 +350,7 @@ async fn serve_tcp(
 /// until the client closes, stays idle too long, or the agent stops.
 async fn serve_tcp_conn(agent: Arc<Agent>, mut stream: TcpStream, mut stop: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
+    let client = stream.peer_addr().ok().map(|a| a.ip());
     loop {
         let read = async {
             let len = stream.read_u16().await? as usize;
@@ -364,7 +365,7 @@ async fn serve_tcp_conn(agent: Arc<Agent>, mut stream: TcpStream, mut stop: watc
             },
             _ = stopped(&mut stop) => return,
         };
-        let Some(resp) = handle(&agent, &msg, Transport::Tcp).await else {
+        let Some(resp) = handle(&agent, &msg, Transport::Tcp, client).await else {
             return;
         };
         let mut out = Vec::with_capacity(resp.len() + 2);
@@ -391,7 +392,12 @@ fn format_error(packet: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Answers one request; `None` when there is nothing to send back.
-pub async fn handle(agent: &Agent, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+pub async fn handle(
+    agent: &Agent,
+    packet: &[u8],
+    transport: Transport,
+    client: Option<IpAddr>,
+) -> Option<Vec<u8>> {
     let settings = agent.dns_settings();
     let req = match Message::from_vec(packet) {
         Ok(m) => m,
@@ -430,7 +436,7 @@ pub async fn handle(agent: &Agent, packet: &[u8], transport: Transport) -> Optio
             q.query_type() == RecordType::SRV,
             &settings.domains,
         );
-        let cx = |zone| resolve::Cx::new(agent, &settings, zone, edns.is_some());
+        let cx = |zone| resolve::Cx::new(agent, &settings, zone, edns.is_some(), client);
         match target {
             Target::Ours { zone, lookup } => {
                 let cx = cx(zone);

@@ -283,9 +283,26 @@ pub struct Ctx {
     /// The answer's header map when [`blocking`] allocated it before waiting
     /// (taken by [`json_read`]).
     answer_headers: parking_lot::Mutex<Option<HeaderMap>>,
+    /// The address the connection came from.
+    pub peer: Option<std::net::IpAddr>,
 }
 
+/// The client's address, in a request's extensions.
+#[derive(Clone, Copy)]
+struct Peer(std::net::IpAddr);
+
 impl Ctx {
+    /// The client's address as Consul takes it for `near=_ip`: the first
+    /// address of `X-Forwarded-For` when it is one, else the connection's.
+    pub fn source_ip(&self) -> Option<std::net::IpAddr> {
+        self.headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|first| first.trim().parse().ok())
+            .or(self.peer)
+    }
+
     /// The token secret the request carries: `?token`, `X-Consul-Token`,
     /// `Authorization: Bearer`, in that order (empty: none).
     pub fn token_secret(&self) -> String {
@@ -707,6 +724,7 @@ async fn dispatch(
     let (parts, body) = req.into_parts();
     // The router's own bookkeeping (path parameters, already copied into
     // `params`) is freed now, not when a blocking query finally answers.
+    let peer = parts.extensions.get::<Peer>().map(|p| p.0);
     drop(parts.extensions);
     let body = match read_body(body).await {
         Ok(b) => b,
@@ -742,6 +760,7 @@ async fn dispatch(
         headers: parts.headers,
         body,
         answer_headers: parking_lot::Mutex::new(None),
+        peer,
     };
     let checked = match enterprise_tenancy(uri.path(), &ctx) {
         Some(e) => Err(e),
@@ -1305,7 +1324,10 @@ where
     type Error = std::convert::Infallible;
     type Future = BoxFuture<'static, Result<Response, std::convert::Infallible>>;
 
-    fn call(&self, req: hyper::Request<B>) -> Self::Future {
+    fn call(&self, mut req: hyper::Request<B>) -> Self::Future {
+        if let Some(peer) = self.peer {
+            req.extensions_mut().insert(Peer(peer));
+        }
         // Nothing configured (the usual case): no copy of the policy taken.
         let policy = {
             let p = self.inner.agent.http_policy.read();
@@ -1800,6 +1822,7 @@ mod tests {
             headers: HeaderMap::new(),
             body: Bytes::new(),
             answer_headers: parking_lot::Mutex::new(None),
+            peer: None,
         };
         let opts = |index| QueryOptions {
             index,

@@ -131,12 +131,20 @@ pub(crate) struct Cx<'a> {
     id: Option<Identity>,
     /// The DNS token itself (a key of the answer cache; never logged).
     secret: String,
+    /// The client's address (prepared queries' `Near = "_ip"`).
+    client: Option<std::net::IpAddr>,
 }
 
 impl<'a> Cx<'a> {
     /// The context of a request, resolving the DNS token (`acl.tokens.dns`,
     /// else the default token, else anonymous).
-    pub fn new(agent: &'a Agent, settings: &'a DnsSettings, zone: Zone, edns: bool) -> Cx<'a> {
+    pub fn new(
+        agent: &'a Agent,
+        settings: &'a DnsSettings,
+        zone: Zone,
+        edns: bool,
+        client: Option<std::net::IpAddr>,
+    ) -> Cx<'a> {
         let secret = agent.acl.tokens.read().dns.clone();
         let id = match agent.resolve_token(&secret) {
             Ok(id) => Some(id),
@@ -152,6 +160,7 @@ impl<'a> Cx<'a> {
             edns,
             id,
             secret,
+            client,
         }
     }
 
@@ -701,6 +710,7 @@ fn resolve_cname(
             edns: cx.edns,
             id: cx.id.clone(),
             secret: cx.secret.clone(),
+            client: cx.client,
         };
         let ans = dispatch(&inner, target, RecordType::ANY, &lookup, level - 1);
         let mut out: Vec<Record> = ans
@@ -969,7 +979,7 @@ fn query_answer(cx: &Cx<'_>, qname: &Name, qtype: RecordType, query: &str, level
             .clone()
             .ok_or_else(|| crate::http::ApiError::forbidden(meshgate_acl::ERR_NOT_FOUND))
     };
-    let ran = crate::http::query::execute_query(cx.agent, query, caller, false, 0, None);
+    let ran = crate::http::query::execute_query(cx.agent, query, caller, false, 0, None, cx.client);
     let ex = match ran {
         Ok(ex) => ex,
         Err(e) => {

@@ -81,7 +81,7 @@ async fn ask_with(
 }
 
 async fn ask(a: &Agent, name: &str, qtype: RecordType) -> Message {
-    ask_with(a, name, qtype, None, Transport::Tcp).await.0
+    ask_with(a, name, qtype, None, Transport::Tcp, None).await.0
 }
 
 fn ips(m: &Message) -> Vec<IpAddr> {
@@ -566,7 +566,7 @@ async fn soa_ns_and_protocol_errors() {
         RecordType::SOA,
     ));
     let r = Message::from_vec(
-        &handle(&a, &upd.to_vec().unwrap(), Transport::Udp)
+        &handle(&a, &upd.to_vec().unwrap(), Transport::Udp, None)
             .await
             .unwrap(),
     )
@@ -585,7 +585,7 @@ async fn soa_ns_and_protocol_errors() {
         ResponseCode::FormErr
     );
     assert_eq!(Message::from_vec(&r).unwrap().id(), 9);
-    assert!(handle(&a, &[1, 2, 3], Transport::Udp).await.is_none());
+    assert!(handle(&a, &[1, 2, 3], Transport::Udp, None).await.is_none());
     // EDNS version 1: BADVERS.
     let mut m = Message::new();
     m.set_id(8)
@@ -599,7 +599,7 @@ async fn soa_ns_and_protocol_errors() {
     e.set_version(1);
     m.set_edns(e);
     let r = Message::from_vec(
-        &handle(&a, &m.to_vec().unwrap(), Transport::Udp)
+        &handle(&a, &m.to_vec().unwrap(), Transport::Udp, None)
             .await
             .unwrap(),
     )
@@ -709,7 +709,7 @@ async fn node_meta_txt_can_be_left_out_and_ecs_is_echoed() {
         0,
     )));
     q.set_edns(e);
-    let r = handle(&a, &q.to_vec().unwrap(), Transport::Udp)
+    let r = handle(&a, &q.to_vec().unwrap(), Transport::Udp, None)
         .await
         .unwrap();
     let r = Message::from_vec(&r).unwrap();

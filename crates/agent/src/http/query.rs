@@ -441,6 +441,7 @@ pub(crate) fn execute_query(
     force_connect: bool,
     limit: usize,
     near: Option<&str>,
+    source_ip: Option<std::net::IpAddr>,
 ) -> Result<Executed, ApiError> {
     let (q, mut nodes) = {
         let st = agent.store.read();
@@ -463,8 +464,17 @@ pub(crate) fn execute_query(
     let near = near
         .filter(|n| !n.is_empty())
         .unwrap_or(q.service.near.as_str());
-    if !near.is_empty() {
-        super::sort_near_from(agent, near, &mut nodes, |e| &e.node.node);
+    if let Some(source) = near_node(agent, near, source_ip) {
+        super::sort_near_from(agent, &source, &mut nodes, |e| &e.node.node);
+        // The node asked for answers first even without coordinates, as
+        // Consul puts it there (searching its first ten).
+        if let Some(i) = nodes
+            .iter()
+            .take(10)
+            .position(|e| e.node.node.eq_ignore_ascii_case(&source))
+        {
+            nodes.swap(0, i);
+        }
     }
     if limit > 0 {
         nodes.truncate(limit);
@@ -496,6 +506,37 @@ pub(crate) fn execute_query(
         nodes,
         failovers,
     })
+}
+
+/// The node a prepared query's results are sorted from: `Near` (or
+/// `?near=`) names it; `_agent` is this agent's node, `_ip` the node whose
+/// address is the client's (none when no node has it: the results stay
+/// shuffled).
+fn near_node(
+    agent: &crate::Agent,
+    near: &str,
+    source_ip: Option<std::net::IpAddr>,
+) -> Option<String> {
+    match near {
+        "" => None,
+        "_agent" => Some(agent.node_name.clone()),
+        "_ip" => {
+            let Some(ip) = source_ip else {
+                tracing::warn!(
+                    "prepared query with near=_ip: the client's address is not known, so the results are not sorted by distance"
+                );
+                return None;
+            };
+            let ip = ip.to_string();
+            let st = agent.store.read();
+            let (_, nodes) = st.nodes();
+            nodes
+                .iter()
+                .find(|n| n.address == ip)
+                .map(|n| n.node.clone())
+        }
+        node => Some(node.to_string()),
+    }
 }
 
 async fn execute(ctx: Ctx) -> ApiResult {
@@ -530,6 +571,7 @@ async fn execute(ctx: Ctx) -> ApiResult {
         force_connect,
         limit,
         ctx.query.get("near"),
+        ctx.source_ip(),
     )?;
     let idx = ctx.agent.store.read().tables().get(Table::Queries);
     let body = ExecuteResponse {
