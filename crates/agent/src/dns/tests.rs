@@ -74,14 +74,14 @@ async fn ask_with(
     edns: Option<u16>,
     t: Transport,
 ) -> (Message, usize) {
-    let bytes = handle(a, &query_msg(name, qtype, edns), t)
+    let bytes = handle(a, &query_msg(name, qtype, edns), t, None)
         .await
         .expect("an answer");
     (Message::from_vec(&bytes).unwrap(), bytes.len())
 }
 
 async fn ask(a: &Agent, name: &str, qtype: RecordType) -> Message {
-    ask_with(a, name, qtype, None, Transport::Tcp, None).await.0
+    ask_with(a, name, qtype, None, Transport::Tcp).await.0
 }
 
 fn ips(m: &Message) -> Vec<IpAddr> {
@@ -577,6 +577,7 @@ async fn soa_ns_and_protocol_errors() {
         &a,
         &[0, 9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xff],
         Transport::Udp,
+        None,
     )
     .await
     .unwrap();
