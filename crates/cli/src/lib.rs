@@ -348,8 +348,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // One worker runs everything on this thread: no hand-off of woken tasks
-    // to another thread (bench/RESULTS.md, the data plane's sixth run).
+    // With one worker everything runs on this thread, with no second thread
+    // to wake (bench/RESULTS.md, the data plane's sixth run).
     let built = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -527,7 +527,9 @@ fn near_node(
                 );
                 return None;
             };
-            let ip = ip.to_string();
+            // A v4 client on a dual-stack listener shows as `::ffff:a.b.c.d`.
+            let ip = ip.to_canonical().to_string();
+            // The first by name, as the nodes are kept.
             let st = agent.store.read();
             let (_, nodes) = st.nodes();
             nodes
