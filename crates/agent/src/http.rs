@@ -718,13 +718,13 @@ async fn dispatch(
     rule: AclRule,
     metric: &'static str,
     params: Vec<String>,
+    peer: Option<std::net::IpAddr>,
     req: Request,
 ) -> Response {
     let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     // The router's own bookkeeping (path parameters, already copied into
     // `params`) is freed now, not when a blocking query finally answers.
-    let peer = parts.extensions.get::<Peer>().map(|p| p.0);
     drop(parts.extensions);
     let body = match read_body(body).await {
         Ok(b) => b,
@@ -1133,7 +1133,8 @@ pub fn api(agent: Arc<Agent>) -> Api {
                 method_filter(&r.method),
                 move |AxState(agent): AxState<Arc<Agent>>, params: RawPathParams, req: Request| {
                     let params: Vec<String> = params.iter().map(|(_, v)| v.to_string()).collect();
-                    dispatch(agent, handler, rule, metric, params, req)
+                    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+                    dispatch(agent, handler, rule, metric, params, peer, req)
                 },
             ));
         }
@@ -1324,10 +1325,7 @@ where
     type Error = std::convert::Infallible;
     type Future = BoxFuture<'static, Result<Response, std::convert::Infallible>>;
 
-    fn call(&self, mut req: hyper::Request<B>) -> Self::Future {
-        if let Some(peer) = self.peer {
-            req.extensions_mut().insert(Peer(peer));
-        }
+    fn call(&self, req: hyper::Request<B>) -> Self::Future {
         // Nothing configured (the usual case): no copy of the policy taken.
         let policy = {
             let p = self.inner.agent.http_policy.read();
@@ -1402,6 +1400,7 @@ impl Api {
                     route.rule,
                     route.metric,
                     params,
+                    self.peer,
                     req.map(Body::new),
                 );
                 return Box::pin(async move {
@@ -1419,6 +1418,11 @@ impl Api {
             None => {}
         }
         let router = self.inner.router.clone();
+        let mut req = req;
+        if let Some(peer) = self.peer {
+            // For the router's handlers (the direct path takes it as is).
+            req.extensions_mut().insert(Peer(peer));
+        }
         Box::pin(async move {
             use tower::ServiceExt;
             router.oneshot(req).await
