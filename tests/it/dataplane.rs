@@ -326,7 +326,7 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
         args.extend(["-address", addr.as_str()]);
     }
     // Envoy's arguments after `--`, as units pass them: the log level, and
-    // the number of threads (a proxy otherwise runs on one).
+    // the number of threads (a proxy otherwise runs a thread per CPU).
     args.extend(["--", "-l", "debug", "--concurrency", "8"]);
     let mut gateway = Proc::spawn("gateway", BIN, &args, &[("CONSUL_HTTP_ADDR", &a.base)]);
     let gw_admin = admin_addr(&mut gateway);
@@ -387,7 +387,8 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
     let (gw_threads, sc_threads) = (threads(gateway.pid()), threads(sidecar.pid()));
     assert!(gw_threads >= 9, "gateway threads: {gw_threads}");
     assert!(sc_threads <= 2, "sidecar threads: {sc_threads}");
-    // A thread count that is not one is refused before anything starts.
+    // A thread count that is not a positive number is refused before
+    // anything starts.
     for bad in ["0", "many"] {
         let (code, _, err) = cli(
             &a,
