@@ -247,6 +247,11 @@ impl Prometheus {
         Some(v["data"]["result"][0]["value"][1].as_str()?.to_string())
     }
 
+    /// [`Prometheus::query`] read as a number (`NaN` included).
+    pub async fn query_number(&self, q: &str) -> Option<f64> {
+        self.query(q).await?.parse().ok()
+    }
+
     /// Waits until every job's target was scraped whole (`up` is 1 only
     /// when Prometheus accepted all of the text).
     pub async fn wait_up(&self, jobs: &[&str]) {
@@ -291,8 +296,9 @@ async fn prometheus_scrapes_the_agent() {
                 let (st, _) = a.put(&format!("/v1/kv/prom/{i}"), "v").await;
                 assert_eq!(st, 200);
             }
-            let v = prom.query("consul_kvs_apply{quantile=\"0.99\"}").await?;
-            v.parse::<f64>().ok().filter(|x| x.is_finite() && *x > 0.0)
+            prom.query_number("consul_kvs_apply{quantile=\"0.99\"}")
+                .await
+                .filter(|x| x.is_finite() && *x > 0.0)
         },
     )
     .await;
@@ -302,12 +308,7 @@ async fn prometheus_scrapes_the_agent() {
         Some("3"),
         "a gauge under Consul's name (no host name: disable_hostname)"
     );
-    let count: f64 = prom
-        .query("consul_kvs_apply_count")
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
+    let count = prom.query_number("consul_kvs_apply_count").await.unwrap();
     assert!(count >= n as f64, "{count}");
     assert_eq!(
         prom.query("consul_server_isLeader").await.as_deref(),

@@ -1147,17 +1147,13 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
     ]);
     prom.wait_up(&["web-sidecar", "api-sidecar"]).await;
     let denied = prom
-        .query("meshgate_proxy_authorization_denied_total{job=\"api-sidecar\",service=\"inbound:api\"}")
+        .query_number("meshgate_proxy_authorization_denied_total{job=\"api-sidecar\",service=\"inbound:api\"}")
         .await;
-    assert!(
-        denied.as_deref().and_then(|v| v.parse::<f64>().ok()) >= Some(1.0),
-        "{denied:?}"
-    );
+    assert!(denied >= Some(1.0), "{denied:?}");
     let opened = prom
-        .query("meshgate_proxy_connections_opened_total{job=\"web-sidecar\",service=\"api\"}")
+        .query_number(
+            "meshgate_proxy_connections_opened_total{job=\"web-sidecar\",service=\"api\"}",
+        )
         .await;
-    assert!(
-        opened.as_deref().and_then(|v| v.parse::<f64>().ok()) >= Some(2.0),
-        "{opened:?}"
-    );
+    assert!(opened >= Some(2.0), "{opened:?}");
 }

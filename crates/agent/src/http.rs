@@ -283,8 +283,8 @@ pub struct Ctx {
     /// The answer's header map when [`blocking`] allocated it before waiting
     /// (taken by [`json_read`]).
     answer_headers: parking_lot::Mutex<Option<HeaderMap>>,
-    /// The address the connection came from.
-    pub peer: Option<std::net::IpAddr>,
+    /// The address the connection came from (see [`Ctx::source_ip`]).
+    peer: Option<std::net::IpAddr>,
 }
 
 /// The client's address, in a request's extensions.
