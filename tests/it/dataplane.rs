@@ -73,14 +73,15 @@ pub fn ignores_sigpipe(pid: u32) -> bool {
         .is_some_and(|m| m & (1 << (13 - 1)) != 0)
 }
 
-/// How many threads a process has (`Threads:` in its status).
-fn threads(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+/// The names of a process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
 }
 
 /// Whether a process runs with transparent huge pages turned off for itself
@@ -122,22 +123,38 @@ pub async fn wait_ready(p: &mut Proc, admin: &str) {
     panic!("{} not ready: {last}\n{}", p.name, p.log());
 }
 
-/// A counter of the proxy's `/metrics`.
-pub async fn metric(admin: &str, name: &str, service: &str) -> u64 {
-    let text = meshgate_test_support::client()
+/// The proxy's `/metrics` text.
+async fn metrics_text(admin: &str) -> String {
+    meshgate_test_support::client()
         .get(format!("http://{admin}/metrics"))
         .send()
         .await
         .expect("metrics")
         .text()
         .await
-        .expect("metrics text");
+        .expect("metrics text")
+}
+
+/// A counter of the proxy's `/metrics`.
+pub async fn metric(admin: &str, name: &str, service: &str) -> u64 {
+    let text = metrics_text(admin).await;
     let prefix = format!("meshgate_proxy_{name}{{");
     text.lines()
         .filter(|l| l.starts_with(&prefix) && l.contains(&format!("service=\"{service}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .next()
         .unwrap_or(0)
+}
+
+/// The open connections on each of a proxy's connection threads, first
+/// thread first (`meshgate_proxy_thread_connections`).
+pub async fn thread_connections(admin: &str) -> Vec<u64> {
+    metrics_text(admin)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("meshgate_proxy_thread_connections{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .collect()
 }
 
 /// psql through `port` on 127.0.0.1 as the scenario's database user.
@@ -379,14 +396,23 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
         ignores_sigpipe(sidecar.pid()),
         "the sidecar dies on SIGPIPE"
     );
-    // The gateway runs on the eight threads asked for (plus the main one;
-    // by default it would have one per CPU);
+    // The gateway carries connections on the eight threads asked for: its
+    // main thread and seven more (by default it would have one per CPU);
     // the sidecar, told one thread by its environment, on its main thread
-    // (and at most one blocking helper; a runtime of worker threads would
-    // have at least three).
-    let (gw_threads, sc_threads) = (threads(gateway.pid()), threads(sidecar.pid()));
-    assert!(gw_threads >= 9, "gateway threads: {gw_threads}");
-    assert!(sc_threads <= 2, "sidecar threads: {sc_threads}");
+    // alone (and at most one blocking helper).
+    let conn_threads = |pid| {
+        let names = thread_names(pid);
+        let n = names
+            .iter()
+            .filter(|n| n.starts_with("meshgate-conn-"))
+            .count();
+        (n, names)
+    };
+    let (gw_threads, names) = conn_threads(gateway.pid());
+    assert_eq!(gw_threads, 7, "gateway threads: {names:?}");
+    let (sc_threads, names) = conn_threads(sidecar.pid());
+    assert_eq!(sc_threads, 0, "sidecar threads: {names:?}");
+    assert!(names.len() <= 2, "sidecar threads: {names:?}");
     // A thread count that is not a positive number is refused before
     // anything starts.
     for bad in ["0", "many"] {
@@ -406,6 +432,17 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
         assert_eq!(code, 1, "--concurrency {bad}: {err}");
         assert!(err.contains("Invalid --concurrency"), "{err}");
     }
+    // So is a bad number of connections per thread.
+    let out = Command::new(BIN)
+        .args(["connect", "proxy", "-sidecar-for", "carbonio-files"])
+        .env("CONSUL_HTTP_ADDR", &a.base)
+        .env("CONSUL_HTTP_TOKEN", ROOT)
+        .env("MESHGATE_CONNS_PER_THREAD", "none")
+        .output()
+        .expect("run meshgate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Invalid MESHGATE_CONNS_PER_THREAD"), "{err}");
     // ... and run on small pages (they executed themselves again for it,
     // keeping their pid and arguments), as does the agent.
     for (name, p) in [("gateway", &gateway), ("sidecar", &sidecar)] {
@@ -510,6 +547,12 @@ async fn scenario_end_to_end_through_the_gateway() {
     // It really is the external database that got the row.
     assert_eq!(s.pg.psql("files", "select name from files"), "a.txt");
     assert!(metric(&s.sc_admin, "connections_opened_total", "carbonio-files-db").await >= 2);
+    // The gateway's eight threads are all counted, and its few connections
+    // are packed on the first (a thread takes 16 before the next gets any).
+    let per_thread = thread_connections(&s.gw_admin).await;
+    assert_eq!(per_thread.len(), 8, "{per_thread:?}");
+    assert!(per_thread[0] >= 1, "{per_thread:?}");
+    assert!(per_thread[1..].iter().all(|n| *n == 0), "{per_thread:?}");
     assert!(s.sidecar.running());
     // Without CAFile the gateway speaks plain TCP to the database.
     assert!(!session_ssl(&c).await.0);

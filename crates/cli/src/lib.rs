@@ -378,28 +378,35 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// How many threads run the command's tasks: Envoy's `--concurrency N` after
-/// `--` for a proxy (what `consul connect envoy … -- --concurrency N` units
-/// already pass), else `MESHGATE_WORKER_THREADS`, else one per CPU. (One
-/// thread per proxy relays a transaction with less CPU but loses when the
-/// proxy's cores are crowded with other busy processes: bench/RESULTS.md.)
+/// How many threads run the command's tasks: `MESHGATE_WORKER_THREADS`, else
+/// one per CPU; a proxy's runtime is this thread alone, and its connection
+/// threads are counted by `cmd::proxy::threads`.
 fn runtime_workers(command: &Command) -> Result<usize, String> {
     use cmd::connect::ConnectCmd;
-    if let Command::Connect(ConnectCmd::Proxy(args) | ConnectCmd::Envoy(args)) = command
-        && let Some(n) = cmd::proxy::concurrency(&args.passthrough)?
-    {
-        return Ok(n);
+    if let Command::Connect(ConnectCmd::Proxy(args) | ConnectCmd::Envoy(args)) = command {
+        // A proxy's control work runs on this thread, which is also the
+        // first of its connection threads (meshgate_proxy::workers); the
+        // values are checked here so that a bad one stops it before start.
+        cmd::proxy::threads(&args.passthrough)?;
+        cmd::proxy::conns_per_thread()?;
+        return Ok(1);
     }
-    if let Some(n) = std::env::var("MESHGATE_WORKER_THREADS")
+    Ok(env_worker_threads().unwrap_or_else(cpus))
+}
+
+/// `MESHGATE_WORKER_THREADS` when it is a number above zero.
+pub(crate) fn env_worker_threads() -> Option<usize> {
+    std::env::var("MESHGATE_WORKER_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| *n > 0)
-    {
-        return Ok(n);
-    }
-    Ok(std::thread::available_parallelism()
+}
+
+/// The CPUs this process may run on.
+pub(crate) fn cpus() -> usize {
+    std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(2))
+        .unwrap_or(2)
 }
 
 #[cfg(test)]

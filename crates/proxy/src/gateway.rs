@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
 use crate::mesh::{self, Defaults, IntentionSet, Roots};
 use crate::metrics::{ActiveGuard, Counters, Metrics};
-use crate::relay::{self, Balancer, Resolver};
+use crate::relay::{self, Balancer, Drained, Resolver};
 use crate::{Drain, HANDSHAKE_TIMEOUT, ProxyError};
 
 /// TLS origination settings of one linked service (from the gateway's
@@ -434,7 +434,12 @@ impl Gateway {
     }
 
     /// Accepts connections until `drain` says stop.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Drain) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        drain: Drain,
+        workers: Arc<crate::workers::Workers>,
+    ) {
         let mut stop = drain.signal();
         loop {
             tokio::select! {
@@ -442,7 +447,7 @@ impl Gateway {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
                         let g = self.clone();
-                        tokio::spawn(async move { g.handle(stream, peer).await });
+                        workers.spawn(stream, move |s| g.handle(s, peer));
                     }
                     Err(e) => {
                         warn!("accept: {e}");
@@ -463,25 +468,26 @@ impl Gateway {
             debug!(%peer, "refused: no TLS configuration yet");
             return;
         };
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                self.metrics
-                    .service("")
-                    .handshake_failures
-                    .fetch_add(1, Relaxed);
-                warn!(%peer, "mesh TLS handshake refused: {e}");
-                return;
-            }
-            Err(_) => {
-                self.metrics
-                    .service("")
-                    .handshake_failures
-                    .fetch_add(1, Relaxed);
-                warn!(%peer, "mesh TLS handshake timed out");
-                return;
-            }
-        };
+        let tls =
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(Drained(stream))).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    self.metrics
+                        .service("")
+                        .handshake_failures
+                        .fetch_add(1, Relaxed);
+                    warn!(%peer, "mesh TLS handshake refused: {e}");
+                    return;
+                }
+                Err(_) => {
+                    self.metrics
+                        .service("")
+                        .handshake_failures
+                        .fetch_add(1, Relaxed);
+                    warn!(%peer, "mesh TLS handshake timed out");
+                    return;
+                }
+            };
         let (sni, caller) = {
             let (_, conn) = tls.get_ref();
             (
@@ -577,7 +583,7 @@ impl Gateway {
                 .await
                 .map_err(|e| format!("no instance of {} answers: {e}", linked.name))?;
         match origination {
-            None => relay::relay(down, up, &linked.counters)
+            None => relay::relay(down, Drained(up), &linked.counters)
                 .await
                 .map_err(|e| Failure::Relay(format!("relay to {label}: {e}"))),
             Some(cfg) => {
@@ -595,7 +601,7 @@ impl Gateway {
                 .map_err(|e| format!("SNI {:?}: {e}", settings.sni))?;
                 let mut tls = match tokio::time::timeout(
                     HANDSHAKE_TIMEOUT,
-                    TlsConnector::from(cfg).connect(name, up),
+                    TlsConnector::from(cfg).connect(name, Drained(up)),
                 )
                 .await
                 {

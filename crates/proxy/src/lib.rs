@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod postgres;
 pub mod relay;
 pub mod sidecar;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,6 +79,10 @@ pub struct Options {
     pub admin_bind: Option<String>,
     /// How long open connections may take to finish after SIGTERM.
     pub drain_timeout: Duration,
+    /// How many threads carry connections (the calling one included).
+    pub threads: usize,
+    /// How many open connections a thread takes before the next is used.
+    pub conns_per_thread: usize,
 }
 
 /// The signal that stops accepting (and starts draining).
@@ -146,6 +151,7 @@ pub fn split_host_port(s: &str) -> Result<(String, u16), ProxyError> {
 struct View {
     mode: &'static str,
     metrics: Arc<metrics::Metrics>,
+    workers: Arc<workers::Workers>,
     inner: ViewKind,
 }
 
@@ -162,13 +168,25 @@ impl admin::AdminView for View {
         }
     }
     fn metrics(&self) -> String {
-        self.metrics.render(self.mode)
+        let mut out = self.metrics.render(self.mode);
+        self.workers.render(self.mode, &mut out);
+        out
     }
     fn config(&self) -> Value {
-        match &self.inner {
+        let mut c = match &self.inner {
             ViewKind::Gateway(g) => g.config_json(),
             ViewKind::Sidecar(s) => s.config_json(),
+        };
+        if let Some(o) = c.as_object_mut() {
+            o.insert(
+                "Threads".into(),
+                serde_json::json!({
+                    "Count": self.workers.threads(),
+                    "ConnectionsPerThread": self.workers.per_thread(),
+                }),
+            );
         }
+        c
     }
 }
 
@@ -278,6 +296,10 @@ pub async fn run(
     let metrics = Arc::new(metrics::Metrics::default());
     let drain = Drain::new();
     let mut tasks = agent::Tasks::default();
+    let workers = Arc::new(
+        workers::Workers::start(opts.threads, opts.conns_per_thread)
+            .map_err(|e| ProxyError::Config(format!("cannot start connection threads: {e}")))?,
+    );
     let (mut roots, t) = mesh::watch_roots(&client);
     tasks.push(t);
     crate::agent::first(&mut roots, Duration::from_secs(30), "CA roots").await?;
@@ -356,10 +378,15 @@ pub async fn run(
                 "terminating gateway listening on {}",
                 listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
             );
-            tasks.push(tokio::spawn(gw.clone().serve(listener, drain.clone())));
+            tasks.push(tokio::spawn(gw.clone().serve(
+                listener,
+                drain.clone(),
+                workers.clone(),
+            )));
             View {
                 mode: "terminating-gateway",
                 metrics: metrics.clone(),
+                workers: workers.clone(),
                 inner: ViewKind::Gateway(gw),
             }
         }
@@ -398,6 +425,7 @@ pub async fn run(
                 roots.clone(),
                 metrics.clone(),
                 drain.clone(),
+                workers.clone(),
                 &mut tasks,
             )
             .await?;
@@ -413,6 +441,7 @@ pub async fn run(
             View {
                 mode: "sidecar",
                 metrics: metrics.clone(),
+                workers: workers.clone(),
                 inner: ViewKind::Sidecar(sc),
             }
         }

@@ -23,7 +23,8 @@ use tracing::{debug, info, warn};
 use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
 use crate::mesh::{self, ChainTarget, IntentionSet, LeafCert, Roots};
 use crate::metrics::{ActiveGuard, Counters, Metrics};
-use crate::relay::{self, Balancer, Resolver};
+use crate::relay::{self, Balancer, Drained, Resolver};
+use crate::workers::Workers;
 use crate::{Drain, HANDSHAKE_TIMEOUT, ProxyError, bind};
 
 /// One upstream of the proxy registration.
@@ -145,6 +146,7 @@ pub struct Sidecar {
     pub metrics: Arc<Metrics>,
     dns: Resolver,
     drain: Drain,
+    workers: Arc<Workers>,
 }
 
 impl Sidecar {
@@ -157,6 +159,7 @@ impl Sidecar {
         roots: watch::Receiver<Option<Roots>>,
         metrics: Arc<Metrics>,
         drain: Drain,
+        workers: Arc<Workers>,
         tasks: &mut Tasks,
     ) -> Result<Arc<Sidecar>, ProxyError> {
         let (leaf, t) = mesh::watch_leaf(&client, &reg.service);
@@ -175,6 +178,7 @@ impl Sidecar {
             metrics,
             dns: Resolver::default(),
             drain,
+            workers,
         });
         // Inbound TLS follows the leaf and the roots.
         let s2 = sc.clone();
@@ -286,7 +290,8 @@ impl Sidecar {
                                 let _ = stream.set_nodelay(true);
                                 let Some(up) = weak.upgrade() else { return };
                                 let me = me.clone();
-                                tokio::spawn(async move { me.outbound(stream, peer, up).await });
+                                let workers = me.workers.clone();
+                                workers.spawn(stream, move |s| me.outbound(s, peer, up));
                             }
                             Err(e) => {
                                 warn!("accept: {e}");
@@ -374,7 +379,7 @@ impl Sidecar {
         };
         let tls = match tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
-            TlsConnector::from(cfg).connect(name, tcp),
+            TlsConnector::from(cfg).connect(name, Drained(tcp)),
         )
         .await
         {
@@ -390,7 +395,7 @@ impl Sidecar {
                 return;
             }
         };
-        if let Err(e) = relay::relay(stream, tls, &up.counters).await {
+        if let Err(e) = relay::relay(Drained(stream), tls, &up.counters).await {
             debug!(%peer, upstream = %dest, "relay ended: {e}");
         }
     }
@@ -404,7 +409,8 @@ impl Sidecar {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
                         let me = self.clone();
-                        tokio::spawn(async move { me.inbound(stream, peer).await });
+                        let workers = me.workers.clone();
+                        workers.spawn(stream, move |s| me.inbound(s, peer));
                     }
                     Err(e) => {
                         warn!("accept: {e}");
@@ -430,19 +436,20 @@ impl Sidecar {
             debug!(%peer, "refused: no TLS configuration yet");
             return;
         };
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                counters.handshake_failures.fetch_add(1, Relaxed);
-                warn!(%peer, "mesh TLS handshake refused: {e}");
-                return;
-            }
-            Err(_) => {
-                counters.handshake_failures.fetch_add(1, Relaxed);
-                warn!(%peer, "mesh TLS handshake timed out");
-                return;
-            }
-        };
+        let tls =
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(Drained(stream))).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    counters.handshake_failures.fetch_add(1, Relaxed);
+                    warn!(%peer, "mesh TLS handshake refused: {e}");
+                    return;
+                }
+                Err(_) => {
+                    counters.handshake_failures.fetch_add(1, Relaxed);
+                    warn!(%peer, "mesh TLS handshake timed out");
+                    return;
+                }
+            };
         let caller = meshgate_ca::tls::peer_service_id(tls.get_ref().1);
         let Some(caller) = caller else {
             counters.handshake_failures.fetch_add(1, Relaxed);
@@ -476,7 +483,7 @@ impl Sidecar {
                 }
             };
         let _ = up.set_nodelay(true);
-        if let Err(e) = relay::relay(tls, up, &counters).await {
+        if let Err(e) = relay::relay(tls, Drained(up), &counters).await {
             debug!(%peer, "relay ended: {e}");
         }
     }

@@ -117,6 +117,30 @@ pub fn concurrency(args: &[String]) -> Result<Option<usize>, String> {
     Ok(found)
 }
 
+/// How many threads carry the proxy's connections: `--concurrency N` after
+/// `--`, else `MESHGATE_WORKER_THREADS`, else one per CPU.
+pub fn threads(passthrough: &[String]) -> Result<usize, String> {
+    Ok(match concurrency(passthrough)? {
+        Some(n) => n,
+        None => crate::env_worker_threads().unwrap_or_else(crate::cpus),
+    })
+}
+
+/// How many open connections a proxy thread takes before the next thread
+/// gets any: `MESHGATE_CONNS_PER_THREAD`, else
+/// [`meshgate_proxy::workers::DEFAULT_PER_THREAD`].
+pub fn conns_per_thread() -> Result<usize, String> {
+    match std::env::var("MESHGATE_CONNS_PER_THREAD") {
+        Err(_) => Ok(meshgate_proxy::workers::DEFAULT_PER_THREAD),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "Invalid MESHGATE_CONNS_PER_THREAD {v:?}: the number of open connections a proxy thread takes before the next, 1 or more"
+            )),
+        },
+    }
+}
+
 /// Runs the proxy until SIGTERM or Ctrl-C.
 pub async fn run(args: ProxyArgs, name: &str) -> CliResult {
     let (pass_level, ignored) = passthrough_level(&args.passthrough);
@@ -195,7 +219,11 @@ pub async fn run(args: ProxyArgs, name: &str) -> CliResult {
             "no ACL token given (-token, -token-file, CONSUL_HTTP_TOKEN): requests use the agent's default token"
         );
     }
+    let threads = threads(&args.passthrough).map_err(CliError::new)?;
+    let conns_per_thread = conns_per_thread().map_err(CliError::new)?;
     let opts = Options {
+        threads,
+        conns_per_thread,
         http_addr: client.base.clone(),
         token: client.token.clone().unwrap_or_default(),
         mode,
