@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
 use crate::mesh::{self, Defaults, IntentionSet, Roots};
 use crate::metrics::{ActiveGuard, Counters, Metrics};
-use crate::relay::{self, Balancer, Drained, Resolver};
+use crate::relay::{self, Balancer, Resolver};
 use crate::{Drain, HANDSHAKE_TIMEOUT, ProxyError};
 
 /// TLS origination settings of one linked service (from the gateway's
@@ -468,26 +468,25 @@ impl Gateway {
             debug!(%peer, "refused: no TLS configuration yet");
             return;
         };
-        let tls =
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(Drained(stream))).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    self.metrics
-                        .service("")
-                        .handshake_failures
-                        .fetch_add(1, Relaxed);
-                    warn!(%peer, "mesh TLS handshake refused: {e}");
-                    return;
-                }
-                Err(_) => {
-                    self.metrics
-                        .service("")
-                        .handshake_failures
-                        .fetch_add(1, Relaxed);
-                    warn!(%peer, "mesh TLS handshake timed out");
-                    return;
-                }
-            };
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                self.metrics
+                    .service("")
+                    .handshake_failures
+                    .fetch_add(1, Relaxed);
+                warn!(%peer, "mesh TLS handshake refused: {e}");
+                return;
+            }
+            Err(_) => {
+                self.metrics
+                    .service("")
+                    .handshake_failures
+                    .fetch_add(1, Relaxed);
+                warn!(%peer, "mesh TLS handshake timed out");
+                return;
+            }
+        };
         let (sni, caller) = {
             let (_, conn) = tls.get_ref();
             (
@@ -583,7 +582,7 @@ impl Gateway {
                 .await
                 .map_err(|e| format!("no instance of {} answers: {e}", linked.name))?;
         match origination {
-            None => relay::relay(down, Drained(up), &linked.counters)
+            None => relay::relay(down, up, &linked.counters)
                 .await
                 .map_err(|e| Failure::Relay(format!("relay to {label}: {e}"))),
             Some(cfg) => {
@@ -601,7 +600,7 @@ impl Gateway {
                 .map_err(|e| format!("SNI {:?}: {e}", settings.sni))?;
                 let mut tls = match tokio::time::timeout(
                     HANDSHAKE_TIMEOUT,
-                    TlsConnector::from(cfg).connect(name, Drained(up)),
+                    TlsConnector::from(cfg).connect(name, up),
                 )
                 .await
                 {

@@ -12,7 +12,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::debug;
 
@@ -183,83 +183,6 @@ pub async fn connect(
         }
     }
     Err(errors.join("; "))
-}
-
-/// A TCP stream that stops asking the kernel for more once a read came back
-/// short of the buffer.
-///
-/// A read smaller than the buffer emptied the socket's receive queue, so the
-/// stream's readiness is cleared there and then: the next read waits for the
-/// next event from `epoll` instead of first making a `read` that can only
-/// answer "would block" — one system call less per message in each
-/// direction (a database session sends many small ones). Anything that
-/// arrives after that read raises a new event (the registration is
-/// edge-triggered), and the readiness is cleared only if no event came in
-/// since it was read (tokio checks its tick), so nothing is missed; an
-/// end of stream stays visible (tokio never clears it).
-pub struct Drained(pub TcpStream);
-
-impl AsyncRead for Drained {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let s = &self.0;
-        loop {
-            ready!(s.poll_read_ready(cx))?;
-            let dst = buf.initialize_unfilled();
-            let want = dst.len();
-            let mut got = None;
-            // The outer `try_io` takes the readiness (and its tick) before
-            // the read; answering "would block" after a short read clears
-            // exactly that readiness.
-            let r = s.try_io(Interest::READABLE, || {
-                let n = s.try_read(dst)?;
-                got = Some(n);
-                if n > 0 && n < want {
-                    Err(io::ErrorKind::WouldBlock.into())
-                } else {
-                    Ok(())
-                }
-            });
-            if let Some(n) = got {
-                buf.advance(n);
-                return Poll::Ready(Ok(()));
-            }
-            match r {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-                Ok(()) => return Poll::Ready(Ok(())),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for Drained {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
 }
 
 /// Relays bytes both ways until both sides are done; counts them.
@@ -481,62 +404,6 @@ impl Copy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A stream whose readiness is cleared after short reads still sees
-    /// every byte and the end: small messages with pauses between them
-    /// (each read is short, the next waits for the next event), then a
-    /// writer on another thread racing the reader with thousands of small
-    /// writes and a half-close.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn drained_reads_miss_nothing() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let mut d = Drained(l.accept().await.unwrap().0);
-        let mut buf = [0u8; 64];
-        let within = Duration::from_secs(10);
-        for i in 0..100u32 {
-            c.write_all(&i.to_be_bytes()).await.unwrap();
-            let mut got = Vec::new();
-            while got.len() < 4 {
-                let n = tokio::time::timeout(within, d.read(&mut buf))
-                    .await
-                    .expect("a read after a short one waits for the next event")
-                    .unwrap();
-                assert!(n > 0);
-                got.extend_from_slice(&buf[..n]);
-            }
-            assert_eq!(got, i.to_be_bytes());
-            if i % 10 == 0 {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }
-        let writer = tokio::spawn(async move {
-            for i in 0..20_000u32 {
-                c.write_all(&i.to_be_bytes()).await.unwrap();
-            }
-            c.shutdown().await.unwrap();
-            c
-        });
-        let mut all = Vec::new();
-        tokio::time::timeout(within, d.read_to_end(&mut all))
-            .await
-            .expect("every byte and the end arrive")
-            .unwrap();
-        assert_eq!(all.len(), 80_000);
-        assert!(
-            all.chunks(4)
-                .enumerate()
-                .all(|(i, b)| b == (i as u32).to_be_bytes())
-        );
-        // Writes go through to the other side.
-        let mut c = writer.await.unwrap();
-        d.write_all(b"bye").await.unwrap();
-        d.shutdown().await.unwrap();
-        let mut back = Vec::new();
-        c.read_to_end(&mut back).await.unwrap();
-        assert_eq!(back, b"bye");
-    }
 
     #[test]
     fn least_connections_first_and_counters_kept() {

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
 use crate::mesh::{self, ChainTarget, IntentionSet, LeafCert, Roots};
 use crate::metrics::{ActiveGuard, Counters, Metrics};
-use crate::relay::{self, Balancer, Drained, Resolver};
+use crate::relay::{self, Balancer, Resolver};
 use crate::workers::Workers;
 use crate::{Drain, HANDSHAKE_TIMEOUT, ProxyError, bind};
 
@@ -379,7 +379,7 @@ impl Sidecar {
         };
         let tls = match tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
-            TlsConnector::from(cfg).connect(name, Drained(tcp)),
+            TlsConnector::from(cfg).connect(name, tcp),
         )
         .await
         {
@@ -395,7 +395,7 @@ impl Sidecar {
                 return;
             }
         };
-        if let Err(e) = relay::relay(Drained(stream), tls, &up.counters).await {
+        if let Err(e) = relay::relay(stream, tls, &up.counters).await {
             debug!(%peer, upstream = %dest, "relay ended: {e}");
         }
     }
@@ -436,20 +436,19 @@ impl Sidecar {
             debug!(%peer, "refused: no TLS configuration yet");
             return;
         };
-        let tls =
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(Drained(stream))).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    counters.handshake_failures.fetch_add(1, Relaxed);
-                    warn!(%peer, "mesh TLS handshake refused: {e}");
-                    return;
-                }
-                Err(_) => {
-                    counters.handshake_failures.fetch_add(1, Relaxed);
-                    warn!(%peer, "mesh TLS handshake timed out");
-                    return;
-                }
-            };
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                counters.handshake_failures.fetch_add(1, Relaxed);
+                warn!(%peer, "mesh TLS handshake refused: {e}");
+                return;
+            }
+            Err(_) => {
+                counters.handshake_failures.fetch_add(1, Relaxed);
+                warn!(%peer, "mesh TLS handshake timed out");
+                return;
+            }
+        };
         let caller = meshgate_ca::tls::peer_service_id(tls.get_ref().1);
         let Some(caller) = caller else {
             counters.handshake_failures.fetch_add(1, Relaxed);
@@ -483,7 +482,7 @@ impl Sidecar {
                 }
             };
         let _ = up.set_nodelay(true);
-        if let Err(e) = relay::relay(tls, Drained(up), &counters).await {
+        if let Err(e) = relay::relay(tls, up, &counters).await {
             debug!(%peer, "relay ended: {e}");
         }
     }
