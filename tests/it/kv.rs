@@ -1,6 +1,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use meshgate_test_support::Agent;
 use serde_json::Value;
 
 use crate::{dev, dev_builder, header};
@@ -212,9 +213,20 @@ async fn body_limit_is_413_and_configurable() {
     assert_eq!(small.put("/v1/kv/k", "0123456789A").await.0, 413);
 }
 
+/// A write wakes the blocking query that waits for it, and only that one —
+/// on the default runtime and on the agent's current-thread one
+/// (`MESHGATE_WORKER_THREADS=1`: everything on the main thread).
 #[tokio::test]
 async fn blocking_query_wakes_promptly_on_write() {
-    let a = dev().await;
+    wakes_promptly(&dev().await).await;
+    let one = dev_builder()
+        .env("MESHGATE_WORKER_THREADS", "1")
+        .start()
+        .await;
+    wakes_promptly(&one).await;
+}
+
+async fn wakes_promptly(a: &Agent) {
     a.put("/v1/kv/watched", "1").await;
     let r = a.http.get(a.url("/v1/kv/watched")).send().await.unwrap();
     let idx: u64 = header(&r, "x-consul-index").parse().unwrap();
