@@ -413,9 +413,9 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
     let (sc_threads, names) = conn_threads(sidecar.pid());
     assert_eq!(sc_threads, 0, "sidecar threads: {names:?}");
     assert!(names.len() <= 2, "sidecar threads: {names:?}");
-    // A thread count that is not a positive number is refused before
-    // anything starts.
-    for bad in ["0", "many"] {
+    // A thread count that is not a number is refused before anything
+    // starts (0 is one thread, as with Envoy).
+    for bad in ["-1", "many"] {
         let (code, _, err) = cli(
             &a,
             ROOT,

@@ -88,7 +88,8 @@ fn passthrough_level(args: &[String]) -> (Option<String>, Vec<String>) {
 }
 
 /// Envoy's `--concurrency N` (or `--concurrency=N`) among the arguments
-/// after `--`: the number of threads the proxy runs on.
+/// after `--`: the number of threads the proxy runs on (`0` runs one, as
+/// Envoy does).
 pub fn concurrency(args: &[String]) -> Result<Option<usize>, String> {
     let mut found = None;
     let mut i = 0;
@@ -104,10 +105,10 @@ pub fn concurrency(args: &[String]) -> Result<Option<usize>, String> {
         };
         if let Some(v) = value {
             match v.parse::<usize>() {
-                Ok(n) if n > 0 => found = Some(n),
-                _ => {
+                Ok(n) => found = Some(n.max(1)),
+                Err(_) => {
                     return Err(format!(
-                        "Invalid --concurrency {v:?} (after --): the number of proxy threads, 1 or more"
+                        "Invalid --concurrency {v:?} (after --): the number of proxy threads"
                     ));
                 }
             }
@@ -283,8 +284,8 @@ mod tests {
         assert_eq!(passthrough_level(&v(&[])).0, None);
     }
 
-    /// Envoy's `--concurrency` sets the proxy's threads; a bad value is an
-    /// error, not a silent default.
+    /// Envoy's `--concurrency` sets the proxy's threads (0 runs one, as
+    /// Envoy); a bad value is an error, not a silent default.
     #[test]
     fn envoy_concurrency_after_double_dash() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -294,9 +295,10 @@ mod tests {
             concurrency(&v(&["--concurrency=2", "-l", "debug"])),
             Ok(Some(2))
         );
+        assert_eq!(concurrency(&v(&["--concurrency", "0"])), Ok(Some(1)));
         for bad in [
             &["--concurrency"][..],
-            &["--concurrency", "0"],
+            &["--concurrency", "-1"],
             &["--concurrency=x"],
         ] {
             let e = concurrency(&v(bad)).expect_err("a bad --concurrency is refused");
