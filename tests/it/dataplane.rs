@@ -42,12 +42,18 @@ pub fn test_ca(dns_name: &str) -> TestCa {
 
 /// Runs the CLI against `a` with `token`; returns (code, stdout, stderr).
 pub fn cli(a: &Agent, token: &str, args: &[&str]) -> (i32, String, String) {
+    cli_env(a, token, args, &[])
+}
+
+/// [`cli`] with more environment variables.
+fn cli_env(a: &Agent, token: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .env("CONSUL_HTTP_ADDR", &a.base)
         .env("CONSUL_HTTP_TOKEN", token)
         .env_remove("MESHGATE_HTTP_TOKEN")
         .env_remove("MESHGATE_HTTP_ADDR")
+        .envs(env.iter().copied())
         .output()
         .expect("run meshgate");
     (
@@ -433,15 +439,13 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
         assert!(err.contains("Invalid --concurrency"), "{err}");
     }
     // So is a bad number of connections per thread.
-    let out = Command::new(BIN)
-        .args(["connect", "proxy", "-sidecar-for", "carbonio-files"])
-        .env("CONSUL_HTTP_ADDR", &a.base)
-        .env("CONSUL_HTTP_TOKEN", ROOT)
-        .env("MESHGATE_CONNS_PER_THREAD", "none")
-        .output()
-        .expect("run meshgate");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, _, err) = cli_env(
+        &a,
+        ROOT,
+        &["connect", "proxy", "-sidecar-for", "carbonio-files"],
+        &[("MESHGATE_CONNS_PER_THREAD", "none")],
+    );
+    assert_eq!(code, 1, "{err}");
     assert!(err.contains("Invalid MESHGATE_CONNS_PER_THREAD"), "{err}");
     // ... and run on small pages (they executed themselves again for it,
     // keeping their pid and arguments), as does the agent.

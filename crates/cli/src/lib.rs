@@ -341,15 +341,10 @@ pub fn main() -> ExitCode {
     if !serves_network(&cli.command) && !matches!(cli.command, Command::Watch(_)) {
         sigpipe::reset();
     }
-    let workers = match runtime_workers(&cli.command) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
-    };
+    let workers = runtime_workers(&cli.command);
     // With one worker everything runs on this thread, with no second thread
-    // to wake (bench/RESULTS.md, the data plane's sixth run).
+    // to wake (bench/RESULTS.md, the data plane's sixth run); proxies always
+    // run so, and start their own connection threads (meshgate_proxy::workers).
     let built = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -381,17 +376,12 @@ pub fn main() -> ExitCode {
 /// How many threads run the command's tasks: `MESHGATE_WORKER_THREADS`, else
 /// one per CPU; a proxy's runtime is this thread alone, and its connection
 /// threads are counted by `cmd::proxy::threads`.
-fn runtime_workers(command: &Command) -> Result<usize, String> {
+fn runtime_workers(command: &Command) -> usize {
     use cmd::connect::ConnectCmd;
-    if let Command::Connect(ConnectCmd::Proxy(args) | ConnectCmd::Envoy(args)) = command {
-        // A proxy's control work runs on this thread, which is also the
-        // first of its connection threads (meshgate_proxy::workers); the
-        // values are checked here so that a bad one stops it before start.
-        cmd::proxy::threads(&args.passthrough)?;
-        cmd::proxy::conns_per_thread()?;
-        return Ok(1);
+    if let Command::Connect(ConnectCmd::Proxy(_) | ConnectCmd::Envoy(_)) = command {
+        return 1;
     }
-    Ok(env_worker_threads().unwrap_or_else(cpus))
+    env_worker_threads().unwrap_or_else(cpus)
 }
 
 /// `MESHGATE_WORKER_THREADS` when it is a number above zero.

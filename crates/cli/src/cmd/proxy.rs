@@ -144,6 +144,10 @@ pub fn conns_per_thread() -> Result<usize, String> {
 
 /// Runs the proxy until SIGTERM or Ctrl-C.
 pub async fn run(args: ProxyArgs, name: &str) -> CliResult {
+    // Checked first, so that a bad value stops the proxy before anything
+    // starts.
+    let threads = threads(&args.passthrough).map_err(CliError::new)?;
+    let conns_per_thread = conns_per_thread().map_err(CliError::new)?;
     let (pass_level, ignored) = passthrough_level(&args.passthrough);
     let level = args
         .log_level
@@ -220,8 +224,6 @@ pub async fn run(args: ProxyArgs, name: &str) -> CliResult {
             "no ACL token given (-token, -token-file, CONSUL_HTTP_TOKEN): requests use the agent's default token"
         );
     }
-    let threads = threads(&args.passthrough).map_err(CliError::new)?;
-    let conns_per_thread = conns_per_thread().map_err(CliError::new)?;
     let opts = Options {
         threads,
         conns_per_thread,
