@@ -1091,8 +1091,21 @@ async fn telemetry_statsd_and_dogstatsd() {
         got.lines().all(|l| !l.is_empty() && !l.contains("|#")),
         "{got}"
     );
-    let (st, m) = a.get_json("/v1/agent/metrics").await;
+    // The JSON form shows one 10 s interval: the one with this PUT, once
+    // it has ended.
+    let (st, _) = a.put("/v1/kv/t", "2").await;
     assert_eq!(st, 200);
+    let m = meshgate_test_support::eventually(
+        "the interval with the PUT",
+        Duration::from_secs(25),
+        || async {
+            let (_, m) = a.get_json("/v1/agent/metrics").await;
+            m.to_string()
+                .contains("meshgate.http.PUT.v1.kv._")
+                .then_some(m)
+        },
+    )
+    .await;
     let names: Vec<&str> = m["Samples"]
         .as_array()
         .unwrap()

@@ -78,6 +78,33 @@ pub fn host_gauge(name: &str) -> String {
     }
 }
 
+/// A metric's value since start in `/v1/agent/metrics?format=prometheus`
+/// (a counter's total, a timer's `_count` when `series` is `"_count"`), by
+/// its dotted name: `consul.kvs.apply`.
+pub async fn prometheus_total(
+    a: &meshgate_test_support::Agent,
+    name: &str,
+    series: &str,
+) -> Option<f64> {
+    let text = a
+        .http
+        .get(a.url("/v1/agent/metrics?format=prometheus"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let name: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let prefix = format!("{name}{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+}
+
 /// One metric of `/v1/agent/metrics` by kind (`Gauges`, `Counters`,
 /// `Samples`) and name.
 pub fn metric<'a>(

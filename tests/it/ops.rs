@@ -335,28 +335,29 @@ async fn metrics_host_version_info() {
         )
         .await;
     assert_eq!(st, 200);
+    // The write timers of Consul's key metrics, and raft's (a single
+    // server is its own leader), counted since start in the Prometheus
+    // form (the JSON form shows one 10 s interval: see
+    // `metrics_json_shows_the_last_finished_interval`).
+    for (name, series) in [
+        ("consul.http.GET.v1.kv._", "_count"),
+        ("consul.kvs.apply", "_count"),
+        ("consul.txn.apply", "_count"),
+        ("consul.catalog.register", "_count"),
+        ("consul.raft.commitTime", "_count"),
+        ("consul.raft.apply", ""),
+    ] {
+        let v = crate::prometheus_total(&a, name, series).await;
+        assert!(v.is_some_and(|v| v >= 1.0), "{name}: {v:?}");
+    }
+    assert_eq!(
+        crate::prometheus_total(&a, "consul.kvs.apply", "_count").await,
+        Some(1.0)
+    );
     let (_, m) = a.get_json("/v1/agent/metrics").await;
-    assert!(metric(&m, "Samples", "consul.http.GET.v1.kv._").is_some());
     // Consul's names: gauges carry the host name by default.
     let nodes = metric(&m, "Gauges", &host_gauge("consul.state.nodes")).expect("state.nodes");
     assert_eq!(nodes["Value"], 1.0, "{m}");
-    // The write timers of Consul's key metrics, and raft's (a single
-    // server is its own leader).
-    for (kind, name) in [
-        ("Samples", "consul.kvs.apply"),
-        ("Samples", "consul.txn.apply"),
-        ("Samples", "consul.catalog.register"),
-        ("Samples", "consul.raft.commitTime"),
-        ("Counters", "consul.raft.apply"),
-    ] {
-        let v = metric(&m, kind, name).unwrap_or_else(|| panic!("{name}: {m}"));
-        assert!(v["Count"].as_u64().unwrap() >= 1, "{name}: {v}");
-    }
-    assert_eq!(
-        metric(&m, "Samples", "consul.kvs.apply").unwrap()["Count"],
-        1,
-        "{m}"
-    );
     for (name, want) in [
         ("consul.server.isLeader", Some(1.0)),
         ("consul.autopilot.healthy", Some(1.0)),
@@ -1150,6 +1151,94 @@ async fn debug_records_a_bundle() {
     for f in ["agent.json", "host.json", "members.json", "listpeers.json"] {
         assert!(d.join(f).exists(), "{f}");
     }
+}
+
+/// `/v1/agent/metrics` as Consul's in-memory sink gives it: counters and
+/// timers of the last finished 10 s interval only (`Rate` per second over
+/// it), its start as `Timestamp` in Go's `time.Time` text, which tools such
+/// as Telegraf's `consul_agent` input parse with the layout
+/// `2006-01-02 15:04:05 -0700 MST`; `/v1/agent/metrics/stream` writes each
+/// interval as it ends.
+#[tokio::test]
+async fn metrics_json_shows_the_last_finished_interval() {
+    use crate::metric;
+    let a = dev().await;
+    let mut stream = a
+        .http
+        .get(a.url("/v1/agent/metrics/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let (st, _) = a.put("/v1/kv/once", "1").await;
+    assert_eq!(st, 200);
+    // A `Timestamp`, checked against the layout (the same text for every
+    // interval: later intervals compare greater).
+    let stamp = |m: &Value| -> String {
+        let t = m["Timestamp"].as_str().unwrap_or_else(|| panic!("{m}"));
+        let shape: String = t
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect();
+        assert_eq!(shape, "9999-99-99 99:99:99 +9999 UTC", "{t}");
+        assert_eq!(
+            &t[18..19],
+            "0",
+            "an interval starts on a multiple of 10 s: {t}"
+        );
+        t.to_string()
+    };
+    // The PUT shows in the interval it fell in (the current one while the
+    // agent is in its first interval, else once that interval has ended).
+    let m = eventually(
+        "an interval with the KV write",
+        Duration::from_secs(25),
+        || async {
+            let (_, m) = a.get_json("/v1/agent/metrics").await;
+            metric(&m, "Samples", "consul.kvs.apply")
+                .is_some()
+                .then_some(m)
+        },
+    )
+    .await;
+    let with_write = stamp(&m);
+    let w = metric(&m, "Samples", "consul.kvs.apply").unwrap();
+    assert_eq!(w["Count"], 1, "{w}");
+    let sum = w["Sum"].as_f64().unwrap();
+    assert!(
+        (w["Rate"].as_f64().unwrap() - sum / 10.0).abs() < 1e-9,
+        "{w}"
+    );
+    assert!(w["Stddev"].is_number() && w["Labels"].is_object(), "{w}");
+    // The next interval had no KV write: it is not in it.
+    let later = eventually("the next interval", Duration::from_secs(35), || async {
+        let (_, m) = a.get_json("/v1/agent/metrics").await;
+        (stamp(&m) > with_write).then_some(m)
+    })
+    .await;
+    assert!(
+        metric(&later, "Samples", "consul.kvs.apply").is_none(),
+        "{later}"
+    );
+    assert!(
+        metric(&later, "Samples", "consul.http.GET.v1.agent.metrics").is_some(),
+        "{later}"
+    );
+    // The stream's first line is the interval that was running when it was
+    // opened, written when it ended.
+    let mut got = Vec::new();
+    while !got.contains(&b'\n') {
+        let chunk = tokio::time::timeout(Duration::from_secs(15), stream.chunk())
+            .await
+            .expect("a metrics line within an interval")
+            .unwrap()
+            .expect("the stream stays open");
+        got.extend_from_slice(&chunk);
+    }
+    let line = String::from_utf8(got).unwrap();
+    let first: Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert!(stamp(&first) <= with_write, "{first}");
+    assert!(first["Gauges"].is_array(), "{first}");
 }
 
 /// `meshgate version`: meshgate's version and the Consul API version it

@@ -1,6 +1,12 @@
 //! In-memory metrics for `/v1/agent/metrics` (Consul's JSON form and
 //! Prometheus text): counters and timing samples recorded by the agent, and
 //! gauges computed from the state when asked.
+//!
+//! As Consul's in-memory sink, the JSON form aggregates each 10 s interval
+//! (aligned to the wall clock) and shows the last finished one, so its
+//! `Count`, `Sum` and `Rate` (per second) are those of that interval; the
+//! Prometheus form carries totals since start, as Prometheus counters and
+//! summaries do.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -32,6 +38,70 @@ impl Agg {
     }
 }
 
+/// The length of an interval of the JSON form (Consul's in-memory sink
+/// aggregates 10 s).
+pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const INTERVAL_MS: u64 = INTERVAL.as_millis() as u64;
+
+/// A counter or a timer: its totals since start (the Prometheus form), and
+/// what it recorded in the latest interval it had a value in and in the one
+/// before that (the JSON form), by interval number (wall-clock milliseconds
+/// since the epoch divided by [`INTERVAL_MS`]).
+#[derive(Debug, Default)]
+struct Series {
+    total: Agg,
+    latest: (u64, Agg),
+    before: (u64, Agg),
+}
+
+impl Series {
+    fn add(&mut self, interval: u64, v: f64) {
+        self.total.add(v);
+        if self.latest.0 != interval {
+            self.before = std::mem::replace(&mut self.latest, (interval, Agg::default()));
+        }
+        self.latest.1.add(v);
+    }
+
+    /// What was recorded during `interval`, if anything.
+    fn during(&self, interval: u64) -> Option<&Agg> {
+        [&self.latest, &self.before]
+            .into_iter()
+            .find(|(i, a)| *i == interval && a.count > 0)
+            .map(|(_, a)| a)
+    }
+}
+
+/// Where the metrics' time starts: a monotonic instant and the wall clock
+/// then (every later reading takes one clock read, the monotonic one).
+struct Clock {
+    started: std::time::Instant,
+    wall_ms: u64,
+}
+
+/// A reading of the [`Clock`].
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    /// Tenths of a second since the start (for the quantiles' window).
+    tenths: u32,
+    /// The interval it falls in.
+    interval: u64,
+    /// Milliseconds until that interval ends.
+    left_ms: u64,
+}
+
+impl Clock {
+    fn now(&self) -> Stamp {
+        let elapsed = self.started.elapsed().as_millis();
+        let wall = self.wall_ms + u64::try_from(elapsed).unwrap_or(u64::MAX / 2);
+        Stamp {
+            tenths: u32::try_from(elapsed / 100).unwrap_or(u32::MAX),
+            interval: wall / INTERVAL_MS,
+            left_ms: INTERVAL_MS - wall % INTERVAL_MS,
+        }
+    }
+}
+
 /// How long a timing sample counts towards the quantiles of the Prometheus
 /// form: Consul's Prometheus sink keeps its summaries' observations 10 s.
 const QUANTILE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
@@ -40,18 +110,13 @@ const QUANTILE_SAMPLES: usize = 512;
 /// The quantiles of a timer in the Prometheus form, as Consul's sink gives.
 pub const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 
-/// A timer: its totals, and its latest samples for the quantiles as
-/// (tenths of a second since the first metric, value) — 8 bytes a sample;
-/// single precision is what Consul's metrics library keeps too.
+/// A timer: its aggregates, and its latest samples for the quantiles as
+/// (tenths of a second since the start, value) — 8 bytes a sample; single
+/// precision is what Consul's metrics library keeps too.
 #[derive(Default)]
 struct Timer {
-    agg: Agg,
+    series: Series,
     recent: std::collections::VecDeque<(u32, f32)>,
-}
-
-/// Tenths of a second since `started`.
-fn tenths(started: std::time::Instant) -> u32 {
-    u32::try_from(started.elapsed().as_millis() / 100).unwrap_or(u32::MAX)
 }
 
 /// The [`QUANTILES`] of the samples taken since `since`, nearest rank
@@ -81,9 +146,9 @@ fn quantiles(recent: &std::collections::VecDeque<(u32, f32)>, since: u32) -> Vec
 /// The agent's metrics.
 #[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<String, Agg>>,
+    counters: Mutex<BTreeMap<String, Series>>,
     samples: Mutex<BTreeMap<String, Timer>>,
-    started: std::sync::OnceLock<std::time::Instant>,
+    clock: std::sync::OnceLock<Clock>,
     /// statsd lines waiting for [`crate::statsd`] (only when a sink is
     /// configured: see [`Metrics::tap`]).
     tap: std::sync::OnceLock<Mutex<String>>,
@@ -196,15 +261,35 @@ impl Metrics {
         }
     }
 
+    fn now(&self) -> Stamp {
+        self.clock
+            .get_or_init(|| Clock {
+                started: std::time::Instant::now(),
+                wall_ms: crate::store::now_ms(),
+            })
+            .now()
+    }
+
+    /// The interval the metrics started in: until it ends, the JSON form
+    /// shows it (there is no finished one yet), as Consul's does.
+    fn first_interval(&self) -> u64 {
+        let _ = self.now();
+        self.clock.get().map_or(0, |c| c.wall_ms / INTERVAL_MS)
+    }
+
     /// Adds to a counter.
     pub fn incr(&self, name: &str, v: f64) {
         self.tapped(name, v, "c");
-        self.started.get_or_init(std::time::Instant::now);
-        self.counters
-            .lock()
-            .entry(name.to_string())
-            .or_default()
-            .add(v);
+        self.incr_at(name, v, self.now());
+    }
+
+    fn incr_at(&self, name: &str, v: f64, at: Stamp) {
+        let mut counters = self.counters.lock();
+        let series = match counters.get_mut(name) {
+            Some(s) => s,
+            None => counters.entry(name.to_string()).or_default(),
+        };
+        series.add(at.interval, v);
     }
 
     /// A request committed by this server as leader, `took` after it was
@@ -217,27 +302,30 @@ impl Metrics {
     /// Records a timing sample in milliseconds.
     pub fn sample(&self, name: &str, ms: f64) {
         self.tapped(name, ms, "ms");
-        let now = tenths(*self.started.get_or_init(std::time::Instant::now));
+        self.sample_at(name, ms, self.now());
+    }
+
+    fn sample_at(&self, name: &str, ms: f64, at: Stamp) {
         let mut samples = self.samples.lock();
         // No allocation for a name already seen (every request samples).
         let timer = match samples.get_mut(name) {
             Some(t) => t,
             None => samples.entry(name.to_string()).or_default(),
         };
-        timer.agg.add(ms);
+        timer.series.add(at.interval, ms);
         if timer.recent.len() == QUANTILE_SAMPLES {
             timer.recent.pop_front();
         }
-        timer.recent.push_back((now, ms as f32));
+        timer.recent.push_back((at.tenths, ms as f32));
     }
 
-    fn aggregates<'a>(&self, map: impl Iterator<Item = (&'a String, &'a Agg)>) -> Vec<Aggregate> {
-        let secs = self
-            .started
-            .get()
-            .map(|s| s.elapsed().as_secs_f64())
-            .unwrap_or(1.0)
-            .max(1.0);
+    /// Consul's JSON shape of aggregates, their `Rate` per second over
+    /// `secs`.
+    fn aggregates<'a>(
+        &self,
+        map: impl Iterator<Item = (&'a String, &'a Agg)>,
+        secs: f64,
+    ) -> Vec<Aggregate> {
         map.map(|(name, a)| {
             let mean = if a.count == 0 {
                 0.0
@@ -265,35 +353,86 @@ impl Metrics {
         .collect()
     }
 
-    /// Everything, with the given gauges.
-    pub fn summary(&self, gauges: Vec<(String, f64)>) -> Summary {
-        let now = crate::store::now_ms();
-        let ts = meshgate_types::time::format_rfc3339_ms(now - now % 10_000);
+    fn gauges(&self, gauges: Vec<(String, f64)>) -> Vec<Gauge> {
+        gauges
+            .into_iter()
+            .map(|(name, value)| Gauge {
+                name: self.gauge_name(&name),
+                value,
+                labels: BTreeMap::new(),
+            })
+            .collect()
+    }
+
+    /// Totals since start, with the timers' quantiles over the last 10 s and
+    /// the given gauges: the Prometheus form.
+    pub fn totals(&self, gauges: Vec<(String, f64)>) -> Summary {
+        let now = self.now();
+        let uptime = (f64::from(now.tenths) / 10.0).max(1.0);
         Summary {
-            timestamp: ts,
-            gauges: gauges
-                .into_iter()
-                .map(|(name, value)| Gauge {
-                    name: self.gauge_name(&name),
-                    value,
-                    labels: BTreeMap::new(),
-                })
-                .collect(),
+            timestamp: meshgate_types::time::format_go_utc(now.interval * INTERVAL_MS),
+            gauges: self.gauges(gauges),
             points: Vec::new(),
-            counters: self.aggregates(self.counters.lock().iter()),
+            counters: self.aggregates(
+                self.counters.lock().iter().map(|(n, s)| (n, &s.total)),
+                uptime,
+            ),
             samples: {
                 let timers = self.samples.lock();
                 let window = (QUANTILE_WINDOW.as_millis() / 100) as u32;
-                let since = self
-                    .started
-                    .get()
-                    .map_or(0, |s| tenths(*s).saturating_sub(window));
-                let mut out = self.aggregates(timers.iter().map(|(n, t)| (n, &t.agg)));
+                let since = now.tenths.saturating_sub(window);
+                let mut out =
+                    self.aggregates(timers.iter().map(|(n, t)| (n, &t.series.total)), uptime);
                 for (a, t) in out.iter_mut().zip(timers.values()) {
                     a.quantiles = quantiles(&t.recent, since);
                 }
                 out
             },
+        }
+    }
+
+    /// What `GET /v1/agent/metrics` shows: the last finished interval, or
+    /// the current one while the metrics are in their first, as Consul's
+    /// in-memory sink; with the given gauges.
+    pub fn finished(&self, gauges: Vec<(String, f64)>) -> Summary {
+        let now = self.now().interval;
+        let shown = if now == self.first_interval() {
+            now
+        } else {
+            now - 1
+        };
+        self.interval(shown, gauges)
+    }
+
+    /// The interval running now and how long until it ends.
+    pub fn current_interval(&self) -> (u64, std::time::Duration) {
+        let now = self.now();
+        (now.interval, std::time::Duration::from_millis(now.left_ms))
+    }
+
+    /// What was recorded during `interval` (a number from
+    /// [`Metrics::current_interval`]), with the given gauges. A counter or
+    /// timer with nothing in it is left out, as Consul leaves it out.
+    pub fn interval(&self, interval: u64, gauges: Vec<(String, f64)>) -> Summary {
+        let secs = INTERVAL.as_secs_f64();
+        Summary {
+            timestamp: meshgate_types::time::format_go_utc(interval * INTERVAL_MS),
+            gauges: self.gauges(gauges),
+            points: Vec::new(),
+            counters: self.aggregates(
+                self.counters
+                    .lock()
+                    .iter()
+                    .filter_map(|(n, s)| Some((n, s.during(interval)?))),
+                secs,
+            ),
+            samples: self.aggregates(
+                self.samples
+                    .lock()
+                    .iter()
+                    .filter_map(|(n, t)| Some((n, t.series.during(interval)?))),
+                secs,
+            ),
         }
     }
 }
@@ -470,7 +609,7 @@ mod tests {
             m.sample("consul.kvs.apply", ms);
         }
         m.incr("consul.raft.apply", 2.0);
-        let text = prometheus(&m.summary(vec![("consul.state.nodes".into(), 1.0)]));
+        let text = prometheus(&m.totals(vec![("consul.state.nodes".into(), 1.0)]));
         assert_eq!(
             text,
             "# TYPE consul_state_nodes gauge\nconsul_state_nodes 1\n\
@@ -482,10 +621,83 @@ mod tests {
              consul_kvs_apply_sum 10\nconsul_kvs_apply_count 4\n"
         );
         // The JSON form stays Consul's: no quantiles in it.
-        let json = serde_json::to_value(m.summary(Vec::new())).unwrap();
+        let json = serde_json::to_value(m.finished(Vec::new())).unwrap();
         assert!(json["Samples"][0].get("Quantiles").is_none(), "{json}");
         assert_eq!(json["Samples"][0]["Count"], 4);
         assert_eq!(prom_value(f64::NAN), "NaN");
         assert_eq!(prom_value(f64::INFINITY), "+Inf");
+    }
+
+    /// The JSON form is per interval (`Count`, `Sum`, `Rate` per second of
+    /// that interval only; nothing recorded, nothing shown), the Prometheus
+    /// form keeps totals.
+    #[test]
+    fn intervals_aggregate_apart_from_the_totals() {
+        let m = Metrics::default();
+        let at = |interval| Stamp {
+            tenths: 0,
+            interval,
+            left_ms: 1,
+        };
+        for v in [1.0, 3.0] {
+            m.incr_at("consul.raft.apply", v, at(100));
+            m.sample_at("consul.kvs.apply", v, at(100));
+        }
+        m.incr_at("consul.raft.apply", 5.0, at(101));
+        m.incr_at("consul.other", 1.0, at(101));
+        let json = |interval| serde_json::to_value(m.interval(interval, Vec::new())).unwrap();
+        let first = json(100);
+        assert_eq!(first["Timestamp"], "1970-01-01 00:16:40 +0000 UTC");
+        let c = &first["Counters"][0];
+        assert_eq!(first["Counters"].as_array().unwrap().len(), 1, "{first}");
+        assert_eq!(
+            (&c["Name"], &c["Count"], &c["Sum"], &c["Rate"], &c["Mean"]),
+            (
+                &"consul.raft.apply".into(),
+                &2.into(),
+                &4.0.into(),
+                &0.4.into(),
+                &2.0.into()
+            ),
+            "{first}"
+        );
+        assert_eq!(first["Samples"][0]["Max"], 3.0, "{first}");
+        let second = json(101);
+        assert!(second["Samples"].as_array().unwrap().is_empty(), "{second}");
+        let names: Vec<_> = second["Counters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["Name"].as_str().unwrap(), c["Sum"].as_f64().unwrap()))
+            .collect();
+        assert_eq!(names, [("consul.other", 1.0), ("consul.raft.apply", 5.0)]);
+        // Two intervals on, the first is gone; the latest is kept until a
+        // later one has a value.
+        m.incr_at("consul.raft.apply", 1.0, at(103));
+        assert!(json(100)["Counters"].as_array().unwrap().is_empty());
+        assert_eq!(json(101)["Counters"].as_array().unwrap().len(), 2);
+        assert_eq!(json(103)["Counters"][0]["Sum"], 1.0);
+        // The totals.
+        let text = prometheus(&m.totals(Vec::new()));
+        assert!(text.contains("consul_raft_apply 10\n"), "{text}");
+        assert!(text.contains("consul_kvs_apply_count 2\n"), "{text}");
+    }
+
+    /// Until its first interval ends, the JSON form shows it.
+    #[test]
+    fn the_first_interval_is_shown_until_it_ends() {
+        let m = Metrics::default();
+        m.incr("consul.raft.apply", 1.0);
+        let (now, left) = m.current_interval();
+        assert!(left <= INTERVAL, "{left:?}");
+        assert!(now - m.first_interval() <= 1);
+        // Whether or not a boundary passed meanwhile, the interval shown is
+        // the first: the current one, or the one just finished.
+        let json = serde_json::to_value(m.finished(Vec::new())).unwrap();
+        assert_eq!(
+            json["Timestamp"],
+            meshgate_types::time::format_go_utc(m.first_interval() * INTERVAL_MS)
+        );
+        assert_eq!(json["Counters"][0]["Count"], 1, "{json}");
     }
 }

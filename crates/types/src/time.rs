@@ -43,6 +43,16 @@ pub fn format_rfc3339_ms(ms: u64) -> String {
     out
 }
 
+/// Formats whole seconds of milliseconds since the epoch as Go's
+/// `time.Time.String()` writes a UTC time: `2026-11-25 18:02:00 +0000 UTC`
+/// (what Consul's `/v1/agent/metrics` gives as `Timestamp`, and what tools
+/// reading it parse with the layout `2006-01-02 15:04:05 -0700 MST`).
+pub fn format_go_utc(ms: u64) -> String {
+    let rfc = format_rfc3339_ms(ms - ms % 1000);
+    let civil = rfc.trim_end_matches('Z').replacen('T', " ", 1);
+    format!("{civil} +0000 UTC")
+}
+
 /// Parses an RFC 3339 timestamp to milliseconds since the epoch.
 pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
     let b = s.as_bytes();
@@ -96,6 +106,11 @@ mod tests {
         assert_eq!(s, "2026-11-25T18:02:07.644Z");
         assert_eq!(parse_rfc3339_ms(&s), Some(ms));
         assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_go_utc(0), "1970-01-01 00:00:00 +0000 UTC");
+        assert_eq!(
+            format_go_utc(1_795_777_210_644),
+            "2026-11-27 11:00:10 +0000 UTC"
+        );
         assert_eq!(
             parse_rfc3339_ms("2018-10-24T10:34:20.843397-04:00"),
             parse_rfc3339_ms("2018-10-24T14:34:20.843Z")

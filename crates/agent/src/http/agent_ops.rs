@@ -241,48 +241,42 @@ async fn monitor_logs(ctx: Ctx) -> ApiResult {
 }
 
 async fn metrics(ctx: Ctx) -> ApiResult {
-    let summary = ctx
-        .agent
-        .metrics
-        .summary(crate::metrics::gauges(&ctx.agent));
+    let metrics = &ctx.agent.metrics;
+    let gauges = crate::metrics::gauges(&ctx.agent);
     match ctx.query.get("format") {
         Some("prometheus") => {
-            let mut r = Response::new(Body::from(crate::metrics::prometheus(&summary)));
+            let text = crate::metrics::prometheus(&metrics.totals(gauges));
+            let mut r = Response::new(Body::from(text));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
             );
             Ok(r)
         }
-        None | Some("") => Ok(json(&ctx, &summary)),
+        None | Some("") => Ok(json(&ctx, &metrics.finished(gauges))),
         Some(other) => Err(ApiError::bad_request(format!(
             "Invalid format {other:?}; supported: prometheus"
         ))),
     }
 }
 
-/// How often `/v1/agent/metrics/stream` writes the summary: the length of
-/// Consul's in-memory metrics interval.
-const METRICS_STREAM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// `GET /v1/agent/metrics/stream`: the metrics summary (as
-/// `/v1/agent/metrics` answers it) as one JSON line at the end of every
-/// 10 s interval, until the client goes away or the agent stops — what
+/// `GET /v1/agent/metrics/stream`: each interval of the metrics (10 s, as
+/// `/v1/agent/metrics` shows the last finished one) as one JSON line as soon
+/// as it ends, until the client goes away or the agent stops — what
 /// `consul debug` records.
 async fn metrics_stream(ctx: Ctx) -> ApiResult {
     let agent = ctx.agent.clone();
     let mut stop = agent.shutdown_signal();
-    let first = tokio::time::Instant::now() + METRICS_STREAM_EVERY;
-    let tick = tokio::time::interval_at(first, METRICS_STREAM_EVERY);
-    let stream = futures::stream::unfold((agent, tick), |(agent, mut tick)| async move {
-        tick.tick().await;
-        let summary = agent.metrics.summary(crate::metrics::gauges(&agent));
+    let stream = futures::stream::unfold(agent, |agent| async move {
+        let (interval, left) = agent.metrics.current_interval();
+        // A moment past the end, so that the interval's last records are in.
+        tokio::time::sleep(left + std::time::Duration::from_millis(5)).await;
+        let summary = agent
+            .metrics
+            .interval(interval, crate::metrics::gauges(&agent));
         let mut line = serde_json::to_vec(&summary).unwrap_or_default();
         line.push(b'\n');
-        Some((
-            Ok::<_, std::io::Error>(bytes::Bytes::from(line)),
-            (agent, tick),
-        ))
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(line)), agent))
     });
     let stream = stream.take_until(async move { crate::stopped(&mut stop).await });
     let mut r = Response::new(Body::from_stream(stream));
