@@ -447,6 +447,18 @@ pub async fn scenario_at(address: Option<String>) -> Scene {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("Invalid MESHGATE_CONNS_PER_THREAD"), "{err}");
+    // And a bad number of threads, for a proxy and for any other command.
+    for args in [
+        &["connect", "proxy", "-sidecar-for", "carbonio-files"][..],
+        &["kv", "get", "carbonio-files/db-password"],
+    ] {
+        let (code, _, err) = cli_env(&a, ROOT, args, &[("MESHGATE_WORKER_THREADS", "0")]);
+        assert_eq!(code, 1, "{err}");
+        assert_eq!(
+            err,
+            "Invalid MESHGATE_WORKER_THREADS \"0\": the number of threads that run meshgate's tasks, 1 or more\n"
+        );
+    }
     // ... and run on small pages (they executed themselves again for it,
     // keeping their pid and arguments), as does the agent.
     for (name, p) in [("gateway", &gateway), ("sidecar", &sidecar)] {

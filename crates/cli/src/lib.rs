@@ -341,7 +341,13 @@ pub fn main() -> ExitCode {
     if !serves_network(&cli.command) && !matches!(cli.command, Command::Watch(_)) {
         sigpipe::reset();
     }
-    let workers = runtime_workers(&cli.command);
+    let workers = match runtime_workers(&cli.command) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
     // With one worker everything runs on this thread, with no second thread
     // to wake (bench/RESULTS.md, the data plane's sixth run); proxies always
     // run so, and start their own connection threads (meshgate_proxy::workers).
@@ -376,20 +382,30 @@ pub fn main() -> ExitCode {
 /// How many threads run the command's tasks: `MESHGATE_WORKER_THREADS`, else
 /// one per CPU; a proxy's runtime is this thread alone, and its connection
 /// threads are counted by `cmd::proxy::threads`.
-fn runtime_workers(command: &Command) -> usize {
+fn runtime_workers(command: &Command) -> Result<usize, String> {
     use cmd::connect::ConnectCmd;
+    // Checked for every command, so that a bad value never passes unseen.
+    let set = env_worker_threads()?;
     if let Command::Connect(ConnectCmd::Proxy(_) | ConnectCmd::Envoy(_)) = command {
-        return 1;
+        return Ok(1);
     }
-    env_worker_threads().unwrap_or_else(cpus)
+    Ok(set.unwrap_or_else(cpus))
 }
 
-/// `MESHGATE_WORKER_THREADS` when it is a number above zero.
-pub(crate) fn env_worker_threads() -> Option<usize> {
-    std::env::var("MESHGATE_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
+/// `MESHGATE_WORKER_THREADS` when it is set; a value that is not a number
+/// above zero is an error.
+pub(crate) fn env_worker_threads() -> Result<Option<usize>, String> {
+    let v = match std::env::var("MESHGATE_WORKER_THREADS") {
+        Err(std::env::VarError::NotPresent) => return Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => v.to_string_lossy().into_owned(),
+        Ok(v) => v,
+    };
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(format!(
+            "Invalid MESHGATE_WORKER_THREADS {v:?}: the number of threads that run meshgate's tasks, 1 or more"
+        )),
+    }
 }
 
 /// The CPUs this process may run on.

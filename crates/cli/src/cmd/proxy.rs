@@ -123,7 +123,7 @@ pub fn concurrency(args: &[String]) -> Result<Option<usize>, String> {
 pub fn threads(passthrough: &[String]) -> Result<usize, String> {
     Ok(match concurrency(passthrough)? {
         Some(n) => n,
-        None => crate::env_worker_threads().unwrap_or_else(crate::cpus),
+        None => crate::env_worker_threads()?.unwrap_or_else(crate::cpus),
     })
 }
 
