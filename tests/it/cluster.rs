@@ -370,6 +370,14 @@ async fn three_servers_replicate_and_survive_failures() {
             .and_then(|v| v.to_str().ok()),
         Some("false")
     );
+    // The survivor names no leader, even when it was the leader (a leader
+    // without a quorum within its lease has stepped down as Consul's does),
+    // and does not count itself one.
+    let (st, leader) = s[2].get_json("/v1/status/leader").await;
+    assert_eq!((st, leader), (200, serde_json::json!("")));
+    let is_leader =
+        crate::prometheus_total(&s[2], &crate::host_gauge("consul.server.isLeader"), "").await;
+    assert_eq!(is_leader, Some(0.0));
 }
 
 /// Autopilot: its configuration is replicated state (PUT with `?cas`), its
@@ -2318,4 +2326,40 @@ async fn agents_use_certificates_from_meshgate_tls() {
         (364.0 * 86400.0..=365.0 * 86400.0).contains(&secs),
         "{secs}"
     );
+}
+
+/// `/v1/status/leader` and `/v1/status/peers` name a server by its
+/// advertised address (what the other servers dial; the bind address may be
+/// 0.0.0.0), which is what `/v1/agent/self` gives as `Member.Addr` and
+/// `Member.Tags.port`: monitoring (Datadog's Consul check) compares the two
+/// to tell whether it runs on the leader.
+#[tokio::test]
+async fn status_names_servers_by_their_advertised_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AgentBuilder::dev(BIN)
+        .without_dev()
+        .ip("127.0.0.131")
+        .args([
+            "-server".to_string(),
+            "-bootstrap".into(),
+            "-advertise=127.0.0.132".into(),
+            format!("-data-dir={}", dir.path().display()),
+        ])
+        .start()
+        .await;
+    let leader = eventually("a leader", Duration::from_secs(15), || async {
+        let l = leader_of(&a).await;
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    let (_, me) = a.get_json("/v1/agent/self").await;
+    let member = format!(
+        "{}:{}",
+        me["Member"]["Addr"].as_str().unwrap_or_default(),
+        me["Member"]["Tags"]["port"].as_str().unwrap_or_default()
+    );
+    assert_eq!(leader, member, "{me}");
+    assert!(leader.starts_with("127.0.0.132:"), "{leader}");
+    let (_, peers) = a.get_json("/v1/status/peers").await;
+    assert_eq!(peers, serde_json::json!([leader]));
 }

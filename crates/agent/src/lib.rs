@@ -737,8 +737,12 @@ async fn start_consensus(
             "no cluster key (`encrypt`, written by `meshgate setup`): any local process can talk to the server port"
         );
     }
+    // Other servers reach this one, and `/v1/status/leader` names it, by
+    // the advertised address (the bind address may be 0.0.0.0), as Consul's
+    // raft does.
+    let advertised = host_port(&agent.advertise_addr(), port);
     let consensus =
-        meshgate_consensus::Consensus::start(id, addr.clone(), &dir, host, key, client_tls)
+        meshgate_consensus::Consensus::start(id, advertised, &dir, host, key, client_tls)
             .await
             .map_err(|e| AgentError::Other(format!("starting the replicated log: {e}")))?;
     // Consul's raft metrics, under its names.

@@ -461,7 +461,7 @@ pub fn gauges(agent: &crate::Agent) -> Vec<(String, f64)> {
     let mut server = Vec::new();
     let leader = match agent.store.cluster() {
         None => Some(true),
-        Some(c) if agent.config.server => Some(c.is_leader()),
+        Some(c) if agent.config.server => Some(c.is_leader() && c.holds_lease()),
         Some(_) => None,
     };
     if let Some(leader) = leader {

@@ -24,8 +24,11 @@ pub(super) fn routes() -> Vec<Route> {
 async fn leader(ctx: Ctx) -> ApiResult {
     ctx.query_options()?;
     let leader = match ctx.agent.store.cluster() {
-        // "" while the cluster has no leader, as Consul answers.
-        Some(c) => c.info().leader.map(|(_, addr)| addr).unwrap_or_default(),
+        // "" while the cluster has no leader, as Consul answers; a leader
+        // that lost its quorum (no ack within the lease) has stepped down
+        // as far as clients can tell.
+        Some(c) if c.known_leader() => c.info().leader.map(|(_, addr)| addr).unwrap_or_default(),
+        Some(_) => String::new(),
         None => ctx.agent.server_addr(),
     };
     Ok(json(&ctx, &leader))
