@@ -280,6 +280,74 @@ async fn filter_expressions() {
         ))
         .await;
     assert_eq!(v.as_array().unwrap().len(), 1);
+    // The service list: the filter runs on each instance (node and service
+    // fields alike) before they are grouped by name, as Prometheus's Consul
+    // discovery relies on.
+    a.put(
+        "/v1/catalog/register",
+        r#"{"Node":"external-files-db-node","SkipNodeUpdate":true,
+            "Service":{"ID":"replica","Service":"carbonio-files-db-replica","Tags":["replica"],"Port":5433}}"#,
+    )
+    .await;
+    let services = |f: &'static str| {
+        let a = &a;
+        async move {
+            let (st, v) = a
+                .get_json(&format!("/v1/catalog/services?filter={}", url_escape(f)))
+                .await;
+            assert_eq!(st, 200, "{f}: {v}");
+            v
+        }
+    };
+    assert_eq!(
+        services(r#"NodeMeta["external-node"] == "true""#).await,
+        json!({"carbonio-files-db": [], "carbonio-files-db-replica": ["replica"]})
+    );
+    assert_eq!(
+        services(r#"ServiceTags contains "replica""#).await,
+        json!({"carbonio-files-db-replica": ["replica"]})
+    );
+    assert_eq!(
+        services(r#"ServicePort == 5432 and Node != "test-node""#).await,
+        json!({"carbonio-files-db": []})
+    );
+    assert_eq!(services(r#"ServiceName == "nothing""#).await, json!({}));
+    // A node's services.
+    let (_, v) = a
+        .get_json(&format!(
+            "/v1/catalog/node/external-files-db-node?filter={}",
+            url_escape(r#"Port == 5433"#)
+        ))
+        .await;
+    assert_eq!(
+        v["Services"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["replica"],
+        "{v}"
+    );
+    for path in [
+        "/v1/catalog/services",
+        "/v1/catalog/node/external-files-db-node",
+        "/v1/catalog/node/no-such-node",
+    ] {
+        let r = a
+            .http
+            .get(a.url(&format!("{path}?filter=Bogus%20%3D%3D%201")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500, "{path}");
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .starts_with("Failed to create boolean expression evaluator"),
+            "{path}"
+        );
+    }
     let r = a.http.get(a.url(&q("Nodes == x"))).send().await.unwrap();
     assert_eq!(r.status(), 500);
     assert_eq!(

@@ -324,6 +324,9 @@ async fn nodes(ctx: Ctx) -> ApiResult {
 async fn services(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
     let meta = ctx.node_meta();
+    // Consul runs the filter on each instance (`structs.ServiceNode`)
+    // before grouping them by name.
+    let filter = super::query_filter(&opts, schema::catalog_services())?;
     let acl = std::sync::Mutex::new(AclFilter::new(&ctx)?);
     let (idx, map) = blocking(&ctx, &opts, CATALOG, |st| {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -332,7 +335,12 @@ async fn services(ctx: Ctx) -> ApiResult {
         for (n, s) in st.all_service_instances() {
             // Consul filters the service list by `service:read` alone.
             let readable = acl.id.allows(Resource::Service, Access::Read, &s.service);
-            if node_meta_match(n, &meta) && acl.keep(readable) {
+            let wanted = node_meta_match(n, &meta)
+                && filter.as_ref().is_none_or(|f| {
+                    f.matches_serialize(&ServiceNode::new(n, s))
+                        .unwrap_or(false)
+                });
+            if wanted && acl.keep(readable) {
                 out.entry(s.service.clone())
                     .or_default()
                     .extend(s.tags.iter().cloned());
@@ -488,6 +496,8 @@ async fn node(ctx: Ctx) -> ApiResult {
         return Err(ApiError::bad_request("Missing node name"));
     }
     let opts = ctx.query_options()?;
+    // A bad `?filter` is an error even for a node that does not exist.
+    super::query_filter(&opts, schema::catalog_node_services())?;
     let (idx, found) = blocking(&ctx, &opts, CATALOG, |st| {
         let (idx, found) = st.node_services(&name);
         let found = found.map(|(n, svcs)| NodeServices {
@@ -511,6 +521,15 @@ async fn node(ctx: Ctx) -> ApiResult {
             });
             f
         });
+    // `?filter` runs on the node's services.
+    let found = match found {
+        Some(mut f) => {
+            f.services =
+                super::apply_filter_map(&opts, schema::catalog_node_services(), f.services)?;
+            Some(f)
+        }
+        None => None,
+    };
     let mut r = json_read(&ctx, &opts, idx, &found);
     acl.mark(&mut r);
     Ok(r)
