@@ -99,6 +99,104 @@ async fn http_check_statuses() {
     wait_status(&a, "api-http", "critical").await;
 }
 
+/// `check_update_interval` (Consul's, 5m by default): a new output under an
+/// unchanged status reaches the catalog only after it (the agent's own view
+/// has it at once), so a check whose output changes at every run does not
+/// wake the blocking queries on its service each time; a status change goes
+/// at once, with its output; `0s` writes every change at once.
+#[tokio::test]
+async fn check_output_changes_wait_for_check_update_interval() {
+    async fn start(interval: Option<&str>) -> Agent {
+        let b = dev_builder();
+        let b = match interval {
+            Some(i) => b.config_file("c.hcl", &format!("check_update_interval = \"{i}\"\n")),
+            None => b,
+        };
+        let a = b.start().await;
+        let body = json!({"Name": "job", "Check": {"CheckID": "job-ttl", "TTL": "60s"}});
+        let (st, _) = a.put("/v1/agent/service/register", body.to_string()).await;
+        assert_eq!(st, 200);
+        let (st, _) = a.put("/v1/agent/check/pass/job-ttl?note=one", "").await;
+        assert_eq!(st, 200);
+        a
+    }
+    async fn agent_output(a: &Agent) -> Value {
+        let (_, checks) = a.get_json("/v1/agent/checks").await;
+        checks["job-ttl"]["Output"].clone()
+    }
+    async fn catalog_output(a: &Agent) -> Value {
+        catalog_check(a, "job-ttl").await.unwrap()["Output"].clone()
+    }
+
+    // The default: the status change is in the catalog at once.
+    let a = start(None).await;
+    assert_eq!(catalog_output(&a).await, "one");
+    let r = a
+        .http
+        .get(a.url("/v1/health/service/job"))
+        .send()
+        .await
+        .unwrap();
+    let idx = header(&r, "x-consul-index");
+    let http = a.http.clone();
+    let url = a.url(&format!("/v1/health/service/job?index={idx}&wait=2s"));
+    let waiter = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let r = http.get(url).send().await.unwrap();
+        (started.elapsed(), header(&r, "x-consul-index"))
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (st, _) = a.put("/v1/agent/check/pass/job-ttl?note=two", "").await;
+    assert_eq!(st, 200);
+    assert_eq!(agent_output(&a).await, "two");
+    assert_eq!(catalog_output(&a).await, "one");
+    // The blocking query was not woken: it ran out its wait, index unchanged.
+    let (took, after) = waiter.await.unwrap();
+    assert!(took >= Duration::from_millis(1900), "woken after {took:?}");
+    assert_eq!(after, idx);
+    assert_eq!(catalog_output(&a).await, "one");
+    // A status change goes at once, with the latest output.
+    let (st, _) = a
+        .put(
+            "/v1/agent/check/update/job-ttl",
+            r#"{"Status":"warning","Output":"three"}"#,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let c = catalog_check(&a, "job-ttl").await.unwrap();
+    assert_eq!(
+        (&c["Status"], &c["Output"]),
+        (&json!("warning"), &json!("three"))
+    );
+    drop(a);
+
+    // A short interval: the output follows within it (half of it at least).
+    let a = start(Some("1s")).await;
+    let (st, _) = a.put("/v1/agent/check/pass/job-ttl?note=two", "").await;
+    assert_eq!(st, 200);
+    assert_eq!(catalog_output(&a).await, "one");
+    eventually("the deferred output", Duration::from_secs(5), || async {
+        (catalog_output(&a).await == "two").then_some(())
+    })
+    .await;
+    drop(a);
+
+    // `0s`: at once.
+    let a = start(Some("0s")).await;
+    let (st, _) = a.put("/v1/agent/check/pass/job-ttl?note=two", "").await;
+    assert_eq!(st, 200);
+    assert_eq!(catalog_output(&a).await, "two");
+    // A bad value stops the start.
+    let (code, out) = dev_builder()
+        .config_file("c.hcl", "check_update_interval = \"soon\"\n")
+        .start_failure();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("check_update_interval: invalid value \"soon\""),
+        "{out}"
+    );
+}
+
 #[tokio::test]
 async fn ttl_check_updates_and_expiry() {
     let a = dev().await;
@@ -450,15 +548,19 @@ async fn register_check(a: &Agent, body: Value) {
     assert_eq!((st, text.as_str()), (200, ""), "{body}");
 }
 
-/// Waits until a check has run (it has an output) and has `status`: a new
-/// check starts critical with no output.
+/// Waits until a check has run (it has an output) and has `status`, as the
+/// agent sees it: a new check starts critical with no output, and a first
+/// run that leaves it critical only changes its output, which reaches the
+/// catalog after `check_update_interval` (as in Consul).
 async fn wait_ran(a: &Agent, check_id: &str, status: &str) -> Value {
     eventually(
         &format!("check {check_id} to run and be {status}"),
         Duration::from_secs(10),
         || async {
-            catalog_check(a, check_id)
-                .await
+            let (_, checks) = a.get_json("/v1/agent/checks").await;
+            checks
+                .get(check_id)
+                .cloned()
                 .filter(|c| c["Status"] == status && !output(c).is_empty())
         },
     )

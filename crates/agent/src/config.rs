@@ -372,6 +372,10 @@ pub struct Config {
     pub checks: Vec<CheckDefinition>,
     pub check: Vec<CheckDefinition>,
     pub session_ttl_min: String,
+    /// How long a check's new output waits before it is written to the
+    /// catalog when its status did not change (Consul: 5m; `0s` writes
+    /// every change at once).
+    pub check_update_interval: String,
     /// A blocking query's wait when it names none (Consul: 300s).
     pub default_query_time: String,
     /// The longest wait a blocking query may ask for (Consul: 600s).
@@ -454,6 +458,7 @@ impl Default for Config {
             checks: Vec::new(),
             check: Vec::new(),
             session_ttl_min: "10s".into(),
+            check_update_interval: "5m".into(),
             default_query_time: "300s".into(),
             max_query_time: "600s".into(),
             pid_file: String::new(),
@@ -602,6 +607,12 @@ impl Config {
             Value::Array(list) => list.clone(),
             one => vec![one.clone()],
         }
+    }
+
+    /// `check_update_interval` (checked at load).
+    pub fn check_update_interval(&self) -> Duration {
+        meshgate_types::duration::parse(&self.check_update_interval)
+            .unwrap_or(Duration::from_secs(300))
     }
 
     /// Minimum session TTL.
@@ -886,6 +897,12 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     crate::http::policy::HttpPolicy::from_config(&c.http_config)?;
     c.bootstrap_entries()?;
     crate::connect::initial_ca_config(&c.connect).map_err(|e| ConfigError(e.to_string()))?;
+    if meshgate_types::duration::parse(&c.check_update_interval).is_err() {
+        return Err(ConfigError(format!(
+            "check_update_interval: invalid value {:?}: must be a duration",
+            c.check_update_interval
+        )));
+    }
     for (key, v) in [
         ("default_query_time", &c.default_query_time),
         ("max_query_time", &c.max_query_time),

@@ -91,6 +91,7 @@ pub static IMPLEMENTED: &[&str] = &[
     "check",
     "checks",
     "check_output_max_size",
+    "check_update_interval",
     "client_addr",
     "data_dir",
     "datacenter",

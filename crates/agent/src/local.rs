@@ -54,6 +54,34 @@ pub struct LocalCheck {
     pub ttl_deadline: Option<Instant>,
     thresholds: Thresholds,
     task: Option<AbortHandle>,
+    /// A new output (same status) waits for `check_update_interval` before
+    /// it is written to the catalog; anti-entropy leaves the output alone
+    /// meanwhile.
+    output_deferred: bool,
+}
+
+/// What to do with a check's new (status, output).
+enum CheckSync {
+    /// Write it to the catalog now (the status changed, or no deferral).
+    Now(String, String),
+    /// Only the output changed: write it later; `schedule` when no later
+    /// write is pending yet.
+    Later { schedule: bool },
+}
+
+impl LocalCheck {
+    /// Routes a change from [`set_status`]: a status change goes to the
+    /// catalog at once, a new output under the same status after
+    /// `interval` (Consul's `check_update_interval`; zero: at once).
+    fn route(&mut self, change: StatusChange, interval: Duration) -> CheckSync {
+        if change.status_changed || interval.is_zero() {
+            self.output_deferred = false;
+            return CheckSync::Now(change.status, change.output);
+        }
+        let schedule = !self.output_deferred;
+        self.output_deferred = true;
+        CheckSync::Later { schedule }
+    }
 }
 
 #[derive(Default)]
@@ -539,6 +567,7 @@ impl Agent {
                 source,
                 ttl_deadline,
                 task,
+                output_deferred: false,
             },
         );
     }
@@ -643,12 +672,34 @@ impl Agent {
             } else {
                 checks::truncate_output(outcome.output, max)
             };
-            set_status(c, st, output)
+            set_status(c, st, output).map(|ch| c.route(ch, self.config.check_update_interval()))
         };
-        if let Some((status, output)) = update {
-            self.local.bump();
-            self.push_check(check_id, &status, &output).await;
-            self.refresh_alias_checks().await;
+        self.sync_check_change(check_id, update).await;
+    }
+
+    /// Writes a local check's change to the catalog now, or has its new
+    /// output written once `check_update_interval` has passed (half of it
+    /// plus a random share of all of it, as Consul staggers it), so that a
+    /// check whose output changes at every run (a time in an HTTP body)
+    /// does not wake every blocking query on its service at every run. The
+    /// agent's own endpoints show the new output at once.
+    async fn sync_check_change(self: &Arc<Self>, check_id: &str, change: Option<CheckSync>) {
+        match change {
+            None => {}
+            Some(CheckSync::Now(status, output)) => {
+                self.local.bump();
+                self.push_check(check_id, &status, &output).await;
+                self.refresh_alias_checks().await;
+            }
+            Some(CheckSync::Later { schedule }) => {
+                self.local.bump();
+                if schedule {
+                    let interval = self.config.check_update_interval();
+                    let wait = interval / 2 + interval.mul_f64(rand::random::<f64>());
+                    debug!(check = %check_id, ?wait, "check output changed, status the same: catalog update deferred");
+                    tokio::spawn(deferred_output(self.clone(), check_id.to_string(), wait));
+                }
+            }
         }
     }
 
@@ -679,12 +730,9 @@ impl Agent {
                 checks::truncate_output(output.to_string(), self.config.check_output_max_size)
             };
             set_status(c, status_str(st), output)
+                .map(|ch| c.route(ch, self.config.check_update_interval()))
         };
-        if let Some((status, output)) = update {
-            self.local.bump();
-            self.push_check(check_id, &status, &output).await;
-            self.refresh_alias_checks().await;
-        }
+        self.sync_check_change(check_id, update).await;
         Ok(())
     }
 
@@ -765,9 +813,9 @@ impl Agent {
                     (st, "All checks passing.".to_string())
                 };
                 if let Some(c) = inner.checks.get_mut(&id)
-                    && let Some((s, o)) = set_status(c, st, output)
+                    && let Some(ch) = set_status(c, st, output)
                 {
-                    out.push((id, s, o));
+                    out.push((id, ch.status, ch.output));
                 }
             }
             out
@@ -958,7 +1006,7 @@ impl Agent {
                 inner
                     .checks
                     .values()
-                    .map(|c| c.hc.clone())
+                    .map(|c| (c.hc.clone(), c.output_deferred))
                     .collect::<Vec<_>>(),
             )
         };
@@ -995,11 +1043,15 @@ impl Agent {
                 }
             }
         }
-        for c in &checks {
+        for (c, output_deferred) in &checks {
             let same = catalog_checks.get(&c.check_id).is_some_and(|cc| {
                 let mut cc = cc.clone();
                 cc.create_index = 0;
                 cc.modify_index = 0;
+                // A deferred output is written by its own timer.
+                if *output_deferred {
+                    cc.output = c.output.clone();
+                }
                 cc == *c
             });
             if !same && let Err(e) = self.sync_check(&c.check_id).await {
@@ -1023,7 +1075,7 @@ impl Agent {
                     .await;
             }
         }
-        let own_checks: Vec<&str> = checks.iter().map(|c| c.check_id.as_str()).collect();
+        let own_checks: Vec<&str> = checks.iter().map(|(c, _)| c.check_id.as_str()).collect();
         for id in catalog_checks.keys() {
             if id == SERF_CHECK_ID || own_checks.contains(&id.as_str()) {
                 continue;
@@ -1048,11 +1100,20 @@ fn status_str(s: &str) -> &'static str {
     }
 }
 
-/// Sets a local check's status; returns the new (status, output) when it changed.
-fn set_status(c: &mut LocalCheck, st: &str, output: String) -> Option<(String, String)> {
+/// A local check's new status and output, from [`set_status`].
+struct StatusChange {
+    status: String,
+    output: String,
+    status_changed: bool,
+}
+
+/// Sets a local check's status; returns the new status and output when
+/// either changed.
+fn set_status(c: &mut LocalCheck, st: &str, output: String) -> Option<StatusChange> {
     if c.hc.status == st && c.hc.output == output {
         return None;
     }
+    let status_changed = c.hc.status != st;
     if st == status::CRITICAL {
         if c.hc.status != status::CRITICAL || c.critical_since.is_none() {
             c.critical_since = Some(Instant::now());
@@ -1062,7 +1123,34 @@ fn set_status(c: &mut LocalCheck, st: &str, output: String) -> Option<(String, S
     }
     c.hc.status = st.to_string();
     c.hc.output = output.clone();
-    Some((st.to_string(), output))
+    Some(StatusChange {
+        status: st.to_string(),
+        output,
+        status_changed,
+    })
+}
+
+/// Writes a check's deferred output to the catalog after `wait`, unless a
+/// status change has written it meanwhile (or the check is gone).
+async fn deferred_output(agent: Arc<Agent>, check_id: String, wait: Duration) {
+    let mut stop = agent.shutdown_signal();
+    tokio::select! {
+        _ = crate::stopped(&mut stop) => return,
+        _ = tokio::time::sleep(wait) => {}
+    }
+    let due = {
+        let mut inner = agent.local.inner.lock();
+        match inner.checks.get_mut(&check_id) {
+            Some(c) if c.output_deferred => {
+                c.output_deferred = false;
+                Some((c.hc.status.clone(), c.hc.output.clone()))
+            }
+            _ => None,
+        }
+    };
+    if let Some((status, output)) = due {
+        agent.push_check(&check_id, &status, &output).await;
+    }
 }
 
 fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
@@ -1168,16 +1256,15 @@ async fn ttl_watch(agent: Arc<Agent>, id: String) {
                 Some(c) if c.ttl_deadline.is_some_and(|d| d <= Instant::now()) => {
                     c.ttl_deadline = Some(Instant::now() + c.def.ttl.get());
                     set_status(c, status::CRITICAL, "TTL expired".into())
+                        .map(|ch| c.route(ch, agent.config.check_update_interval()))
                 }
                 Some(_) => None,
             }
         };
-        if let Some((s, o)) = expired {
+        if expired.is_some() {
             warn!(check = %id, "Check missed TTL, is now critical");
-            agent.local.bump();
-            agent.push_check(&id, &s, &o).await;
-            agent.refresh_alias_checks().await;
         }
+        agent.sync_check_change(&id, expired).await;
     }
 }
 
@@ -1346,6 +1433,7 @@ impl Agent {
                     ttl_deadline: None,
                     thresholds: Thresholds::default(),
                     task: None,
+                    output_deferred: false,
                 },
             );
         }
