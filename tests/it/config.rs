@@ -33,6 +33,19 @@ service {
     assert_eq!(dcs, json!(["east"]));
     let (_, node) = a.get_json("/v1/catalog/node/test-node").await;
     assert_eq!(node["Node"]["Meta"]["rack"], "r1");
+    // Next to the configured meta, Consul's own: the version it speaks.
+    let (_, me) = a.get_json("/v1/agent/self").await;
+    assert_eq!(
+        node["Node"]["Meta"]["consul-version"], me["Config"]["Version"],
+        "{node}"
+    );
+    let (_, by_version) = a
+        .get_json(&format!(
+            "/v1/catalog/nodes?node-meta=consul-version:{}",
+            me["Config"]["Version"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(by_version.as_array().map(Vec::len), Some(1), "{by_version}");
     let (_, svcs) = a.get_json("/v1/agent/services").await;
     assert_eq!(svcs["from-config"]["Port"], 7000);
     assert_eq!(svcs["also-config"]["Port"], 7001);

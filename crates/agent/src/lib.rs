@@ -319,6 +319,9 @@ impl Agent {
         }
         let mut meta = self.config.node_meta.clone();
         meta.entry("consul-network-segment".into()).or_default();
+        // As Consul's agents: tools select nodes by it (Prometheus's
+        // `__meta_consul_metadata_consul_version`).
+        meta.insert("consul-version".into(), COMPAT_VERSION.into());
         let service = if self.config.server {
             let mut m = std::collections::BTreeMap::new();
             m.insert("raft_version".to_string(), "3".to_string());
