@@ -103,8 +103,10 @@ async fn templates_and_explain() {
     let (_, r) = a.get_json("/v1/query/geo-db/explain").await;
     assert_eq!(r["Query"]["Service"]["Service"], "db");
     assert_eq!(r["Query"]["Service"]["Tags"], json!(["db"]));
+    assert_eq!(r["ResultsFilteredByACLs"], false, "{r}");
     let (_, r) = a.get_json("/v1/query/geo-db/execute").await;
     assert_eq!(r["Service"], "db");
+    assert_eq!(r["ResultsFilteredByACLs"], false, "{r}");
     assert_eq!(r["Nodes"], json!([]), "the rendered tag filter applies");
 }
 

@@ -71,6 +71,8 @@ async fn read_only_transactions_and_limits() {
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["KnownLeader"], true);
     assert_eq!(v["Index"], 1);
+    // Go's spelling of the query metadata's fields.
+    assert_eq!(v["ResultsFilteredByACLs"], false, "{v}");
     assert_eq!(v["Results"].as_array().unwrap().len(), 2);
     let ops: Vec<Value> = (0..129)
         .map(|i| json!({"KV": {"Verb": "get", "Key": format!("k{i}")}}))

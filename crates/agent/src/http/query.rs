@@ -256,6 +256,8 @@ struct ExecuteResponse {
     consistency_level: String,
     not_modified: bool,
     backend: u64,
+    // Go's field name, which PascalCase would spell `ResultsFilteredByAcls`.
+    #[serde(rename = "ResultsFilteredByACLs")]
     results_filtered_by_acls: bool,
 }
 
@@ -269,6 +271,8 @@ struct ExplainResponse {
     consistency_level: String,
     not_modified: bool,
     backend: u64,
+    // Go's field name, which PascalCase would spell `ResultsFilteredByAcls`.
+    #[serde(rename = "ResultsFilteredByACLs")]
     results_filtered_by_acls: bool,
 }
 

@@ -35,6 +35,8 @@ struct ReadResponse {
     consistency_level: String,
     not_modified: bool,
     backend: u64,
+    // Go's field name, which PascalCase would spell `ResultsFilteredByAcls`.
+    #[serde(rename = "ResultsFilteredByACLs")]
     results_filtered_by_acls: bool,
 }
 
