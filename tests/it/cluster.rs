@@ -1755,6 +1755,22 @@ async fn client_agents_serve_sync_and_are_watched() {
             "{out}"
         );
     }
+    // The WAN pool (`?wan=1`, `members -wan`): on a server, the servers
+    // under their WAN names (`node.dc`, the serf WAN port); a client agent
+    // has none (`null`, as Consul's).
+    let (_, wan) = server.get_json("/v1/agent/members?wan=1").await;
+    let names: Vec<_> = wan
+        .as_array()
+        .unwrap_or_else(|| panic!("{wan}"))
+        .iter()
+        .map(|m| (m["Name"].as_str().unwrap_or_default(), m["Port"].as_u64()))
+        .collect();
+    assert_eq!(names, [("server-1.dc1", Some(8302))], "{wan}");
+    let (_, none) = c1.get_json("/v1/agent/members?wan=1").await;
+    assert_eq!(none, serde_json::Value::Null);
+    let (code, out, err) = meshgate_test_support::cli(BIN, &server, &["members", "-wan"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("server-1.dc1 ")), "{out}");
     // A client dies: its serfHealth goes critical within the failure window.
     c2.kill();
     let serf = |a: &Agent| {

@@ -665,9 +665,27 @@ pub fn member(agent: &Agent) -> Member {
 async fn members(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
     let mut acl = AclFilter::new(&ctx)?;
+    // `?wan=<anything>`: the servers' WAN pool. meshgate runs one datacenter,
+    // so that is this datacenter's servers under their WAN names
+    // (`node.dc`, the serf WAN port), as a Consul server lists them; a
+    // client agent has no WAN pool and answers `null`, as Consul's does.
+    let wan = ctx.query.get("wan").is_some_and(|v| !v.is_empty());
+    if wan && !ctx.agent.config.server {
+        return Ok(json(&ctx, &serde_json::Value::Null));
+    }
+    let dc = &ctx.agent.config.datacenter;
     let list: Vec<Member> = members_of(&ctx.agent)
         .into_iter()
         .filter(|m| acl.keep(acl.id.allows(Resource::Node, Access::Read, &m.name)))
+        .filter(|m| !wan || m.tags.get("role").is_some_and(|r| r == "consul"))
+        .map(|mut m| {
+            if wan {
+                m.name = format!("{}.{dc}", m.name);
+                m.port = ctx.agent.config.ports.serf_wan.clamp(0, 65535) as u16;
+                m.tags.remove("segment");
+            }
+            m
+        })
         .collect();
     let list = apply_filter(&opts, schema::agent_members(), list)?;
     let mut r = json(&ctx, &list);

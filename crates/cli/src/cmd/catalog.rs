@@ -293,7 +293,8 @@ pub async fn members(a: MembersArgs) -> CliResult {
         .get("/v1/agent/members", &q)
         .await
         .map_err(|e| CliError::new(format!("Error retrieving members: {}", e.message)))?;
-    let mut list: Vec<Member> = r.json()?;
+    // (`null`: a client agent asked for the WAN pool, which it has none of.)
+    let mut list: Vec<Member> = r.json::<Option<Vec<Member>>>()?.unwrap_or_default();
     let re = regex::Regex::new(&a.status)
         .map_err(|e| CliError::new(format!("Failed to compile status regexp: {e}")))?;
     let mut kept = Vec::new();
