@@ -650,9 +650,79 @@ pub fn check_cluster_settings(config: &Config) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// The address to advertise when the agent binds every address (`0.0.0.0`
+/// or `::`) and names none: as Consul, the one private IPv4 address of the
+/// host's interfaces (the one public IPv6 address for `::`); none, or more
+/// than one, is an error that asks for `bind`/`advertise`.
+fn detect_advertise(bind: IpAddr, addrs: &[IpAddr]) -> Result<IpAddr, AgentError> {
+    let (kind, found): (&str, Vec<IpAddr>) = match bind {
+        IpAddr::V4(_) => (
+            "private IPv4",
+            addrs
+                .iter()
+                .filter(|a| match a {
+                    // RFC 1918 and RFC 6598 (carrier-grade NAT), as Consul's
+                    // private ranges; not loopback or link-local.
+                    IpAddr::V4(v4) => {
+                        v4.is_private() || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+                    }
+                    IpAddr::V6(_) => false,
+                })
+                .copied()
+                .collect(),
+        ),
+        IpAddr::V6(_) => (
+            "public IPv6",
+            addrs
+                .iter()
+                .filter(|a| match a {
+                    IpAddr::V6(v6) => {
+                        let first = v6.segments()[0];
+                        !v6.is_loopback()
+                            && !v6.is_unspecified()
+                            && (first & 0xfe00) != 0xfc00 // unique local
+                            && (first & 0xffc0) != 0xfe80 // link-local
+                            && !v6.is_multicast()
+                    }
+                    IpAddr::V4(_) => false,
+                })
+                .copied()
+                .collect(),
+        ),
+    };
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(AgentError::Other(format!(
+            "No {kind} address found: set one with -bind or -advertise (bind_addr, advertise_addr)"
+        ))),
+        many => Err(AgentError::Other(format!(
+            "Multiple {kind} addresses found ({}). Please configure one with 'bind' and/or 'advertise'.",
+            many.iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 /// Checks what cluster mode needs, and gives the node a stable id.
 fn check_cluster_config(config: &mut Config) -> Result<(), AgentError> {
     check_cluster_settings(config)?;
+    // Bound to every address with none to advertise: other agents must be
+    // told an address they can reach (not 0.0.0.0 or 127.0.0.1).
+    if let Ok(bind) = config.bind_addr.parse::<IpAddr>()
+        && bind.is_unspecified()
+        && config.advertise_addr.is_empty()
+    {
+        let addrs: Vec<IpAddr> = if_addrs::get_if_addrs()
+            .map_err(|e| AgentError::Other(format!("listing the network interfaces: {e}")))?
+            .into_iter()
+            .map(|i| i.ip())
+            .collect();
+        let ip = detect_advertise(bind, &addrs)?;
+        info!(%ip, "advertising the host's address (bind_addr {bind}, no advertise_addr)");
+        config.advertise_addr = ip.to_string();
+    }
     let tls = config.tls.cluster().is_some();
     if tls {
         info!("cluster traffic: mutual TLS with the cluster CA");
@@ -987,5 +1057,50 @@ pub(crate) fn bracket(addr: &str) -> String {
         format!("[{addr}]")
     } else {
         addr.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The address advertised for a bind to every address: the host's one
+    /// private IPv4 (or public IPv6) address, else a clear error.
+    #[test]
+    fn advertise_detection_picks_the_one_private_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let any4 = ip("0.0.0.0");
+        let host = [
+            ip("127.0.0.1"),
+            ip("10.1.2.3"),
+            ip("169.254.1.1"),
+            ip("::1"),
+        ];
+        assert_eq!(detect_advertise(any4, &host).unwrap(), ip("10.1.2.3"));
+        // Carrier-grade NAT counts as private, a public address does not.
+        assert_eq!(
+            detect_advertise(any4, &[ip("100.64.0.7"), ip("8.8.4.4")]).unwrap(),
+            ip("100.64.0.7")
+        );
+        let none = detect_advertise(any4, &[ip("127.0.0.1"), ip("8.8.4.4")]).unwrap_err();
+        assert!(
+            none.to_string()
+                .starts_with("No private IPv4 address found"),
+            "{none}"
+        );
+        let two = detect_advertise(any4, &[ip("10.0.0.1"), ip("192.168.1.1")]).unwrap_err();
+        assert_eq!(
+            two.to_string(),
+            "Multiple private IPv4 addresses found (10.0.0.1, 192.168.1.1). Please configure one with 'bind' and/or 'advertise'."
+        );
+        let any6 = ip("::");
+        let v6 = [
+            ip("::1"),
+            ip("fe80::1"),
+            ip("fd00::1"),
+            ip("2001:db8::5"),
+            ip("10.0.0.1"),
+        ];
+        assert_eq!(detect_advertise(any6, &v6).unwrap(), ip("2001:db8::5"));
     }
 }
