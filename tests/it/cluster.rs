@@ -2379,3 +2379,68 @@ async fn status_names_servers_by_their_advertised_address() {
     let (_, peers) = a.get_json("/v1/status/peers").await;
     assert_eq!(peers, serde_json::json!([leader]));
 }
+
+/// A server waiting for the others (`-bootstrap-expect=3`, alone) answers
+/// its API at once, as Consul's does: its own endpoints, `""` as the leader,
+/// `No cluster leader` for catalog reads; it says it runs (and tells
+/// systemd) only once it has a leader or stopped waiting for one (15 s).
+#[tokio::test]
+async fn a_lone_server_answers_while_it_waits_for_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.0.133";
+    let port = meshgate_test_support::free_port(ip).to_string();
+    let data = format!("-data-dir={}", dir.path().display());
+    let mut p = meshgate_test_support::Proc::spawn(
+        "lone-server",
+        BIN,
+        &[
+            "agent",
+            "-server",
+            "-bootstrap-expect=3",
+            "-node=lone",
+            &data,
+            "-bind",
+            ip,
+            "-client",
+            ip,
+            "-http-port",
+            &port,
+            "-dns-port",
+            "-1",
+            "-retry-join=127.0.0.134",
+        ],
+        &[],
+    );
+    let base = format!("http://{ip}:{port}");
+    let http = meshgate_test_support::client();
+    let me = eventually("the API answers", Duration::from_secs(5), || async {
+        let r = http
+            .get(format!("{base}/v1/agent/self"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())?;
+        r.json::<serde_json::Value>().await.ok()
+    })
+    .await;
+    assert_eq!(me["Config"]["NodeName"], "lone", "{me}");
+    assert!(!p.log().contains("meshgate agent running"), "{}", p.log());
+    let r = http
+        .get(format!("{base}/v1/status/leader"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "\"\"");
+    let r = http
+        .get(format!("{base}/v1/catalog/nodes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(r.text().await.unwrap().contains("No cluster leader"));
+    // After 15 s without a leader it says it runs and keeps waiting.
+    p.wait_log("meshgate agent running", Duration::from_secs(30));
+    p.sigterm();
+    assert!(p.wait_exit(Duration::from_secs(10)).is_some());
+}

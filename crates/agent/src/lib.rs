@@ -478,11 +478,20 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     if agent.acl.enabled {
         agent.load_persisted_tokens()?;
     }
+    // A cluster agent's API answers from here on, as Consul's does while
+    // its agent joins: its own endpoints at once, catalog reads once there is
+    // a leader. It says it runs (and tells systemd) once it is in the
+    // catalog, or has given up waiting for a leader (below). A `-dev` agent
+    // (no one to wait for) serves once everything is in place.
+    let mut served = None;
+    if agent.store.cluster().is_some() {
+        served = Some(serve_api(&agent).await?);
+    }
     // With a leader (at once, or within 15 s: servers starting together),
-    // the agent is in the catalog before its API answers. Without one it
-    // serves its API anyway and keeps its own services and checks locally,
-    // as Consul's agents do, and joins the catalog once the servers have a
-    // leader.
+    // the agent is in the catalog, with the services and checks of its
+    // config files, before it says it runs. Without one it goes on anyway
+    // and keeps its own services and checks locally, as Consul's agents do,
+    // and joins the catalog once the servers have a leader.
     let leader = match agent.store.cluster() {
         None => true,
         Some(c) => {
@@ -503,41 +512,20 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
         sdnotify::notify("STATUS=waiting for the servers to have a leader");
         early_tasks.push(tokio::spawn(join_when_led(agent.clone())));
     }
-    // Services and checks from config files exist before the API answers.
+    // Services and checks from config files exist before the agent says it
+    // runs.
     local::load_config_services(&agent).await;
-    // `config_entries.bootstrap`: a single agent creates them before its API
-    // answers; in a cluster each new leader does (below).
+    // `config_entries.bootstrap`: a single agent creates them before it says
+    // it runs; in a cluster each new leader does (below).
     if agent.store.cluster().is_none() {
         bootstrap::apply_missing(&agent).await;
     }
 
-    // DNS first: once the HTTP API answers, DNS answers too.
-    let (mut tasks, dns_bound) = dns::start(&agent).await?;
+    let (mut tasks, dns_bound, bound) = match served {
+        Some(s) => s,
+        None => serve_api(&agent).await?,
+    };
     tasks.extend(early_tasks);
-    *agent.dns_addrs.lock() = dns_bound.clone();
-    let mut bound = Vec::new();
-    if agent.config.ports.http > 0 {
-        for addr in agent.config.http_addrs() {
-            let sa = format!("{}:{}", bracket(&addr), agent.config.ports.http);
-            let listener = bind_listener(&sa).map_err(|source| AgentError::Bind {
-                addr: sa.clone(),
-                source,
-            })?;
-            let local = listener.local_addr().map_err(|source| AgentError::Bind {
-                addr: sa.clone(),
-                source,
-            })?;
-            bound.push(local);
-            let app = http::api(agent.clone());
-            tasks.push(tokio::spawn(serve_http(
-                listener,
-                app,
-                agent.http_limiter.clone(),
-                agent.shutdown_signal(),
-            )));
-        }
-    }
-    *agent.http_addrs.lock() = bound.clone();
     tasks.push(tokio::spawn(local::anti_entropy(agent.clone())));
     tasks.push(tokio::spawn(local::reaper(agent.clone())));
     tasks.push(tokio::spawn(sessions::tombstone_reaper(agent.clone())));
@@ -570,6 +558,44 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     }
     tasks.push(tokio::spawn(sdnotify::watchdog(agent.clone())));
     Ok(Running { agent, tasks })
+}
+
+/// The listening tasks and the DNS and HTTP addresses bound.
+type Served = (
+    Vec<tokio::task::JoinHandle<()>>,
+    Vec<std::net::SocketAddr>,
+    Vec<std::net::SocketAddr>,
+);
+
+/// Binds and serves DNS, then the HTTP API: once the HTTP API answers, DNS
+/// answers too.
+async fn serve_api(agent: &Arc<Agent>) -> Result<Served, AgentError> {
+    let (mut tasks, dns_bound) = dns::start(agent).await?;
+    *agent.dns_addrs.lock() = dns_bound.clone();
+    let mut bound = Vec::new();
+    if agent.config.ports.http > 0 {
+        for addr in agent.config.http_addrs() {
+            let sa = format!("{}:{}", bracket(&addr), agent.config.ports.http);
+            let listener = bind_listener(&sa).map_err(|source| AgentError::Bind {
+                addr: sa.clone(),
+                source,
+            })?;
+            let local = listener.local_addr().map_err(|source| AgentError::Bind {
+                addr: sa.clone(),
+                source,
+            })?;
+            bound.push(local);
+            let app = http::api(agent.clone());
+            tasks.push(tokio::spawn(serve_http(
+                listener,
+                app,
+                agent.http_limiter.clone(),
+                agent.shutdown_signal(),
+            )));
+        }
+    }
+    *agent.http_addrs.lock() = bound.clone();
+    Ok((tasks, dns_bound, bound))
 }
 
 /// Cluster mode, when the servers had no leader at start: waits for one as

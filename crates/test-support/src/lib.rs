@@ -288,7 +288,16 @@ impl AgentBuilder {
                 let l = log.lock().map(|l| l.clone()).unwrap_or_default();
                 return Err(format!("agent exited with {status}:\n{l}"));
             }
-            if let Ok(r) = http.get(format!("{base}/v1/status/leader")).send().await
+            // Up once the API answers and the agent says it runs: a cluster
+            // agent answers while it still joins (as Consul's does), and is
+            // in the catalog (or has stopped waiting for a leader) once it
+            // says it runs.
+            let running = log
+                .lock()
+                .map(|l| l.contains("meshgate agent running"))
+                .unwrap_or(false);
+            if running
+                && let Ok(r) = http.get(format!("{base}/v1/status/leader")).send().await
                 && r.status().is_success()
             {
                 break;
