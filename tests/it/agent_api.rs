@@ -197,6 +197,59 @@ async fn check_output_changes_wait_for_check_update_interval() {
     );
 }
 
+/// Registering a service again (Nomad re-syncs its services this way) keeps
+/// the state of its checks, as Consul restores it: no flap to critical, no
+/// new index for the watchers of the service when nothing else changed.
+#[tokio::test]
+async fn registering_a_service_again_keeps_its_checks_state() {
+    let a = dev().await;
+    let body = json!({
+        "ID": "_nomad-task-api", "Name": "api", "Port": 8080, "Tags": ["http"],
+        "Checks": [{"CheckID": "_nomad-check-ttl", "Name": "ttl", "TTL": "1m0s"}]
+    })
+    .to_string();
+    assert_eq!(
+        a.put("/v1/agent/service/register", body.clone()).await.0,
+        200
+    );
+    let (st, _) = a
+        .put(
+            "/v1/agent/check/update/_nomad-check-ttl",
+            r#"{"Status":"passing","Output":"fine"}"#,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let r = a
+        .http
+        .get(a.url("/v1/health/service/api?passing=1"))
+        .send()
+        .await
+        .unwrap();
+    let idx = header(&r, "x-consul-index");
+    for path in [
+        "/v1/agent/service/register",
+        "/v1/agent/service/register?replace-existing-checks",
+    ] {
+        assert_eq!(a.put(path, body.clone()).await.0, 200, "{path}");
+        let (_, checks) = a.get_json("/v1/agent/checks").await;
+        let c = &checks["_nomad-check-ttl"];
+        assert_eq!(
+            (&c["Status"], &c["Output"]),
+            (&json!("passing"), &json!("fine")),
+            "{path}: {c}"
+        );
+        let r = a
+            .http
+            .get(a.url("/v1/health/service/api?passing=1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(&r, "x-consul-index"), idx, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v.as_array().map(Vec::len), Some(1), "{path}: {v}");
+    }
+}
+
 #[tokio::test]
 async fn ttl_check_updates_and_expiry() {
     let a = dev().await;

@@ -383,7 +383,10 @@ impl Agent {
             }
         }
         for (check_id, name, c) in hcs {
-            self.insert_check(check_id, name, &id, &svc, c, token, source);
+            // A service registered again keeps its checks' state (Consul
+            // restores status and output from a snapshot), so re-registering
+            // an unchanged service (Nomad's sync) changes nothing.
+            self.insert_check(check_id, name, &id, &svc, c, token, source, true);
         }
         self.local.bump();
         info!(service = %id, "Synced service");
@@ -506,6 +509,7 @@ impl Agent {
         c: CheckDefinition,
         token: &str,
         source: Source,
+        restore_state: bool,
     ) {
         let kind = c.kind();
         let initial = if c.status.is_empty() {
@@ -513,7 +517,7 @@ impl Agent {
         } else {
             c.status.clone()
         };
-        let hc = HealthCheck {
+        let mut hc = HealthCheck {
             node: self.node_name.clone(),
             check_id: check_id.clone(),
             name,
@@ -550,15 +554,23 @@ impl Agent {
         let ttl_deadline = (kind == Some(CheckKind::Ttl)).then(|| Instant::now() + c.ttl.get());
         let task = self.spawn_runner(&check_id, &c, kind);
         let mut inner = self.local.inner.lock();
-        if let Some(mut old) = inner.checks.remove(&check_id)
-            && let Some(t) = old.task.take()
-        {
-            t.abort();
+        let mut critical_since = (initial == status::CRITICAL).then(Instant::now);
+        let mut output_deferred = false;
+        if let Some(mut old) = inner.checks.remove(&check_id) {
+            if let Some(t) = old.task.take() {
+                t.abort();
+            }
+            if restore_state {
+                hc.status = old.hc.status;
+                hc.output = old.hc.output;
+                critical_since = old.critical_since;
+                output_deferred = old.output_deferred;
+            }
         }
         inner.checks.insert(
             check_id,
             LocalCheck {
-                critical_since: (initial == status::CRITICAL).then(Instant::now),
+                critical_since,
                 hc,
                 thresholds: Thresholds::from_def(&c),
                 def: c,
@@ -567,7 +579,7 @@ impl Agent {
                 source,
                 ttl_deadline,
                 task,
-                output_deferred: false,
+                output_deferred,
             },
         );
     }
@@ -904,7 +916,7 @@ impl Agent {
         };
         let service_id = c.service_id.clone();
         let name = c.name.clone();
-        self.insert_check(id.clone(), name, &service_id, &svc, c, token, source);
+        self.insert_check(id.clone(), name, &service_id, &svc, c, token, source, false);
         self.local.bump();
         self.sync_check(&id).await?;
         self.refresh_alias_checks().await;
