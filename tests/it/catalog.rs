@@ -62,6 +62,25 @@ async fn scenario_external_service_registration() {
     assert_eq!(st, 200);
     let (_, svc) = a.get_json("/v1/catalog/service/carbonio-files-db").await;
     assert_eq!(svc, json!([]));
+    // Zero weights (what Go clients such as Terraform's send for none) are
+    // stored as the default, as Consul stores them.
+    let (st, _) = a
+        .put(
+            "/v1/catalog/register",
+            r#"{"Node":"ext","Address":"10.0.0.9","Service":{"Service":"w","Port":80,"Weights":{"Passing":0,"Warning":0}}}"#,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (_, svc) = a.get_json("/v1/catalog/service/w").await;
+    assert_eq!(
+        svc[0]["ServiceWeights"],
+        json!({"Passing": 1, "Warning": 1})
+    );
+    let (_, n) = a.get_json("/v1/catalog/node/ext").await;
+    assert_eq!(
+        n["Services"]["w"]["Weights"],
+        json!({"Passing": 1, "Warning": 1})
+    );
 }
 
 #[tokio::test]

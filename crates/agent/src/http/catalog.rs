@@ -138,6 +138,13 @@ async fn register(ctx: Ctx) -> ApiResult {
             c.check_type = definition_type(&c.definition).into();
         }
     }
+    // Weights that are not valid (Go clients send `{"Passing":0,...}` for
+    // none) are stored as the default 1/1, as Consul stores them.
+    if let Some(svc) = req.service.as_mut()
+        && (svc.weights.passing < 1 || svc.weights.warning < 0)
+    {
+        svc.weights = Default::default();
+    }
     authorize_register(&ctx, &req)?;
     ctx.agent
         .store
