@@ -250,6 +250,44 @@ async fn registering_a_service_again_keeps_its_checks_state() {
     }
 }
 
+/// `EnableTagOverride`: tags edited in the catalog stay, and the agent
+/// adopts them at its next anti-entropy run; without it the agent writes
+/// its own tags back, as Consul's does.
+#[tokio::test]
+async fn enable_tag_override_keeps_catalog_tags() {
+    let a = dev().await;
+    for (id, eto) in [("eto", true), ("plain", false)] {
+        let body =
+            json!({"ID": id, "Name": id, "Port": 80, "Tags": ["http"], "EnableTagOverride": eto});
+        assert_eq!(
+            a.put("/v1/agent/service/register", body.to_string())
+                .await
+                .0,
+            200
+        );
+        let edit = json!({"Node": "test-node", "SkipNodeUpdate": true,
+            "Service": {"ID": id, "Service": id, "Port": 80, "Tags": ["http", "edited"], "EnableTagOverride": eto}});
+        assert_eq!(a.put("/v1/catalog/register", edit.to_string()).await.0, 200);
+    }
+    // Any local change sets anti-entropy off (else it runs every 30 s).
+    let other = json!({"Name": "other", "Port": 81});
+    assert_eq!(
+        a.put("/v1/agent/service/register", other.to_string())
+            .await
+            .0,
+        200
+    );
+    eventually("anti-entropy ran", Duration::from_secs(10), || async {
+        let (_, v) = a.get_json("/v1/catalog/service/plain").await;
+        (v[0]["ServiceTags"] == json!(["http"])).then_some(())
+    })
+    .await;
+    let (_, v) = a.get_json("/v1/catalog/service/eto").await;
+    assert_eq!(v[0]["ServiceTags"], json!(["http", "edited"]), "{v}");
+    let (_, local) = a.get_json("/v1/agent/service/eto").await;
+    assert_eq!(local["Tags"], json!(["http", "edited"]), "{local}");
+}
+
 #[tokio::test]
 async fn ttl_check_updates_and_expiry() {
     let a = dev().await;

@@ -1007,21 +1007,6 @@ impl Agent {
         if !registered && let Err(e) = self.register_self().await {
             warn!("anti-entropy: {e}");
         }
-        let (services, checks) = {
-            let inner = self.local.inner.lock();
-            (
-                inner
-                    .services
-                    .values()
-                    .map(|s| s.svc.clone())
-                    .collect::<Vec<_>>(),
-                inner
-                    .checks
-                    .values()
-                    .map(|c| (c.hc.clone(), c.output_deferred))
-                    .collect::<Vec<_>>(),
-            )
-        };
         let (catalog_services, catalog_checks) = {
             let st = self.store.read();
             let svcs: BTreeMap<String, NodeService> = st
@@ -1040,6 +1025,44 @@ impl Agent {
                 .map(|c| (c.check_id.clone(), c.clone()))
                 .collect();
             (svcs, checks)
+        };
+        // `EnableTagOverride`: tags edited in the catalog win; the agent
+        // adopts them (and its checks' copy) instead of writing its own back.
+        {
+            let mut inner = self.local.inner.lock();
+            let mut adopted = false;
+            let Inner { services, checks } = &mut *inner;
+            for (id, ls) in services.iter_mut() {
+                let Some(remote) = catalog_services.get(id) else {
+                    continue;
+                };
+                if ls.svc.enable_tag_override && ls.svc.tags != remote.tags {
+                    ls.svc.tags = remote.tags.clone();
+                    for c in checks.values_mut().filter(|c| &c.hc.service_id == id) {
+                        c.hc.service_tags = remote.tags.clone();
+                    }
+                    adopted = true;
+                }
+            }
+            drop(inner);
+            if adopted {
+                self.local.bump();
+            }
+        }
+        let (services, checks) = {
+            let inner = self.local.inner.lock();
+            (
+                inner
+                    .services
+                    .values()
+                    .map(|s| s.svc.clone())
+                    .collect::<Vec<_>>(),
+                inner
+                    .checks
+                    .values()
+                    .map(|c| (c.hc.clone(), c.output_deferred))
+                    .collect::<Vec<_>>(),
+            )
         };
         for s in &services {
             let same = catalog_services.get(&s.id).is_some_and(|c| {
