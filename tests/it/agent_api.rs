@@ -288,6 +288,105 @@ async fn enable_tag_override_keeps_catalog_tags() {
     assert_eq!(local["Tags"], json!(["http", "edited"]), "{local}");
 }
 
+/// An HTTPS server on `host` answering `200 ok` to every request with
+/// `cert`; records the name each client sent (SNI).
+async fn https_server(
+    host: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> (u16, Arc<std::sync::Mutex<Vec<Option<String>>>>) {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificate");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
+    let cfg = rustls::ServerConfig::builder_with_provider(meshgate_ca::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let names = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let (acceptor, names) = (acceptor.clone(), names.clone());
+            tokio::spawn(async move {
+                let Ok(mut t) = acceptor.accept(s).await else {
+                    return;
+                };
+                let sni = t.get_ref().1.server_name().map(str::to_string);
+                names.lock().unwrap().push(sni);
+                let mut b = [0u8; 4096];
+                let _ = t.read(&mut b).await;
+                let _ = t
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = t.shutdown().await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// HTTPS checks trust the agent's CA (`tls.defaults.ca_file`) and, with
+/// `TLSServerName`, send that name (SNI) and verify the certificate against
+/// it while reaching the URL's address, as Consul's do; without it the
+/// certificate must name the URL's host.
+#[tokio::test]
+async fn https_checks_use_the_agent_ca_and_tls_server_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::dataplane::test_ca("web.meshgate.test");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let (port, seen) = https_server("127.0.0.1", &ca.cert_pem, &ca.key_pem).await;
+    let a = dev_builder()
+        .config_file(
+            "tls.hcl",
+            &format!(
+                "tls {{ defaults {{ ca_file = \"{}\" }} }}",
+                ca_file.display()
+            ),
+        )
+        .start()
+        .await;
+    let url = format!("https://127.0.0.1:{port}/health");
+    for (id, extra) in [
+        ("named", json!({"TLSServerName": "web.meshgate.test"})),
+        ("unnamed", json!({})),
+        (
+            "wrong-name",
+            json!({"TLSServerName": "other.meshgate.test"}),
+        ),
+    ] {
+        let mut body = json!({"ID": id, "Name": id, "HTTP": url, "Interval": "1s"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        register_check(&a, body).await;
+    }
+    let c = wait_ran(&a, "named", "passing").await;
+    assert!(
+        output(&c).starts_with(&format!("HTTP GET {url}: 200 OK Output: ok")),
+        "{c}"
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .contains(&Some("web.meshgate.test".to_string())),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    wait_ran(&a, "unnamed", "critical").await;
+    wait_ran(&a, "wrong-name", "critical").await;
+}
+
 #[tokio::test]
 async fn ttl_check_updates_and_expiry() {
     let a = dev().await;

@@ -634,11 +634,24 @@ impl Agent {
                 }))
             }
             CheckKind::Http => {
-                let client = checks::http_client(def.tls_skip_verify, &def.tls_server_name);
+                // The agent's CA (`tls.defaults.ca_file`) is trusted besides
+                // the system's roots, as Consul's HTTP checks trust it (a
+                // file that cannot be read fails the check, as it fails the
+                // TLS probes of the other checks).
+                let roots = checks::ca_roots(&self.config.tls.defaults.ca_file);
+                let client = match (&roots, def.tls_server_name.is_empty()) {
+                    (Ok(r), true) => Some(checks::http_client(def.tls_skip_verify, r)),
+                    _ => None,
+                };
                 tokio::spawn(periodic(agent, id, interval, move || {
-                    let client = client.clone();
-                    let def = def.clone();
-                    async move { checks::http(&client, &def, timeout).await }
+                    let (def, roots, client) = (def.clone(), roots.clone(), client.clone());
+                    async move {
+                        match (client, roots) {
+                            (Some(client), _) => checks::http(&client, &def, timeout).await,
+                            (None, Ok(roots)) => checks::http_named(&def, &roots, timeout).await,
+                            (None, Err(e)) => Outcome::new(status::CRITICAL, e),
+                        }
+                    }
                 }))
             }
             CheckKind::Script => {

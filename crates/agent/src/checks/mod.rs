@@ -52,16 +52,104 @@ pub(crate) fn dial_error(addr: &str, e: &std::io::Error) -> String {
     format!("dial tcp {addr}: connect: {why}")
 }
 
-/// Builds the HTTP client used by HTTP checks.
-pub fn http_client(skip_verify: bool, server_name: &str) -> reqwest::Client {
+fn http_client_builder(
+    skip_verify: bool,
+    roots: &[reqwest::Certificate],
+) -> reqwest::ClientBuilder {
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(10))
         .user_agent("Consul Health Check");
     if skip_verify {
         b = b.tls_danger_accept_invalid_certs(true);
     }
-    let _ = server_name;
-    b.build().unwrap_or_else(|_| reqwest::Client::new())
+    for c in roots {
+        b = b.add_root_certificate(c.clone());
+    }
+    b
+}
+
+/// The certificates of a CA file (PEM, one or more), for HTTPS checks: the
+/// agent's `tls.defaults.ca_file`, trusted besides the system's roots.
+pub fn ca_roots(ca_file: &str) -> Result<Vec<reqwest::Certificate>, String> {
+    if ca_file.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pem = std::fs::read(ca_file).map_err(|e| format!("reading the CA file {ca_file}: {e}"))?;
+    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("the CA file {ca_file}: {e}"))
+}
+
+/// Builds the HTTP client used by HTTP checks (see [`http_named`] for a
+/// check with `TLSServerName`).
+pub fn http_client(skip_verify: bool, roots: &[reqwest::Certificate]) -> reqwest::Client {
+    http_client_builder(skip_verify, roots)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// An HTTPS check with `TLSServerName`: the URL's host is the one reached
+/// (and named in `Host`, unless the check sets that header), but TLS names
+/// `TLSServerName` — the SNI sent and the name the certificate must carry —
+/// as Go's `tls.Config.ServerName` does for Consul. A plain `http://` URL
+/// ignores it.
+pub async fn http_named(
+    def: &CheckDefinition,
+    roots: &[reqwest::Certificate],
+    timeout: Duration,
+) -> Outcome {
+    let plain = || async { http(&http_client(def.tls_skip_verify, roots), def, timeout).await };
+    let Ok(url) = reqwest::Url::parse(&def.http) else {
+        return plain().await;
+    };
+    if def.tls_server_name.is_empty() || url.scheme() != "https" {
+        return plain().await;
+    }
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return plain().await;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<std::net::SocketAddr> =
+        match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(found)) => found.collect(),
+            Ok(Err(e)) => {
+                return Outcome::new(
+                    status::CRITICAL,
+                    format!("Get \"{}\": dial tcp: lookup {host}: {e}", def.http),
+                );
+            }
+            Err(_) => {
+                return Outcome::new(
+                    status::CRITICAL,
+                    format!("Get \"{}\": dial tcp: lookup {host}: i/o timeout", def.http),
+                );
+            }
+        };
+    let mut named = url.clone();
+    if named.set_host(Some(&def.tls_server_name)).is_err() {
+        return Outcome::new(
+            status::CRITICAL,
+            format!("invalid TLSServerName {:?}", def.tls_server_name),
+        );
+    }
+    let client = match http_client_builder(def.tls_skip_verify, roots)
+        .resolve_to_addrs(&def.tls_server_name, &addrs)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return Outcome::new(status::CRITICAL, format!("HTTP client: {e}")),
+    };
+    let mut d = def.clone();
+    d.http = named.to_string();
+    if !d.header.keys().any(|k| k.eq_ignore_ascii_case("host")) {
+        let authority = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or(host)),
+            None => url.host_str().unwrap_or(host).to_string(),
+        };
+        d.header.insert("Host".into(), vec![authority]);
+    }
+    let mut out = http(&client, &d, timeout).await;
+    // The operator's URL in the output, not the rewritten one.
+    out.output = out.output.replacen(&d.http, &def.http, 1);
+    out
 }
 
 /// An HTTP check: 2xx passing, 429 warning, anything else critical.

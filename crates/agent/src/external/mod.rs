@@ -357,10 +357,7 @@ pub async fn run_definition(def: &HealthCheckDefinition, timeout: Duration) -> O
 /// The HTTP client of an HTTP check: redirects as asked, the CA file trusted.
 fn http_client(def: &HealthCheckDefinition) -> Result<reqwest::Client, String> {
     if def.tls_ca_file.is_empty() && !def.disable_redirects {
-        return Ok(checks::http_client(
-            def.tls_skip_verify,
-            &def.tls_server_name,
-        ));
+        return Ok(checks::http_client(def.tls_skip_verify, &[]));
     }
     let mut b = reqwest::Client::builder().user_agent("Consul Health Check");
     b = if def.disable_redirects {
