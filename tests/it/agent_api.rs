@@ -658,6 +658,7 @@ async fn node_checks_self_and_members() {
     assert_eq!(s["Config"]["Datacenter"], "dc1");
     assert_eq!(s["Config"]["Server"], true);
     assert!(s["Config"]["Version"].as_str().unwrap().starts_with("1."));
+    assert_eq!(s["DebugConfig"]["ConnectEnabled"], true, "{s}");
     let (_, m) = a.get_json("/v1/agent/members").await;
     assert_eq!(m[0]["Name"], "test-node");
     assert_eq!(m[0]["Status"], 1);

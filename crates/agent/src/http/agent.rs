@@ -735,6 +735,9 @@ async fn self_(ctx: Ctx) -> ApiResult {
             "SerfPortWAN": c.ports.serf_wan,
             "GRPCPort": c.ports.grpc,
             "GRPCTLSPort": c.ports.grpc_tls,
+            // The mesh is always on here (Nomad reads this to offer
+            // Connect).
+            "ConnectEnabled": true,
             // No Go profiling endpoints here: `consul debug` then skips
             // its `pprof` capture instead of failing on it.
             "EnableDebug": false,
