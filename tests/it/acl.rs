@@ -567,6 +567,8 @@ struct Seeds {
     role_to_delete: String,
     rule: String,
     rule_to_delete: String,
+    legacy_intention: String,
+    legacy_intention_to_delete: String,
 }
 
 async fn put_root(a: &Agent, path: &str, body: Value) -> Value {
@@ -632,6 +634,23 @@ async fn seed(a: &Agent) -> Seeds {
         json!({"Action": "allow"}),
     )
     .await;
+    // Legacy (ID-based) intentions, on a destination of their own.
+    let mut legacy = Vec::new();
+    for source in ["web", "api"] {
+        let (s, text, _) = call(
+            a,
+            "POST",
+            "/v1/connect/intentions",
+            Some(ROOT),
+            Some(
+                json!({"SourceName": source, "DestinationName": "ldb", "Action": "allow"})
+                    .to_string(),
+            ),
+        )
+        .await;
+        assert_eq!(s, 200, "{text}");
+        legacy.push(id(serde_json::from_str(&text).unwrap(), "ID"));
+    }
     let policy = id(
         put_root(a, "/v1/acl/policy", json!({"Name": "p-walk", "Rules": ""})).await,
         "ID",
@@ -717,6 +736,8 @@ async fn seed(a: &Agent) -> Seeds {
         role_to_delete,
         rule,
         rule_to_delete,
+        legacy_intention: legacy[0].clone(),
+        legacy_intention_to_delete: legacy[1].clone(),
     }
 }
 
@@ -1809,6 +1830,49 @@ node "test-node" { policy = "read" }"#;
             "/v1/connect/intentions/check?source=web&destination=db",
             None,
             IXN_R,
+            Refused,
+        ),
+    );
+    // The legacy ID-based intention API (destination `ldb`).
+    const LIXN_R: &str = r#"service "ldb" { policy = "read" }"#;
+    const LIXN_W: &str = r#"service "ldb" { policy = "read" intentions = "write" }"#;
+    add(
+        "POST",
+        "/v1/connect/intentions",
+        w(
+            "/v1/connect/intentions",
+            Some(json!({"SourceName": "walk", "DestinationName": "ldb", "Action": "deny"})),
+            LIXN_W,
+            Refused,
+        ),
+    );
+    add(
+        "GET",
+        "/v1/connect/intentions/{id}",
+        w(
+            format!("/v1/connect/intentions/{}", s.legacy_intention),
+            None,
+            LIXN_R,
+            Refused,
+        ),
+    );
+    add(
+        "PUT",
+        "/v1/connect/intentions/{id}",
+        w(
+            format!("/v1/connect/intentions/{}", s.legacy_intention),
+            Some(json!({"SourceName": "web", "DestinationName": "ldb", "Action": "deny"})),
+            LIXN_W,
+            Refused,
+        ),
+    );
+    add(
+        "DELETE",
+        "/v1/connect/intentions/{id}",
+        w(
+            format!("/v1/connect/intentions/{}", s.legacy_intention_to_delete),
+            None,
+            LIXN_W,
             Refused,
         ),
     );

@@ -476,6 +476,144 @@ fn openssl(args: &[&str], dir: &std::path::Path) -> (bool, String) {
     )
 }
 
+/// The legacy ID-based intention API (deprecated in Consul 1.9, still
+/// served and still used, e.g. by Terraform's `consul_intention`): create
+/// answers an ID, read shows it with its times and metadata, update keeps
+/// the creation time, delete removes it; a destination edited as a config
+/// entry no longer takes legacy writes, as in Consul.
+#[tokio::test]
+async fn legacy_intentions_by_id() {
+    let a = dev().await;
+    let http = a.http.clone();
+    let post = |body: Value| {
+        let (http, url) = (http.clone(), a.url("/v1/connect/intentions"));
+        async move {
+            let r = http.post(url).body(body.to_string()).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (st, body) = post(json!({"SourceName": "web", "DestinationName": "db",
+        "Action": "allow", "Description": "from TF", "Meta": {"team": "files"}}))
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(id.len(), 36, "{id}");
+    let (st, ixn) = a.get_json(&format!("/v1/connect/intentions/{id}")).await;
+    assert_eq!(st, 200);
+    assert_eq!(ixn["ID"], id.as_str(), "{ixn}");
+    assert_eq!(
+        (&ixn["SourceName"], &ixn["DestinationName"], &ixn["Action"]),
+        (&json!("web"), &json!("db"), &json!("allow"))
+    );
+    assert_eq!(ixn["Meta"], json!({"team": "files"}));
+    assert_eq!(ixn["Description"], "from TF");
+    assert_eq!(ixn["Precedence"], 9);
+    assert_eq!(ixn["SourceType"], "consul");
+    let created = ixn["CreatedAt"].as_str().unwrap().to_string();
+    assert!(created.ends_with('Z'), "{ixn}");
+    // It takes part like any intention.
+    let (_, c) = a
+        .get_json("/v1/connect/intentions/check?source=web&destination=db")
+        .await;
+    assert_eq!(c["Allowed"], true);
+    let (_, all) = a.get_json("/v1/connect/intentions").await;
+    assert_eq!(all[0]["ID"], id.as_str(), "{all}");
+    // Update: a new action, the same creation time; an empty answer.
+    let r = http
+        .put(a.url(&format!("/v1/connect/intentions/{id}")))
+        .body(json!({"SourceName": "web", "DestinationName": "db", "Action": "deny"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "");
+    let (_, ixn) = a.get_json(&format!("/v1/connect/intentions/{id}")).await;
+    assert_eq!(ixn["Action"], "deny", "{ixn}");
+    assert_eq!(ixn["CreatedAt"], created.as_str());
+    let (_, c) = a
+        .get_json("/v1/connect/intentions/check?source=web&destination=db")
+        .await;
+    assert_eq!(c["Allowed"], false);
+    // Refusals, in Consul's words.
+    for (body, want) in [
+        (
+            json!({"SourceName": "web", "DestinationName": "db", "Action": "allow"}),
+            "Sources[1] defines \"web\" more than once",
+        ),
+        (
+            json!({"ID": id, "SourceName": "x", "DestinationName": "db", "Action": "allow"}),
+            "ID must be empty when creating a new intention",
+        ),
+        (
+            json!({"DestinationName": "db", "Action": "allow"}),
+            "SourceName must be set",
+        ),
+        (
+            json!({"SourceName": "x", "DestinationName": "db", "Action": "maybe"}),
+            "Action must be set to 'allow' or 'deny'",
+        ),
+    ] {
+        let (st, text) = post(body.clone()).await;
+        assert_eq!(st, 500, "{body}: {text}");
+        assert!(text.contains(want), "{body}: {text}");
+    }
+    let r = http
+        .put(a.url(&format!("/v1/connect/intentions/{id}")))
+        .body(
+            json!({"SourceName": "web", "DestinationName": "other", "Action": "deny"}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "Cannot modify Destination partition/namespace/name for an intention once it exists."
+    );
+    // Delete, then it is gone.
+    let r = http
+        .delete(a.url(&format!("/v1/connect/intentions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(a.url(&format!("/v1/connect/intentions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.text().await.unwrap(), "Intention not found");
+    let r = http
+        .delete(a.url(&format!("/v1/connect/intentions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!("Cannot delete non-existent intention: '{id}'")
+    );
+    // A destination written as a config entry takes no legacy writes.
+    let (st, _) = put(
+        &a,
+        "/v1/connect/intentions/exact?source=api&destination=cfg",
+        r#"{"Action":"allow"}"#,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, text) =
+        post(json!({"SourceName": "web", "DestinationName": "cfg", "Action": "allow"})).await;
+    assert_eq!(st, 500);
+    assert_eq!(
+        text,
+        "cannot use legacy intention API to edit intentions with a destination of \"cfg\" after editing them via a service-intentions config entry"
+    );
+}
+
 #[tokio::test]
 async fn ca_roots_leaf_verified_by_openssl_and_rotation() {
     let a = dev().await;

@@ -440,6 +440,140 @@ pub fn remove_source(mut entry: ServiceIntentions, source: &str) -> Option<Servi
     Some(normalized(entry))
 }
 
+/// The legacy (ID-based) intention API's check of a request body (Consul's
+/// `Intention.Validate`): names, action, source type and metadata; L7
+/// permissions are for config entries only.
+pub fn legacy_validate(ixn: &Intention) -> Result<(), ValidationError> {
+    let mut errs = Vec::new();
+    for (what, name) in [
+        ("SourceName", &ixn.source_name),
+        ("DestinationName", &ixn.destination_name),
+    ] {
+        if name.is_empty() {
+            errs.push(format!("{what} must be set"));
+        } else if name != "*" && name.contains('*') {
+            errs.push(format!(
+                "{what}: wildcard character '*' cannot be used with partial values"
+            ));
+        }
+    }
+    errs.extend(crate::validate::meta_errors(&ixn.meta));
+    if !ixn.permissions.is_empty() {
+        errs.push("Permissions are not supported on legacy intentions".to_owned());
+    } else if ixn.action != "allow" && ixn.action != "deny" {
+        errs.push("Action must be set to 'allow' or 'deny'".to_owned());
+    }
+    if ixn.source_type != "consul" {
+        errs.push("SourceType must be set to 'consul'".to_owned());
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationError::multi(errs))
+    }
+}
+
+/// Whether the legacy API may edit `entry`: only while every source of it
+/// came from that API (Consul refuses once the destination was edited as a
+/// service-intentions config entry).
+fn legacy_allowed(entry: Option<&ServiceIntentions>) -> Result<(), ValidationError> {
+    match entry {
+        Some(e) if !e.is_legacy() => Err(ValidationError::single(format!(
+            "cannot use legacy intention API to edit intentions with a destination of {} after editing them via a service-intentions config entry",
+            crate::decode::go_quote(&e.name)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The source of a legacy intention: its ID, metadata and times kept.
+fn legacy_source(ixn: &Intention, id: &str, created: &str, updated: &str) -> SourceIntention {
+    let mut src = ixn.to_source_intention();
+    src.legacy_id = id.to_owned();
+    src.legacy_create_time = Some(created.to_owned());
+    src.legacy_update_time = Some(updated.to_owned());
+    src
+}
+
+/// `POST /v1/connect/intentions`: adds the intention `ixn` (validated by
+/// [`legacy_validate`]) with the new `id` to its destination's entry `prev`;
+/// `now` is RFC 3339. A source already present there is an error.
+pub fn legacy_create(
+    prev: Option<ServiceIntentions>,
+    ixn: &Intention,
+    id: &str,
+    now: &str,
+) -> Result<ServiceIntentions, ValidationError> {
+    legacy_allowed(prev.as_ref())?;
+    let src = legacy_source(ixn, id, now, now);
+    let mut entry = prev.unwrap_or_else(|| ServiceIntentions {
+        name: ixn.destination_name.clone(),
+        ..ServiceIntentions::default()
+    });
+    entry.sources.get_or_insert_with(Vec::new).push(src);
+    entry.normalize_legacy();
+    entry.validate_legacy()?;
+    Ok(entry)
+}
+
+/// `PUT /v1/connect/intentions/:id`: replaces the intention `id` of `entry`
+/// (its destination) with `ixn`, keeping its creation time. The
+/// destination cannot change.
+pub fn legacy_update(
+    entry: ServiceIntentions,
+    id: &str,
+    ixn: &Intention,
+    now: &str,
+) -> Result<ServiceIntentions, ValidationError> {
+    legacy_allowed(Some(&entry))?;
+    if ixn.destination_name != entry.name {
+        return Err(ValidationError::single(
+            "Cannot modify Destination partition/namespace/name for an intention once it exists.",
+        ));
+    }
+    let mut entry = entry;
+    let sources = entry.sources.get_or_insert_with(Vec::new);
+    let Some(slot) = sources.iter_mut().find(|s| s.legacy_id == id) else {
+        return Err(ValidationError::single(format!(
+            "Cannot modify non-existent intention: '{id}'"
+        )));
+    };
+    let created = slot
+        .legacy_create_time
+        .clone()
+        .unwrap_or_else(|| now.to_owned());
+    *slot = legacy_source(ixn, id, &created, now);
+    entry.normalize_legacy();
+    entry.validate_legacy()?;
+    Ok(entry)
+}
+
+/// `DELETE /v1/connect/intentions/:id`: removes the intention `id` from
+/// `entry`; `None` when no source is left (the entry is then deleted).
+pub fn legacy_delete(mut entry: ServiceIntentions, id: &str) -> Option<ServiceIntentions> {
+    let sources = entry.sources.get_or_insert_with(Vec::new);
+    sources.retain(|s| s.legacy_id != id);
+    if sources.is_empty() {
+        return None;
+    }
+    entry.normalize_legacy();
+    Some(entry)
+}
+
+/// The destination whose entry holds the intention with legacy `id`, and
+/// that intention.
+pub fn find_legacy<'a>(
+    entries: impl IntoIterator<Item = &'a ServiceIntentions>,
+    id: &str,
+) -> Option<(String, Intention)> {
+    entries.into_iter().find_map(|e| {
+        e.sources()
+            .iter()
+            .find(|s| !id.is_empty() && s.legacy_id == id)
+            .map(|s| (e.name.clone(), intention_of(e, s)))
+    })
+}
+
 /// The whole `PUT /v1/connect/intentions/exact?source=S&destination=D`
 /// write: `body` is the decoded request body (its identity fields are
 /// replaced by `source` and `destination`); `prev` the current

@@ -215,6 +215,23 @@ impl ServiceIntentions {
     }
 
     pub(crate) fn normalize(&mut self) {
+        self.normalize_with(false);
+    }
+
+    /// Normalization of an entry written through the legacy (ID-based)
+    /// intention API: the legacy fields are kept.
+    pub fn normalize_legacy(&mut self) {
+        self.normalize_with(true);
+    }
+
+    /// Whether every source came from the legacy (ID-based) API: only such
+    /// an entry may be edited through it (Consul's
+    /// `LegacyIDFieldsAreAllSet`).
+    pub fn is_legacy(&self) -> bool {
+        self.sources().iter().all(|s| !s.legacy_id.is_empty())
+    }
+
+    fn normalize_with(&mut self, legacy: bool) {
         let dest = self.name.clone();
         if let Some(sources) = &mut self.sources {
             for src in sources.iter_mut() {
@@ -222,9 +239,11 @@ impl ServiceIntentions {
                     src.source_type = "consul".to_owned();
                 }
                 src.precedence = compute_precedence("default", &src.name, "default", &dest);
-                src.legacy_id.clear();
-                src.legacy_create_time = None;
-                src.legacy_update_time = None;
+                if !legacy {
+                    src.legacy_id.clear();
+                    src.legacy_create_time = None;
+                    src.legacy_update_time = None;
+                }
                 for perm in &mut src.permissions {
                     if let Some(http) = &mut perm.http {
                         for m in &mut http.methods {
@@ -239,6 +258,17 @@ impl ServiceIntentions {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ValidationError> {
+        self.validate_with(false)
+    }
+
+    /// Validation of an entry written through the legacy (ID-based)
+    /// intention API: every source has its `LegacyID`, and its legacy
+    /// `Meta` is checked as metadata.
+    pub fn validate_legacy(&self) -> Result<(), ValidationError> {
+        self.validate_with(true)
+    }
+
+    fn validate_with(&self, legacy: bool) -> Result<(), ValidationError> {
         let err = |m: String| Err(ValidationError::single(m));
         if self.name.is_empty() {
             return err("Name is required".into());
@@ -280,17 +310,24 @@ impl ServiceIntentions {
                     "Sources[{i}].Description exceeds maximum length {META_VALUE_MAX_LENGTH}"
                 ));
             }
-            if !src.legacy_meta.is_empty() {
-                return err(format!("Sources[{i}].LegacyMeta must be omitted"));
-            }
-            if src.legacy_create_time.is_some() {
-                return err(format!("Sources[{i}].LegacyCreateTime must be omitted"));
-            }
-            if src.legacy_update_time.is_some() {
-                return err(format!("Sources[{i}].LegacyUpdateTime must be omitted"));
-            }
-            if !src.legacy_id.is_empty() {
-                return err(format!("Sources[{i}].LegacyID must be omitted"));
+            if legacy {
+                if src.legacy_id.is_empty() {
+                    return err(format!("Sources[{i}].LegacyID must be set"));
+                }
+                meta_result(&src.legacy_meta)?;
+            } else {
+                if !src.legacy_meta.is_empty() {
+                    return err(format!("Sources[{i}].LegacyMeta must be omitted"));
+                }
+                if src.legacy_create_time.is_some() {
+                    return err(format!("Sources[{i}].LegacyCreateTime must be omitted"));
+                }
+                if src.legacy_update_time.is_some() {
+                    return err(format!("Sources[{i}].LegacyUpdateTime must be omitted"));
+                }
+                if !src.legacy_id.is_empty() {
+                    return err(format!("Sources[{i}].LegacyID must be omitted"));
+                }
             }
             if src.permissions.is_empty() && src.action != "allow" && src.action != "deny" {
                 return err(format!(

@@ -31,6 +31,30 @@ pub(super) fn routes() -> Vec<Route> {
             handler!(list),
         ),
         route(
+            M::POST,
+            "/v1/connect/intentions",
+            AclRule::Handler,
+            handler!(legacy_create),
+        ),
+        route(
+            M::GET,
+            "/v1/connect/intentions/{id}",
+            AclRule::Handler,
+            handler!(legacy_get),
+        ),
+        route(
+            M::PUT,
+            "/v1/connect/intentions/{id}",
+            AclRule::Handler,
+            handler!(legacy_update),
+        ),
+        route(
+            M::DELETE,
+            "/v1/connect/intentions/{id}",
+            AclRule::Handler,
+            handler!(legacy_delete),
+        ),
+        route(
             M::GET,
             "/v1/connect/intentions/exact",
             AclRule::Handler,
@@ -190,9 +214,17 @@ fn current_entry(ctx: &Ctx, destination: &str) -> Option<ServiceIntentions> {
     }
 }
 
+/// Which API writes an entry: the config-entry one (legacy fields dropped)
+/// or the legacy ID-based one (legacy fields kept).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Current,
+    Legacy,
+}
+
 /// Read-modify-write of a destination's service-intentions entry, retried
 /// when another write got there first.
-async fn update_entry<F>(ctx: &Ctx, destination: &str, f: F) -> Result<(), ApiError>
+async fn update_entry<F>(ctx: &Ctx, destination: &str, api: Api, f: F) -> Result<(), ApiError>
 where
     F: Fn(Option<ServiceIntentions>) -> Result<Option<ServiceIntentions>, ApiError>,
 {
@@ -200,13 +232,21 @@ where
         let prev = current_entry(ctx, destination);
         let cas = prev.as_ref().map(|p| p.modify_index).unwrap_or(0);
         let applied = match f(prev)? {
-            Some(next) => {
-                let mut entry = ConfigEntry::ServiceIntentions(next);
-                entry.normalize();
-                entry
-                    .validate()
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-                super::config::store(ctx, &entry, Some(cas)).await?
+            Some(mut next) => {
+                let checked = if api == Api::Legacy {
+                    next.normalize_legacy();
+                    next.validate_legacy()
+                } else {
+                    let mut entry = ConfigEntry::ServiceIntentions(next.clone());
+                    entry.normalize();
+                    let checked = entry.validate().map(|_warnings| ());
+                    if let ConfigEntry::ServiceIntentions(n) = entry {
+                        next = n;
+                    }
+                    checked
+                };
+                checked.map_err(|e| ApiError::internal(e.to_string()))?;
+                super::config::store(ctx, &ConfigEntry::ServiceIntentions(next), Some(cas)).await?
             }
             None => {
                 let r = ctx
@@ -246,7 +286,7 @@ async fn exact_put(ctx: Ctx) -> ApiResult {
     {
         return Err(bare_denied());
     }
-    update_entry(&ctx, &destination, |prev| {
+    update_entry(&ctx, &destination, Api::Current, |prev| {
         intentions::exact_upsert(prev, &source, &destination, &body)
             .map(Some)
             .map_err(|e| ApiError::internal(e.to_string()))
@@ -267,11 +307,159 @@ async fn exact_delete(ctx: Ctx) -> ApiResult {
     if current_entry(&ctx, &destination).is_none() {
         return Ok(json(&ctx, &true));
     }
-    update_entry(&ctx, &destination, |prev| {
+    update_entry(&ctx, &destination, Api::Current, |prev| {
         Ok(prev.and_then(|p| intentions::remove_source(p, &source)))
     })
     .await?;
     Ok(json(&ctx, &true))
+}
+
+/// A body of the legacy intention API, with Consul's defaults filled in.
+fn legacy_body(ctx: &Ctx) -> Result<Intention, ApiError> {
+    if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::bad_request("Request decode failed: EOF"));
+    }
+    let v: Value = serde_json::from_slice(&ctx.body)
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
+    let mut ixn = Intention::from_json(v)
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
+    for ns in [&mut ixn.source_ns, &mut ixn.destination_ns] {
+        if ns.is_empty() {
+            *ns = "default".into();
+        }
+    }
+    if ixn.source_type.is_empty() {
+        ixn.source_type = "consul".into();
+    }
+    Ok(ixn)
+}
+
+/// Every service-intentions entry.
+fn intention_entries(st: &State) -> Vec<ServiceIntentions> {
+    st.config_entries(SERVICE_INTENTIONS)
+        .1
+        .into_iter()
+        .filter_map(|e| match e {
+            ConfigEntry::ServiceIntentions(si) => Some(si.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn legacy_now() -> String {
+    meshgate_types::time::format_rfc3339_ms(crate::store::now_ms())
+}
+
+/// `POST /v1/connect/intentions` (deprecated in Consul 1.9, still served):
+/// creates an intention with an ID, answered `{"ID": "<uuid>"}`.
+async fn legacy_create(ctx: Ctx) -> ApiResult {
+    let ixn = legacy_body(&ctx)?;
+    if !ctx
+        .identity()?
+        .allows(Resource::Intention, Access::Write, &ixn.destination_name)
+    {
+        return Err(bare_denied());
+    }
+    if !ixn.id.is_empty() {
+        return Err(ApiError::internal(
+            "ID must be empty when creating a new intention",
+        ));
+    }
+    intentions::legacy_validate(&ixn).map_err(|e| ApiError::internal(e.to_string()))?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = legacy_now();
+    update_entry(&ctx, &ixn.destination_name, Api::Legacy, |prev| {
+        intentions::legacy_create(prev, &ixn, &id, &now)
+            .map(Some)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await?;
+    Ok(json(&ctx, &json!({ "ID": id })))
+}
+
+/// The intention with legacy ID `id`: (destination, intention).
+fn legacy_find(ctx: &Ctx, id: &str) -> Option<(String, Intention)> {
+    let st = ctx.agent.store.read();
+    let entries = intention_entries(&st);
+    intentions::find_legacy(&entries, id)
+}
+
+/// `GET /v1/connect/intentions/:id`.
+async fn legacy_get(ctx: Ctx) -> ApiResult {
+    let id = ctx.param(0).to_string();
+    let opts = ctx.query_options()?;
+    let ident = ctx.identity()?;
+    let (idx, found) = blocking(&ctx, &opts, CONFIG, |st| {
+        let entries = intention_entries(st);
+        (
+            st.tables().config,
+            intentions::find_legacy(&entries, &id).map(|(_, i)| i),
+        )
+    })
+    .await;
+    let Some(ixn) = found else {
+        return Err(ApiError::not_found("Intention not found"));
+    };
+    if !ident.allows(Resource::Intention, Access::Read, &ixn.source_name)
+        && !ident.allows(Resource::Intention, Access::Read, &ixn.destination_name)
+    {
+        return Err(bare_denied());
+    }
+    Ok(json_read(&ctx, &opts, idx, &ixn))
+}
+
+/// `PUT /v1/connect/intentions/:id`: replaces the intention (its
+/// destination cannot change); answers with an empty body.
+async fn legacy_update(ctx: Ctx) -> ApiResult {
+    let id = ctx.param(0).to_string();
+    let mut ixn = legacy_body(&ctx)?;
+    ixn.id = id.clone();
+    let Some((destination, _)) = legacy_find(&ctx, &id) else {
+        return Err(ApiError::internal(format!(
+            "Cannot modify non-existent intention: '{id}'"
+        )));
+    };
+    let ident = ctx.identity()?;
+    if !ident.allows(Resource::Intention, Access::Write, &destination)
+        || !ident.allows(Resource::Intention, Access::Write, &ixn.destination_name)
+    {
+        return Err(bare_denied());
+    }
+    intentions::legacy_validate(&ixn).map_err(|e| ApiError::internal(e.to_string()))?;
+    let now = legacy_now();
+    update_entry(&ctx, &destination, Api::Legacy, |prev| {
+        let Some(prev) = prev else {
+            return Err(ApiError::internal(format!(
+                "Cannot modify non-existent intention: '{id}'"
+            )));
+        };
+        intentions::legacy_update(prev, &id, &ixn, &now)
+            .map(Some)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await?;
+    Ok(super::empty())
+}
+
+/// `DELETE /v1/connect/intentions/:id`: answers with an empty body.
+async fn legacy_delete(ctx: Ctx) -> ApiResult {
+    let id = ctx.param(0).to_string();
+    let Some((destination, _)) = legacy_find(&ctx, &id) else {
+        return Err(ApiError::internal(format!(
+            "Cannot delete non-existent intention: '{id}'"
+        )));
+    };
+    if !ctx
+        .identity()?
+        .allows(Resource::Intention, Access::Write, &destination)
+    {
+        return Err(bare_denied());
+    }
+    update_entry(&ctx, &destination, Api::Legacy, |prev| {
+        Ok(prev.and_then(|p| intentions::legacy_delete(p, &id)))
+    })
+    .await?;
+    Ok(super::empty())
 }
 
 async fn matches(ctx: Ctx) -> ApiResult {
