@@ -288,6 +288,21 @@ async fn enable_tag_override_keeps_catalog_tags() {
     assert_eq!(local["Tags"], json!(["http", "edited"]), "{local}");
 }
 
+/// A dev agent whose TLS checks trust the CA in `ca_file`
+/// (`tls.defaults.ca_file`).
+async fn agent_trusting(ca_file: &std::path::Path) -> Agent {
+    dev_builder()
+        .config_file(
+            "tls.hcl",
+            &format!(
+                "tls {{ defaults {{ ca_file = \"{}\" }} }}",
+                ca_file.display()
+            ),
+        )
+        .start()
+        .await
+}
+
 /// An HTTPS server on `host` answering `200 ok` to every request with
 /// `cert`; records the name each client sent (SNI).
 async fn https_server(
@@ -295,18 +310,7 @@ async fn https_server(
     cert_pem: &str,
     key_pem: &str,
 ) -> (u16, Arc<std::sync::Mutex<Vec<Option<String>>>>) {
-    use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("certificate");
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
-    let cfg = rustls::ServerConfig::builder_with_provider(meshgate_ca::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = crate::tls_acceptor(cert_pem, key_pem);
     let l = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
     let port = l.local_addr().unwrap().port();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -346,16 +350,7 @@ async fn https_checks_use_the_agent_ca_and_tls_server_name() {
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca.ca_pem).unwrap();
     let (port, seen) = https_server("127.0.0.1", &ca.cert_pem, &ca.key_pem).await;
-    let a = dev_builder()
-        .config_file(
-            "tls.hcl",
-            &format!(
-                "tls {{ defaults {{ ca_file = \"{}\" }} }}",
-                ca_file.display()
-            ),
-        )
-        .start()
-        .await;
+    let a = agent_trusting(&ca_file).await;
     let url = format!("https://127.0.0.1:{port}/health");
     for (id, extra) in [
         ("named", json!({"TLSServerName": "web.meshgate.test"})),
@@ -853,27 +848,9 @@ async fn grpc_and_h2ping_checks_over_tls() {
     let addr = srv.addr.clone();
 
     // The agent trusts the server's CA through tls.defaults.ca_file.
-    let a = dev_builder()
-        .config_file(
-            "tls.hcl",
-            &format!(
-                "tls {{ defaults {{ ca_file = \"{}\" }} }}",
-                ca_file.display()
-            ),
-        )
-        .start()
-        .await;
+    let a = agent_trusting(&ca_file).await;
     // A second agent trusts another CA only.
-    let b = dev_builder()
-        .config_file(
-            "tls.hcl",
-            &format!(
-                "tls {{ defaults {{ ca_file = \"{}\" }} }}",
-                other_ca.display()
-            ),
-        )
-        .start()
-        .await;
+    let b = agent_trusting(&other_ca).await;
     let name = "grpc.meshgate.test";
     for agent in [&a, &b] {
         register_check(

@@ -98,18 +98,7 @@ async fn http_server(host: &str) -> u16 {
 
 /// A TLS server presenting `cert` for any client.
 async fn tls_server(host: &str, cert_pem: &str, key_pem: &str) -> u16 {
-    use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("certificate");
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
-    let cfg = rustls::ServerConfig::builder_with_provider(meshgate_ca::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let acceptor = crate::tls_acceptor(cert_pem, key_pem);
     let l = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {

@@ -105,6 +105,23 @@ pub async fn prometheus_total(
         .and_then(|v| v.parse().ok())
 }
 
+/// A TLS acceptor presenting `cert_pem` (with `key_pem`) to any client,
+/// for the test servers that play a TLS service.
+pub fn tls_acceptor(cert_pem: &str, key_pem: &str) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificate");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
+    let cfg = rustls::ServerConfig::builder_with_provider(meshgate_ca::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg))
+}
+
 /// One metric of `/v1/agent/metrics` by kind (`Gauges`, `Counters`,
 /// `Samples`) and name.
 pub fn metric<'a>(
