@@ -501,6 +501,7 @@ async fn legacy_intentions_by_id() {
         .unwrap()
         .to_string();
     assert_eq!(id.len(), 36, "{id}");
+    let by_id = format!("/v1/connect/intentions/{id}");
     let (st, ixn) = a.get_json(&format!("/v1/connect/intentions/{id}")).await;
     assert_eq!(st, 200);
     assert_eq!(ixn["ID"], id.as_str(), "{ixn}");
@@ -522,14 +523,16 @@ async fn legacy_intentions_by_id() {
     let (_, all) = a.get_json("/v1/connect/intentions").await;
     assert_eq!(all[0]["ID"], id.as_str(), "{all}");
     // Update: a new action, the same creation time; an empty answer.
-    let r = http
-        .put(a.url(&format!("/v1/connect/intentions/{id}")))
-        .body(json!({"SourceName": "web", "DestinationName": "db", "Action": "deny"}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.unwrap(), "");
+    let (st, text, _) = call(
+        &a,
+        "PUT",
+        &by_id,
+        None,
+        Some(json!({"SourceName": "web", "DestinationName": "db", "Action": "deny"}).to_string()),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(text, "");
     let (_, ixn) = a.get_json(&format!("/v1/connect/intentions/{id}")).await;
     assert_eq!(ixn["Action"], "deny", "{ixn}");
     assert_eq!(ixn["CreatedAt"], created.as_str());
@@ -560,41 +563,31 @@ async fn legacy_intentions_by_id() {
         assert_eq!(st, 500, "{body}: {text}");
         assert!(text.contains(want), "{body}: {text}");
     }
-    let r = http
-        .put(a.url(&format!("/v1/connect/intentions/{id}")))
-        .body(
+    let (st, text, _) = call(
+        &a,
+        "PUT",
+        &by_id,
+        None,
+        Some(
             json!({"SourceName": "web", "DestinationName": "other", "Action": "deny"}).to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 500);
+        ),
+    )
+    .await;
+    assert_eq!(st, 500);
     assert_eq!(
-        r.text().await.unwrap(),
+        text,
         "Cannot modify Destination partition/namespace/name for an intention once it exists."
     );
     // Delete, then it is gone.
-    let r = http
-        .delete(a.url(&format!("/v1/connect/intentions/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = http
-        .get(a.url(&format!("/v1/connect/intentions/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(r.text().await.unwrap(), "Intention not found");
-    let r = http
-        .delete(a.url(&format!("/v1/connect/intentions/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 500);
+    let (st, text, _) = call(&a, "DELETE", &by_id, None, None).await;
+    assert_eq!(st, 200, "{text}");
+    let (st, text, _) = call(&a, "GET", &by_id, None, None).await;
+    assert_eq!(st, 404, "{text}");
+    assert_eq!(text, "Intention not found");
+    let (st, text, _) = call(&a, "DELETE", &by_id, None, None).await;
+    assert_eq!(st, 500, "{text}");
     assert_eq!(
-        r.text().await.unwrap(),
+        text,
         format!("Cannot delete non-existent intention: '{id}'")
     );
     // A destination written as a config entry takes no legacy writes.
