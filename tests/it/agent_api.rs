@@ -378,8 +378,27 @@ async fn https_checks_use_the_agent_ca_and_tls_server_name() {
         "{:?}",
         seen.lock().unwrap()
     );
-    wait_ran(&a, "unnamed", "critical").await;
+    // Failures read as Go's client words them: the method as the
+    // operation, the URL, what failed.
+    let c = wait_ran(&a, "unnamed", "critical").await;
+    assert!(output(&c).starts_with(&format!("Get \"{url}\": ")), "{c}");
+    assert!(output(&c).contains("certificate"), "{c}");
     wait_ran(&a, "wrong-name", "critical").await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let refused = format!("http://127.0.0.1:{closed}/hook");
+    register_check(
+        &a,
+        json!({"ID": "refused", "Name": "refused", "HTTP": refused, "Method": "POST", "Interval": "1s"}),
+    )
+    .await;
+    let c = wait_ran(&a, "refused", "critical").await;
+    assert_eq!(
+        output(&c),
+        format!("Post \"{refused}\": dial tcp 127.0.0.1:{closed}: connect: connection refused")
+    );
 }
 
 #[tokio::test]

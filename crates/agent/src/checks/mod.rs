@@ -176,16 +176,7 @@ pub async fn http(client: &reqwest::Client, def: &CheckDefinition, timeout: Dura
     }
     let url = def.http.clone();
     match req.send().await {
-        Err(e) => {
-            let why = if e.is_timeout() {
-                "(Client.Timeout exceeded while awaiting headers)".to_string()
-            } else if e.is_connect() {
-                "connection refused".to_string()
-            } else {
-                e.to_string()
-            };
-            Outcome::new(status::CRITICAL, format!("Get \"{url}\": {why}"))
-        }
+        Err(e) => Outcome::new(status::CRITICAL, http_error(&method, &url, &e)),
         Ok(resp) => {
             let code = resp.status();
             let reason = code.canonical_reason().unwrap_or("");
@@ -213,6 +204,44 @@ pub async fn http(client: &reqwest::Client, def: &CheckDefinition, timeout: Dura
             Outcome::new(st, output)
         }
     }
+}
+
+/// A failed HTTP check request in the words of Go's client, which Consul's
+/// outputs carry: the method as Go names the operation (`Get`, `Post`),
+/// the URL, then what failed — `dial tcp 127.0.0.1:1: connect: connection
+/// refused`, the TLS error, or the timeout.
+fn http_error(method: &str, url: &str, e: &reqwest::Error) -> String {
+    let mut op = method.to_ascii_lowercase();
+    if let Some(first) = op.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    if e.is_timeout() {
+        return format!(
+            "{op} \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+        );
+    }
+    // The innermost cause says what failed (reqwest's own layers only say
+    // "error sending request").
+    let mut innermost: &dyn std::error::Error = e;
+    let mut io_kind = None;
+    while let Some(next) = innermost.source() {
+        if let Some(io) = next.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        innermost = next;
+    }
+    let addr = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_default();
+    let why = match io_kind {
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            format!("dial tcp {addr}: connect: connection refused")
+        }
+        Some(std::io::ErrorKind::TimedOut) => format!("dial tcp {addr}: i/o timeout"),
+        _ => innermost.to_string(),
+    };
+    format!("{op} \"{url}\": {why}")
 }
 
 /// A script check: exit 0 passing, 1 warning, anything else critical.
