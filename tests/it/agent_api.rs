@@ -171,7 +171,7 @@ async fn check_output_changes_wait_for_check_update_interval() {
     drop(a);
 
     // A short interval: the output follows within it (half of it at least).
-    let a = start(Some("1s")).await;
+    let a = start(Some("2s")).await;
     let (st, _) = a.put("/v1/agent/check/pass/job-ttl?note=two", "").await;
     assert_eq!(st, 200);
     assert_eq!(catalog_output(&a).await, "one");

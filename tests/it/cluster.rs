@@ -1768,6 +1768,10 @@ async fn client_agents_serve_sync_and_are_watched() {
     assert_eq!(names, [("server-1.dc1", Some(8302))], "{wan}");
     let (_, none) = c1.get_json("/v1/agent/members?wan=1").await;
     assert_eq!(none, serde_json::Value::Null);
+    let (st, _) = server
+        .get_json("/v1/agent/members?wan=1&segment=alpha")
+        .await;
+    assert_eq!(st, 400);
     let (code, out, err) = meshgate_test_support::cli(BIN, &server, &["members", "-wan"], None);
     assert_eq!(code, 0, "{err}");
     assert!(out.lines().any(|l| l.starts_with("server-1.dc1 ")), "{out}");
@@ -2413,7 +2417,7 @@ async fn a_lone_server_answers_while_it_waits_for_the_others() {
     );
     let base = format!("http://{ip}:{port}");
     let http = meshgate_test_support::client();
-    let me = eventually("the API answers", Duration::from_secs(5), || async {
+    let me = eventually("the API answers", Duration::from_secs(10), || async {
         let r = http
             .get(format!("{base}/v1/agent/self"))
             .send()

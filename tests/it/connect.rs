@@ -502,6 +502,11 @@ async fn legacy_intentions_by_id() {
         .to_string();
     assert_eq!(id.len(), 36, "{id}");
     let by_id = format!("/v1/connect/intentions/{id}");
+    // Kept in the destination's entry, with its legacy fields and a hash.
+    let (_, entry) = a.get_json("/v1/config/service-intentions/db").await;
+    assert_eq!(entry["Sources"][0]["LegacyID"], id.as_str(), "{entry}");
+    assert_eq!(entry["Sources"][0]["LegacyMeta"], json!({"team": "files"}));
+    assert!(entry["Hash"].as_u64().is_some_and(|h| h != 0), "{entry}");
     let (st, ixn) = a.get_json(&format!("/v1/connect/intentions/{id}")).await;
     assert_eq!(st, 200);
     assert_eq!(ixn["ID"], id.as_str(), "{ixn}");

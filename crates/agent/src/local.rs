@@ -58,6 +58,9 @@ pub struct LocalCheck {
     /// it is written to the catalog; anti-entropy leaves the output alone
     /// meanwhile.
     output_deferred: bool,
+    /// A timer that will write a deferred output is running (one at most
+    /// per check, as Consul's `DeferCheck`).
+    deferral_timer: bool,
 }
 
 /// What to do with a check's new (status, output).
@@ -78,8 +81,9 @@ impl LocalCheck {
             self.output_deferred = false;
             return CheckSync::Now(change.status, change.output);
         }
-        let schedule = !self.output_deferred;
         self.output_deferred = true;
+        let schedule = !self.deferral_timer;
+        self.deferral_timer = true;
         CheckSync::Later { schedule }
     }
 }
@@ -556,6 +560,7 @@ impl Agent {
         let mut inner = self.local.inner.lock();
         let mut critical_since = (initial == status::CRITICAL).then(Instant::now);
         let mut output_deferred = false;
+        let mut deferral_timer = false;
         if let Some(mut old) = inner.checks.remove(&check_id) {
             if let Some(t) = old.task.take() {
                 t.abort();
@@ -565,6 +570,7 @@ impl Agent {
                 hc.output = old.hc.output;
                 critical_since = old.critical_since;
                 output_deferred = old.output_deferred;
+                deferral_timer = old.deferral_timer;
             }
         }
         inner.checks.insert(
@@ -580,6 +586,7 @@ impl Agent {
                 ttl_deadline,
                 task,
                 output_deferred,
+                deferral_timer,
             },
         );
     }
@@ -636,9 +643,17 @@ impl Agent {
             CheckKind::Http => {
                 // The agent's CA (`tls.defaults.ca_file`) is trusted besides
                 // the system's roots, as Consul's HTTP checks trust it (a
-                // file that cannot be read fails the check, as it fails the
-                // TLS probes of the other checks).
-                let roots = checks::ca_roots(&self.config.tls.defaults.ca_file);
+                // file that cannot be read fails an https check, as it fails
+                // the TLS probes of the other checks; a plain one needs none).
+                let https = def
+                    .http
+                    .get(..8)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("https://"));
+                let roots = if https {
+                    checks::ca_roots(&self.config.tls.defaults.ca_file)
+                } else {
+                    Ok(Vec::new())
+                };
                 let client = match (&roots, def.tls_server_name.is_empty()) {
                     (Ok(r), true) => Some(checks::http_client(def.tls_skip_verify, r)),
                     _ => None,
@@ -1179,7 +1194,9 @@ fn set_status(c: &mut LocalCheck, st: &str, output: String) -> Option<StatusChan
 }
 
 /// Writes a check's deferred output to the catalog after `wait`, unless a
-/// status change has written it meanwhile (or the check is gone).
+/// status change has written it meanwhile (or the check is gone). A check
+/// whose timer was restored from an earlier registration of its service
+/// keeps that timer.
 async fn deferred_output(agent: Arc<Agent>, check_id: String, wait: Duration) {
     let mut stop = agent.shutdown_signal();
     tokio::select! {
@@ -1189,11 +1206,12 @@ async fn deferred_output(agent: Arc<Agent>, check_id: String, wait: Duration) {
     let due = {
         let mut inner = agent.local.inner.lock();
         match inner.checks.get_mut(&check_id) {
-            Some(c) if c.output_deferred => {
-                c.output_deferred = false;
-                Some((c.hc.status.clone(), c.hc.output.clone()))
+            Some(c) => {
+                c.deferral_timer = false;
+                std::mem::take(&mut c.output_deferred)
+                    .then(|| (c.hc.status.clone(), c.hc.output.clone()))
             }
-            _ => None,
+            None => None,
         }
     };
     if let Some((status, output)) = due {
@@ -1336,6 +1354,9 @@ pub async fn load_config_services(agent: &Arc<Agent>) {
 pub async fn anti_entropy(agent: Arc<Agent>) {
     let mut stop = agent.shutdown_signal();
     let mut local = agent.local.watch();
+    // Once at start: what was registered while the agent joined (its API
+    // answers meanwhile) is written as soon as it is in the catalog.
+    agent.reconcile().await;
     loop {
         tokio::select! {
             _ = crate::stopped(&mut stop) => return,
@@ -1482,6 +1503,7 @@ impl Agent {
                     thresholds: Thresholds::default(),
                     task: None,
                     output_deferred: false,
+                    deferral_timer: false,
                 },
             );
         }

@@ -456,6 +456,20 @@ impl ConfigEntry {
             | ConfigEntry::TerminatingGateway(_)
             | ConfigEntry::Mesh(_) => {}
         }
+        self.rehash();
+    }
+
+    /// A service-intentions entry written through the legacy (ID-based)
+    /// intention API: normalized keeping its legacy fields, then hashed.
+    pub fn normalize_legacy(&mut self) {
+        if let ConfigEntry::ServiceIntentions(e) = self {
+            e.normalize_legacy();
+        }
+        self.rehash();
+    }
+
+    /// Sets `Hash` from the entry's JSON (see [`normalize`](Self::normalize)).
+    fn rehash(&mut self) {
         let mut bare = self.clone();
         {
             let (c, m, h) = bare.indexes_mut();

@@ -100,26 +100,35 @@ pub async fn http_named(
     let Ok(url) = reqwest::Url::parse(&def.http) else {
         return plain().await;
     };
-    if def.tls_server_name.is_empty() || url.scheme() != "https" {
+    // (A name that is an IP address cannot stand in for the URL's host:
+    // the request would go to it. Such a check verifies the URL's host.)
+    if def.tls_server_name.is_empty()
+        || url.scheme() != "https"
+        || def.tls_server_name.parse::<std::net::IpAddr>().is_ok()
+    {
         return plain().await;
     }
     let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
         return plain().await;
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    let op = go_op(&check_method(def));
     let addrs: Vec<std::net::SocketAddr> =
         match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
             Ok(Ok(found)) => found.collect(),
             Ok(Err(e)) => {
                 return Outcome::new(
                     status::CRITICAL,
-                    format!("Get \"{}\": dial tcp: lookup {host}: {e}", def.http),
+                    format!("{op} \"{}\": dial tcp: lookup {host}: {e}", def.http),
                 );
             }
             Err(_) => {
                 return Outcome::new(
                     status::CRITICAL,
-                    format!("Get \"{}\": dial tcp: lookup {host}: i/o timeout", def.http),
+                    format!(
+                        "{op} \"{}\": dial tcp: lookup {host}: i/o timeout",
+                        def.http
+                    ),
                 );
             }
         };
@@ -154,11 +163,7 @@ pub async fn http_named(
 
 /// An HTTP check: 2xx passing, 429 warning, anything else critical.
 pub async fn http(client: &reqwest::Client, def: &CheckDefinition, timeout: Duration) -> Outcome {
-    let method = if def.method.is_empty() {
-        "GET".to_string()
-    } else {
-        def.method.to_uppercase()
-    };
+    let method = check_method(def);
     let m = match reqwest::Method::from_bytes(method.as_bytes()) {
         Ok(m) => m,
         Err(_) => {
@@ -206,15 +211,31 @@ pub async fn http(client: &reqwest::Client, def: &CheckDefinition, timeout: Dura
     }
 }
 
+/// An HTTP method as Go's client names the operation in its errors: `Get`,
+/// `Post`.
+fn go_op(method: &str) -> String {
+    let mut op = method.to_ascii_lowercase();
+    if let Some(first) = op.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    op
+}
+
+/// The method of an HTTP check (`GET` unless it names one).
+fn check_method(def: &CheckDefinition) -> String {
+    if def.method.is_empty() {
+        "GET".to_string()
+    } else {
+        def.method.to_uppercase()
+    }
+}
+
 /// A failed HTTP check request in the words of Go's client, which Consul's
 /// outputs carry: the method as Go names the operation (`Get`, `Post`),
 /// the URL, then what failed — `dial tcp 127.0.0.1:1: connect: connection
 /// refused`, the TLS error, or the timeout.
 fn http_error(method: &str, url: &str, e: &reqwest::Error) -> String {
-    let mut op = method.to_ascii_lowercase();
-    if let Some(first) = op.get_mut(..1) {
-        first.make_ascii_uppercase();
-    }
+    let op = go_op(method);
     if e.is_timeout() {
         return format!(
             "{op} \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"

@@ -670,6 +670,11 @@ async fn members(ctx: Ctx) -> ApiResult {
     // (`node.dc`, the serf WAN port), as a Consul server lists them; a
     // client agent has no WAN pool and answers `null`, as Consul's does.
     let wan = ctx.query.get("wan").is_some_and(|v| !v.is_empty());
+    if wan && ctx.query.get("segment").is_some_and(|v| !v.is_empty()) {
+        return Err(ApiError::bad_request(
+            "Cannot provide a segment with wan=true",
+        ));
+    }
     if wan && !ctx.agent.config.server {
         return Ok(json(&ctx, &serde_json::Value::Null));
     }

@@ -232,21 +232,20 @@ where
         let prev = current_entry(ctx, destination);
         let cas = prev.as_ref().map(|p| p.modify_index).unwrap_or(0);
         let applied = match f(prev)? {
-            Some(mut next) => {
+            Some(next) => {
+                let mut entry = ConfigEntry::ServiceIntentions(next);
                 let checked = if api == Api::Legacy {
-                    next.normalize_legacy();
-                    next.validate_legacy()
-                } else {
-                    let mut entry = ConfigEntry::ServiceIntentions(next.clone());
-                    entry.normalize();
-                    let checked = entry.validate().map(|_warnings| ());
-                    if let ConfigEntry::ServiceIntentions(n) = entry {
-                        next = n;
+                    entry.normalize_legacy();
+                    match &entry {
+                        ConfigEntry::ServiceIntentions(e) => e.validate_legacy(),
+                        _ => Ok(()),
                     }
-                    checked
+                } else {
+                    entry.normalize();
+                    entry.validate().map(|_warnings| ())
                 };
                 checked.map_err(|e| ApiError::internal(e.to_string()))?;
-                super::config::store(ctx, &ConfigEntry::ServiceIntentions(next), Some(cas)).await?
+                super::config::store(ctx, &entry, Some(cas)).await?
             }
             None => {
                 let r = ctx
