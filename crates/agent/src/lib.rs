@@ -740,9 +740,19 @@ fn check_cluster_config(config: &mut Config) -> Result<(), AgentError> {
         && bind.is_unspecified()
         && config.advertise_addr.is_empty()
     {
+        // Interfaces that are down (a Docker bridge with no container, a
+        // cable out) are not candidates.
         let addrs: Vec<IpAddr> = if_addrs::get_if_addrs()
             .map_err(|e| AgentError::Other(format!("listing the network interfaces: {e}")))?
             .into_iter()
+            .filter(|i| {
+                !matches!(
+                    i.oper_status,
+                    if_addrs::IfOperStatus::Down
+                        | if_addrs::IfOperStatus::NotPresent
+                        | if_addrs::IfOperStatus::LowerLayerDown
+                )
+            })
             .map(|i| i.ip())
             .collect();
         let ip = detect_advertise(bind, &addrs)?;
