@@ -654,8 +654,14 @@ impl Agent {
                 } else {
                     Ok(Vec::new())
                 };
-                let client = match (&roots, def.tls_server_name.is_empty()) {
-                    (Ok(r), true) => Some(checks::http_client(def.tls_skip_verify, r)),
+                // One client for the check's life, unless TLS must name
+                // another host than the URL's (a client per run then, see
+                // `checks::http_named`).
+                let named = https
+                    && !def.tls_server_name.is_empty()
+                    && def.tls_server_name.parse::<std::net::IpAddr>().is_err();
+                let client = match (&roots, named) {
+                    (Ok(r), false) => Some(checks::http_client(def.tls_skip_verify, r)),
                     _ => None,
                 };
                 tokio::spawn(periodic(agent, id, interval, move || {

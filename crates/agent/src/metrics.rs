@@ -271,20 +271,22 @@ impl Metrics {
         }
     }
 
+    /// The metrics' clock, started by the first metric or read.
+    fn clock(&self) -> &Clock {
+        self.clock.get_or_init(|| Clock {
+            started: std::time::Instant::now(),
+            wall_ms: crate::store::now_ms(),
+        })
+    }
+
     fn now(&self) -> Stamp {
-        self.clock
-            .get_or_init(|| Clock {
-                started: std::time::Instant::now(),
-                wall_ms: crate::store::now_ms(),
-            })
-            .now()
+        self.clock().now()
     }
 
     /// The interval the metrics started in: until it ends, the JSON form
     /// shows it (there is no finished one yet), as Consul's does.
     fn first_interval(&self) -> u64 {
-        let _ = self.now();
-        self.clock.get().map_or(0, |c| c.wall_ms / INTERVAL_MS)
+        self.clock().wall_ms / INTERVAL_MS
     }
 
     /// Adds to a counter.

@@ -127,14 +127,22 @@ pub(super) fn routes() -> Vec<Route> {
 
 /// Every intention, in evaluation order.
 pub(crate) fn all_intentions(st: &State) -> Vec<Intention> {
-    let mut out = Vec::new();
-    for e in st.config_entries(SERVICE_INTENTIONS).1 {
-        if let ConfigEntry::ServiceIntentions(si) = e {
-            out.extend(intentions::intentions_of(si));
-        }
-    }
+    let mut out: Vec<Intention> = intention_entries(st)
+        .flat_map(intentions::intentions_of)
+        .collect();
     intentions::sort_by_precedence(&mut out);
     out
+}
+
+/// Every service-intentions entry.
+fn intention_entries(st: &State) -> impl Iterator<Item = &ServiceIntentions> {
+    st.config_entries(SERVICE_INTENTIONS)
+        .1
+        .into_iter()
+        .filter_map(|e| match e {
+            ConfigEntry::ServiceIntentions(si) => Some(si),
+            _ => None,
+        })
 }
 
 /// The default when no intention matches: allow unless ACLs default to deny.
@@ -190,6 +198,18 @@ async fn exact_get(ctx: Ctx) -> ApiResult {
         (idx, found)
     })
     .await;
+    readable(&ctx, &opts, &id, idx, found)
+}
+
+/// One intention as read, for a caller with `intentions:read` on its source
+/// or destination; `404 Intention not found` when there is none.
+fn readable(
+    ctx: &Ctx,
+    opts: &super::QueryOptions,
+    id: &crate::acl::Identity,
+    idx: u64,
+    found: Option<Intention>,
+) -> ApiResult {
     let Some(ixn) = found else {
         return Err(ApiError::not_found("Intention not found"));
     };
@@ -198,7 +218,7 @@ async fn exact_get(ctx: Ctx) -> ApiResult {
     {
         return Err(bare_denied());
     }
-    Ok(json_read(&ctx, &opts, idx, &ixn))
+    Ok(json_read(ctx, opts, idx, &ixn))
 }
 
 fn current_entry(ctx: &Ctx, destination: &str) -> Option<ServiceIntentions> {
@@ -272,13 +292,7 @@ where
 async fn exact_put(ctx: Ctx) -> ApiResult {
     let source = required(&ctx, "source")?.to_string();
     let destination = required(&ctx, "destination")?.to_string();
-    if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::bad_request("Request decode failed: EOF"));
-    }
-    let v: Value = serde_json::from_slice(&ctx.body)
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
-    let body = Intention::from_json(v)
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
+    let body = decode_intention(&ctx)?;
     if !ctx
         .identity()?
         .allows(Resource::Intention, Access::Write, &destination)
@@ -313,15 +327,21 @@ async fn exact_delete(ctx: Ctx) -> ApiResult {
     Ok(json(&ctx, &true))
 }
 
-/// A body of the legacy intention API, with Consul's defaults filled in.
-fn legacy_body(ctx: &Ctx) -> Result<Intention, ApiError> {
+/// An intention in a request body (`400 Request decode failed: ...` when
+/// it is not one).
+fn decode_intention(ctx: &Ctx) -> Result<Intention, ApiError> {
     if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::bad_request("Request decode failed: EOF"));
     }
     let v: Value = serde_json::from_slice(&ctx.body)
         .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
-    let mut ixn = Intention::from_json(v)
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
+    Intention::from_json(v)
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))
+}
+
+/// A body of the legacy intention API, with Consul's defaults filled in.
+fn legacy_body(ctx: &Ctx) -> Result<Intention, ApiError> {
+    let mut ixn = decode_intention(ctx)?;
     for ns in [&mut ixn.source_ns, &mut ixn.destination_ns] {
         if ns.is_empty() {
             *ns = "default".into();
@@ -331,18 +351,6 @@ fn legacy_body(ctx: &Ctx) -> Result<Intention, ApiError> {
         ixn.source_type = "consul".into();
     }
     Ok(ixn)
-}
-
-/// Every service-intentions entry.
-fn intention_entries(st: &State) -> Vec<ServiceIntentions> {
-    st.config_entries(SERVICE_INTENTIONS)
-        .1
-        .into_iter()
-        .filter_map(|e| match e {
-            ConfigEntry::ServiceIntentions(si) => Some(si.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn legacy_now() -> String {
@@ -378,9 +386,7 @@ async fn legacy_create(ctx: Ctx) -> ApiResult {
 
 /// The intention with legacy ID `id`: (destination, intention).
 fn legacy_find(ctx: &Ctx, id: &str) -> Option<(String, Intention)> {
-    let st = ctx.agent.store.read();
-    let entries = intention_entries(&st);
-    intentions::find_legacy(&entries, id)
+    intentions::find_legacy(intention_entries(&ctx.agent.store.read()), id)
 }
 
 /// `GET /v1/connect/intentions/:id`.
@@ -389,22 +395,13 @@ async fn legacy_get(ctx: Ctx) -> ApiResult {
     let opts = ctx.query_options()?;
     let ident = ctx.identity()?;
     let (idx, found) = blocking(&ctx, &opts, CONFIG, |st| {
-        let entries = intention_entries(st);
         (
             st.tables().config,
-            intentions::find_legacy(&entries, &id).map(|(_, i)| i),
+            intentions::find_legacy(intention_entries(st), &id).map(|(_, i)| i),
         )
     })
     .await;
-    let Some(ixn) = found else {
-        return Err(ApiError::not_found("Intention not found"));
-    };
-    if !ident.allows(Resource::Intention, Access::Read, &ixn.source_name)
-        && !ident.allows(Resource::Intention, Access::Read, &ixn.destination_name)
-    {
-        return Err(bare_denied());
-    }
-    Ok(json_read(&ctx, &opts, idx, &ixn))
+    readable(&ctx, &opts, &ident, idx, found)
 }
 
 /// `PUT /v1/connect/intentions/:id`: replaces the intention (its
