@@ -20,6 +20,7 @@ mod health;
 mod kv;
 mod multinode;
 mod ops;
+mod patroni;
 mod query;
 mod session;
 mod snapshot;

@@ -75,6 +75,27 @@ fn postgres_ids() -> (u32, u32) {
     (uid, gid)
 }
 
+/// Makes `cmd` run as the `postgres` user when the tests run as root (as
+/// PostgreSQL's own programs must), for tools that start PostgreSQL
+/// themselves, such as Patroni.
+pub fn as_postgres_user(cmd: &mut Command) -> &mut Command {
+    if is_root() {
+        use std::os::unix::process::CommandExt;
+        let (uid, gid) = postgres_ids();
+        cmd.uid(uid).gid(gid);
+    }
+    cmd
+}
+
+/// Gives `path` and everything under it to the `postgres` user when the
+/// tests run as root (a directory such a tool writes to).
+pub fn give_to_postgres_user(path: &Path) {
+    if is_root() {
+        let (uid, gid) = postgres_ids();
+        chown_tree(path, uid, gid);
+    }
+}
+
 fn chown_tree(path: &Path, uid: u32, gid: u32) {
     let st = Command::new("chown")
         .args(["-R", &format!("{uid}:{gid}"), &path.display().to_string()])
@@ -312,7 +333,9 @@ fn wait_ready(child: &mut Child, bin: &Path, host: &str, port: u16) -> bool {
     false
 }
 
-fn psql_as_superuser(
+/// Runs SQL with `psql` as the superuser `postgres` (password `postgres`)
+/// on any server; its output (unaligned, tuples only) or its error.
+pub fn psql_as_superuser(
     bin: &Path,
     host: &str,
     port: u16,
