@@ -48,7 +48,7 @@ pub struct Store {
 fn write_metric(cmd: &Command) -> Option<&'static str> {
     Some(match cmd {
         Command::KvSet { .. } | Command::KvDelete { .. } => "consul.kvs.apply",
-        Command::Txn(_) => "consul.txn.apply",
+        Command::Txn(_) | Command::TxnOps(_) => "consul.txn.apply",
         // (An agent's check results reach the servers as registrations.)
         Command::Register(_) | Command::UpdateCheck { .. } => "consul.catalog.register",
         Command::Deregister(_) => "consul.catalog.deregister",

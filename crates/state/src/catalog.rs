@@ -30,17 +30,7 @@ impl State {
         if r.skip_node_update && !self.nodes.contains_key(&node_key) {
             return Err(ApplyError::Invalid("Missing node registration".into()));
         }
-        if !r.id.is_empty()
-            && let Some(other) = self
-                .nodes
-                .values()
-                .find(|n| n.id.eq_ignore_ascii_case(&r.id) && fold(&n.node) != node_key)
-        {
-            return Err(ApplyError::Invalid(format!(
-                "failed inserting node: Error while renaming Node ID: \"{}\": Node name {} is reserved by node {} with name {} ({})",
-                r.id, r.node, other.id, other.node, other.address
-            )));
-        }
+        self.check_node_id(&r.id, &r.node)?;
         let mut service = r.service.clone();
         if let Some(svc) = &mut service {
             if svc.service.is_empty() && svc.id.is_empty() {
@@ -125,6 +115,23 @@ impl State {
         Ok(())
     }
 
+    /// Refuses a node ID that another node (by name) already has.
+    pub(crate) fn check_node_id(&self, id: &str, name: &str) -> Result<(), ApplyError> {
+        let node_key = fold(name);
+        if !id.is_empty()
+            && let Some(other) = self
+                .nodes
+                .values()
+                .find(|n| n.id.eq_ignore_ascii_case(id) && fold(&n.node) != node_key)
+        {
+            return Err(ApplyError::Invalid(format!(
+                "failed inserting node: Error while renaming Node ID: \"{id}\": Node name {name} is reserved by node {} with name {} ({})",
+                other.id, other.node, other.address
+            )));
+        }
+        Ok(())
+    }
+
     /// Inserts or replaces a node, keeping its indexes when nothing changed.
     pub(crate) fn ensure_node(&mut self, idx: u64, mut node: Node) {
         let key = fold(&node.node);
@@ -158,7 +165,7 @@ impl State {
         }
     }
 
-    fn ensure_service(&mut self, idx: u64, node_key: &str, mut svc: NodeService) {
+    pub(crate) fn ensure_service(&mut self, idx: u64, node_key: &str, mut svc: NodeService) {
         let key = (node_key.to_string(), svc.id.clone());
         if let Some(existing) = self.services.get(&key) {
             svc.create_index = existing.create_index;
@@ -222,7 +229,7 @@ impl State {
         }
     }
 
-    fn ensure_check(&mut self, idx: u64, now: u64, node_key: &str, mut c: HealthCheck) {
+    pub(crate) fn ensure_check(&mut self, idx: u64, now: u64, node_key: &str, mut c: HealthCheck) {
         if !c.service_id.is_empty() {
             if let Some(s) = self
                 .services
@@ -350,7 +357,7 @@ impl State {
         self.invalidate_sessions_for_check(idx, now, node_key, check_id);
     }
 
-    fn delete_node(&mut self, idx: u64, now: u64, node_key: &str) {
+    pub(crate) fn delete_node(&mut self, idx: u64, now: u64, node_key: &str) {
         if !self.nodes.contains_key(node_key) {
             return;
         }

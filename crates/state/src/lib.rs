@@ -20,13 +20,14 @@ mod query;
 mod session;
 mod snapshot;
 mod txn;
+mod txn_catalog;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use meshgate_types::acl::{AclAuthMethod, AclBindingRule, AclPolicy, AclRole, AclToken};
 use meshgate_types::catalog::{DeregisterRequest, HealthCheck, Node, NodeService, RegisterRequest};
 use meshgate_types::kv::{KvEntry, Session};
-use meshgate_types::txn::{TxnKvOp, TxnResponse};
+use meshgate_types::txn::{TxnKvOp, TxnOperation, TxnResponse};
 use serde::{Deserialize, Serialize};
 
 pub use config::{CaState, GatewayService, ServiceName};
@@ -64,6 +65,9 @@ pub enum Command {
     },
     /// An atomic list of KV operations.
     Txn(Vec<TxnKvOp>),
+    /// An atomic list of operations on KV and the catalog (nodes, service
+    /// instances, checks).
+    TxnOps(Vec<TxnOperation>),
     /// Creates a session (id made by the proposer).
     SessionCreate(Session),
     /// Destroys a session, releasing or deleting its locks.
@@ -195,6 +199,13 @@ impl Request {
             Command::Txn(ops) => ops
                 .iter()
                 .map(|o| o.value.as_ref().map_or(0, Vec::len) + o.key.len())
+                .sum(),
+            Command::TxnOps(ops) => ops
+                .iter()
+                .map(|o| match o {
+                    TxnOperation::Kv(o) => o.value.as_ref().map_or(0, Vec::len) + o.key.len(),
+                    _ => 256,
+                })
                 .sum(),
             Command::Restore(_) | Command::Batch(_) => usize::MAX / 2,
             _ => 0,
@@ -403,6 +414,7 @@ impl State {
                 Ok(Applied::Bool(self.kv_delete(index, key, *recurse, *cas)))
             }
             Command::Txn(ops) => Ok(Applied::Txn(self.txn(index, now, ops))),
+            Command::TxnOps(ops) => Ok(Applied::Txn(self.txn_ops(index, now, ops))),
             Command::SessionCreate(s) => self.session_create(index, s).map(|_| Applied::Done),
             Command::SessionDestroy { id } => {
                 self.session_destroy(index, now, id);

@@ -460,8 +460,106 @@ fn txn_all_or_nothing() {
     };
     let res = r.results.unwrap();
     assert_eq!(res.len(), 2);
-    assert_eq!(res[0].kv.value, None, "writes return no value");
-    assert_eq!(res[1].kv.value.as_deref(), Some(&b"x"[..]));
+    assert_eq!(
+        res[0].kv.as_ref().unwrap().value,
+        None,
+        "writes return no value"
+    );
+    assert_eq!(
+        res[1].kv.as_ref().unwrap().value.as_deref(),
+        Some(&b"x"[..])
+    );
+}
+
+#[test]
+fn txn_with_catalog_operations_is_all_or_nothing() {
+    use meshgate_types::catalog::Node;
+    use meshgate_types::txn::{TxnCheckOp, TxnNodeOp, TxnOperation, TxnServiceOp};
+    let mut h = Harness::new();
+    let node = |name: &str, modify_index: u64| Node {
+        node: name.into(),
+        address: "127.0.0.9".into(),
+        modify_index,
+        ..Node::default()
+    };
+    let set_node = |n: Node| {
+        TxnOperation::Node(TxnNodeOp {
+            verb: "set".into(),
+            node: n,
+        })
+    };
+    let service = TxnOperation::Service(TxnServiceOp {
+        verb: "set".into(),
+        node: "ext".into(),
+        service: NodeService {
+            id: "db1".into(),
+            service: "db".into(),
+            port: 5432,
+            ..NodeService::default()
+        },
+    });
+    let check = |status: &str, modify_index: u64| {
+        TxnOperation::Check(TxnCheckOp {
+            verb: "cas".into(),
+            check: HealthCheck {
+                node: "ext".into(),
+                check_id: "db-alive".into(),
+                service_id: "db1".into(),
+                status: status.into(),
+                modify_index,
+                ..HealthCheck::default()
+            },
+        })
+    };
+    let Applied::Txn(r) = h.ok(Command::TxnOps(vec![
+        set_node(node("ext", 0)),
+        service.clone(),
+        check("passing", 0),
+        TxnOperation::Kv(txn_op("set", "probes/ext", 0)),
+    ])) else {
+        panic!()
+    };
+    assert!(r.errors.is_none(), "{r:?}");
+    let res = r.results.unwrap();
+    assert_eq!(res.len(), 4);
+    assert_eq!(res[1].service.as_ref().unwrap().service, "db");
+    assert_eq!(res[2].check.as_ref().unwrap().service_name, "db");
+    let created = res[2].check.as_ref().unwrap().modify_index;
+    let before_nodes = h.state.tables().nodes;
+
+    // A later failure undoes the earlier catalog and KV writes.
+    let Applied::Txn(r) = h.ok(Command::TxnOps(vec![
+        set_node(node("other", 0)),
+        check("critical", created),
+        TxnOperation::Kv(txn_op("delete", "probes/ext", 0)),
+        check("passing", created),
+    ])) else {
+        panic!()
+    };
+    let errs = r.errors.unwrap();
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].op_index, 3);
+    assert_eq!(
+        errs[0].what,
+        "failed to set check \"db-alive\" on node \"ext\", index is stale"
+    );
+    assert!(h.state.node("other").is_none());
+    assert_eq!(h.state.check("ext", "db-alive").unwrap().status, "passing");
+    assert!(h.state.kv_get("probes/ext").1.is_some());
+    assert_eq!(h.state.tables().nodes, before_nodes);
+
+    // A node delete-cas removes the node with its service and checks.
+    let index = h.state.node("ext").unwrap().modify_index;
+    let Applied::Txn(r) = h.ok(Command::TxnOps(vec![TxnOperation::Node(TxnNodeOp {
+        verb: "delete-cas".into(),
+        node: node("ext", index),
+    })])) else {
+        panic!()
+    };
+    assert_eq!(r.results, Some(Vec::new()));
+    assert!(h.state.node("ext").is_none());
+    assert!(h.state.check("ext", "db-alive").is_none());
+    assert!(h.state.service_instances("db").is_empty());
 }
 
 fn kv_snapshot(s: &State) -> BTreeMap<String, (Option<Vec<u8>>, u64)> {

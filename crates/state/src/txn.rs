@@ -42,7 +42,7 @@ pub fn is_read_only(ops: &[TxnKvOp]) -> bool {
 
 /// What to put back if the transaction fails.
 #[derive(Default)]
-struct Undo {
+pub(crate) struct Undo {
     kv: HashMap<String, (Option<KvEntry>, Option<u64>)>,
     kv_table: u64,
 }
@@ -127,7 +127,7 @@ impl State {
         }
     }
 
-    fn txn_read_op(&self, op: &TxnKvOp) -> Result<Vec<TxnResult>, String> {
+    pub(crate) fn txn_read_op(&self, op: &TxnKvOp) -> Result<Vec<TxnResult>, String> {
         let key = op.key.as_str();
         if key.is_empty() && op.verb != "get-tree" {
             return Err("Must provide key".into());
@@ -140,24 +140,22 @@ impl State {
         let blank = |e: &KvEntry| {
             let mut e = e.clone();
             e.value = None;
-            vec![TxnResult { kv: e }]
+            vec![TxnResult::kv(e)]
         };
         match op.verb.as_str() {
-            "get" => Ok(vec![TxnResult {
-                kv: existing()?.clone(),
-            }]),
-            "get-or-empty" => Ok(vec![TxnResult {
-                kv: self.kv.get(key).cloned().unwrap_or_else(|| KvEntry {
+            "get" => Ok(vec![TxnResult::kv(existing()?.clone())]),
+            "get-or-empty" => Ok(vec![TxnResult::kv(
+                self.kv.get(key).cloned().unwrap_or_else(|| KvEntry {
                     key: key.to_string(),
                     flags: op.flags,
                     session: op.session.clone(),
                     ..KvEntry::default()
                 }),
-            }]),
+            )]),
             "get-tree" => Ok(self
                 .kv
                 .range::<String, _>(prefix_range(key))
-                .map(|(_, e)| TxnResult { kv: e.clone() })
+                .map(|(_, e)| TxnResult::kv(e.clone()))
                 .collect()),
             "check-index" => {
                 let e = self
@@ -195,7 +193,7 @@ impl State {
         }
     }
 
-    fn txn_op(
+    pub(crate) fn txn_op(
         &mut self,
         idx: u64,
         now: u64,
@@ -234,7 +232,7 @@ impl State {
             }
             let mut e = self.kv.get(key).cloned().unwrap_or_default();
             e.value = None;
-            return Ok(vec![TxnResult { kv: e }]);
+            return Ok(vec![TxnResult::kv(e)]);
         }
         match op.verb.as_str() {
             "delete" => {

@@ -294,6 +294,10 @@ pub struct HealthCheckDefinition {
     /// checks trust (on the servers; empty: the system bundle).
     #[serde(rename = "TLSCAFile", skip_serializing_if = "String::is_empty")]
     pub tls_ca_file: String,
+    /// A check of `Type` `session` (consul-esm's agentless mode): the
+    /// session it follows; stored as given.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub session_name: String,
 }
 
 impl HealthCheckDefinition {

@@ -224,7 +224,7 @@ fn authorize_register(ctx: &Ctx, req: &RegisterRequest) -> Result<(), ApiError> 
 }
 
 /// The check `Type` implied by a catalog check's `Definition`.
-fn definition_type(d: &meshgate_types::catalog::HealthCheckDefinition) -> &'static str {
+pub(super) fn definition_type(d: &meshgate_types::catalog::HealthCheckDefinition) -> &'static str {
     if !d.http.is_empty() {
         "http"
     } else if !d.tcp.is_empty() {
