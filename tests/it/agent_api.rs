@@ -99,6 +99,32 @@ async fn http_check_statuses() {
     wait_status(&a, "api-http", "critical").await;
 }
 
+/// HTTP checks follow redirects (up to 10, as Go's client), unless
+/// `DisableRedirects`: then the 3xx is the answer, and critical.
+#[tokio::test]
+async fn http_checks_follow_redirects_unless_disabled() {
+    let a = dev().await;
+    let port = crate::external::http_server("127.0.0.1").await;
+    let url = format!("http://127.0.0.1:{port}/moved");
+    let body = json!({"Name": "api", "Checks": [
+        {"CheckID": "follows", "HTTP": url, "Interval": "1s"},
+        {"CheckID": "stays", "HTTP": url, "Interval": "1s", "DisableRedirects": true}]});
+    let (st, text) = a.put("/v1/agent/service/register", body.to_string()).await;
+    assert_eq!((st, text.as_str()), (200, ""));
+    let c = wait_ran(&a, "follows", "passing").await;
+    assert_eq!(
+        output(&c),
+        format!("HTTP GET {url}: 200 OK Output: fine"),
+        "{c}"
+    );
+    let c = wait_ran(&a, "stays", "critical").await;
+    assert_eq!(
+        output(&c),
+        format!("HTTP GET {url}: 302 Found Output: moved"),
+        "{c}"
+    );
+}
+
 /// `check_update_interval` (Consul's, 5m by default): a new output under an
 /// unchanged status reaches the catalog only after it (the agent's own view
 /// has it at once), so a check whose output changes at every run does not
@@ -305,7 +331,7 @@ async fn agent_trusting(ca_file: &std::path::Path) -> Agent {
 
 /// An HTTPS server on `host` answering `200 ok` to every request with
 /// `cert`; records the name each client sent (SNI).
-async fn https_server(
+pub(crate) async fn https_server(
     host: &str,
     cert_pem: &str,
     key_pem: &str,

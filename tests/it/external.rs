@@ -65,8 +65,9 @@ async fn wait_status(a: &Agent, node: &str, id: &str, status: &str) -> String {
     .await
 }
 
-/// A tiny HTTP server: `/ok` 200, `/busy` 429, anything else 500.
-async fn http_server(host: &str) -> u16 {
+/// A tiny HTTP server: `/ok` 200, `/busy` 429, `/moved` a 302 to `/ok`,
+/// anything else 500.
+pub(crate) async fn http_server(host: &str) -> u16 {
     let l = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -80,6 +81,8 @@ async fn http_server(host: &str) -> u16 {
                 let req = String::from_utf8_lossy(&buf[..n]).to_string();
                 let (code, text) = if req.starts_with("GET /ok ") {
                     ("200 OK", "fine")
+                } else if req.starts_with("GET /moved ") {
+                    ("302 Found\r\nlocation: /ok", "moved")
                 } else if req.starts_with("GET /busy ") {
                     ("429 Too Many Requests", "slow down")
                 } else {
@@ -147,6 +150,7 @@ async fn external_checks_tcp_http_tls_postgres() {
     let closed = format!("127.0.0.3:{}", free_port("127.0.0.3"));
     let http = http_server("127.0.0.3").await;
     let tls = tls_server("127.0.0.3", &ca.cert_pem, &ca.key_pem).await;
+    let (https, sni) = crate::agent_api::https_server("127.0.0.3", &ca.cert_pem, &ca.key_pem).await;
     let pg_addr = format!("127.0.0.3:{}", pg.port);
 
     let def = |id: &str, d: Value| {
@@ -168,6 +172,13 @@ async fn external_checks_tcp_http_tls_postgres() {
                 def("http-ok", json!({"HTTP": format!("http://127.0.0.3:{http}/ok")})),
                 def("http-busy", json!({"HTTP": format!("http://127.0.0.3:{http}/busy")})),
                 def("http-broken", json!({"HTTP": format!("http://127.0.0.3:{http}/broken")})),
+                def("http-moved", json!({"HTTP": format!("http://127.0.0.3:{http}/moved")})),
+                def("http-moved-kept", json!({"HTTP": format!("http://127.0.0.3:{http}/moved"),
+                                              "DisableRedirects": true})),
+                def("https-named", json!({"HTTP": format!("https://127.0.0.3:{https}/"),
+                                          "TLSServerName": "db.meshgate.test", "TLSCAFile": ca_file})),
+                def("https-unnamed", json!({"HTTP": format!("https://127.0.0.3:{https}/"),
+                                            "TLSCAFile": ca_file})),
                 def("tls-ok", json!({"TCP": format!("127.0.0.3:{tls}"), "TCPUseTLS": true,
                                       "TLSServerName": "db.meshgate.test", "TLSCAFile": ca_file})),
                 def("tls-wrong-ca", json!({"TCP": format!("127.0.0.3:{tls}"), "TCPUseTLS": true,
@@ -193,6 +204,22 @@ async fn external_checks_tcp_http_tls_postgres() {
     assert!(out.contains("429"), "{out}");
     let out = wait_status(&a, "ext-1", "http-broken", "critical").await;
     assert!(out.contains("500"), "{out}");
+    let out = wait_status(&a, "ext-1", "http-moved", "passing").await;
+    assert!(out.contains("200 OK") && out.contains("fine"), "{out}");
+    let out = wait_status(&a, "ext-1", "http-moved-kept", "critical").await;
+    assert!(out.contains("302") && out.contains("moved"), "{out}");
+    // TLSServerName names the certificate's host while the URL's address is
+    // reached; without it the certificate must name 127.0.0.3, and does not.
+    let out = wait_status(&a, "ext-1", "https-named", "passing").await;
+    assert!(out.contains("200 OK"), "{out}");
+    assert!(
+        sni.lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_deref() == Some("db.meshgate.test")),
+        "the name was sent (SNI)"
+    );
+    wait_status(&a, "ext-1", "https-unnamed", "critical").await;
     let out = wait_status(&a, "ext-1", "tls-ok", "passing").await;
     assert!(out.contains("TLS handshake: TLSv1.3"), "{out}");
     let out = wait_status(&a, "ext-1", "tls-skip", "passing").await;

@@ -657,11 +657,8 @@ impl Agent {
                 // One client for the check's life, unless TLS must name
                 // another host than the URL's (a client per run then, see
                 // `checks::http_named`).
-                let named = https
-                    && !def.tls_server_name.is_empty()
-                    && def.tls_server_name.parse::<std::net::IpAddr>().is_err();
-                let client = match (&roots, named) {
-                    (Ok(r), false) => Some(checks::http_client(def.tls_skip_verify, r)),
+                let client = match (&roots, checks::names_other_host(&def)) {
+                    (Ok(r), false) => Some(checks::http_client(&def, r)),
                     _ => None,
                 };
                 tokio::spawn(periodic(agent, id, interval, move || {

@@ -53,13 +53,20 @@ pub(crate) fn dial_error(addr: &str, e: &std::io::Error) -> String {
 }
 
 fn http_client_builder(
-    skip_verify: bool,
+    def: &CheckDefinition,
     roots: &[reqwest::Certificate],
 ) -> reqwest::ClientBuilder {
+    // Go's client follows up to 10 redirects; `DisableRedirects` makes the
+    // 3xx itself the answer (critical, as any status outside 2xx and 429).
+    let redirects = if def.disable_redirects {
+        reqwest::redirect::Policy::none()
+    } else {
+        reqwest::redirect::Policy::limited(10)
+    };
     let mut b = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::limited(10))
+        .redirect(redirects)
         .user_agent("Consul Health Check");
-    if skip_verify {
+    if def.tls_skip_verify {
         b = b.tls_danger_accept_invalid_certs(true);
     }
     for c in roots {
@@ -78,12 +85,36 @@ pub fn ca_roots(ca_file: &str) -> Result<Vec<reqwest::Certificate>, String> {
     reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("the CA file {ca_file}: {e}"))
 }
 
-/// Builds the HTTP client used by HTTP checks (see [`http_named`] for a
+/// Builds the HTTP client used by an HTTP check (see [`http_named`] for a
 /// check with `TLSServerName`).
-pub fn http_client(skip_verify: bool, roots: &[reqwest::Certificate]) -> reqwest::Client {
-    http_client_builder(skip_verify, roots)
+pub fn http_client(def: &CheckDefinition, roots: &[reqwest::Certificate]) -> reqwest::Client {
+    http_client_builder(def, roots)
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Whether TLS must name another host than the URL's (`TLSServerName` on an
+/// `https://` check, and not an IP address): such a check needs a client of
+/// its own per run ([`http_named`]).
+pub fn names_other_host(def: &CheckDefinition) -> bool {
+    def.http
+        .get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+        && !def.tls_server_name.is_empty()
+        && def.tls_server_name.parse::<std::net::IpAddr>().is_err()
+}
+
+/// Runs an HTTP check once with a client made for this run.
+pub async fn http_once(
+    def: &CheckDefinition,
+    roots: &[reqwest::Certificate],
+    timeout: Duration,
+) -> Outcome {
+    if names_other_host(def) {
+        http_named(def, roots, timeout).await
+    } else {
+        http(&http_client(def, roots), def, timeout).await
+    }
 }
 
 /// An HTTPS check with `TLSServerName`: the URL's host is the one reached
@@ -96,7 +127,7 @@ pub async fn http_named(
     roots: &[reqwest::Certificate],
     timeout: Duration,
 ) -> Outcome {
-    let plain = || async { http(&http_client(def.tls_skip_verify, roots), def, timeout).await };
+    let plain = || async { http(&http_client(def, roots), def, timeout).await };
     let Ok(url) = reqwest::Url::parse(&def.http) else {
         return plain().await;
     };
@@ -139,7 +170,7 @@ pub async fn http_named(
             format!("invalid TLSServerName {:?}", def.tls_server_name),
         );
     }
-    let client = match http_client_builder(def.tls_skip_verify, roots)
+    let client = match http_client_builder(def, roots)
         .resolve_to_addrs(&def.tls_server_name, &addrs)
         .build()
     {

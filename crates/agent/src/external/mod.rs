@@ -335,8 +335,8 @@ pub async fn run_definition(def: &HealthCheckDefinition, timeout: Duration) -> O
         };
         probes::postgres(&def.postgresql, &opts, timeout).await
     } else if !def.http.is_empty() {
-        let client = match http_client(def) {
-            Ok(c) => c,
+        let roots = match checks::ca_roots(&def.tls_ca_file) {
+            Ok(r) => r,
             Err(e) => return Outcome::new(status::CRITICAL, e),
         };
         let agent_def = meshgate_types::agent::CheckDefinition {
@@ -344,40 +344,17 @@ pub async fn run_definition(def: &HealthCheckDefinition, timeout: Duration) -> O
             header: def.header.clone(),
             method: def.method.clone(),
             body: def.body.clone(),
+            tls_server_name: def.tls_server_name.clone(),
+            tls_skip_verify: def.tls_skip_verify,
+            disable_redirects: def.disable_redirects,
             ..Default::default()
         };
-        checks::http(&client, &agent_def, timeout).await
+        checks::http_once(&agent_def, &roots, timeout).await
     } else if def.tcp_use_tls {
         probes::tls(&def.tcp, &tls, timeout).await
     } else {
         checks::tcp(&def.tcp, timeout).await
     }
-}
-
-/// The HTTP client of an HTTP check: redirects as asked, the CA file trusted.
-fn http_client(def: &HealthCheckDefinition) -> Result<reqwest::Client, String> {
-    if def.tls_ca_file.is_empty() && !def.disable_redirects {
-        return Ok(checks::http_client(def.tls_skip_verify, &[]));
-    }
-    let mut b = reqwest::Client::builder().user_agent("Consul Health Check");
-    b = if def.disable_redirects {
-        b.redirect(reqwest::redirect::Policy::none())
-    } else {
-        b.redirect(reqwest::redirect::Policy::limited(10))
-    };
-    if def.tls_skip_verify {
-        b = b.tls_danger_accept_invalid_certs(true);
-    }
-    if !def.tls_ca_file.is_empty() {
-        let pem = std::fs::read(&def.tls_ca_file)
-            .map_err(|e| format!("reading the CA file {}: {e}", def.tls_ca_file))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("the CA file {}: {e}", def.tls_ca_file))?;
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
-    b.build().map_err(|e| format!("HTTP client: {e}"))
 }
 
 /// Writes a result when it differs from what the catalog holds.
