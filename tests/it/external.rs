@@ -119,6 +119,68 @@ async fn tls_server(host: &str, cert_pem: &str, key_pem: &str) -> u16 {
     port
 }
 
+/// A new output under an unchanged status waits for `check_update_interval`
+/// (5m by default) after the monitor's last write, as an agent's own checks
+/// do: an endpoint whose body changes at every probe does not wake the
+/// blocking queries on its service each time. A status change goes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_output_changes_wait_for_check_update_interval() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let a = agent().await;
+    let l = tokio::net::TcpListener::bind("127.0.0.4:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    // Answers `n=<count>`, 200 while the count is below `fail_from`, 500 after.
+    let fail_from = Arc::new(AtomicU32::new(u32::MAX));
+    let limit = fail_from.clone();
+    tokio::spawn(async move {
+        let mut n = 0u32;
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            n += 1;
+            let code = if n >= limit.load(Ordering::SeqCst) {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let body = format!("n={n}");
+            let mut buf = vec![0u8; 2048];
+            let _ = s.read(&mut buf).await;
+            let resp = format!(
+                "HTTP/1.1 {code}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    });
+    put(
+        &a,
+        "/v1/catalog/register",
+        json!({
+            "Node": "ext-counter", "Address": "127.0.0.4",
+            "NodeMeta": {"external-node": "true"},
+            "Service": {"ID": "api", "Service": "api", "Port": port},
+            "Check": {"CheckID": "api-http", "Name": "api", "ServiceID": "api",
+                      "Definition": {"HTTP": format!("http://127.0.0.4:{port}/"),
+                                     "Interval": "1s", "Timeout": "1s"}}
+        }),
+    )
+    .await;
+    let first = wait_status(&a, "ext-counter", "api-http", "passing").await;
+    assert!(first.contains("n="), "{first}");
+    let index = |v: &Value| v[0]["ModifyIndex"].as_u64().unwrap();
+    let (_, before) = a.get_json("/v1/health/checks/api").await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (_, after) = a.get_json("/v1/health/checks/api").await;
+    assert_eq!(index(&before), index(&after), "{before} then {after}");
+    assert_eq!(after[0]["Output"], first.as_str(), "the first output stays");
+    fail_from.store(0, Ordering::SeqCst);
+    let out = wait_status(&a, "ext-counter", "api-http", "critical").await;
+    assert!(out.contains("500"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_checks_tcp_http_tls_postgres() {
     let a = agent().await;

@@ -242,6 +242,8 @@ async fn run_one(agent: Arc<Agent>, s: Arc<Settings>, node: String, check_id: St
     };
     let mut thresholds = s.thresholds();
     let mut critical_since: Option<Instant> = None;
+    // When this task last wrote a result (`None`: not yet).
+    let mut written: Option<Instant> = None;
     loop {
         let outcome = match &p {
             Plan::Node { targets } => node_probe(targets, timeout).await,
@@ -250,15 +252,24 @@ async fn run_one(agent: Arc<Agent>, s: Arc<Settings>, node: String, check_id: St
         if let Some(st) = thresholds.feed(outcome.status) {
             let output =
                 checks::truncate_output(outcome.output, agent.config.check_output_max_size);
-            record(
+            // A new output under the same status waits for
+            // `check_update_interval` after the last write, as an agent's
+            // checks do (the first result is written at once).
+            let output_may_wait =
+                written.is_some_and(|w| w.elapsed() < agent.config.check_update_interval());
+            if record(
                 &agent,
                 &node,
                 &check_id,
                 matches!(p, Plan::Node { .. }),
                 st,
                 output,
+                output_may_wait,
             )
-            .await;
+            .await
+            {
+                written = Some(Instant::now());
+            }
         }
         if let Plan::Check { service_id, def } = &p {
             let after = def.deregister_critical_service_after.get();
@@ -357,7 +368,8 @@ pub async fn run_definition(def: &HealthCheckDefinition, timeout: Duration) -> O
     }
 }
 
-/// Writes a result when it differs from what the catalog holds.
+/// Writes a result when it differs from what the catalog holds (a new output
+/// under the same status not while `output_may_wait`); whether it wrote.
 async fn record(
     agent: &Agent,
     node: &str,
@@ -365,7 +377,8 @@ async fn record(
     is_node_probe: bool,
     st: &'static str,
     output: String,
-) {
+    output_may_wait: bool,
+) -> bool {
     let current = {
         let s = agent.store.read();
         match s.check(node, check_id) {
@@ -373,17 +386,17 @@ async fn record(
             None => {
                 if !is_node_probe {
                     // Deregistered meanwhile: the planner stops this task.
-                    return;
+                    return false;
                 }
                 if s.node(node).is_none() {
-                    return;
+                    return false;
                 }
                 None
             }
         }
     };
     let cmd = match &current {
-        Some((cs, co)) if cs == st && *co == output => return,
+        Some((cs, co)) if cs == st && (*co == output || output_may_wait) => return false,
         Some(_) => Command::UpdateCheck {
             node: node.to_string(),
             check_id: check_id.to_string(),
@@ -417,8 +430,12 @@ async fn record(
     if was != st {
         info!(node = %node, check = %check_id, "external check {was} → {st}: {output}");
     }
-    if let Err(e) = agent.store.write(cmd).await {
-        warn!(node = %node, check = %check_id, "writing the external check result: {e}");
+    match agent.store.write(cmd).await {
+        Ok(_) => true,
+        Err(e) => {
+            warn!(node = %node, check = %check_id, "writing the external check result: {e}");
+            false
+        }
     }
 }
 
