@@ -366,6 +366,18 @@ async fn blocking_query_times_out_with_same_index() {
         (v[0]["Key"].as_str(), v[0]["Value"].as_str()),
         (Some("k"), Some("MQ=="))
     );
+    // An index ahead of the store waits as well (Consul answers only an
+    // index greater than the one asked for), then answers the lower one.
+    let ahead = idx.parse::<u64>().unwrap() + 1000;
+    let start = Instant::now();
+    let r = a
+        .http
+        .get(a.url(&format!("/v1/kv/k?index={ahead}&wait=300ms")))
+        .send()
+        .await
+        .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert_eq!(header(&r, "x-consul-index"), idx);
     let r = a
         .http
         .get(a.url("/v1/kv/k?index=abc"))

@@ -444,7 +444,10 @@ impl Ctx {
 }
 
 /// Reads a consistent value and, for a blocking query (`?index=N`), waits until
-/// the value's index moves past `N` or the wait runs out.
+/// the value's index moves past `N` or the wait runs out. An `N` ahead of
+/// the store (a client that read another cluster, or before a snapshot
+/// restore) waits too, as in Consul: the answer then carries the lower index,
+/// which tells the client to start again from it.
 pub async fn blocking<T, F>(ctx: &Ctx, opts: &QueryOptions, tables: &[Table], f: F) -> (u64, T)
 where
     F: Fn(&State) -> (u64, T),
@@ -473,7 +476,7 @@ where
         rx.borrow_and_update();
     }
     let (idx, v) = f(&store.read());
-    if opts.index == 0 || idx != opts.index {
+    if opts.index == 0 || idx > opts.index {
         return (idx, v);
     }
     let jitter = {
@@ -501,7 +504,7 @@ where
             rx.borrow_and_update();
         }
         let (idx, v) = f(&store.read());
-        if timed_out || idx != opts.index {
+        if timed_out || idx > opts.index {
             return (idx, v);
         }
     }
