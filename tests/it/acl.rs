@@ -2054,3 +2054,33 @@ async fn kv_key_listing_is_filtered_by_key_read() {
     let keys: Vec<String> = serde_json::from_str(&body).unwrap();
     assert_eq!(keys.len(), 3);
 }
+
+/// Members are filtered by `node:read` on the name listed: a WAN member
+/// (`?wan=1`) is `node.dc`, which an exact rule on the node's LAN name does
+/// not cover and a prefix rule does, as in Consul.
+#[tokio::test]
+async fn members_are_filtered_by_the_name_listed() {
+    let a = acl_agent().await;
+    let exact = token_with_rules(&a, "exact", r#"node "test-node" { policy = "read" }"#).await;
+    let prefix = token_with_rules(
+        &a,
+        "prefix",
+        r#"node_prefix "test-node" { policy = "read" }"#,
+    )
+    .await;
+    let names = |body: &str| -> Vec<String> {
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (s, body, _) = call(&a, "GET", "/v1/agent/members", Some(&exact), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(names(&body), ["test-node"]);
+    let (_, body, _) = call(&a, "GET", "/v1/agent/members?wan=1", Some(&exact), None).await;
+    assert!(names(&body).is_empty(), "{body}");
+    let (_, body, _) = call(&a, "GET", "/v1/agent/members?wan=1", Some(&prefix), None).await;
+    assert_eq!(names(&body), ["test-node.dc1"]);
+}

@@ -2388,12 +2388,21 @@ async fn status_names_servers_by_their_advertised_address() {
 /// its API at once, as Consul's does: its own endpoints, `""` as the leader,
 /// `No cluster leader` for catalog reads; it says it runs (and tells
 /// systemd) only once it has a leader or stopped waiting for one (15 s).
+/// The services of its config files are listed by its own endpoints from the
+/// start.
 #[tokio::test]
 async fn a_lone_server_answers_while_it_waits_for_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let ip = "127.0.0.133";
     let port = meshgate_test_support::free_port(ip).to_string();
-    let data = format!("-data-dir={}", dir.path().display());
+    let data = format!("-data-dir={}", dir.path().join("data").display());
+    let svc_file = dir.path().join("web.hcl");
+    std::fs::write(
+        &svc_file,
+        r#"service { name = "web", port = 8080, check { ttl = "30s" } }"#,
+    )
+    .unwrap();
+    let config = format!("-config-file={}", svc_file.display());
     let mut p = meshgate_test_support::Proc::spawn(
         "lone-server",
         BIN,
@@ -2412,6 +2421,7 @@ async fn a_lone_server_answers_while_it_waits_for_the_others() {
             "-dns-port",
             "-1",
             "-retry-join=127.0.0.134",
+            &config,
         ],
         &[],
     );
@@ -2429,6 +2439,24 @@ async fn a_lone_server_answers_while_it_waits_for_the_others() {
     .await;
     assert_eq!(me["Config"]["NodeName"], "lone", "{me}");
     assert!(!p.log().contains("meshgate agent running"), "{}", p.log());
+    let services: serde_json::Value = http
+        .get(format!("{base}/v1/agent/services"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(services["web"]["Port"], 8080, "{services}");
+    let checks: serde_json::Value = http
+        .get(format!("{base}/v1/agent/checks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(checks["service:web"]["Status"], "critical", "{checks}");
     let r = http
         .get(format!("{base}/v1/status/leader"))
         .send()

@@ -483,6 +483,11 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     // a leader. It says it runs (and tells systemd) once it is in the
     // catalog, or has given up waiting for a leader (below). A `-dev` agent
     // (no one to wait for) serves once everything is in place.
+    // Services and checks from config files exist from the start, as
+    // Consul's: the agent's own endpoints list them (and their checks run)
+    // while it waits for a leader; they reach the catalog when the agent
+    // does (below, or when it joins late).
+    local::load_config_services(&agent).await;
     let mut served = None;
     if agent.store.cluster().is_some() {
         served = Some(serve_api(&agent).await?);
@@ -508,13 +513,13 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     };
     if leader {
         agent.join_writes().await?;
+        // The config files' services and checks, in the catalog before the
+        // agent says it runs.
+        agent.reconcile().await;
     } else {
         sdnotify::notify("STATUS=waiting for the servers to have a leader");
         early_tasks.push(tokio::spawn(join_when_led(agent.clone())));
     }
-    // Services and checks from config files exist before the agent says it
-    // runs.
-    local::load_config_services(&agent).await;
     // `config_entries.bootstrap`: a single agent creates them before it says
     // it runs; in a cluster each new leader does (below).
     if agent.store.cluster().is_none() {

@@ -369,7 +369,28 @@ impl ServiceIntentions {
                 ));
             }
         }
-        Ok(())
+        // Consul checks, when it stores the entry, that every JWT provider it
+        // names is a `jwt-provider` entry. meshgate has no such entries (its
+        // data plane is L4 and does not verify JWTs), so an intention that
+        // asks for one is refused with Consul's words rather than stored and
+        // never enforced.
+        let providers: BTreeSet<&str> = self
+            .jwt
+            .iter()
+            .chain(
+                sources
+                    .iter()
+                    .flat_map(|s| s.permissions.iter())
+                    .filter_map(|p| p.jwt.as_ref()),
+            )
+            .flat_map(|j| j.providers.iter().map(|p| p.name.as_str()))
+            .collect();
+        multi_result(
+            providers
+                .into_iter()
+                .map(|n| format!("Referenced JWT Provider does not exist. Provider Name: {n}"))
+                .collect(),
+        )
     }
 }
 

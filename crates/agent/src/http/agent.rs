@@ -679,9 +679,10 @@ async fn members(ctx: Ctx) -> ApiResult {
         return Ok(json(&ctx, &serde_json::Value::Null));
     }
     let dc = &ctx.agent.config.datacenter;
+    // ACLs read the name listed (a WAN member's is `node.dc`, as Consul's
+    // filter sees it).
     let list: Vec<Member> = members_of(&ctx.agent)
         .into_iter()
-        .filter(|m| acl.keep(acl.id.allows(Resource::Node, Access::Read, &m.name)))
         .filter(|m| !wan || m.tags.get("role").is_some_and(|r| r == "consul"))
         .map(|mut m| {
             if wan {
@@ -691,6 +692,7 @@ async fn members(ctx: Ctx) -> ApiResult {
             }
             m
         })
+        .filter(|m| acl.keep(acl.id.allows(Resource::Node, Access::Read, &m.name)))
         .collect();
     let list = apply_filter(&opts, schema::agent_members(), list)?;
     let mut r = json(&ctx, &list);

@@ -743,9 +743,12 @@ fn service_intentions_wildcard_destination() {
     assert_eq!(out["Sources"][1]["Precedence"], 5);
 }
 
+/// JWT requirements read alike in every spelling; storing one is refused,
+/// as Consul refuses a provider with no `jwt-provider` entry (meshgate has
+/// none: its data plane does not verify JWTs).
 #[test]
 fn service_intentions_jwt() {
-    same_everywhere(
+    let (camel, snake) = (
         r#"
 Kind = "service-intentions"
 Name = "api"
@@ -766,9 +769,19 @@ jwt {
 }
 sources = [{ name = "web", action = "allow" }]
 "#,
-        json!({"Kind": "service-intentions", "Name": "api",
-               "JWT": {"Providers": [{"Name": "okta", "VerifyClaims": [{"Path": ["perms", "role"], "Value": "admin"}]}]},
-               "Sources": [{"Name": "web", "Action": "allow"}]}),
+    );
+    let js = json!({"Kind": "service-intentions", "Name": "api",
+           "JWT": {"Providers": [{"Name": "okta", "VerifyClaims": [{"Path": ["perms", "role"], "Value": "admin"}]}]},
+           "Sources": [{"Name": "web", "Action": "allow"}]});
+    let a = file(camel);
+    assert_eq!(a, file(snake), "camel vs snake");
+    assert_eq!(a, json(js), "hcl vs json");
+    let mut e = a;
+    e.normalize();
+    round_trip(&e);
+    assert_eq!(
+        e.validate().map_err(|e| e.to_string()),
+        Err("1 error occurred:\n\t* Referenced JWT Provider does not exist. Provider Name: okta\n\n".to_string())
     );
 }
 

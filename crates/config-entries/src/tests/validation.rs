@@ -553,6 +553,16 @@ fn service_intentions() {
         ),
         one("JWT provider name is required")
     );
+    // Every provider named, at the top and in permissions, must exist as a
+    // `jwt-provider` entry; meshgate has none.
+    assert_eq!(
+        invalid(json!({"Kind": "service-intentions", "Name": "db",
+                       "JWT": {"Providers": [{"Name": "okta"}]},
+                       "Sources": [{"Name": "a", "Permissions": [
+                           {"Action": "allow", "HTTP": {"PathExact": "/"},
+                            "JWT": {"Providers": [{"Name": "auth0"}, {"Name": "okta"}]}}]}]})),
+        "2 errors occurred:\n\t* Referenced JWT Provider does not exist. Provider Name: auth0\n\t* Referenced JWT Provider does not exist. Provider Name: okta\n\n"
+    );
     assert_eq!(
         invalid(si(json!([{"Action": "allow"}]))),
         "Sources[0].Name is required"
