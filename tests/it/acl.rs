@@ -2084,3 +2084,45 @@ async fn members_are_filtered_by_the_name_listed() {
     let (_, body, _) = call(&a, "GET", "/v1/agent/members?wan=1", Some(&prefix), None).await;
     assert_eq!(names(&body), ["test-node.dc1"]);
 }
+
+/// A `jwt` auth method's `Config` keys are matched in any case, as Consul's
+/// decoder matches them (Ansible's `consul_auth_method` sends
+/// `JWTValidationPubkeys`), and kept as sent, so a client comparing what it
+/// sent with what it reads sees no change; an unknown key is refused.
+#[tokio::test]
+async fn auth_method_config_keys_in_any_case() {
+    let a = acl_agent().await;
+    let config = json!({"JWTValidationPubkeys": [EC_PUBLIC_KEY], "BoundAudiences": ["api"],
+                        "JWTSupportedAlgs": ["ES256"]});
+    let body = json!({"Name": "ansible", "Type": "jwt", "Config": config});
+    let (s, text, _) = call(
+        &a,
+        "PUT",
+        "/v1/acl/auth-method",
+        Some(ROOT),
+        Some(body.to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{text}");
+    let (s, text, _) = call(&a, "GET", "/v1/acl/auth-method/ansible", Some(ROOT), None).await;
+    assert_eq!(s, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["Config"], config);
+    let body = json!({"Name": "bogus", "Type": "jwt",
+                      "Config": {"JWTValidationPubKeys": [EC_PUBLIC_KEY], "Bogus": 1}});
+    let (s, text, _) = call(
+        &a,
+        "PUT",
+        "/v1/acl/auth-method",
+        Some(ROOT),
+        Some(body.to_string()),
+    )
+    .await;
+    assert_eq!(
+        (s, text.as_str()),
+        (
+            500,
+            "Invalid Auth Method: error decoding config: 1 error(s) decoding:\n\n* '' has invalid keys: Bogus"
+        )
+    );
+}

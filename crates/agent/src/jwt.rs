@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use meshgate_filter::{FieldSpec, Filter, Schema};
+use meshgate_types::lenient;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -24,9 +25,11 @@ pub enum JwtError {
     Token(String),
 }
 
-/// The auth method's `Config`, as accepted by the compatible API.
+/// The auth method's `Config`, as accepted by the compatible API: keys in
+/// any case (Consul's mapstructure decoder matches them so; Ansible's
+/// `consul_auth_method` sends `JWTValidationPubkeys`), unknown ones refused.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
+#[serde(rename_all = "PascalCase", default)]
 struct RawConfig {
     #[serde(rename = "JWTValidationPubKeys")]
     jwt_validation_pub_keys: Vec<String>,
@@ -200,8 +203,16 @@ impl JwtConfig {
     /// Validate an auth method's `Config` map.
     pub fn from_config(cfg: &BTreeMap<String, Value>) -> Result<JwtConfig, JwtError> {
         let v = Value::Object(cfg.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-        let raw: RawConfig = serde_json::from_value(v)
-            .map_err(|e| JwtError::Config(format!("error decoding config: {e}")))?;
+        let raw: RawConfig = lenient::from_value(v, lenient::Options { deny_unknown: true })
+            .map_err(|e| {
+                JwtError::Config(match e {
+                    // mapstructure's words for `ErrorUnused`.
+                    lenient::LenientError::UnknownKey(k) => format!(
+                        "error decoding config: 1 error(s) decoding:\n\n* '' has invalid keys: {k}"
+                    ),
+                    other => format!("error decoding config: {other}"),
+                })
+            })?;
         let sources = [
             !raw.jwt_validation_pub_keys.is_empty(),
             !raw.jwks_url.is_empty(),
@@ -493,7 +504,23 @@ mod tests {
         assert!(e.to_string().contains("exactly one of"), "{e}");
         let mut m = BTreeMap::new();
         m.insert("Bogus".to_string(), Value::Bool(true));
-        assert!(JwtConfig::from_config(&m).is_err());
+        assert_eq!(
+            JwtConfig::from_config(&m).unwrap_err().to_string(),
+            "error decoding config: 1 error(s) decoding:\n\n* '' has invalid keys: Bogus"
+        );
+    }
+
+    #[test]
+    fn config_keys_in_any_case() {
+        // As Ansible's `consul_auth_method` spells them.
+        let mut m = BTreeMap::new();
+        m.insert(
+            "JWTValidationPubkeys".to_string(),
+            serde_json::json!(["not a key"]),
+        );
+        m.insert("boundaudiences".to_string(), serde_json::json!(["api"]));
+        let e = JwtConfig::from_config(&m).unwrap_err();
+        assert!(e.to_string().contains("error parsing public key"), "{e}");
     }
 
     #[test]
