@@ -1223,3 +1223,153 @@ async fn service_health_for_load_balancers() {
     let (code, _, _) = get("/v1/agent/health/service/name/web", None, None).await;
     assert_eq!(code, 403);
 }
+
+/// Runs `meshgate tls ...` in `dir` (Consul's file names: a CA, a server and
+/// a client certificate).
+fn make_agent_certs(dir: &std::path::Path) {
+    for args in [
+        &["ca", "create"][..],
+        &["cert", "create", "-server"][..],
+        &["cert", "create", "-client"][..],
+    ] {
+        let out = std::process::Command::new(crate::BIN)
+            .arg("tls")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("meshgate tls");
+        assert!(out.status.success(), "tls {args:?}: {out:?}");
+    }
+}
+
+/// The HTTPS API (`ports.https`, Consul's `tls.https` falling back to
+/// `tls.defaults`): the agent's certificate, and with `verify_incoming` a
+/// client certificate of its CA is required; the CLI reaches it with
+/// Consul's variables and flags (`CONSUL_HTTP_ADDR=https://...`,
+/// `CONSUL_CACERT`, `CONSUL_CLIENT_CERT`/`KEY`, `-tls-server-name`); the
+/// plain HTTP port can be switched off.
+#[tokio::test]
+async fn https_api_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_agent_certs(d);
+    let file = |n: &str| d.join(n).display().to_string();
+    let https = meshgate_test_support::free_port("127.0.0.1");
+    let config = format!(
+        r#"ports {{ https = {https} }}
+tls {{
+  defaults {{
+    ca_file   = "{}"
+    cert_file = "{}"
+    key_file  = "{}"
+  }}
+  https {{ verify_incoming = true }}
+}}
+"#,
+        file("consul-agent-ca.pem"),
+        file("dc1-server-consul-0.pem"),
+        file("dc1-server-consul-0-key.pem"),
+    );
+    let a = crate::dev_builder()
+        .config_file("tls.hcl", &config)
+        .start()
+        .await;
+    assert!(
+        a.log()
+            .contains(&format!("HTTPS API on https://127.0.0.1:{https}")),
+        "{}",
+        a.log()
+    );
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(d.join("consul-agent-ca.pem")).unwrap())
+        .unwrap();
+    let mut id_pem = std::fs::read(d.join("dc1-client-consul-0.pem")).unwrap();
+    id_pem.extend(std::fs::read(d.join("dc1-client-consul-0-key.pem")).unwrap());
+    let url = format!("https://127.0.0.1:{https}/v1/status/leader");
+    let with_cert = reqwest::Client::builder()
+        .tls_certs_merge([ca.clone()])
+        .identity(reqwest::Identity::from_pem(&id_pem).unwrap())
+        .build()
+        .unwrap();
+    let r = with_cert.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "\"127.0.0.1:8300\"");
+    // No client certificate: the handshake is refused.
+    let without = reqwest::Client::builder()
+        .tls_certs_merge([ca])
+        .build()
+        .unwrap();
+    assert!(without.get(&url).send().await.is_err());
+
+    // The CLI, as operators set it up for Consul.
+    let run = |args: &[&str], env: &[(&str, String)]| {
+        let out = std::process::Command::new(crate::BIN)
+            .args(args)
+            .env_remove("MESHGATE_HTTP_ADDR")
+            .env_remove("MESHGATE_HTTP_TOKEN")
+            .env("CONSUL_HTTP_ADDR", format!("https://127.0.0.1:{https}"))
+            .env("CONSUL_CACERT", file("consul-agent-ca.pem"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .expect("meshgate");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let client_env = [
+        ("CONSUL_CLIENT_CERT", file("dc1-client-consul-0.pem")),
+        ("CONSUL_CLIENT_KEY", file("dc1-client-consul-0-key.pem")),
+    ];
+    let (code, out, err) = run(&["kv", "put", "db/host", "10.0.0.5"], &client_env);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Success! Data written to: db/host\n"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["kv", "get", "db/host"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("CertificateRequired"), "{err}");
+    // Reached at an address, verified by a name its certificate carries.
+    let (code, out, err) = run(
+        &["kv", "get", "-tls-server-name=server.dc1.consul", "db/host"],
+        &client_env,
+    );
+    assert_eq!((code, out.as_str()), (0, "10.0.0.5\n"), "{err}");
+    let (code, _, err) = run(
+        &["kv", "get", "-tls-server-name=db.example.com", "db/host"],
+        &client_env,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("not valid for name"), "{err}");
+}
+
+/// `ports.https` without a certificate, or `verify_incoming` without a CA,
+/// stops the agent at start with what is missing.
+#[test]
+fn https_api_needs_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for (config, want) in [
+        (
+            "ports { https = 8501 }\n",
+            "ports.https is set but no certificate is",
+        ),
+        (
+            "ports { https = 8501 }\ntls { https { cert_file = \"/c.pem\", key_file = \"/k.pem\", verify_incoming = true } }\n",
+            "verify_incoming is set for the HTTPS API but no CA is",
+        ),
+    ] {
+        let f = dir.path().join("https.hcl");
+        std::fs::write(&f, config).unwrap();
+        let out = std::process::Command::new(crate::BIN)
+            .args(["validate"])
+            .arg(&f)
+            .output()
+            .expect("meshgate validate");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{config}: {err}"
+        );
+    }
+}

@@ -198,14 +198,16 @@ impl Default for DnsSoaConfig {
     }
 }
 
-/// `tls { defaults { ... } internal_rpc { ... } }`: what meshgate uses of the
-/// agent's TLS settings — the CA that TLS health checks trust, and mutual TLS
-/// on the server port (traffic between agents).
+/// `tls { defaults { ... } internal_rpc { ... } https { ... } }`: what
+/// meshgate uses of the agent's TLS settings — the CA that TLS health checks
+/// trust, mutual TLS on the server port (traffic between agents), and the
+/// HTTPS API (`ports.https`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct TlsConfig {
     pub defaults: TlsFiles,
     pub internal_rpc: TlsFiles,
+    pub https: TlsFiles,
 }
 
 /// The files of a `tls` block.
@@ -218,6 +220,19 @@ pub struct TlsFiles {
     pub ca_file: String,
     pub cert_file: String,
     pub key_file: String,
+    /// Clients must present a certificate of `ca_file` (the HTTPS API; the
+    /// server port always asks for one).
+    pub verify_incoming: Option<bool>,
+}
+
+/// The HTTPS API's TLS: `tls.https`, each setting falling back to
+/// `tls.defaults`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsTls {
+    pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
+    pub verify_incoming: bool,
 }
 
 /// The files of mutual TLS between agents: `(ca_file, cert_file, key_file)`.
@@ -240,6 +255,19 @@ impl TlsConfig {
             key_file: pick(&i.key_file, &d.key_file),
         };
         (!f.ca_file.is_empty() && !f.cert_file.is_empty() && !f.key_file.is_empty()).then_some(f)
+    }
+
+    /// The HTTPS API's settings: `tls.https`, each falling back to
+    /// `tls.defaults` (as in Consul).
+    pub fn https(&self) -> HttpsTls {
+        let pick = |a: &String, b: &String| if a.is_empty() { b.clone() } else { a.clone() };
+        let (h, d) = (&self.https, &self.defaults);
+        HttpsTls {
+            ca_file: pick(&h.ca_file, &d.ca_file),
+            cert_file: pick(&h.cert_file, &d.cert_file),
+            key_file: pick(&h.key_file, &d.key_file),
+            verify_incoming: h.verify_incoming.or(d.verify_incoming).unwrap_or(false),
+        }
     }
 }
 
@@ -509,6 +537,17 @@ impl Config {
             &self.client_addr
         } else {
             &self.addresses.http
+        };
+        src.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// The addresses the HTTPS API binds (`addresses.https`, else
+    /// `client_addr`; space separated).
+    pub fn https_addrs(&self) -> Vec<String> {
+        let src = if self.addresses.https.trim().is_empty() {
+            &self.client_addr
+        } else {
+            &self.addresses.https
         };
         src.split_whitespace().map(str::to_string).collect()
     }
@@ -890,6 +929,19 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             return Err(ConfigError(format!(
                 "addresses.dns: invalid address \"{a}\": not an IP address"
             )));
+        }
+    }
+    if c.ports.https > 0 {
+        let t = c.tls.https();
+        if t.cert_file.is_empty() || t.key_file.is_empty() {
+            return Err(ConfigError(
+                "ports.https is set but no certificate is: set cert_file and key_file in tls.https or tls.defaults".into(),
+            ));
+        }
+        if t.verify_incoming && t.ca_file.is_empty() {
+            return Err(ConfigError(
+                "verify_incoming is set for the HTTPS API but no CA is: set ca_file in tls.https or tls.defaults".into(),
+            ));
         }
     }
     crate::dns::DnsSettings::from_config(c)?;

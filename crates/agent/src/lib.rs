@@ -600,7 +600,48 @@ async fn serve_api(agent: &Arc<Agent>) -> Result<Served, AgentError> {
         }
     }
     *agent.http_addrs.lock() = bound.clone();
+    if agent.config.ports.https > 0 {
+        let acceptor = https_acceptor(&agent.config.tls.https())?;
+        for addr in agent.config.https_addrs() {
+            let sa = format!("{}:{}", bracket(&addr), agent.config.ports.https);
+            let listener = bind_listener(&sa).map_err(|source| AgentError::Bind {
+                addr: sa.clone(),
+                source,
+            })?;
+            if let Ok(local) = listener.local_addr() {
+                info!("HTTPS API on https://{local}");
+            }
+            let app = http::api(agent.clone());
+            tasks.push(tokio::spawn(serve(
+                listener,
+                Some(acceptor.clone()),
+                Some(agent.http_limiter.clone()),
+                move |peer: SocketAddr| app.for_peer(peer.ip()),
+                agent.shutdown_signal(),
+            )));
+        }
+    }
     Ok((tasks, dns_bound, bound))
+}
+
+/// The HTTPS API's TLS from its files (`tls.https`, else `tls.defaults`).
+fn https_acceptor(t: &config::HttpsTls) -> Result<tokio_rustls::TlsAcceptor, AgentError> {
+    let read = |what: &str, path: &str| {
+        std::fs::read_to_string(path)
+            .map_err(|e| AgentError::Other(format!("tls.https.{what} {path}: {e}")))
+    };
+    let ca = if t.verify_incoming {
+        Some(read("ca_file", &t.ca_file)?)
+    } else {
+        None
+    };
+    let server = meshgate_ca::tls::api_server_config(
+        &read("cert_file", &t.cert_file)?,
+        &read("key_file", &t.key_file)?,
+        ca.as_deref(),
+    )
+    .map_err(|e| AgentError::Other(format!("the HTTPS API's TLS files: {e}")))?;
+    Ok(tokio_rustls::TlsAcceptor::from(server))
 }
 
 /// Cluster mode, when the servers had no leader at start: waits for one as

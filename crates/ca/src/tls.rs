@@ -438,6 +438,37 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
+// === the agent's HTTPS API ===
+
+/// TLS for the agent's HTTPS API: its certificate chain and key; with
+/// `client_ca_pem` (`verify_incoming`), clients must present a certificate
+/// of that CA. HTTP/1.1 is the protocol offered (ALPN).
+pub fn api_server_config(
+    chain_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+) -> Result<Arc<ServerConfig>, CaError> {
+    let key = certified_key(chain_pem, key_pem)?;
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let mut server = match client_ca_pem {
+        Some(ca) => {
+            let roots = root_store(&[ca.to_string()])?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| CaError::Config(format!("client verifier: {e}")))?;
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_cert_resolver(Arc::new(FixedCert(key)))
+        }
+        None => builder
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(FixedCert(key))),
+    };
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(server))
+}
+
 // === between agents (the cluster CA, not the mesh) ===
 
 /// Mutual TLS on the cluster's server port (traffic between agents): the

@@ -54,7 +54,7 @@ pub struct HttpFlags {
     /// CA file to verify the agent's HTTPS certificate (env CONSUL_CACERT).
     #[arg(long = "ca-file", value_name = "PATH")]
     pub ca_file: Option<String>,
-    /// CA directory (env CONSUL_CAPATH). Accepted for compatibility.
+    /// Directory of CA files to verify the agent's HTTPS certificate (env CONSUL_CAPATH).
     #[arg(long = "ca-path", value_name = "PATH")]
     pub ca_path: Option<String>,
     /// Client certificate for HTTPS (env CONSUL_CLIENT_CERT).
@@ -169,9 +169,78 @@ impl Client {
         if let Some(ca) = ca {
             let pem = std::fs::read(&ca)
                 .map_err(|e| CliError::new(format!("Error loading CA File: {e}")))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| CliError::new(format!("Error loading CA File: {e}")))?;
-            b = b.tls_certs_merge([cert]);
+            b = b.tls_certs_merge(certs);
+        }
+        // Every PEM file of the CA directory.
+        let ca_path = f
+            .ca_path
+            .clone()
+            .or_else(|| env(&["MESHGATE_CAPATH", "CONSUL_CAPATH"]));
+        if let Some(dir) = ca_path {
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| CliError::new(format!("Error loading CA Path: {e}")))?;
+            for entry in entries.flatten() {
+                let Ok(pem) = std::fs::read(entry.path()) else {
+                    continue;
+                };
+                if let Ok(certs) = reqwest::Certificate::from_pem_bundle(&pem) {
+                    b = b.tls_certs_merge(certs);
+                }
+            }
+        }
+        // A client certificate, for an agent with `verify_incoming`.
+        let cert = f
+            .client_cert
+            .clone()
+            .or_else(|| env(&["MESHGATE_CLIENT_CERT", "CONSUL_CLIENT_CERT"]));
+        let key = f
+            .client_key
+            .clone()
+            .or_else(|| env(&["MESHGATE_CLIENT_KEY", "CONSUL_CLIENT_KEY"]));
+        match (cert, key) {
+            (Some(cert), Some(key)) => {
+                let read = |p: &str| {
+                    std::fs::read(p).map_err(|e| {
+                        CliError::new(format!("Error loading client certificate {p}: {e}"))
+                    })
+                };
+                let mut pem = read(&cert)?;
+                pem.push(b'\n');
+                pem.extend(read(&key)?);
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| CliError::new(format!("Error loading client certificate: {e}")))?;
+                b = b.identity(id);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(CliError::new(
+                    "Error: both -client-cert and -client-key are needed for a client certificate",
+                ));
+            }
+        }
+        // The name TLS expects of the agent, when it differs from the host
+        // the address names: reached at the address, verified by the name.
+        let server_name = f
+            .tls_server_name
+            .clone()
+            .or_else(|| env(&["MESHGATE_TLS_SERVER_NAME", "CONSUL_TLS_SERVER_NAME"]));
+        let mut base = base;
+        if let Some(name) = server_name
+            && let Some(rest) = base.strip_prefix("https://")
+        {
+            let authority = rest.split('/').next().unwrap_or(rest).to_string();
+            let port = authority
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .unwrap_or(443);
+            let addrs: Vec<std::net::SocketAddr> =
+                std::net::ToSocketAddrs::to_socket_addrs(&authority)
+                    .map_err(|e| CliError::new(format!("Error connecting to Consul agent: {e}")))?
+                    .collect();
+            b = b.resolve_to_addrs(&name, &addrs);
+            base = format!("https://{name}:{port}{}", &rest[authority.len()..]);
         }
         let insecure = env(&["MESHGATE_HTTP_SSL_VERIFY", "CONSUL_HTTP_SSL_VERIFY"])
             .is_some_and(|v| matches!(v.as_str(), "0" | "false" | "FALSE" | "False"));
