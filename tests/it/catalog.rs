@@ -149,6 +149,29 @@ async fn register_errors_match_consul() {
     // Nothing was half-applied.
     let (_, nodes) = a.get_json("/v1/catalog/nodes").await;
     assert_eq!(nodes.as_array().unwrap().len(), 1);
+    // A check's `Definition` is read by Consul's own decoder, which ignores
+    // keys a definition does not have (node-consul sends `IntervalDuration`);
+    // the check's other fields are still read strictly.
+    let (st, text) = a
+        .put(
+            "/v1/catalog/register",
+            r#"{"Node":"defn","Address":"127.0.0.40","Check":{"CheckID":"d","Name":"d",
+                "Definition":{"HTTP":"http://127.0.0.40/","IntervalDuration":"10s","Interval":"5s"}}}"#,
+        )
+        .await;
+    assert_eq!((st, text.as_str()), (200, "true"));
+    let (_, checks) = a.get_json("/v1/health/node/defn").await;
+    assert_eq!(checks[0]["Definition"]["Interval"], "5s", "{checks}");
+    let (st, text) = a
+        .put(
+            "/v1/catalog/register",
+            r#"{"Node":"defn","Address":"127.0.0.40","Checks":[{"CheckID":"d","Bogus":1}]}"#,
+        )
+        .await;
+    assert_eq!(
+        (st, text.as_str()),
+        (400, "Request decode failed: json: unknown field \"Bogus\"")
+    );
 }
 
 #[tokio::test]

@@ -43,8 +43,11 @@ async fn events_fire_list_and_filters() {
     let (st, body) = a.put("/v1/event/fire/x?tag=blue", "").await;
     assert_eq!(
         (st, body.as_str()),
-        (400, "Cannot provide tag filter without service filter.")
+        (500, "Cannot provide tag filter without service filter.")
     );
+    let (st, body) = a.put("/v1/event/fire/x?node=%5B", "").await;
+    assert_eq!(st, 500);
+    assert!(body.starts_with("Invalid node filter: "), "{body}");
     let (st, _) = a.put("/v1/event/fire/big", vec![b'x'; 600]).await;
     assert_eq!(st, 500);
     let (code, out, _) = cli(BIN, &a, &["event", "-name", "restart", "now"], None);

@@ -301,9 +301,62 @@ pub struct HealthCheckDefinition {
 }
 
 impl HealthCheckDefinition {
+    /// The fields a definition has, as the API spells them.
+    pub const FIELDS: &'static [&'static str] = &[
+        "Interval",
+        "OutputMaxSize",
+        "Timeout",
+        "DeregisterCriticalServiceAfter",
+        "HTTP",
+        "TLSServerName",
+        "TLSSkipVerify",
+        "Header",
+        "Method",
+        "Body",
+        "DisableRedirects",
+        "TCP",
+        "TCPUseTLS",
+        "UDP",
+        "H2PING",
+        "OSService",
+        "ScriptArgs",
+        "GRPC",
+        "GRPCUseTLS",
+        "PostgreSQL",
+        "PostgreSQLUseTLS",
+        "PostgreSQLDatabase",
+        "PostgreSQLUser",
+        "TLSCAFile",
+        "SessionName",
+    ];
+
     /// Whether nothing is set.
     pub fn is_empty(&self) -> bool {
         *self == HealthCheckDefinition::default()
+    }
+
+    /// Drops from a check's JSON (`{"Definition": {...}, ...}`) the keys of
+    /// its `Definition` that a definition does not have: Consul reads a
+    /// definition with its own decoder, which ignores them (clients send
+    /// `IntervalDuration` and the like), while the rest of the body is read
+    /// strictly.
+    pub fn drop_unknown_keys(check: &mut serde_json::Value) {
+        let Some(def) = check
+            .as_object_mut()
+            .and_then(|o| {
+                o.iter_mut()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("Definition"))
+            })
+            .and_then(|(_, v)| v.as_object_mut())
+        else {
+            return;
+        };
+        def.retain(|k, _| {
+            let k = crate::lenient::normalize_key(k);
+            Self::FIELDS
+                .iter()
+                .any(|f| crate::lenient::normalize_key(f) == k)
+        });
     }
 }
 
@@ -470,4 +523,61 @@ pub struct NodeServices {
 pub struct NodeServiceList {
     pub node: Node,
     pub services: Vec<NodeService>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// `FIELDS` names every field of a definition as it is written out.
+    #[test]
+    fn definition_fields_are_listed() {
+        let d = GoDuration(Duration::from_secs(1));
+        let s = || "x".to_string();
+        let full = HealthCheckDefinition {
+            interval: d,
+            output_max_size: 1,
+            timeout: d,
+            deregister_critical_service_after: d,
+            http: s(),
+            tls_server_name: s(),
+            tls_skip_verify: true,
+            header: BTreeMap::from([(s(), vec![s()])]),
+            method: s(),
+            body: s(),
+            disable_redirects: true,
+            tcp: s(),
+            tcp_use_tls: true,
+            udp: s(),
+            h2ping: s(),
+            os_service: s(),
+            script_args: vec![s()],
+            grpc: s(),
+            grpc_use_tls: true,
+            postgresql: s(),
+            postgresql_use_tls: true,
+            postgresql_database: s(),
+            postgresql_user: s(),
+            tls_ca_file: s(),
+            session_name: s(),
+        };
+        let v = serde_json::to_value(&full).unwrap();
+        let mut written: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut listed = HealthCheckDefinition::FIELDS.to_vec();
+        written.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(written, listed);
+    }
+
+    #[test]
+    fn unknown_definition_keys_are_dropped() {
+        let mut check = serde_json::json!({"CheckID": "c",
+            "Definition": {"http": "http://x/", "IntervalDuration": "10s", "Interval": "5s"}});
+        HealthCheckDefinition::drop_unknown_keys(&mut check);
+        assert_eq!(
+            check["Definition"],
+            serde_json::json!({"http": "http://x/", "Interval": "5s"})
+        );
+    }
 }

@@ -6,8 +6,8 @@ use axum::http::Method;
 use meshgate_acl::{Access, Resource};
 use meshgate_state::{Command, State, Table};
 use meshgate_types::catalog::{
-    DeregisterRequest, Node, NodeService, NodeServiceList, NodeServices, RegisterRequest,
-    ServiceNode,
+    DeregisterRequest, HealthCheckDefinition, Node, NodeService, NodeServiceList, NodeServices,
+    RegisterRequest, ServiceNode,
 };
 use meshgate_types::lenient::{self, LenientError, Options};
 use serde::Serialize;
@@ -88,12 +88,21 @@ pub(super) fn routes() -> Vec<Route> {
 /// Decodes a request body like Go's `decodeBody`: case-insensitive field names,
 /// unknown fields rejected.
 pub(super) fn decode_body<T: serde::de::DeserializeOwned>(ctx: &Ctx) -> Result<T, ApiError> {
-    let v = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
+    decode_body_fixed(ctx, |_| {})
+}
+
+/// [`decode_body`], with `fix` applied to the JSON before it is read.
+pub(super) fn decode_body_fixed<T: serde::de::DeserializeOwned>(
+    ctx: &Ctx,
+    fix: impl FnOnce(&mut serde_json::Value),
+) -> Result<T, ApiError> {
+    let mut v = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::bad_request("Request decode failed: EOF"));
     } else {
         serde_json::from_slice::<serde_json::Value>(&ctx.body)
             .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?
     };
+    fix(&mut v);
     lenient::from_value(v, Options { deny_unknown: true })
         .map_err(|e| ApiError::bad_request(format!("Request decode failed: {}", go_json_error(&e))))
 }
@@ -121,7 +130,21 @@ pub(super) fn go_json_error(e: &LenientError) -> String {
 
 async fn register(ctx: Ctx) -> ApiResult {
     ctx.check_dc()?;
-    let mut req: RegisterRequest = decode_body(&ctx)?;
+    // A check's `Definition` is read as Consul reads it: keys it does not
+    // have are ignored (node-consul sends `IntervalDuration`).
+    let mut req: RegisterRequest = decode_body_fixed(&ctx, |v| {
+        let Some(o) = v.as_object_mut() else { return };
+        for (k, c) in o.iter_mut() {
+            if k.eq_ignore_ascii_case("check") {
+                HealthCheckDefinition::drop_unknown_keys(c);
+            } else if k.eq_ignore_ascii_case("checks")
+                && let Some(list) = c.as_array_mut()
+            {
+                list.iter_mut()
+                    .for_each(HealthCheckDefinition::drop_unknown_keys);
+            }
+        }
+    })?;
     if req.datacenter.is_empty() {
         req.datacenter = ctx.agent.config.datacenter.clone();
     }

@@ -39,7 +39,8 @@ fn compile(what: &str, re: &str) -> Result<Option<regex::Regex>, ApiError> {
     }
     regex::Regex::new(re)
         .map(Some)
-        .map_err(|e| ApiError::bad_request(format!("Invalid {what} filter: {e}")))
+        // (Consul answers every refusal of the event itself with 500.)
+        .map_err(|e| ApiError::internal(format!("Invalid {what} filter: {e}")))
 }
 
 async fn fire(ctx: Ctx) -> ApiResult {
@@ -63,7 +64,7 @@ async fn fire(ctx: Ctx) -> ApiResult {
     compile("service", &service)?;
     compile("tag", &tag)?;
     if !tag.is_empty() && service.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::internal(
             "Cannot provide tag filter without service filter.",
         ));
     }

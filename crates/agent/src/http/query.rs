@@ -483,28 +483,21 @@ pub(crate) fn execute_query(
     if limit > 0 {
         nodes.truncate(limit);
     }
-    // Failover: meshgate knows only its own datacenter; the listed ones are
-    // counted as tried (as Consul counts unreachable ones) when nothing local
-    // answered.
-    let mut failovers = 0;
-    if nodes.is_empty() {
-        let local = &agent.config.datacenter;
-        failovers = q
-            .service
+    // Failover, as Consul's: datacenters it does not know are skipped
+    // without counting, and meshgate knows no other datacenter than its own
+    // (itself never a failover target); a peer target is tried — and fails,
+    // meshgate having no peerings — and counted.
+    let failovers = if nodes.is_empty() {
+        q.service
             .failover
-            .datacenters
+            .targets
             .iter()
             .flatten()
-            .filter(|dc| *dc != local)
+            .filter(|t| !t.peer.is_empty())
             .count()
-            + q.service
-                .failover
-                .targets
-                .iter()
-                .flatten()
-                .filter(|t| t.datacenter != *local)
-                .count();
-    }
+    } else {
+        0
+    };
     Ok(Executed {
         query: q,
         nodes,

@@ -173,6 +173,12 @@ fn operation(ctx: &Ctx, op: TxnOp, max_value: u64) -> Result<TxnOperation, ApiEr
     }
     let mut v = op.check.unwrap_or_default();
     strip_unstored(&mut v, "Check");
+    if let Some((_, check)) = v
+        .as_object_mut()
+        .and_then(|o| o.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("Check")))
+    {
+        meshgate_types::catalog::HealthCheckDefinition::drop_unknown_keys(check);
+    }
     let mut o: TxnCheckOp =
         lenient::from_value(v, Options { deny_unknown: true }).map_err(body_error)?;
     if o.check.check_type.is_empty() {
