@@ -1226,7 +1226,7 @@ async fn service_health_for_load_balancers() {
 
 /// Runs `meshgate tls ...` in `dir` (Consul's file names: a CA, a server and
 /// a client certificate).
-fn make_agent_certs(dir: &std::path::Path) {
+pub(crate) fn make_agent_certs(dir: &std::path::Path) {
     for args in [
         &["ca", "create"][..],
         &["cert", "create", "-server"][..],

@@ -7,7 +7,10 @@
 //! agent, tagged with the role, with an HTTP check of its REST API that the
 //! agent runs. Two Patroni nodes, each with its own PostgreSQL, on 127.0.0.2
 //! and 127.0.0.3, bootstrap, replicate, switch over on request and fail over
-//! when the leader dies without a word.
+//! when the leader dies without a word. As in production: Patroni reaches
+//! the agent over HTTPS with a client certificate (`verify_incoming`), with
+//! a token whose policy grants only what Patroni's documentation lists, on
+//! an agent that denies by default.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +19,9 @@ use std::time::Duration;
 use meshgate_test_support::postgres::{
     as_postgres_user, bin_dir, give_to_postgres_user, psql_as_superuser,
 };
-use meshgate_test_support::{eventually, free_port};
+use meshgate_test_support::{Agent, eventually, free_port};
+
+use crate::acl::{ROOT, acl_config, token_with_rules};
 
 const SCOPE: &str = "pgcluster";
 const INSTALL: &str =
@@ -50,8 +55,18 @@ struct Node {
     child: Option<Child>,
 }
 
+/// How Patroni reaches the agent: `host:port` of its HTTPS API, the files
+/// of the client certificate and the CA, and the token.
+struct AgentAccess {
+    host: String,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    token: String,
+}
+
 impl Node {
-    fn new(dir: &Path, n: u8, agent: &str) -> Node {
+    fn new(dir: &Path, n: u8, agent: &AgentAccess) -> Node {
         let name = format!("node{n}");
         let host = format!("127.0.0.{}", n + 1);
         let pg_port = free_port(&host);
@@ -72,7 +87,12 @@ restapi:
   listen: {host}:{api_port}
   connect_address: {host}:{api_port}
 consul:
-  host: {agent}
+  host: {agent_host}
+  scheme: https
+  cacert: {ca}
+  cert: {cert}
+  key: {key}
+  token: {token}
   register_service: true
   service_check_interval: 1s
 bootstrap:
@@ -110,6 +130,11 @@ postgresql:
     unix_socket_directories: {sock}
     shared_buffers: 16MB
 ",
+            agent_host = agent.host,
+            ca = agent.ca.display(),
+            cert = agent.cert.display(),
+            key = agent.key.display(),
+            token = agent.token,
             data = data.display(),
             bin = bin_dir().display(),
             home = home.display(),
@@ -185,9 +210,23 @@ impl Drop for Node {
     }
 }
 
+/// A read with the management token: status and JSON (`null` when empty).
+async fn read(a: &Agent, path: &str) -> (u16, serde_json::Value) {
+    let r = a
+        .http
+        .get(a.url(path))
+        .header("X-Consul-Token", ROOT)
+        .send()
+        .await
+        .expect("request");
+    let st = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (st, serde_json::from_str(&text).unwrap_or_default())
+}
+
 /// The name in the leader key and the session that holds it.
-async fn leader(a: &meshgate_test_support::Agent) -> Option<(String, String)> {
-    let (st, v) = a.get_json(&format!("/v1/kv/service/{SCOPE}/leader")).await;
+async fn leader(a: &Agent) -> Option<(String, String)> {
+    let (st, v) = read(a, &format!("/v1/kv/service/{SCOPE}/leader")).await;
     if st != 200 {
         return None;
     }
@@ -204,10 +243,12 @@ async fn leader(a: &meshgate_test_support::Agent) -> Option<(String, String)> {
 }
 
 /// The address of the one instance tagged `primary` whose checks pass.
-async fn passing_primary(a: &meshgate_test_support::Agent) -> Option<String> {
-    let (st, v) = a
-        .get_json(&format!("/v1/health/service/{SCOPE}?tag=primary&passing"))
-        .await;
+async fn passing_primary(a: &Agent) -> Option<String> {
+    let (st, v) = read(
+        a,
+        &format!("/v1/health/service/{SCOPE}?tag=primary&passing"),
+    )
+    .await;
     let list = v.as_array().filter(|l| st == 200 && l.len() == 1)?;
     let s = &list[0]["Service"];
     Some(format!(
@@ -224,11 +265,52 @@ async fn patroni_bootstraps_switches_over_and_fails_over_on_meshgate() {
         &["-c", "import patroni.dcs.consul"],
         INSTALL,
     );
-    let a = crate::dev().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let agent = a.addr.to_string();
-    let mut n1 = Node::new(dir.path(), 1, &agent);
-    let mut n2 = Node::new(dir.path(), 2, &agent);
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).expect("certs dir");
+    crate::agent_api::make_agent_certs(&certs);
+    let https = free_port("127.0.0.1");
+    let tls = format!(
+        r#"ports {{ https = {https} }}
+tls {{
+  defaults {{
+    ca_file   = "{ca}"
+    cert_file = "{dir}/dc1-server-consul-0.pem"
+    key_file  = "{dir}/dc1-server-consul-0-key.pem"
+  }}
+  https {{ verify_incoming = true }}
+}}
+"#,
+        ca = certs.join("consul-agent-ca.pem").display(),
+        dir = certs.display(),
+    );
+    let a = crate::dev_builder()
+        .config_file("acl.hcl", &acl_config("deny"))
+        .config_file("tls.hcl", &tls)
+        .start()
+        .await;
+    // What Patroni's documentation asks of a Consul token.
+    let token = token_with_rules(
+        &a,
+        "patroni",
+        &format!(
+            r#"key_prefix "service/{SCOPE}/" {{ policy = "write" }}
+session_prefix "" {{ policy = "write" }}
+service_prefix "{SCOPE}" {{ policy = "write" }}
+node_prefix "" {{ policy = "read" }}
+agent_prefix "" {{ policy = "read" }}"#
+        ),
+    )
+    .await;
+    let access = AgentAccess {
+        host: format!("127.0.0.1:{https}"),
+        ca: certs.join("consul-agent-ca.pem"),
+        cert: certs.join("dc1-client-consul-0.pem"),
+        key: certs.join("dc1-client-consul-0-key.pem"),
+        token,
+    };
+    let mut n1 = Node::new(dir.path(), 1, &access);
+    let mut n2 = Node::new(dir.path(), 2, &access);
     give_to_postgres_user(dir.path());
     let logs = |n1: &Node, n2: &Node| {
         format!(
@@ -251,14 +333,12 @@ async fn patroni_bootstraps_switches_over_and_fails_over_on_meshgate() {
         },
     )
     .await;
-    let (st, v) = a.get_json(&format!("/v1/session/info/{}", first.1)).await;
+    let (st, v) = read(&a, &format!("/v1/session/info/{}", first.1)).await;
     assert_eq!(st, 200, "{}", logs(&n1, &n2));
     assert_eq!(v[0]["Behavior"], "delete", "{v}");
     // Half of ttl as Patroni writes it, kept as given (as Consul keeps it).
     assert_eq!(v[0]["TTL"], "10.0s", "{v}");
-    let (st, init) = a
-        .get_json(&format!("/v1/kv/service/{SCOPE}/initialize"))
-        .await;
+    let (st, init) = read(&a, &format!("/v1/kv/service/{SCOPE}/initialize")).await;
     assert_eq!(st, 200, "the initialize key: {init}");
 
     // The agent runs the HTTP check Patroni registered with its service.
@@ -292,9 +372,7 @@ async fn patroni_bootstraps_switches_over_and_fails_over_on_meshgate() {
         async move { n2.sql("SELECT id FROM orders").ok().filter(|v| v == "42") }
     })
     .await;
-    let (st, members) = a
-        .get_json(&format!("/v1/kv/service/{SCOPE}/members/?recurse"))
-        .await;
+    let (st, members) = read(&a, &format!("/v1/kv/service/{SCOPE}/members/?recurse")).await;
     assert_eq!(st, 200);
     assert_eq!(members.as_array().map(Vec::len), Some(2), "{members}");
 
@@ -356,15 +434,13 @@ async fn patroni_bootstraps_switches_over_and_fails_over_on_meshgate() {
         },
     )
     .await;
-    let (st, v) = a.get_json(&format!("/v1/session/info/{}", second.1)).await;
+    let (st, v) = read(&a, &format!("/v1/session/info/{}", second.1)).await;
     assert_eq!(st, 200);
     assert!(
         v.as_array().is_some_and(Vec::is_empty),
         "node2's session is gone: {v}"
     );
-    let (st, _) = a
-        .get_json(&format!("/v1/kv/service/{SCOPE}/members/{}", n2.name))
-        .await;
+    let (st, _) = read(&a, &format!("/v1/kv/service/{SCOPE}/members/{}", n2.name)).await;
     assert_eq!(st, 404, "node2's member key went with its session");
     eventually(
         "node1 accepts writes again",
