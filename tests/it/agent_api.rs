@@ -1280,8 +1280,8 @@ tls {{
         "{}",
         a.log()
     );
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(d.join("consul-agent-ca.pem")).unwrap())
-        .unwrap();
+    let old_ca_pem = std::fs::read(d.join("consul-agent-ca.pem")).unwrap();
+    let ca = reqwest::Certificate::from_pem(&old_ca_pem).unwrap();
     let mut id_pem = std::fs::read(d.join("dc1-client-consul-0.pem")).unwrap();
     id_pem.extend(std::fs::read(d.join("dc1-client-consul-0-key.pem")).unwrap());
     let url = format!("https://127.0.0.1:{https}/v1/status/leader");
@@ -1342,6 +1342,37 @@ tls {{
     );
     assert_eq!(code, 1);
     assert!(err.contains("not valid for name"), "{err}");
+
+    // Rotation: new files at the same paths (a new CA here), then a reload;
+    // new connections get the new certificate and need the new CA's clients.
+    let fresh = tempfile::tempdir().unwrap();
+    make_agent_certs(fresh.path());
+    for f in [
+        "consul-agent-ca.pem",
+        "dc1-server-consul-0.pem",
+        "dc1-server-consul-0-key.pem",
+        "dc1-client-consul-0.pem",
+        "dc1-client-consul-0-key.pem",
+    ] {
+        std::fs::copy(fresh.path().join(f), d.join(f)).unwrap();
+    }
+    let (st, text) = a.put("/v1/agent/reload", "").await;
+    assert_eq!(st, 200, "{text}");
+    let (code, out, err) = run(&["kv", "get", "db/host"], &client_env);
+    assert_eq!((code, out.as_str()), (0, "10.0.0.5\n"), "{err}");
+    // (A connection made before the reload keeps its session; a new one
+    // meets the new certificate.)
+    let old_ca = reqwest::Certificate::from_pem(&old_ca_pem).unwrap();
+    let old_client = reqwest::Client::builder()
+        .tls_certs_merge([old_ca])
+        .identity(reqwest::Identity::from_pem(&id_pem).unwrap())
+        .build()
+        .unwrap();
+    assert!(
+        old_client.get(&url).send().await.is_err(),
+        "the old CA's client is no longer served"
+    );
+    drop(with_cert);
 }
 
 /// `ports.https` without a certificate, or `verify_incoming` without a CA,

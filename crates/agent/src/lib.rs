@@ -601,7 +601,20 @@ async fn serve_api(agent: &Arc<Agent>) -> Result<Served, AgentError> {
     }
     *agent.http_addrs.lock() = bound.clone();
     if agent.config.ports.https > 0 {
-        let acceptor = https_acceptor(&agent.config.tls.https())?;
+        let acceptor: SharedAcceptor = Arc::new(parking_lot::RwLock::new(https_acceptor(
+            &agent.config.tls.https(),
+        )?));
+        // A reload reads the files again (rotated certificates); the
+        // listeners stay as they started.
+        let target = acceptor.clone();
+        agent.reload_hooks.lock().push(Box::new(move |c: &Config| {
+            if c.ports.https <= 0 {
+                return Ok(Box::new(|| {}));
+            }
+            let fresh = https_acceptor(&c.tls.https()).map_err(|e| e.to_string())?;
+            let target = target.clone();
+            Ok(Box::new(move || *target.write() = fresh))
+        }));
         for addr in agent.config.https_addrs() {
             let sa = format!("{}:{}", bracket(&addr), agent.config.ports.https);
             let listener = bind_listener(&sa).map_err(|source| AgentError::Bind {
@@ -623,6 +636,10 @@ async fn serve_api(agent: &Arc<Agent>) -> Result<Served, AgentError> {
     }
     Ok((tasks, dns_bound, bound))
 }
+
+/// A TLS acceptor that a reload can replace (new connections take the new
+/// one).
+type SharedAcceptor = Arc<parking_lot::RwLock<tokio_rustls::TlsAcceptor>>;
 
 /// The HTTPS API's TLS from its files (`tls.https`, else `tls.defaults`).
 fn https_acceptor(t: &config::HttpsTls) -> Result<tokio_rustls::TlsAcceptor, AgentError> {
@@ -919,7 +936,7 @@ async fn start_consensus(
     ));
     tasks.push(tokio::spawn(serve(
         listener,
-        acceptor,
+        acceptor.map(|a| Arc::new(parking_lot::RwLock::new(a))),
         None,
         move |_| app.clone(),
         agent.shutdown_signal(),
@@ -998,7 +1015,7 @@ async fn serve_http(
 /// connection the agent is just closing.
 async fn serve<S, B, M>(
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<SharedAcceptor>,
     limiter: Option<Arc<connlimit::ConnLimiter>>,
     make_service: M,
     mut stop: watch::Receiver<bool>,
@@ -1065,7 +1082,7 @@ async fn serve<S, B, M>(
                         });
                     }
                     Some(acceptor) => {
-                        let acceptor = acceptor.clone();
+                        let acceptor = acceptor.read().clone();
                         let watcher = graceful.watcher();
                         tokio::spawn(async move {
                             let handshake = tokio::time::timeout(
