@@ -1821,6 +1821,14 @@ async fn client_agents_serve_sync_and_are_watched() {
         c1.wait_exit(Duration::from_secs(20)).is_some(),
         "client-1 still runs"
     );
+    // `force-leave -wan` on a client: it has no WAN pool (Consul's words).
+    let (code, _, err) =
+        meshgate_test_support::cli(BIN, &c2, &["force-leave", "-wan", "server-1.dc1"], None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Must be a server to force-leave a node from the WAN"),
+        "{err}"
+    );
     // `force-leave` for a dead one.
     c2.kill();
     let (code, _, err) =

@@ -376,6 +376,10 @@ async fn assets_routes_and_dev_mode_without_login() {
     assert_eq!(crate::header(&r, "location"), "/ui/");
     let r = http.get(a.url("/ui")).send().await.unwrap();
     assert_eq!(crate::header(&r, "location"), "/ui/");
+    // As Consul's agent with its UI on.
+    let r = http.get(a.url("/robots.txt")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "User-agent: *\nDisallow: /\n");
 
     // `-dev` without ACLs: no login, the services are there at once.
     let b = Browser::start().await;

@@ -177,6 +177,17 @@ async fn force_leave(ctx: Ctx) -> ApiResult {
         // The agent itself is alive; force-leave only affects failed members.
         return Ok(empty());
     }
+    // `?wan`: the WAN pool. meshgate's is its servers, seen through the LAN
+    // (a failed one leaves with a LAN force-leave), so a server has nothing
+    // more to remove; a client has no WAN pool, as Consul says.
+    if ctx.query.has("wan") {
+        if !ctx.agent.config.server {
+            return Err(ApiError::internal(
+                "Must be a server to force-leave a node from the WAN",
+            ));
+        }
+        return Ok(empty());
+    }
     let known = ctx.agent.store.read().node(&node).is_some();
     if !known {
         return Err(ApiError::internal(format!(

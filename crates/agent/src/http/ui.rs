@@ -184,6 +184,11 @@ pub(super) fn add_routes(
     let bare = prefix.trim_end_matches('/').to_string();
     let target = prefix.clone();
     router
+        // As Consul's agent with its UI on: no crawling.
+        .route(
+            "/robots.txt",
+            axum::routing::get(|| async { "User-agent: *\nDisallow: /\n" }),
+        )
         .route(
             &bare,
             axum::routing::any(move || {

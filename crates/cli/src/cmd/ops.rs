@@ -120,6 +120,9 @@ pub struct ForceLeaveArgs {
     /// Remove the node from the member list entirely.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub prune: Option<bool>,
+    /// Remove the node from the WAN pool (a server's `node.dc` name).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub wan: Option<bool>,
     /// The node.
     pub node: Option<String>,
 }
@@ -299,6 +302,9 @@ pub async fn force_leave(a: ForceLeaveArgs) -> CliResult {
     let mut q = Vec::new();
     if a.prune.unwrap_or(false) {
         q.push(("prune", "1".to_string()));
+    }
+    if a.wan.unwrap_or(false) {
+        q.push(("wan", "1".to_string()));
     }
     c.put(
         &format!("/v1/agent/force-leave/{}", escape_path(&node)),
