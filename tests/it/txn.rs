@@ -238,6 +238,10 @@ async fn catalog_operations_as_consul_esm_sends_them() {
             "unknown Node verb \"frob\"",
         ),
         (
+            json!([{"KV": {"Verb": "frob", "Key": "k"}}, {"Node": {"Verb": "get", "Node": {"Node": "db-host"}}}]),
+            "unknown KV verb \"frob\"",
+        ),
+        (
             json!([{"Service": {"Verb": "cas", "Node": "db-host",
                                 "Service": {"Service": "db", "ModifyIndex": 0}}}]),
             "failed to set service \"db\" on node \"db-host\", index is stale",

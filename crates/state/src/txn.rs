@@ -189,7 +189,7 @@ impl State {
                 }
                 Ok(Vec::new())
             }
-            other => Err(format!("unknown KV operation: {other}")),
+            other => Err(format!("unknown KV verb {other:?}")),
         }
     }
 
