@@ -341,6 +341,39 @@ async fn catalog_operations_follow_acl_rules() {
     )
     .await;
     assert_eq!(st, 200, "{text}");
+    // Another service's instance or check cannot be changed by naming one's
+    // own service, and a proxy needs write on its destination.
+    let db = json!({"Node": "ext1", "Address": "127.0.0.9",
+                    "Service": {"ID": "db1", "Service": "db", "Port": 5432},
+                    "Check": {"CheckID": "db-alive", "ServiceID": "db1", "Status": "passing"}});
+    let (st, _, _) = call(
+        &a,
+        "PUT",
+        "/v1/catalog/register",
+        Some(ROOT),
+        Some(db.to_string()),
+    )
+    .await;
+    assert_eq!(st, 200);
+    for body in [
+        json!([{"Check": {"Verb": "set", "Check": {"Node": "ext1", "CheckID": "db-alive",
+                          "ServiceID": "db1", "ServiceName": "web", "Status": "critical"}}}]),
+        json!([{"Check": {"Verb": "set", "Check": {"Node": "ext1", "CheckID": "db-alive",
+                          "Status": "critical"}}}]),
+        json!([{"Service": {"Verb": "set", "Node": "ext1",
+                            "Service": {"ID": "db1", "Service": "web", "Port": 1}}}]),
+        json!([{"Service": {"Verb": "delete", "Node": "ext1", "Service": {"ID": "db1"}}}]),
+        json!([{"Service": {"Verb": "set", "Node": "ext1",
+                            "Service": {"ID": "web-proxy", "Service": "web", "Kind": "connect-proxy",
+                                        "Port": 2, "Proxy": {"DestinationServiceName": "db"}}}}]),
+    ] {
+        let (st, text, _) = call(&a, "PUT", "/v1/txn", Some(&esm), Some(body.to_string())).await;
+        assert_eq!(st, 409, "{body}: {text}");
+        assert!(text.contains("Permission denied"), "{body}: {text}");
+    }
+    let (_, text, _) = call(&a, "GET", "/v1/health/checks/db", Some(ROOT), None).await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v[0]["Status"], "passing", "db's check is untouched: {v}");
     // Reads are filtered: the node result is readable with node:read, the
     // result of a node nobody granted is left out.
     let reg = json!({"Node": "secret-host", "Address": "127.0.0.8"});

@@ -1092,7 +1092,7 @@ async fn serve<S, B, M>(
                             let stream = match handshake.await {
                                 Ok(Ok(s)) => s,
                                 Ok(Err(e)) => {
-                                    tracing::debug!("server port: TLS handshake refused: {e}");
+                                    tracing::debug!(%peer, "TLS handshake refused: {e}");
                                     return;
                                 }
                                 Err(_) => return,

@@ -394,12 +394,14 @@ impl Agent {
         }
         self.local.bump();
         info!(service = %id, "Synced service");
-        self.sync_service(&id).await?;
+        // The sidecar joins the local state whether or not the catalog
+        // write below succeeds (anti-entropy writes both later if not).
+        let synced = self.sync_service(&id).await;
         if let Some(sc) = sidecar {
             Box::pin(self.add_service(sc, token, replace_existing_checks, source)).await?;
         }
         self.refresh_alias_checks().await;
-        Ok(())
+        synced
     }
 
     fn check_script_allowed(&self, c: &CheckDefinition, source: Source) -> Result<(), ApiError> {

@@ -199,26 +199,19 @@ impl Client {
             .client_key
             .clone()
             .or_else(|| env(&["MESHGATE_CLIENT_KEY", "CONSUL_CLIENT_KEY"]));
-        match (cert, key) {
-            (Some(cert), Some(key)) => {
-                let read = |p: &str| {
-                    std::fs::read(p).map_err(|e| {
-                        CliError::new(format!("Error loading client certificate {p}: {e}"))
-                    })
-                };
-                let mut pem = read(&cert)?;
-                pem.push(b'\n');
-                pem.extend(read(&key)?);
-                let id = reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| CliError::new(format!("Error loading client certificate: {e}")))?;
-                b = b.identity(id);
-            }
-            (None, None) => {}
-            _ => {
-                return Err(CliError::new(
-                    "Error: both -client-cert and -client-key are needed for a client certificate",
-                ));
-            }
+        // (One without the other is ignored, as Consul's client does.)
+        if let (Some(cert), Some(key)) = (cert, key) {
+            let read = |p: &str| {
+                std::fs::read(p).map_err(|e| {
+                    CliError::new(format!("Error loading client certificate {p}: {e}"))
+                })
+            };
+            let mut pem = read(&cert)?;
+            pem.push(b'\n');
+            pem.extend(read(&key)?);
+            let id = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| CliError::new(format!("Error loading client certificate: {e}")))?;
+            b = b.identity(id);
         }
         // The name TLS expects of the agent, when it differs from the host
         // the address names: reached at the address, verified by the name.
@@ -231,12 +224,19 @@ impl Client {
             && let Some(rest) = base.strip_prefix("https://")
         {
             let authority = rest.split('/').next().unwrap_or(rest).to_string();
-            let port = authority
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse::<u16>().ok())
-                .unwrap_or(443);
+            // `host`, `host:port`, `[v6]` or `[v6]:port`; 443 by default.
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((h, p)) if !p.ends_with(']') && p.parse::<u16>().is_ok() => {
+                    (h.to_string(), p.parse::<u16>().unwrap_or(443))
+                }
+                _ => (authority.clone(), 443),
+            };
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
             let addrs: Vec<std::net::SocketAddr> =
-                std::net::ToSocketAddrs::to_socket_addrs(&authority)
+                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
                     .map_err(|e| CliError::new(format!("Error connecting to Consul agent: {e}")))?
                     .collect();
             b = b.resolve_to_addrs(&name, &addrs);

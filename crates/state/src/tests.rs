@@ -548,6 +548,61 @@ fn txn_with_catalog_operations_is_all_or_nothing() {
     assert!(h.state.kv_get("probes/ext").1.is_some());
     assert_eq!(h.state.tables().nodes, before_nodes);
 
+    // A check turned critical invalidates the session that depends on it
+    // (its lock deleted, a lock delay set); a later failure puts the
+    // session, the key and every index back.
+    let node_check = |status: &str| {
+        TxnOperation::Check(TxnCheckOp {
+            verb: "set".into(),
+            check: HealthCheck {
+                node: "ext".into(),
+                check_id: "ext-alive".into(),
+                status: status.into(),
+                ..HealthCheck::default()
+            },
+        })
+    };
+    let Applied::Txn(r) = h.ok(Command::TxnOps(vec![node_check("passing")])) else {
+        panic!()
+    };
+    assert!(r.errors.is_none(), "{r:?}");
+    h.session("s1", "ext", "delete", &["ext-alive"]);
+    assert!(h.kv_op("leader", KvSetOp::Lock("s1".into())));
+    let before = (h.state.tables(), h.state.kv_get("leader").1.cloned());
+    let Applied::Txn(r) = h.ok(Command::TxnOps(vec![
+        node_check("critical"),
+        TxnOperation::Node(TxnNodeOp {
+            verb: "delete-cas".into(),
+            node: node("ext", 999),
+        }),
+    ])) else {
+        panic!()
+    };
+    assert_eq!(r.errors.unwrap()[0].op_index, 1);
+    assert!(h.state.session("s1").1.is_some(), "the session is back");
+    assert_eq!(
+        (h.state.tables(), h.state.kv_get("leader").1.cloned()),
+        before
+    );
+    assert!(
+        h.kv_op("leader", KvSetOp::Lock("s1".into())),
+        "no lock delay left"
+    );
+    // One operation that fails changes nothing, not even an index.
+    let tables = h.state.tables();
+    let Applied::Txn(r) = h.ok(Command::TxnOps(vec![TxnOperation::Service(TxnServiceOp {
+        verb: "set".into(),
+        node: "nowhere".into(),
+        service: NodeService {
+            service: "x".into(),
+            ..NodeService::default()
+        },
+    })])) else {
+        panic!()
+    };
+    assert_eq!(r.errors.unwrap()[0].what, "Missing node registration");
+    assert_eq!(h.state.tables(), tables);
+
     // A node delete-cas removes the node with its service and checks.
     let index = h.state.node("ext").unwrap().modify_index;
     let Applied::Txn(r) = h.ok(Command::TxnOps(vec![TxnOperation::Node(TxnNodeOp {

@@ -43,18 +43,67 @@ pub fn is_read_only(ops: &[TxnKvOp]) -> bool {
 /// What to put back if the transaction fails.
 #[derive(Default)]
 pub(crate) struct Undo {
-    kv: HashMap<String, (Option<KvEntry>, Option<u64>)>,
-    kv_table: u64,
+    pub(crate) kv: HashMap<String, (Option<KvEntry>, Option<u64>)>,
+    pub(crate) kv_table: u64,
+    /// Every table index as it was (transactions with catalog operations).
+    pub(crate) tables: Option<crate::TableIndexes>,
+    /// What catalog operations may change besides KV keys, as it was
+    /// before the first of them.
+    pub(crate) catalog: Option<Box<CatalogCopy>>,
+}
+
+/// The parts of the state a catalog write can change, directly or by
+/// invalidating sessions (which releases or deletes their keys — those are
+/// journalled one by one — sets lock delays and drops prepared queries bound
+/// to them). Small next to the KV store, which is never copied whole.
+pub(crate) struct CatalogCopy {
+    nodes: std::collections::BTreeMap<String, meshgate_types::catalog::Node>,
+    services: std::collections::BTreeMap<crate::NodeKey, meshgate_types::catalog::NodeService>,
+    checks: std::collections::BTreeMap<crate::NodeKey, meshgate_types::catalog::HealthCheck>,
+    by_service: HashMap<String, std::collections::BTreeSet<crate::NodeKey>>,
+    service_indexes: HashMap<String, u64>,
+    sessions: std::collections::BTreeMap<String, meshgate_types::kv::Session>,
+    lock_delays: HashMap<String, u64>,
+    coordinates: std::collections::BTreeMap<crate::NodeKey, crate::misc::CoordinateEntry>,
+    queries: std::collections::BTreeMap<String, meshgate_types::query::PreparedQuery>,
 }
 
 impl State {
+    /// Before a catalog write in a transaction: keeps what it may change
+    /// (once per transaction), the keys held by sessions included.
+    pub(crate) fn save_for_catalog_write(&self, undo: &mut Undo) {
+        if undo.catalog.is_some() {
+            return;
+        }
+        undo.catalog = Some(Box::new(CatalogCopy {
+            nodes: self.nodes.clone(),
+            services: self.services.clone(),
+            checks: self.checks.clone(),
+            by_service: self.by_service.clone(),
+            service_indexes: self.service_indexes.clone(),
+            sessions: self.sessions.clone(),
+            lock_delays: self.lock_delays.clone(),
+            coordinates: self.coordinates.clone(),
+            queries: self.queries.clone(),
+        }));
+        let held: Vec<String> = self
+            .kv
+            .iter()
+            .filter(|(_, e)| !e.session.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in held {
+            self.remember(undo, &k);
+        }
+    }
+
     fn remember(&self, undo: &mut Undo, key: &str) {
         undo.kv
             .entry(key.to_string())
             .or_insert_with(|| (self.kv.get(key).cloned(), self.tombstones.get(key).copied()));
     }
 
-    fn rollback(&mut self, undo: Undo) {
+    pub(crate) fn rollback(&mut self, undo: Undo) {
         for (k, (entry, tomb)) in undo.kv {
             match entry {
                 Some(e) => {
@@ -74,6 +123,21 @@ impl State {
             }
         }
         self.tables.kv = undo.kv_table;
+        if let Some(c) = undo.catalog {
+            let c = *c;
+            self.nodes = c.nodes;
+            self.services = c.services;
+            self.checks = c.checks;
+            self.by_service = c.by_service;
+            self.service_indexes = c.service_indexes;
+            self.sessions = c.sessions;
+            self.lock_delays = c.lock_delays;
+            self.coordinates = c.coordinates;
+            self.queries = c.queries;
+        }
+        if let Some(t) = undo.tables {
+            self.tables = t;
+        }
     }
 
     /// Runs a transaction (also used read-only, on a clone, by the API).

@@ -24,21 +24,35 @@ fn invalid(e: ApplyError) -> String {
     e.to_string()
 }
 
+/// Whether `s` has a UUID's shape (what a node ID must be).
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
 impl State {
     /// Runs a transaction that may hold catalog operations. A failed one
-    /// leaves the store as it found it: the work is done on the store itself
-    /// and, when something may have to be undone, the store is put back from
-    /// a copy taken before (an operation checks everything before it changes
-    /// anything, so a transaction of one needs no copy).
+    /// leaves the store as it found it: KV keys are journalled as they are
+    /// touched (as in a KV transaction), and before the first catalog write
+    /// the catalog, the sessions and what their invalidation touches are kept
+    /// (see `CatalogCopy`), so that a failure puts everything back.
     pub fn txn_ops(&mut self, idx: u64, now: u64, ops: &[TxnOperation]) -> TxnResponse {
-        let writes = ops.iter().any(|o| !o.is_read());
-        let before = (writes && ops.len() > 1).then(|| self.clone());
+        let mut undo = Undo {
+            kv_table: self.tables.kv,
+            tables: Some(self.tables),
+            ..Undo::default()
+        };
         let mut results = Vec::new();
         let mut errors = Vec::new();
         for (i, op) in ops.iter().enumerate() {
+            if !matches!(op, TxnOperation::Kv(_)) && !op.is_read() {
+                self.save_for_catalog_write(&mut undo);
+            }
             let r = match op {
-                // The copy above is what undoes KV writes here.
-                TxnOperation::Kv(kv) => self.txn_op(idx, now, kv, &mut Undo::default()),
+                TxnOperation::Kv(kv) => self.txn_op(idx, now, kv, &mut undo),
                 TxnOperation::Node(o) => self.txn_node(idx, now, o),
                 TxnOperation::Service(o) => self.txn_service(idx, now, o),
                 TxnOperation::Check(o) => self.txn_check(idx, now, o),
@@ -54,9 +68,7 @@ impl State {
                 errors: None,
             };
         }
-        if let Some(before) = before {
-            *self = before;
-        }
+        self.rollback(undo);
         TxnResponse {
             results: None,
             errors: Some(errors),
@@ -131,10 +143,14 @@ impl State {
                 if node.node.is_empty() {
                     return Err("Must provide node".into());
                 }
+                if !node.id.is_empty() && !is_uuid(&node.id) {
+                    return Err("Bad node ID: uuid string is wrong length".into());
+                }
                 self.check_node_id(&node.id, &node.node).map_err(invalid)?;
                 self.ensure_node(idx, node.clone());
                 self.txn_node_get(node)
             }
+            "delete" | "delete-cas" if node.node.is_empty() => Err("Must provide node".into()),
             "delete" => {
                 self.delete_node(idx, now, &key);
                 Ok(Vec::new())

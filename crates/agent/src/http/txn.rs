@@ -275,20 +275,28 @@ fn write_answer(
 /// Consul's rules per operation: reads are filtered on the way out; KV
 /// writes need `key:write` (`delete-tree` on the whole prefix), KV checks
 /// `key:read`; node writes `node:write`; service writes `service:write` on
-/// the service; check writes `node:write` for a node's check and
-/// `service:write` on the service of a service's check.
+/// the service (and on a proxy's destination); check writes `node:write` for
+/// a node's check and `service:write` on the service of a service's check.
+/// Besides the names the request gives, the names stored under the IDs it
+/// touches count too (as catalog registration checks them), so a request
+/// cannot change another service's instance or check by naming its own.
 fn authorize(
     authz: &meshgate_acl::Authorizer,
     st: &meshgate_state::State,
     op: &TxnOperation,
 ) -> Result<(), meshgate_acl::Denied> {
-    // The name of a service instance the request names only by ID.
+    // The name of the service instance stored under an ID on a node.
     let stored_name = |node: &str, id: &str| {
         st.node_services(node)
             .1
             .and_then(|(_, svcs)| svcs.into_iter().find(|s| s.id == id))
             .map(|s| s.service.clone())
-            .unwrap_or_default()
+    };
+    let service_write = |names: &[Option<String>]| {
+        for n in names.iter().flatten().filter(|n| !n.is_empty()) {
+            authz.check(Resource::Service, Access::Write, n)?;
+        }
+        Ok(())
     };
     match op {
         TxnOperation::Kv(op) => match op.verb.as_str() {
@@ -305,21 +313,43 @@ fn authorize(
         _ if op.is_read() => Ok(()),
         TxnOperation::Node(op) => authz.check(Resource::Node, Access::Write, &op.node.node),
         TxnOperation::Service(op) => {
-            let mut name = op.service.service.clone();
-            if name.is_empty() {
-                name = stored_name(&op.node, &op.service.id);
+            let svc = &op.service;
+            let id = if svc.id.is_empty() {
+                &svc.service
+            } else {
+                &svc.id
+            };
+            let stored = stored_name(&op.node, id);
+            if svc.service.is_empty() && stored.is_none() {
+                // Nothing named, nothing stored: a write on "" (Consul's).
+                return authz.check(Resource::Service, Access::Write, "");
             }
-            authz.check(Resource::Service, Access::Write, &name)
-        }
-        TxnOperation::Check(op) if op.check.service_id.is_empty() => {
-            authz.check(Resource::Node, Access::Write, &op.check.node)
+            let destination =
+                (svc.kind == "connect-proxy").then(|| svc.proxy.destination_service_name.clone());
+            service_write(&[Some(svc.service.clone()), stored, destination])
         }
         TxnOperation::Check(op) => {
-            let mut name = op.check.service_name.clone();
-            if name.is_empty() {
-                name = stored_name(&op.check.node, &op.check.service_id);
+            let c = &op.check;
+            // The check already stored under this ID, and its service.
+            let existing = st.check(&c.node, &c.check_id);
+            let existing_service = existing
+                .filter(|e| !e.service_id.is_empty())
+                .map(|e| e.service_name.clone());
+            if c.service_id.is_empty() && existing_service.is_none() {
+                return authz.check(Resource::Node, Access::Write, &c.node);
             }
-            authz.check(Resource::Service, Access::Write, &name)
+            let named = (!c.service_id.is_empty()).then(|| c.service_name.clone());
+            let stored = (!c.service_id.is_empty())
+                .then(|| stored_name(&c.node, &c.service_id))
+                .flatten();
+            if !c.service_id.is_empty()
+                && c.service_name.is_empty()
+                && stored.is_none()
+                && existing_service.is_none()
+            {
+                return authz.check(Resource::Service, Access::Write, "");
+            }
+            service_write(&[named, stored, existing_service])
         }
     }
 }
