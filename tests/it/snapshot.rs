@@ -1,5 +1,5 @@
 use meshgate_test_support::cli;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{BIN, catalog::EXTERNAL_DB, dev};
 
@@ -24,6 +24,44 @@ async fn save_restore_into_a_fresh_agent_gives_identical_reads() {
     let (code, out, _) = cli(BIN, &a, &["snapshot", "inspect", &file], None);
     assert_eq!(code, 0);
     assert!(out.contains(" KVS "), "{out}");
+    assert!(out.contains(" Type ") && out.contains(" Total "), "{out}");
+    // Consul's JSON form and KV breakdown (`-kvdepth`, `-kvfilter`).
+    let (code, out, err) = cli(
+        BIN,
+        &a,
+        &[
+            "snapshot",
+            "inspect",
+            "-format=json",
+            "-kvdetails",
+            "-kvdepth=1",
+            "-kvfilter=carbonio-files/",
+            &file,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(v["Meta"]["Index"].as_u64().unwrap() > 0, "{v}");
+    let kvs = v["Stats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["Name"] == "KVS")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(kvs["Count"].as_u64().unwrap() >= 2, "{v}");
+    let by_prefix = v["StatsKV"].as_array().unwrap();
+    assert_eq!(by_prefix.len(), 1, "{v}");
+    assert_eq!(by_prefix[0]["Name"], "carbonio-files");
+    assert_eq!(v["TotalSizeKV"], by_prefix[0]["Sum"]);
+    let (code, _, err) = cli(
+        BIN,
+        &a,
+        &["snapshot", "inspect", "-format=xml", &file],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("Unknown format: xml"), "{err}");
 
     let b = dev().await;
     b.put("/v1/kv/only-in-b", "gone after restore").await;

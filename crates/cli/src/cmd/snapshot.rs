@@ -26,11 +26,118 @@ pub struct FileArgs {
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// Also list the KV keys by prefix.
+    /// Also break the KV store down by key prefix.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub kvdetails: Option<bool>,
+    /// With -kvdetails: how many `/`-separated parts of a key make its prefix.
+    #[arg(long, default_value_t = 2)]
+    pub kvdepth: usize,
+    /// With -kvdetails: only keys starting with this.
+    #[arg(long, default_value = "")]
+    pub kvfilter: String,
+    /// Output format: pretty or json.
+    #[arg(long, default_value = "pretty")]
+    pub format: String,
     /// The snapshot file.
     pub file: Option<String>,
+}
+
+/// One kind of entry in a snapshot: how many, and their encoded size.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TypeStats {
+    name: String,
+    sum: usize,
+    count: usize,
+}
+
+/// What `snapshot inspect -format=json` prints (Consul's shape).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectOutput {
+    meta: InspectMeta,
+    stats: Vec<TypeStats>,
+    #[serde(rename = "StatsKV")]
+    stats_kv: Option<Vec<TypeStats>>,
+    total_size: usize,
+    #[serde(rename = "TotalSizeKV")]
+    total_size_kv: usize,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectMeta {
+    #[serde(rename = "ID")]
+    id: String,
+    size: u64,
+    index: u64,
+    term: u64,
+    version: u32,
+}
+
+/// The encoded size of each item, summed by kind.
+fn stats_of<T: serde::Serialize>(name: &str, items: &[T]) -> TypeStats {
+    TypeStats {
+        name: name.to_string(),
+        sum: items
+            .iter()
+            .map(|i| serde_json::to_vec(i).map_or(0, |v| v.len()))
+            .sum(),
+        count: items.len(),
+    }
+}
+
+/// Largest first, then by name (Consul's order).
+fn sort_stats(stats: &mut [TypeStats]) {
+    stats.sort_by(|a, b| b.sum.cmp(&a.sum).then_with(|| a.name.cmp(&b.name)));
+}
+
+/// A size as Consul prints it: `0`, `512B`, `1.5KB`, `2MB`.
+fn byte_size(bytes: usize) -> String {
+    const UNITS: [(&str, f64); 5] = [
+        ("TB", 1099511627776.0),
+        ("GB", 1073741824.0),
+        ("MB", 1048576.0),
+        ("KB", 1024.0),
+        ("B", 1.0),
+    ];
+    if bytes == 0 {
+        return "0".into();
+    }
+    let v = bytes as f64;
+    let (unit, div) = UNITS
+        .iter()
+        .copied()
+        .find(|(_, d)| v >= *d)
+        .unwrap_or(("B", 1.0));
+    let text = format!("{:.1}", v / div);
+    format!("{}{unit}", text.trim_end_matches(".0"))
+}
+
+/// Rows laid out as Go's `tabwriter` lays out cells that each end in a tab:
+/// every column as wide as its widest cell plus `padding`, at least
+/// `min_width`.
+fn table(rows: &[Vec<String>], min_width: usize, padding: usize) -> Vec<String> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            let w = rows
+                .iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0);
+            (w + padding).max(min_width)
+        })
+        .collect();
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect()
+        })
+        .collect()
 }
 
 fn file_arg(f: &Option<String>) -> Result<String, CliError> {
@@ -76,47 +183,133 @@ pub async fn run(cmd: SnapshotCmd) -> CliResult {
         }
         SnapshotCmd::Inspect(a) => {
             let file = file_arg(&a.file)?;
+            if a.format != "pretty" && a.format != "json" {
+                return Err(CliError::new(format!(
+                    "Error outputting enhanced snapshot data: Unknown format: {}",
+                    a.format
+                )));
+            }
             let data = std::fs::read(&file)
                 .map_err(|e| CliError::new(format!("Error opening snapshot file: {e}")))?;
             let (meta, s) = snapshot::read(&data)
                 .map_err(|e| CliError::new(format!("Error verifying snapshot file: {e}")))?;
-            println!(" ID           {}", meta.id);
-            println!(" Size         {}", data.len());
-            println!(" Index        {}", meta.index);
-            println!(" Term         {}", meta.term);
-            println!(" Version      {}", meta.version);
-            println!();
-            println!(" {:<28}{:<11}", "Type", "Count");
-            println!(" {:<28}{:<11}", "----", "----");
-            let rows = [
-                ("Register (nodes)", s.nodes.len()),
-                ("Register (services)", s.services.len()),
-                ("Register (checks)", s.checks.len()),
-                ("KVS", s.kv.len()),
-                ("Tombstone", s.tombstones.len()),
-                ("Session", s.sessions.len()),
-                ("ACLToken", s.acl_tokens.len()),
-                ("ACLPolicy", s.acl_policies.len()),
-                ("ACLRole", s.acl_roles.len()),
-                ("ACLAuthMethod", s.acl_auth_methods.len()),
-                ("ACLBindingRule", s.acl_binding_rules.len()),
-            ];
-            for (name, n) in rows {
-                if n > 0 {
-                    println!(" {name:<28}{n:<11}");
+            let mut stats: Vec<TypeStats> = vec![
+                stats_of("Register (nodes)", &s.nodes),
+                stats_of("Register (services)", &s.services),
+                stats_of("Register (checks)", &s.checks),
+                stats_of("KVS", &s.kv),
+                stats_of("Tombstone", &s.tombstones),
+                stats_of("Session", &s.sessions),
+                stats_of("ACLToken", &s.acl_tokens),
+                stats_of("ACLPolicy", &s.acl_policies),
+                stats_of("ACLRole", &s.acl_roles),
+                stats_of("ACLAuthMethod", &s.acl_auth_methods),
+                stats_of("ACLBindingRule", &s.acl_binding_rules),
+                stats_of("PreparedQuery", &s.queries),
+                stats_of("ConfigEntry", &s.config_entries),
+                stats_of("Coordinate", &s.coordinates),
+            ]
+            .into_iter()
+            .filter(|t| t.count > 0)
+            .collect();
+            sort_stats(&mut stats);
+            let total_size = stats.iter().map(|t| t.sum).sum();
+            // The KV store by prefix: the first `kvdepth` parts of each key.
+            let kv_stats = a.kvdetails.unwrap_or(false).then(|| {
+                let mut by: std::collections::BTreeMap<String, TypeStats> = Default::default();
+                for e in s.kv.iter().filter(|e| e.key.starts_with(&a.kvfilter)) {
+                    let parts: Vec<&str> = e.key.split('/').collect();
+                    let prefix = parts[..a.kvdepth.clamp(1, parts.len())].join("/");
+                    let size = serde_json::to_vec(e).map_or(0, |v| v.len());
+                    let t = by.entry(prefix.clone()).or_insert(TypeStats {
+                        name: prefix,
+                        sum: 0,
+                        count: 0,
+                    });
+                    t.sum += size;
+                    t.count += 1;
                 }
+                let mut list: Vec<TypeStats> = by.into_values().collect();
+                sort_stats(&mut list);
+                list
+            });
+            let total_size_kv = kv_stats.iter().flatten().map(|t| t.sum).sum();
+            let out = InspectOutput {
+                meta: InspectMeta {
+                    id: meta.id.clone(),
+                    size: if meta.size > 0 {
+                        meta.size
+                    } else {
+                        data.len() as u64
+                    },
+                    index: meta.index,
+                    term: meta.term,
+                    version: meta.version,
+                },
+                stats,
+                stats_kv: kv_stats,
+                total_size,
+                total_size_kv,
+            };
+            if a.format == "json" {
+                // Go's `json.MarshalIndent(v, "", "   ")`.
+                let mut buf = Vec::new();
+                let fmt = serde_json::ser::PrettyFormatter::with_indent(b"   ");
+                let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+                serde::Serialize::serialize(&out, &mut ser)
+                    .map_err(|e| CliError::new(format!("Failed to marshal snapshot stats: {e}")))?;
+                println!("{}", String::from_utf8_lossy(&buf));
+                return Ok(());
             }
-            if a.kvdetails.unwrap_or(false) {
-                let mut prefixes: std::collections::BTreeMap<String, usize> = Default::default();
-                for e in &s.kv {
-                    let p = e.key.split('/').next().unwrap_or("").to_string();
-                    *prefixes.entry(p).or_default() += 1;
-                }
+            let m = &out.meta;
+            println!(" ID           {}", m.id);
+            println!(" Size         {}", m.size);
+            println!(" Index        {}", m.index);
+            println!(" Term         {}", m.term);
+            println!(" Version      {}", m.version);
+            println!();
+            let dash = || vec![" ----".to_string(), "----".into(), "----".into()];
+            let mut rows = vec![
+                vec![" Type".to_string(), "Count".into(), "Size".into()],
+                dash(),
+            ];
+            rows.extend(out.stats.iter().map(|t| {
+                vec![
+                    format!(" {}", t.name),
+                    t.count.to_string(),
+                    byte_size(t.sum),
+                ]
+            }));
+            rows.push(dash());
+            rows.push(vec![
+                " Total".into(),
+                String::new(),
+                byte_size(out.total_size),
+            ]);
+            for line in table(&rows, 8, 6) {
+                println!("{line}");
+            }
+            if let Some(kv) = &out.stats_kv {
+                let mut rows = vec![
+                    vec![" Key Name".to_string(), "Count".into(), "Size".into()],
+                    dash(),
+                ];
+                rows.extend(kv.iter().map(|t| {
+                    vec![
+                        format!(" {}", t.name),
+                        t.count.to_string(),
+                        byte_size(t.sum),
+                    ]
+                }));
+                rows.push(dash());
+                rows.push(vec![
+                    " Total".into(),
+                    String::new(),
+                    byte_size(out.total_size_kv),
+                ]);
                 println!();
-                println!(" {:<28}{:<11}", "Key Name", "Count");
-                println!(" {:<28}{:<11}", "--------", "-----");
-                for (p, n) in prefixes {
-                    println!(" {p:<28}{n:<11}");
+                for line in table(&rows, 30, 12) {
+                    println!("{line}");
                 }
             }
             Ok(())
