@@ -669,7 +669,8 @@ async fn leaf(ctx: Ctx) -> ApiResult {
             .map_err(|e| ApiError::internal(e.to_string()))
     };
     let mut current = get()?;
-    if opts.index > 0 && current.index == opts.index {
+    // (An index ahead of the leaf's waits too, as for every blocking query.)
+    if opts.index > 0 && current.index <= opts.index {
         // Block until the leaf changes: a new root, renewal time, or the wait.
         let deadline = tokio::time::Instant::now() + opts.wait;
         let mut ca_rx = ctx.agent.store.watch(Table::Ca);
@@ -688,7 +689,7 @@ async fn leaf(ctx: Ctx) -> ApiResult {
                 _ = tokio::time::sleep_until(wake) => tokio::time::Instant::now() >= deadline,
             };
             current = get()?;
-            if timed_out || current.index != opts.index || ctx.agent.is_shutting_down() {
+            if timed_out || current.index > opts.index || ctx.agent.is_shutting_down() {
                 break;
             }
         }
