@@ -1404,3 +1404,79 @@ fn https_api_needs_its_files() {
         );
     }
 }
+
+/// An agent whose only API is HTTPS (`ports.http = -1`) runs its `watches`
+/// over it, with its own CA and certificate (as Consul's agent does), even
+/// when clients must present one.
+#[tokio::test]
+async fn watches_follow_an_https_only_agent() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_agent_certs(d);
+    let file = |n: &str| d.join(n).display().to_string();
+    let https = meshgate_test_support::free_port("127.0.0.1");
+    let out = d.join("watch.out");
+    let config = format!(
+        r#"ports {{
+  http  = -1
+  https = {https}
+}}
+tls {{
+  defaults {{
+    ca_file   = "{}"
+    cert_file = "{}"
+    key_file  = "{}"
+  }}
+  https {{ verify_incoming = true }}
+}}
+watches = [{{ type = "key", key = "app/flag", args = ["sh", "-c", "cat > {}"] }}]
+"#,
+        file("consul-agent-ca.pem"),
+        file("dc1-server-consul-0.pem"),
+        file("dc1-server-consul-0-key.pem"),
+        out.display(),
+    );
+    let cfg = d.join("agent.hcl");
+    std::fs::write(&cfg, config).unwrap();
+    let mut p = meshgate_test_support::Proc::spawn(
+        "https-only",
+        crate::BIN,
+        &[
+            "agent",
+            "-dev",
+            "-node=https-only",
+            "-client=127.0.0.1",
+            "-dns-port=-1",
+            &format!("-config-file={}", cfg.display()),
+        ],
+        &[],
+    );
+    p.wait_log("meshgate agent running", Duration::from_secs(20));
+    let mut id_pem = std::fs::read(d.join("dc1-client-consul-0.pem")).unwrap();
+    id_pem.extend(std::fs::read(d.join("dc1-client-consul-0-key.pem")).unwrap());
+    let client = reqwest::Client::builder()
+        .tls_certs_merge([reqwest::Certificate::from_pem(
+            &std::fs::read(d.join("consul-agent-ca.pem")).unwrap(),
+        )
+        .unwrap()])
+        .identity(reqwest::Identity::from_pem(&id_pem).unwrap())
+        .build()
+        .unwrap();
+    let r = client
+        .put(format!("https://127.0.0.1:{https}/v1/kv/app/flag"))
+        .body("on")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = eventually("the watch handler ran", Duration::from_secs(20), || async {
+        std::fs::read_to_string(&out)
+            .ok()
+            .filter(|s| s.contains("\"Key\":\"app/flag\""))
+    })
+    .await;
+    assert!(seen.contains("\"Value\":\"b24=\""), "{seen}");
+    p.sigterm();
+    assert!(p.wait_exit(Duration::from_secs(10)).is_some());
+}

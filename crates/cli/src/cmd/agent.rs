@@ -546,20 +546,45 @@ pub async fn run(args: AgentArgs) -> CliResult {
         }
     };
     let agent = running.agent.clone();
-    // Watches follow this agent's own HTTP API, as Consul's do.
-    let base = agent.http_addrs.lock().first().map(|a| {
-        let ip = match a.ip() {
-            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-            }
-            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-            }
-            ip => ip,
-        };
-        format!("http://{}", std::net::SocketAddr::new(ip, a.port()))
+    // Watches follow this agent's own HTTP API, as Consul's do (its HTTPS
+    // API when it has no plain one, with its own CA and certificate).
+    let local = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    let mut tls = None;
+    let mut base = agent.http_addrs.lock().first().map(|a| {
+        format!(
+            "http://{}",
+            std::net::SocketAddr::new(local(a.ip()), a.port())
+        )
     });
-    let watch_set = std::sync::Arc::new(super::watch::WatchSet::new(base, agent.shutdown_signal()));
+    let https = agent.config.ports.https;
+    if base.is_none()
+        && https > 0
+        && let Some(ip) = agent
+            .config
+            .https_addrs()
+            .first()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+    {
+        let t = agent.config.tls.https();
+        base = Some(format!(
+            "https://{}",
+            std::net::SocketAddr::new(local(ip), https.clamp(1, 65535) as u16)
+        ));
+        tls = Some((t.ca_file, t.cert_file, t.key_file));
+    }
+    let watch_set = std::sync::Arc::new(super::watch::WatchSet::new(
+        base,
+        tls,
+        agent.shutdown_signal(),
+    ));
     match watch_set.check(&watch_config) {
         Ok(watches) => watch_set.replace(watch_config, watches),
         Err(e) => {

@@ -770,15 +770,23 @@ fn http_handler_config(raw: &Value) -> Result<HttpHandler, String> {
 /// `watches` changed.
 pub(crate) struct WatchSet {
     base: Option<String>,
+    /// For an `https://` base: the CA to trust and the certificate to
+    /// present (`ca_file`, `cert_file`, `key_file` of the agent's HTTPS API).
+    tls: Option<(String, String, String)>,
     stop: tokio::sync::watch::Receiver<bool>,
     /// The configuration the running watches came from, and their tasks.
     running: std::sync::Mutex<(Vec<Value>, Vec<tokio::task::JoinHandle<()>>)>,
 }
 
 impl WatchSet {
-    pub(crate) fn new(base: Option<String>, stop: tokio::sync::watch::Receiver<bool>) -> WatchSet {
+    pub(crate) fn new(
+        base: Option<String>,
+        tls: Option<(String, String, String)>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> WatchSet {
         WatchSet {
             base,
+            tls,
             stop,
             running: std::sync::Mutex::new((Vec::new(), Vec::new())),
         }
@@ -814,10 +822,14 @@ impl WatchSet {
                     "The 'handler' field in watches has been deprecated and replaced with the 'args' field"
                 );
             }
+            let nonempty = |s: &String| (!s.is_empty()).then(|| s.clone());
             let flags = HttpFlags {
                 http_addr: Some(base.clone()),
                 token: w.token.clone(),
                 datacenter: w.datacenter.clone(),
+                ca_file: self.tls.as_ref().and_then(|t| nonempty(&t.0)),
+                client_cert: self.tls.as_ref().and_then(|t| nonempty(&t.1)),
+                client_key: self.tls.as_ref().and_then(|t| nonempty(&t.2)),
                 ..HttpFlags::default()
             };
             let c = match Client::new(&flags) {
