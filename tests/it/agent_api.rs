@@ -1280,6 +1280,16 @@ tls {{
         "{}",
         a.log()
     );
+    let (_, me) = a.get_json("/v1/agent/self").await;
+    assert_eq!(me["DebugConfig"]["HTTPSPort"], https, "{me}");
+    assert_eq!(
+        me["DebugConfig"]["HTTPSAddrs"],
+        json!([format!("tcp://127.0.0.1:{https}")])
+    );
+    assert_eq!(
+        me["DebugConfig"]["HTTPAddrs"],
+        json!([format!("tcp://127.0.0.1:{}", a.addr.port())])
+    );
     let old_ca_pem = std::fs::read(d.join("consul-agent-ca.pem")).unwrap();
     let ca = reqwest::Certificate::from_pem(&old_ca_pem).unwrap();
     let mut id_pem = std::fs::read(d.join("dc1-client-consul-0.pem")).unwrap();

@@ -700,6 +700,21 @@ async fn members(ctx: Ctx) -> ApiResult {
     Ok(r)
 }
 
+/// Listeners as Consul's `DebugConfig` lists them (`tcp://127.0.0.1:8500`);
+/// none when the port is off.
+fn listen_addrs(addrs: &[String], port: i64) -> Vec<String> {
+    if port <= 0 {
+        return Vec::new();
+    }
+    addrs
+        .iter()
+        .map(|a| match a.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(ip)) => format!("tcp://[{ip}]:{port}"),
+            _ => format!("tcp://{a}:{port}"),
+        })
+        .collect()
+}
+
 async fn self_(ctx: Ctx) -> ApiResult {
     let a = &ctx.agent;
     let c = &a.config;
@@ -732,6 +747,9 @@ async fn self_(ctx: Ctx) -> ApiResult {
             "BindAddr": a.advertise_addr(),
             "ClientAddrs": c.http_addrs(),
             "HTTPPort": c.ports.http,
+            "HTTPSPort": c.ports.https,
+            "HTTPAddrs": listen_addrs(&c.http_addrs(), c.ports.http),
+            "HTTPSAddrs": listen_addrs(&c.https_addrs(), c.ports.https),
             "DNSPort": c.ports.dns,
             "DNSAddrs": a.dns_addrs.lock().iter().flat_map(|sa| [format!("tcp://{sa}"), format!("udp://{sa}")]).collect::<Vec<_>>(),
             "DNSDomain": a.dns_settings().domain(crate::dns::Zone::Primary),
