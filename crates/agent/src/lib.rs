@@ -478,16 +478,16 @@ pub async fn start(loaded: Loaded, sources: Sources) -> Result<Running, AgentErr
     if agent.acl.enabled {
         agent.load_persisted_tokens()?;
     }
-    // A cluster agent's API answers from here on, as Consul's does while
-    // its agent joins: its own endpoints at once, catalog reads once there is
-    // a leader. It says it runs (and tells systemd) once it is in the
-    // catalog, or has given up waiting for a leader (below). A `-dev` agent
-    // (no one to wait for) serves once everything is in place.
     // Services and checks from config files exist from the start, as
     // Consul's: the agent's own endpoints list them (and their checks run)
     // while it waits for a leader; they reach the catalog when the agent
     // does (below, or when it joins late).
     local::load_config_services(&agent).await;
+    // A cluster agent's API answers from here on, as Consul's does while
+    // its agent joins: its own endpoints at once, catalog reads once there is
+    // a leader. It says it runs (and tells systemd) once it is in the
+    // catalog, or has given up waiting for a leader (below). A `-dev` agent
+    // (no one to wait for) serves once everything is in place.
     let mut served = None;
     if agent.store.cluster().is_some() {
         served = Some(serve_api(&agent).await?);
