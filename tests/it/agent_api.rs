@@ -1224,6 +1224,26 @@ async fn service_health_for_load_balancers() {
     assert_eq!(code, 403);
 }
 
+/// The `tls` block of an agent serving its HTTPS API with the certificates
+/// [`make_agent_certs`] made in `dir`, client certificates required.
+pub(crate) fn https_tls_hcl(dir: &std::path::Path) -> String {
+    let file = |n: &str| dir.join(n).display().to_string();
+    format!(
+        r#"tls {{
+  defaults {{
+    ca_file   = "{}"
+    cert_file = "{}"
+    key_file  = "{}"
+  }}
+  https {{ verify_incoming = true }}
+}}
+"#,
+        file("consul-agent-ca.pem"),
+        file("dc1-server-consul-0.pem"),
+        file("dc1-server-consul-0-key.pem"),
+    )
+}
+
 /// Runs `meshgate tls ...` in `dir` (Consul's file names: a CA, a server and
 /// a client certificate).
 pub(crate) fn make_agent_certs(dir: &std::path::Path) {
@@ -1255,21 +1275,7 @@ async fn https_api_with_client_certificates() {
     make_agent_certs(d);
     let file = |n: &str| d.join(n).display().to_string();
     let https = meshgate_test_support::free_port("127.0.0.1");
-    let config = format!(
-        r#"ports {{ https = {https} }}
-tls {{
-  defaults {{
-    ca_file   = "{}"
-    cert_file = "{}"
-    key_file  = "{}"
-  }}
-  https {{ verify_incoming = true }}
-}}
-"#,
-        file("consul-agent-ca.pem"),
-        file("dc1-server-consul-0.pem"),
-        file("dc1-server-consul-0-key.pem"),
-    );
+    let config = format!("ports {{ https = {https} }}\n{}", https_tls_hcl(d));
     let a = crate::dev_builder()
         .config_file("tls.hcl", &config)
         .start()
@@ -1424,27 +1430,11 @@ async fn watches_follow_an_https_only_agent() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     make_agent_certs(d);
-    let file = |n: &str| d.join(n).display().to_string();
     let https = meshgate_test_support::free_port("127.0.0.1");
     let out = d.join("watch.out");
     let config = format!(
-        r#"ports {{
-  http  = -1
-  https = {https}
-}}
-tls {{
-  defaults {{
-    ca_file   = "{}"
-    cert_file = "{}"
-    key_file  = "{}"
-  }}
-  https {{ verify_incoming = true }}
-}}
-watches = [{{ type = "key", key = "app/flag", args = ["sh", "-c", "cat > {}"] }}]
-"#,
-        file("consul-agent-ca.pem"),
-        file("dc1-server-consul-0.pem"),
-        file("dc1-server-consul-0-key.pem"),
+        "ports {{\n  http  = -1\n  https = {https}\n}}\n{}watches = [{{ type = \"key\", key = \"app/flag\", args = [\"sh\", \"-c\", \"cat > {}\"] }}]\n",
+        https_tls_hcl(d),
         out.display(),
     );
     let cfg = d.join("agent.hcl");

@@ -2447,23 +2447,13 @@ async fn a_lone_server_answers_while_it_waits_for_the_others() {
     .await;
     assert_eq!(me["Config"]["NodeName"], "lone", "{me}");
     assert!(!p.log().contains("meshgate agent running"), "{}", p.log());
-    let services: serde_json::Value = http
-        .get(format!("{base}/v1/agent/services"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let own = |path: &'static str| {
+        let r = http.get(format!("{base}{path}")).send();
+        async move { r.await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let services = own("/v1/agent/services").await;
     assert_eq!(services["web"]["Port"], 8080, "{services}");
-    let checks: serde_json::Value = http
-        .get(format!("{base}/v1/agent/checks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let checks = own("/v1/agent/checks").await;
     assert_eq!(checks["service:web"]["Status"], "critical", "{checks}");
     let r = http
         .get(format!("{base}/v1/status/leader"))

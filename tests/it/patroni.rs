@@ -271,18 +271,8 @@ async fn patroni_bootstraps_switches_over_and_fails_over_on_meshgate() {
     crate::agent_api::make_agent_certs(&certs);
     let https = free_port("127.0.0.1");
     let tls = format!(
-        r#"ports {{ https = {https} }}
-tls {{
-  defaults {{
-    ca_file   = "{ca}"
-    cert_file = "{dir}/dc1-server-consul-0.pem"
-    key_file  = "{dir}/dc1-server-consul-0-key.pem"
-  }}
-  https {{ verify_incoming = true }}
-}}
-"#,
-        ca = certs.join("consul-agent-ca.pem").display(),
-        dir = certs.display(),
+        "ports {{ https = {https} }}\n{}",
+        crate::agent_api::https_tls_hcl(&certs)
     );
     let a = crate::dev_builder()
         .config_file("acl.hcl", &acl_config("deny"))

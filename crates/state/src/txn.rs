@@ -27,17 +27,7 @@ pub const KV_VERBS: &[&str] = &[
 
 /// Whether the transaction only reads (and so needs no log entry).
 pub fn is_read_only(ops: &[TxnKvOp]) -> bool {
-    ops.iter().all(|o| {
-        matches!(
-            o.verb.as_str(),
-            "get"
-                | "get-or-empty"
-                | "get-tree"
-                | "check-index"
-                | "check-session"
-                | "check-not-exists"
-        )
-    })
+    ops.iter().all(TxnKvOp::is_read)
 }
 
 /// What to put back if the transaction fails.

@@ -18,6 +18,21 @@ pub struct TxnKvOp {
     pub session: String,
 }
 
+impl TxnKvOp {
+    /// Whether the KV operation only reads.
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self.verb.as_str(),
+            "get"
+                | "get-or-empty"
+                | "get-tree"
+                | "check-index"
+                | "check-session"
+                | "check-not-exists"
+        )
+    }
+}
+
 /// One operation of a transaction as the API receives it: the KV part
 /// typed, the catalog parts kept as JSON until the endpoint reads them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -72,15 +87,7 @@ impl TxnOperation {
     /// Whether the operation only reads.
     pub fn is_read(&self) -> bool {
         match self {
-            TxnOperation::Kv(o) => matches!(
-                o.verb.as_str(),
-                "get"
-                    | "get-or-empty"
-                    | "get-tree"
-                    | "check-index"
-                    | "check-session"
-                    | "check-not-exists"
-            ),
+            TxnOperation::Kv(o) => o.is_read(),
             TxnOperation::Node(o) => o.verb == "get",
             TxnOperation::Service(o) => o.verb == "get",
             TxnOperation::Check(o) => o.verb == "get",

@@ -114,6 +114,26 @@ fn byte_size(bytes: usize) -> String {
     format!("{}{unit}", text.trim_end_matches(".0"))
 }
 
+/// A stats table as Consul prints it: a header, the kinds with their count
+/// and size, and the total.
+fn stats_rows(first: &str, stats: &[TypeStats], total: usize) -> Vec<Vec<String>> {
+    let dash = || vec![" ----".to_string(), "----".into(), "----".into()];
+    let mut rows = vec![
+        vec![first.to_string(), "Count".into(), "Size".into()],
+        dash(),
+    ];
+    rows.extend(stats.iter().map(|t| {
+        vec![
+            format!(" {}", t.name),
+            t.count.to_string(),
+            byte_size(t.sum),
+        ]
+    }));
+    rows.push(dash());
+    rows.push(vec![" Total".into(), String::new(), byte_size(total)]);
+    rows
+}
+
 /// Rows laid out as Go's `tabwriter` lays out cells that each end in a tab:
 /// every column as wide as its widest cell plus `padding`, at least
 /// `min_width`.
@@ -268,47 +288,12 @@ pub async fn run(cmd: SnapshotCmd) -> CliResult {
             println!(" Term         {}", m.term);
             println!(" Version      {}", m.version);
             println!();
-            let dash = || vec![" ----".to_string(), "----".into(), "----".into()];
-            let mut rows = vec![
-                vec![" Type".to_string(), "Count".into(), "Size".into()],
-                dash(),
-            ];
-            rows.extend(out.stats.iter().map(|t| {
-                vec![
-                    format!(" {}", t.name),
-                    t.count.to_string(),
-                    byte_size(t.sum),
-                ]
-            }));
-            rows.push(dash());
-            rows.push(vec![
-                " Total".into(),
-                String::new(),
-                byte_size(out.total_size),
-            ]);
-            for line in table(&rows, 8, 6) {
+            for line in table(&stats_rows(" Type", &out.stats, out.total_size), 8, 6) {
                 println!("{line}");
             }
             if let Some(kv) = &out.stats_kv {
-                let mut rows = vec![
-                    vec![" Key Name".to_string(), "Count".into(), "Size".into()],
-                    dash(),
-                ];
-                rows.extend(kv.iter().map(|t| {
-                    vec![
-                        format!(" {}", t.name),
-                        t.count.to_string(),
-                        byte_size(t.sum),
-                    ]
-                }));
-                rows.push(dash());
-                rows.push(vec![
-                    " Total".into(),
-                    String::new(),
-                    byte_size(out.total_size_kv),
-                ]);
                 println!();
-                for line in table(&rows, 30, 12) {
+                for line in table(&stats_rows(" Key Name", kv, out.total_size_kv), 30, 12) {
                     println!("{line}");
                 }
             }
