@@ -99,6 +99,57 @@ async fn http_check_statuses() {
     wait_status(&a, "api-http", "critical").await;
 }
 
+/// An HTTP check's request carries Consul's headers: its user agent, an
+/// `Accept` for text unless the check sets one, and `Connection: close`.
+#[tokio::test]
+async fn http_checks_send_consuls_headers() {
+    let a = dev().await;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/health", l.local_addr().unwrap());
+    let heads = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            seen.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).to_lowercase());
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+        }
+    });
+    let body = json!({"Name": "api", "Checks": [
+        {"CheckID": "plain", "HTTP": url, "Interval": "1s"},
+        {"CheckID": "json", "HTTP": url, "Interval": "1s", "Header": {"Accept": ["application/json"]}}]});
+    let (st, text) = a.put("/v1/agent/service/register", body.to_string()).await;
+    assert_eq!((st, text.as_str()), (200, ""));
+    wait_ran(&a, "plain", "passing").await;
+    wait_ran(&a, "json", "passing").await;
+    let heads = heads.lock().unwrap().clone();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.contains("accept: text/plain, text/*, */*\r\n")),
+        "{heads:?}"
+    );
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.contains("accept: application/json\r\n") && !h.contains("text/plain")),
+        "{heads:?}"
+    );
+    assert!(
+        heads.iter().all(|h| h.contains("connection: close\r\n")
+            && h.contains("user-agent: consul health check\r\n")),
+        "{heads:?}"
+    );
+}
+
 /// HTTP checks follow redirects (up to 10, as Go's client), unless
 /// `DisableRedirects`: then the 3xx is the answer, and critical.
 #[tokio::test]

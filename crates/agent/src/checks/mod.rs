@@ -207,6 +207,12 @@ pub async fn http(client: &reqwest::Client, def: &CheckDefinition, timeout: Dura
             req = req.header(k.as_str(), v.as_str());
         }
     }
+    // Consul's check asks for text unless told otherwise, and closes the
+    // connection after each run.
+    if !def.header.keys().any(|k| k.eq_ignore_ascii_case("accept")) {
+        req = req.header(reqwest::header::ACCEPT, "text/plain, text/*, */*");
+    }
+    req = req.header(reqwest::header::CONNECTION, "close");
     if !def.body.is_empty() {
         req = req.body(def.body.clone());
     }
