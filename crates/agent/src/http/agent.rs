@@ -795,7 +795,7 @@ async fn self_(ctx: Ctx) -> ApiResult {
                 "acl": if c.acl.enabled { "enabled" } else { "disabled" },
                 "bootstrap": (c.bootstrap || c.dev).to_string(),
                 "known_datacenters": "1",
-                "leader": c.server.to_string(),
+                "leader": a.is_leader().to_string(),
                 "leader_addr": a.server_addr(),
                 "server": c.server.to_string(),
             },

@@ -9,7 +9,7 @@ use crate::client::{CliError, CliResult, Client, HttpFlags};
 #[derive(Subcommand, Debug)]
 pub enum SnapshotCmd {
     /// Save a snapshot of the state to a file.
-    Save(FileArgs),
+    Save(SaveArgs),
     /// Restore the state from a snapshot file.
     Restore(FileArgs),
     /// Show what a snapshot file holds (reads the file only).
@@ -20,6 +20,19 @@ pub enum SnapshotCmd {
 pub struct FileArgs {
     #[command(flatten)]
     pub http: HttpFlags,
+    /// The snapshot file.
+    pub file: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// Add to the file name, before its extension, any of `version`, `dc`,
+    /// `node`, `status` (comma separated; in that order):
+    /// `backup-1.21.0-dc1-server-1-leader.snap`.
+    #[arg(long = "append-filename", value_name = "LIST")]
+    pub append_filename: Option<String>,
     /// The snapshot file.
     pub file: Option<String>,
 }
@@ -169,8 +182,28 @@ fn file_arg(f: &Option<String>) -> Result<String, CliError> {
 pub async fn run(cmd: SnapshotCmd) -> CliResult {
     match cmd {
         SnapshotCmd::Save(a) => {
-            let file = file_arg(&a.file)?;
+            let mut file = file_arg(&a.file)?;
             let c = Client::new(&a.http)?;
+            let wanted: Vec<&str> = a
+                .append_filename
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .collect();
+            if !wanted.is_empty() {
+                let me: serde_json::Value = c
+                    .get("/v1/agent/self", &[])
+                    .await
+                    .and_then(|r| r.json())
+                    .map_err(|e| {
+                        CliError::new(format!(
+                            "Error connecting to Consul agent and fetching datacenter/version: {}",
+                            e.message
+                        ))
+                    })?;
+                file = appended_name(&file, &wanted, &me);
+            }
             let r = c
                 .get("/v1/snapshot", &[])
                 .await
@@ -300,6 +333,36 @@ pub async fn run(cmd: SnapshotCmd) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// `file` with what `-append-filename` asks for inserted before its
+/// extension, in Consul's order (version, dc, node, status), from the
+/// agent's `/v1/agent/self`.
+fn appended_name(file: &str, wanted: &[&str], me: &serde_json::Value) -> String {
+    let path = std::path::Path::new(file);
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let mut stem = file[..file.len() - ext.len()].to_string();
+    let config = |k: &str| me["Config"][k].as_str().map(str::to_string);
+    for (flag, part) in [
+        ("version", config("Version")),
+        ("dc", config("Datacenter")),
+        ("node", config("NodeName")),
+        (
+            "status",
+            me["Stats"]["consul"]["leader"]
+                .as_str()
+                .map(|l| if l == "true" { "leader" } else { "follower" }.to_string()),
+        ),
+    ] {
+        if let Some(part) = part.filter(|_| wanted.contains(&flag)) {
+            stem.push('-');
+            stem.push_str(&part);
+        }
+    }
+    format!("{stem}{ext}")
 }
 
 /// Writes a file readable only by its owner (0600): a snapshot holds every
