@@ -462,6 +462,25 @@ async fn autopilot_configuration_state_and_dead_server_cleanup() {
         assert_eq!(v["NodeStatus"], "alive", "{state}");
         assert!(v["LastIndex"].as_u64().unwrap() > 0, "{state}");
     }
+    // `agent/self`'s `Stats.consul.leader`: "true" on the leader only
+    // (`snapshot save -append-filename=status` and monitoring read it).
+    eventually(
+        "one server says it leads",
+        Duration::from_secs(10),
+        || async {
+            let mut leaders = 0;
+            for server in &s {
+                let (_, me) = server.get_json("/v1/agent/self").await;
+                match me["Stats"]["consul"]["leader"].as_str()? {
+                    "true" => leaders += 1,
+                    "false" => {}
+                    _ => return None,
+                }
+            }
+            (leaders == 1).then_some(())
+        },
+    )
+    .await;
     // The same through the CLI, as Consul's `operator autopilot`.
     let (code, out, err) =
         meshgate_test_support::cli(BIN, &s[1], &["operator", "autopilot", "state"], None);
