@@ -113,11 +113,18 @@ async fn http_checks_send_consuls_headers() {
             let Ok((mut s, _)) = l.accept().await else {
                 return;
             };
-            let mut buf = vec![0u8; 4096];
-            let n = s.read(&mut buf).await.unwrap_or(0);
+            // The whole head, however many reads it takes.
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
             seen.lock()
                 .unwrap()
-                .push(String::from_utf8_lossy(&buf[..n]).to_lowercase());
+                .push(String::from_utf8_lossy(&head).to_lowercase());
             let _ = s
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                 .await;

@@ -345,7 +345,8 @@ async fn catalog_operations_follow_acl_rules() {
     // own service, and a proxy needs write on its destination.
     let db = json!({"Node": "ext1", "Address": "127.0.0.9",
                     "Service": {"ID": "db1", "Service": "db", "Port": 5432},
-                    "Check": {"CheckID": "db-alive", "ServiceID": "db1", "Status": "passing"}});
+                    "Checks": [{"CheckID": "db-alive", "ServiceID": "db1", "Status": "passing"},
+                               {"CheckID": "node-alive", "Status": "passing"}]});
     let (st, _, _) = call(
         &a,
         "PUT",
@@ -366,14 +367,27 @@ async fn catalog_operations_follow_acl_rules() {
         json!([{"Service": {"Verb": "set", "Node": "ext1",
                             "Service": {"ID": "web-proxy", "Service": "web", "Kind": "connect-proxy",
                                         "Port": 2, "Proxy": {"DestinationServiceName": "db"}}}}]),
+        // The node's own check, reached by naming one's own service.
+        json!([{"Check": {"Verb": "delete", "Check": {"Node": "ext1", "CheckID": "node-alive",
+                          "ServiceID": "web1"}}}]),
+        json!([{"Check": {"Verb": "set", "Check": {"Node": "ext1", "CheckID": "node-alive",
+                          "ServiceID": "web1", "Status": "critical"}}}]),
     ] {
         let (st, text, _) = call(&a, "PUT", "/v1/txn", Some(&esm), Some(body.to_string())).await;
         assert_eq!(st, 409, "{body}: {text}");
         assert!(text.contains("Permission denied"), "{body}: {text}");
     }
-    let (_, text, _) = call(&a, "GET", "/v1/health/checks/db", Some(ROOT), None).await;
+    let (_, text, _) = call(&a, "GET", "/v1/health/node/ext1", Some(ROOT), None).await;
     let v: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v[0]["Status"], "passing", "db's check is untouched: {v}");
+    let status = |id: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["CheckID"] == id)
+            .map(|c| c["Status"].clone())
+    };
+    assert_eq!(status("db-alive"), Some(json!("passing")), "{v}");
+    assert_eq!(status("node-alive"), Some(json!("passing")), "{v}");
     // Reads are filtered: the node result is readable with node:read, the
     // result of a node nobody granted is left out.
     let reg = json!({"Node": "secret-host", "Address": "127.0.0.8"});

@@ -76,12 +76,16 @@ impl State {
             coordinates: self.coordinates.clone(),
             queries: self.queries.clone(),
         }));
-        let held: Vec<String> = self
-            .kv
-            .iter()
-            .filter(|(_, e)| !e.session.is_empty())
-            .map(|(k, _)| k.clone())
-            .collect();
+        // Only keys held by a session can change when one is invalidated.
+        let held: Vec<String> = if self.sessions.is_empty() {
+            Vec::new()
+        } else {
+            self.kv
+                .iter()
+                .filter(|(_, e)| !e.session.is_empty())
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
         for k in held {
             self.remember(undo, &k);
         }

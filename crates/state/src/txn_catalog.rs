@@ -48,7 +48,9 @@ impl State {
         let mut results = Vec::new();
         let mut errors = Vec::new();
         for (i, op) in ops.iter().enumerate() {
-            if !matches!(op, TxnOperation::Kv(_)) && !op.is_read() {
+            // (The last operation needs nothing kept: one that fails has
+            // changed nothing, and after one that succeeds nothing can fail.)
+            if !matches!(op, TxnOperation::Kv(_)) && !op.is_read() && i + 1 < ops.len() {
                 self.save_for_catalog_write(&mut undo);
             }
             let r = match op {

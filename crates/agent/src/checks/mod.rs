@@ -209,10 +209,17 @@ pub async fn http(client: &reqwest::Client, def: &CheckDefinition, timeout: Dura
     }
     // Consul's check asks for text unless told otherwise, and closes the
     // connection after each run.
-    if !def.header.keys().any(|k| k.eq_ignore_ascii_case("accept")) {
+    let set = |name: &str| {
+        def.header
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case(name) && !v.is_empty())
+    };
+    if !set("accept") {
         req = req.header(reqwest::header::ACCEPT, "text/plain, text/*, */*");
     }
-    req = req.header(reqwest::header::CONNECTION, "close");
+    if !set("connection") {
+        req = req.header(reqwest::header::CONNECTION, "close");
+    }
     if !def.body.is_empty() {
         req = req.body(def.body.clone());
     }

@@ -329,27 +329,30 @@ fn authorize(
             service_write(&[Some(svc.service.clone()), stored, destination])
         }
         TxnOperation::Check(op) => {
+            // What the request says the check is, and what the stored
+            // check under that ID is: both must be allowed (a node's check
+            // needs `node:write`, a service's `service:write` on it).
             let c = &op.check;
-            // The check already stored under this ID, and its service.
             let existing = st.check(&c.node, &c.check_id);
-            let existing_service = existing
-                .filter(|e| !e.service_id.is_empty())
-                .map(|e| e.service_name.clone());
-            if c.service_id.is_empty() && existing_service.is_none() {
+            match existing {
+                Some(e) if e.service_id.is_empty() => {
+                    authz.check(Resource::Node, Access::Write, &c.node)?
+                }
+                Some(e) => service_write(&[Some(e.service_name.clone())])?,
+                None => {}
+            }
+            // A delete removes what is stored, whatever the request says.
+            if existing.is_some() && op.verb.starts_with("delete") {
+                return Ok(());
+            }
+            if c.service_id.is_empty() {
                 return authz.check(Resource::Node, Access::Write, &c.node);
             }
-            let named = (!c.service_id.is_empty()).then(|| c.service_name.clone());
-            let stored = (!c.service_id.is_empty())
-                .then(|| stored_name(&c.node, &c.service_id))
-                .flatten();
-            if !c.service_id.is_empty()
-                && c.service_name.is_empty()
-                && stored.is_none()
-                && existing_service.is_none()
-            {
+            let stored = stored_name(&c.node, &c.service_id);
+            if c.service_name.is_empty() && stored.is_none() {
                 return authz.check(Resource::Service, Access::Write, "");
             }
-            service_write(&[named, stored, existing_service])
+            service_write(&[Some(c.service_name.clone()), stored])
         }
     }
 }

@@ -272,7 +272,7 @@ pub async fn run(cmd: SnapshotCmd) -> CliResult {
                 let mut by: std::collections::BTreeMap<String, TypeStats> = Default::default();
                 for e in s.kv.iter().filter(|e| e.key.starts_with(&a.kvfilter)) {
                     let parts: Vec<&str> = e.key.split('/').collect();
-                    let prefix = parts[..a.kvdepth.clamp(1, parts.len())].join("/");
+                    let prefix = parts[..a.kvdepth.min(parts.len())].join("/");
                     let size = serde_json::to_vec(e).map_or(0, |v| v.len());
                     let t = by.entry(prefix.clone()).or_insert(TypeStats {
                         name: prefix,
@@ -339,12 +339,12 @@ pub async fn run(cmd: SnapshotCmd) -> CliResult {
 /// extension, in Consul's order (version, dc, node, status), from the
 /// agent's `/v1/agent/self`.
 fn appended_name(file: &str, wanted: &[&str], me: &serde_json::Value) -> String {
-    let path = std::path::Path::new(file);
-    let ext = path
-        .extension()
-        .map(|e| format!(".{}", e.to_string_lossy()))
-        .unwrap_or_default();
-    let mut stem = file[..file.len() - ext.len()].to_string();
+    // Go's `filepath.Ext`: from the last `.` of the last path element.
+    let base_start = file.rfind('/').map_or(0, |i| i + 1);
+    let ext = file[base_start..]
+        .rfind('.')
+        .map_or("", |i| &file[base_start + i..]);
+    let mut stem = file.strip_suffix(ext).unwrap_or(file).to_string();
     let config = |k: &str| me["Config"][k].as_str().map(str::to_string);
     for (flag, part) in [
         ("version", config("Version")),
@@ -378,4 +378,30 @@ fn write_private(path: &str, data: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     f.write_all(data)?;
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appended_names_as_go_splits_them() {
+        let me = serde_json::json!({
+            "Config": {"Version": "1.21.0", "Datacenter": "dc1", "NodeName": "s1"},
+            "Stats": {"consul": {"leader": "false"}}
+        });
+        let all = ["version", "dc", "node", "status"];
+        assert_eq!(
+            appended_name("backup.snap", &all, &me),
+            "backup-1.21.0-dc1-s1-follower.snap"
+        );
+        assert_eq!(
+            appended_name("dir.d/backup", &["dc"], &me),
+            "dir.d/backup-dc1"
+        );
+        assert_eq!(appended_name("a.tar.gz", &["dc"], &me), "a.tar-dc1.gz");
+        // No panic on names Path would read otherwise.
+        assert_eq!(appended_name("backup.é//", &["dc"], &me), "backup.é//-dc1");
+        assert_eq!(appended_name("x.é", &["dc"], &me), "x-dc1.é");
+    }
 }
