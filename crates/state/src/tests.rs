@@ -625,7 +625,107 @@ fn kv_snapshot(s: &State) -> BTreeMap<String, (Option<Vec<u8>>, u64)> {
         .collect()
 }
 
+/// The whole state as a snapshot holds it, but the applied index (which a
+/// failed request still advances).
+fn whole_state(s: &State) -> serde_json::Value {
+    let mut v = serde_json::to_value(s.snapshot()).expect("snapshot");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("index");
+    }
+    v
+}
+
+/// One catalog or KV write of a generated transaction.
+fn mixed_op(kind: u8, name: u8, flag: bool) -> meshgate_types::txn::TxnOperation {
+    use meshgate_types::catalog::Node;
+    use meshgate_types::txn::{TxnCheckOp, TxnNodeOp, TxnOperation, TxnServiceOp};
+    let node = format!("n{}", name % 3);
+    match kind % 7 {
+        0 => TxnOperation::Node(TxnNodeOp {
+            verb: "set".into(),
+            node: Node {
+                node: node.clone(),
+                address: format!("127.0.0.{}", 10 + name),
+                ..Node::default()
+            },
+        }),
+        1 => TxnOperation::Node(TxnNodeOp {
+            verb: "delete".into(),
+            node: Node {
+                node,
+                ..Node::default()
+            },
+        }),
+        2 => TxnOperation::Service(TxnServiceOp {
+            verb: if flag { "set" } else { "delete" }.into(),
+            node,
+            service: NodeService {
+                id: "svc".into(),
+                service: "svc".into(),
+                port: 80,
+                ..NodeService::default()
+            },
+        }),
+        3 | 4 => TxnOperation::Check(TxnCheckOp {
+            verb: "set".into(),
+            check: HealthCheck {
+                node,
+                check_id: if kind % 7 == 3 { "alive" } else { "svc-check" }.into(),
+                service_id: if kind % 7 == 3 { "" } else { "svc" }.into(),
+                status: if flag { "passing" } else { "critical" }.into(),
+                ..HealthCheck::default()
+            },
+        }),
+        5 => TxnOperation::Check(TxnCheckOp {
+            verb: "delete".into(),
+            check: HealthCheck {
+                node,
+                check_id: "alive".into(),
+                ..HealthCheck::default()
+            },
+        }),
+        _ => TxnOperation::Kv(txn_op(
+            if flag { "set" } else { "delete" },
+            &format!("k{name}"),
+            0,
+        )),
+    }
+}
+
 proptest! {
+    /// A transaction with catalog operations that fails leaves the whole
+    /// state as it was: catalog, sessions invalidated on the way (and the
+    /// keys they held, their lock delays), KV, every table index.
+    #[test]
+    fn failed_mixed_txn_changes_nothing(
+        ops in proptest::collection::vec((0u8..7, 0u8..4, any::<bool>()), 1..8),
+    ) {
+        use meshgate_types::catalog::Node;
+        use meshgate_types::txn::{TxnNodeOp, TxnOperation};
+        let mut h = Harness::new();
+        for n in ["n0", "n1", "n2"] {
+            h.register_service(n, "svc", "svc", &[]);
+            h.register_check(n, "alive", "", "passing");
+            h.register_check(n, "svc-check", "svc", "passing");
+        }
+        h.session("s0", "n0", "delete", &["alive"]);
+        h.session("s1", "n1", "release", &["alive"]);
+        prop_assert!(h.kv_op("k0", KvSetOp::Lock("s0".into())));
+        prop_assert!(h.kv_op("k1", KvSetOp::Lock("s1".into())));
+        h.set("k2", "v");
+        let before = whole_state(&h.state);
+        let mut txn: Vec<TxnOperation> =
+            ops.iter().map(|(k, n, f)| mixed_op(*k, *n, *f)).collect();
+        // Something that fails at the end.
+        txn.push(TxnOperation::Node(TxnNodeOp {
+            verb: "get".into(),
+            node: Node { node: "nowhere".into(), ..Node::default() },
+        }));
+        let Applied::Txn(r) = h.ok(Command::TxnOps(txn)) else { panic!() };
+        prop_assert!(r.errors.is_some());
+        prop_assert_eq!(whole_state(&h.state), before);
+    }
+
     /// A failed transaction leaves the KV store exactly as it was; a successful
     /// one equals applying its writes one by one.
     #[test]
