@@ -89,9 +89,10 @@ async fn http_check_statuses() {
         200
     );
     let c = wait_status(&a, "api-http", "passing").await;
+    // The status line as the server sent it (`200 X`), as Go prints it.
     assert_eq!(
         c["Output"],
-        format!("HTTP GET {url}: 200 OK Output: status 200")
+        format!("HTTP GET {url}: 200 X Output: status 200")
     );
     code.store(429, Ordering::SeqCst);
     wait_status(&a, "api-http", "warning").await;

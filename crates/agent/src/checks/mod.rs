@@ -228,7 +228,13 @@ pub async fn http(client: &reqwest::Client, def: &CheckDefinition, timeout: Dura
         Err(e) => Outcome::new(status::CRITICAL, http_error(&method, &url, &e)),
         Ok(resp) => {
             let code = resp.status();
-            let reason = code.canonical_reason().unwrap_or("");
+            // The server's own reason phrase when it sends another than the
+            // standard one (Go prints the status line as it came).
+            let reason = resp
+                .extensions()
+                .get::<hyper::ext::ReasonPhrase>()
+                .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+                .unwrap_or_else(|| code.canonical_reason().unwrap_or("").to_string());
             let mut body = Vec::new();
             let mut stream = resp;
             while body.len() < HTTP_BODY_LIMIT {
