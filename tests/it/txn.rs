@@ -286,17 +286,23 @@ async fn catalog_operations_as_consul_esm_sends_them() {
 async fn catalog_operations_follow_acl_rules() {
     use crate::acl::{ROOT, acl_agent, call, token_with_rules};
     let a = acl_agent().await;
-    let reg = json!({"Node": "ext1", "Address": "127.0.0.9",
-                     "Service": {"ID": "web1", "Service": "web", "Port": 80}});
-    let (st, text, _) = call(
-        &a,
-        "PUT",
-        "/v1/catalog/register",
-        Some(ROOT),
-        Some(reg.to_string()),
-    )
+    let register = |body: Value| {
+        let a = &a;
+        async move {
+            let (st, text, _) = call(
+                a,
+                "PUT",
+                "/v1/catalog/register",
+                Some(ROOT),
+                Some(body.to_string()),
+            )
+            .await;
+            assert_eq!(st, 200, "{body}: {text}");
+        }
+    };
+    register(json!({"Node": "ext1", "Address": "127.0.0.9",
+                     "Service": {"ID": "web1", "Service": "web", "Port": 80}}))
     .await;
-    assert_eq!(st, 200, "{text}");
     let esm = token_with_rules(
         &a,
         "esm",
@@ -343,19 +349,11 @@ async fn catalog_operations_follow_acl_rules() {
     assert_eq!(st, 200, "{text}");
     // Another service's instance or check cannot be changed by naming one's
     // own service, and a proxy needs write on its destination.
-    let db = json!({"Node": "ext1", "Address": "127.0.0.9",
+    register(json!({"Node": "ext1", "Address": "127.0.0.9",
                     "Service": {"ID": "db1", "Service": "db", "Port": 5432},
                     "Checks": [{"CheckID": "db-alive", "ServiceID": "db1", "Status": "passing"},
-                               {"CheckID": "node-alive", "Status": "passing"}]});
-    let (st, _, _) = call(
-        &a,
-        "PUT",
-        "/v1/catalog/register",
-        Some(ROOT),
-        Some(db.to_string()),
-    )
+                               {"CheckID": "node-alive", "Status": "passing"}]}))
     .await;
-    assert_eq!(st, 200);
     for body in [
         json!([{"Check": {"Verb": "set", "Check": {"Node": "ext1", "CheckID": "db-alive",
                           "ServiceID": "db1", "ServiceName": "web", "Status": "critical"}}}]),
@@ -390,15 +388,7 @@ async fn catalog_operations_follow_acl_rules() {
     assert_eq!(status("node-alive"), Some(json!("passing")), "{v}");
     // Reads are filtered: the node result is readable with node:read, the
     // result of a node nobody granted is left out.
-    let reg = json!({"Node": "secret-host", "Address": "127.0.0.8"});
-    call(
-        &a,
-        "PUT",
-        "/v1/catalog/register",
-        Some(ROOT),
-        Some(reg.to_string()),
-    )
-    .await;
+    register(json!({"Node": "secret-host", "Address": "127.0.0.8"})).await;
     let body = json!([
         {"Node": {"Verb": "get", "Node": {"Node": "ext1"}}},
         {"Node": {"Verb": "get", "Node": {"Node": "secret-host"}}},

@@ -20,6 +20,20 @@ fn cas_matches(index: u64, current: Option<u64>) -> bool {
     }
 }
 
+/// A `delete-cas` may go ahead only on the version read (`what`: how the
+/// error names the entry).
+fn delete_matches(
+    current: Option<u64>,
+    index: u64,
+    what: impl FnOnce() -> String,
+) -> Result<(), String> {
+    if current == Some(index) {
+        Ok(())
+    } else {
+        Err(format!("failed to delete {}, index is stale", what()))
+    }
+}
+
 fn invalid(e: ApplyError) -> String {
     e.to_string()
 }
@@ -158,12 +172,9 @@ impl State {
                 Ok(Vec::new())
             }
             "delete-cas" => {
-                if current.is_none_or(|c| c != node.modify_index) {
-                    return Err(format!(
-                        "failed to delete node {:?}, index is stale",
-                        node.node
-                    ));
-                }
+                delete_matches(current, node.modify_index, || {
+                    format!("node {:?}", node.node)
+                })?;
                 self.delete_node(idx, now, &key);
                 Ok(Vec::new())
             }
@@ -219,12 +230,9 @@ impl State {
                 Ok(Vec::new())
             }
             "delete-cas" => {
-                if current.is_none_or(|c| c != svc.modify_index) {
-                    return Err(format!(
-                        "failed to delete service {:?} on node {:?}, index is stale",
-                        svc.id, op.node
-                    ));
-                }
+                delete_matches(current, svc.modify_index, || {
+                    format!("service {:?} on node {:?}", svc.id, op.node)
+                })?;
                 self.delete_service(idx, now, &node_key, &svc.id);
                 Ok(Vec::new())
             }
@@ -283,12 +291,9 @@ impl State {
                 Ok(Vec::new())
             }
             "delete-cas" => {
-                if current.is_none_or(|i| i != c.modify_index) {
-                    return Err(format!(
-                        "failed to delete check {:?} on node {:?}, index is stale",
-                        c.check_id, c.node
-                    ));
-                }
+                delete_matches(current, c.modify_index, || {
+                    format!("check {:?} on node {:?}", c.check_id, c.node)
+                })?;
                 self.delete_check(idx, now, &node_key, &c.check_id);
                 Ok(Vec::new())
             }
