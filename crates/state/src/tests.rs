@@ -699,6 +699,7 @@ proptest! {
     #[test]
     fn failed_mixed_txn_changes_nothing(
         ops in proptest::collection::vec((0u8..7, 0u8..4, any::<bool>()), 1..8),
+        fail_at in 0usize..8,
     ) {
         use meshgate_types::catalog::Node;
         use meshgate_types::txn::{TxnNodeOp, TxnOperation};
@@ -716,8 +717,8 @@ proptest! {
         let before = whole_state(&h.state);
         let mut txn: Vec<TxnOperation> =
             ops.iter().map(|(k, n, f)| mixed_op(*k, *n, *f)).collect();
-        // Something that fails at the end.
-        txn.push(TxnOperation::Node(TxnNodeOp {
+        // Something that fails, anywhere (the operations after it still run).
+        txn.insert(fail_at.min(txn.len()), TxnOperation::Node(TxnNodeOp {
             verb: "get".into(),
             node: Node { node: "nowhere".into(), ..Node::default() },
         }));

@@ -62,9 +62,12 @@ impl State {
         let mut results = Vec::new();
         let mut errors = Vec::new();
         for (i, op) in ops.iter().enumerate() {
-            // (The last operation needs nothing kept: one that fails has
-            // changed nothing, and after one that succeeds nothing can fail.)
-            if !matches!(op, TxnOperation::Kv(_)) && !op.is_read() && i + 1 < ops.len() {
+            // (The last operation needs nothing kept when all before it
+            // succeeded: if it fails it has changed nothing, and if it
+            // succeeds nothing can fail after it. After a failure every
+            // operation still runs, to report its own error, and is undone.)
+            let last_with_no_error = i + 1 == ops.len() && errors.is_empty();
+            if !matches!(op, TxnOperation::Kv(_)) && !op.is_read() && !last_with_no_error {
                 self.save_for_catalog_write(&mut undo);
             }
             let r = match op {
