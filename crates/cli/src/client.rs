@@ -83,6 +83,11 @@ fn env(names: &[&str]) -> Option<String> {
         .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
 }
 
+/// A flag's value, else the first of the environment variables set.
+fn flag_or_env(flag: &Option<String>, names: &[&str]) -> Option<String> {
+    flag.clone().or_else(|| env(names))
+}
+
 fn read_token_file(path: &str) -> Result<String, CliError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
@@ -134,10 +139,7 @@ impl Client {
     /// Builds a client from flags and environment.
     pub fn new(f: &HttpFlags) -> Result<Client, CliError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let addr = f
-            .http_addr
-            .clone()
-            .or_else(|| env(&["MESHGATE_HTTP_ADDR", "CONSUL_HTTP_ADDR"]))
+        let addr = flag_or_env(&f.http_addr, &["MESHGATE_HTTP_ADDR", "CONSUL_HTTP_ADDR"])
             .unwrap_or_else(|| "127.0.0.1:8500".into());
         let ssl = env(&["MESHGATE_HTTP_SSL", "CONSUL_HTTP_SSL"])
             .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "True"));
@@ -162,10 +164,7 @@ impl Client {
             env(&["MESHGATE_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"])
         };
         let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
-        let ca = f
-            .ca_file
-            .clone()
-            .or_else(|| env(&["MESHGATE_CACERT", "CONSUL_CACERT"]));
+        let ca = flag_or_env(&f.ca_file, &["MESHGATE_CACERT", "CONSUL_CACERT"]);
         if let Some(ca) = ca {
             let pem = std::fs::read(&ca)
                 .map_err(|e| CliError::new(format!("Error loading CA File: {e}")))?;
@@ -174,10 +173,7 @@ impl Client {
             b = b.tls_certs_merge(certs);
         }
         // Every PEM file of the CA directory.
-        let ca_path = f
-            .ca_path
-            .clone()
-            .or_else(|| env(&["MESHGATE_CAPATH", "CONSUL_CAPATH"]));
+        let ca_path = flag_or_env(&f.ca_path, &["MESHGATE_CAPATH", "CONSUL_CAPATH"]);
         if let Some(dir) = ca_path {
             let entries = std::fs::read_dir(&dir)
                 .map_err(|e| CliError::new(format!("Error loading CA Path: {e}")))?;
@@ -191,14 +187,11 @@ impl Client {
             }
         }
         // A client certificate, for an agent with `verify_incoming`.
-        let cert = f
-            .client_cert
-            .clone()
-            .or_else(|| env(&["MESHGATE_CLIENT_CERT", "CONSUL_CLIENT_CERT"]));
-        let key = f
-            .client_key
-            .clone()
-            .or_else(|| env(&["MESHGATE_CLIENT_KEY", "CONSUL_CLIENT_KEY"]));
+        let cert = flag_or_env(
+            &f.client_cert,
+            &["MESHGATE_CLIENT_CERT", "CONSUL_CLIENT_CERT"],
+        );
+        let key = flag_or_env(&f.client_key, &["MESHGATE_CLIENT_KEY", "CONSUL_CLIENT_KEY"]);
         // (One without the other is ignored, as Consul's client does.)
         if let (Some(cert), Some(key)) = (cert, key) {
             let read = |p: &str| {
@@ -215,10 +208,10 @@ impl Client {
         }
         // The name TLS expects of the agent, when it differs from the host
         // the address names: reached at the address, verified by the name.
-        let server_name = f
-            .tls_server_name
-            .clone()
-            .or_else(|| env(&["MESHGATE_TLS_SERVER_NAME", "CONSUL_TLS_SERVER_NAME"]));
+        let server_name = flag_or_env(
+            &f.tls_server_name,
+            &["MESHGATE_TLS_SERVER_NAME", "CONSUL_TLS_SERVER_NAME"],
+        );
         let mut base = base;
         if let Some(name) = server_name
             && let Some(rest) = base.strip_prefix("https://")
@@ -256,13 +249,10 @@ impl Client {
             datacenter: f.datacenter.clone(),
             stale: f.stale.unwrap_or(false),
             tenancy: [
-                (
-                    "ns",
-                    f.namespace.clone().or_else(|| env(&["CONSUL_NAMESPACE"])),
-                ),
+                ("ns", flag_or_env(&f.namespace, &["CONSUL_NAMESPACE"])),
                 (
                     "partition",
-                    f.partition.clone().or_else(|| env(&["CONSUL_PARTITION"])),
+                    flag_or_env(&f.partition, &["CONSUL_PARTITION"]),
                 ),
             ]
             .into_iter()

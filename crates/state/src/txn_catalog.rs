@@ -10,13 +10,24 @@ use meshgate_types::txn::{
 use crate::txn::Undo;
 use crate::{ApplyError, State, fold};
 
-/// Whether a compare-and-set on an entry whose `ModifyIndex` is `current`
-/// (`None`: absent) may go ahead: index 0 creates only, any other updates
-/// only that version.
-fn cas_matches(index: u64, current: Option<u64>) -> bool {
-    match current {
-        None => index == 0,
-        Some(c) => index != 0 && index == c,
+/// Whether a `set` may go ahead: always, and for a `cas` on an entry whose
+/// `ModifyIndex` is `current` (`None`: absent) only at index 0 when it is
+/// absent or at its very index (`what`: how the error names the entry).
+fn set_matches(
+    cas: bool,
+    index: u64,
+    current: Option<u64>,
+    what: impl FnOnce() -> String,
+) -> Result<(), String> {
+    let ok = !cas
+        || match current {
+            None => index == 0,
+            Some(c) => index != 0 && index == c,
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("failed to set {}, index is stale", what()))
     }
 }
 
@@ -153,12 +164,9 @@ impl State {
         match op.verb.as_str() {
             "get" => self.txn_node_get(node),
             "set" | "cas" => {
-                if op.verb == "cas" && !cas_matches(node.modify_index, current) {
-                    return Err(format!(
-                        "failed to set node {:?}, index is stale",
-                        node.node
-                    ));
-                }
+                set_matches(op.verb == "cas", node.modify_index, current, || {
+                    format!("node {:?}", node.node)
+                })?;
                 if node.node.is_empty() {
                     return Err("Must provide node".into());
                 }
@@ -209,12 +217,9 @@ impl State {
         match op.verb.as_str() {
             "get" => self.txn_service_get(&op.node, &svc.id),
             "set" | "cas" => {
-                if op.verb == "cas" && !cas_matches(svc.modify_index, current) {
-                    return Err(format!(
-                        "failed to set service {:?} on node {:?}, index is stale",
-                        svc.id, op.node
-                    ));
-                }
+                set_matches(op.verb == "cas", svc.modify_index, current, || {
+                    format!("service {:?} on node {:?}", svc.id, op.node)
+                })?;
                 if !self.nodes.contains_key(&node_key) {
                     return Err("Missing node registration".into());
                 }
@@ -260,12 +265,9 @@ impl State {
         match op.verb.as_str() {
             "get" => self.txn_check_get(&c.node, &c.check_id),
             "set" | "cas" => {
-                if op.verb == "cas" && !cas_matches(c.modify_index, current) {
-                    return Err(format!(
-                        "failed to set check {:?} on node {:?}, index is stale",
-                        c.check_id, c.node
-                    ));
-                }
+                set_matches(op.verb == "cas", c.modify_index, current, || {
+                    format!("check {:?} on node {:?}", c.check_id, c.node)
+                })?;
                 if !self.nodes.contains_key(&node_key) {
                     return Err("Missing node registration".into());
                 }
