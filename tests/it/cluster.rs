@@ -2316,7 +2316,7 @@ async fn agents_use_certificates_from_meshgate_tls() {
     // A server and a client agent over mutual TLS with these files.
     let conf = |cert: &str| {
         format!(
-            "tls {{\n  defaults {{\n    ca_file = \"{}\"\n    cert_file = \"{}\"\n    key_file = \"{}\"\n  }}\n}}\n",
+            "tls {{\n  defaults {{\n    ca_file = \"{}\"\n    cert_file = \"{}\"\n    key_file = \"{}\"\n  }}\n  internal_rpc {{ tls_min_version = \"TLSv1_3\" }}\n}}\n",
             d.join("consul-agent-ca.pem").display(),
             d.join(format!("{cert}.pem")).display(),
             d.join(format!("{cert}-key.pem")).display()
@@ -2359,6 +2359,25 @@ async fn agents_use_certificates_from_meshgate_tls() {
         !server.log().contains("unauthenticated"),
         "{}",
         server.log()
+    );
+    // Only TLS 1.3 there (`tls.internal_rpc.tls_min_version`): OpenSSL's
+    // client limited to 1.2 is told the version is refused.
+    let (_, me) = server.get_json("/v1/agent/self").await;
+    let port = me["Member"]["Tags"]["port"].as_str().unwrap().to_string();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.127:{port}"),
+            "-tls1_2",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("alert protocol version"),
+        "{text}"
     );
     // Consul's gauge of the agent certificate's remaining life (365 days).
     let (_, m) = server.get_json("/v1/agent/metrics").await;

@@ -815,8 +815,8 @@ pub async fn mesh_connect(
     expect: meshgate_ca::ServiceId,
 ) -> Result<(), String> {
     use tokio::io::AsyncReadExt;
-    let cfg =
-        meshgate_ca::tls::client_config(leaf, key, roots, expect).map_err(|e| e.to_string())?;
+    let cfg = meshgate_ca::tls::client_config(leaf, key, roots, expect, &Default::default())
+        .map_err(|e| e.to_string())?;
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -1215,4 +1215,159 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
         )
         .await;
     assert!(opened >= Some(2.0), "{opened:?}");
+}
+
+/// `openssl s_client` as a mesh caller of the gateway: `Ok(brief output)`
+/// when the handshake completes, `Err(output)` when it fails.
+fn s_client(addr: &str, sni: &str, files: &Path, extra: &[&str]) -> Result<String, String> {
+    let f = |n: &str| files.join(n).display().to_string();
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", addr, "-servername", sni, "-brief"])
+        .args(["-cert", &f("leaf.pem"), "-key", &f("key.pem")])
+        .args(["-CAfile", &f("roots.pem")])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && text.contains("CONNECTION ESTABLISHED") {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// The `mesh` config entry's `TLS.Incoming` (the gateway's and the
+/// sidecars' listeners) and `TLS.Outgoing` (the sidecars' upstream
+/// connections): versions and TLS 1.2 suites apply to new connections within
+/// a second, checked with OpenSSL's client; an open database session lives
+/// through every change.
+#[tokio::test]
+async fn mesh_tls_versions_and_cipher_suites() {
+    crate::require("openssl", &["version"], "openssl (apt-get install openssl)");
+    let addr = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let s = scenario_at(Some(addr)).await;
+    let addr = s.gateway_addr.clone();
+    let roots = get_root(&s.agent, "/v1/connect/ca/roots").await;
+    let td = roots["TrustDomain"].as_str().unwrap().to_string();
+    let pems: Vec<&str> = roots["Roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["RootCert"].as_str().unwrap())
+        .collect();
+    let leaf = get_root(&s.agent, "/v1/agent/connect/ca/leaf/carbonio-files").await;
+    let files = s.dir.path().join("caller");
+    std::fs::create_dir_all(&files).unwrap();
+    write_file(&files, "leaf.pem", leaf["CertPEM"].as_str().unwrap());
+    write_file(&files, "key.pem", leaf["PrivateKeyPEM"].as_str().unwrap());
+    write_file(&files, "roots.pem", &pems.concat());
+    let sni = meshgate_ca::ServiceId::new(&td, "default", "dc1", "carbonio-files-db").sni();
+    let tls12 = ["-tls1_2"];
+    let aes128 = ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"];
+    let aes256 = ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"];
+    let out = s_client(&addr, &sni, &files, &tls12).unwrap();
+    assert!(out.contains("Protocol version: TLSv1.2"), "{out}");
+    let session = pg_client(s.upstream_port, &s.password).await.unwrap();
+    let still_open = |n: i32| {
+        let session = &session;
+        async move {
+            let q = format!("select {n}");
+            let got: i32 = session.query_one(q.as_str(), &[]).await.unwrap().get(0);
+            assert_eq!(got, n, "the open session lives on");
+        }
+    };
+    let write_mesh = |tls: &str| {
+        let path = write_file(
+            s.dir.path(),
+            "mesh.hcl",
+            &format!("Kind = \"mesh\"\nTLS {{\n{tls}\n}}\n"),
+        );
+        ok(cli(&s.agent, ROOT, &["config", "write", &path]));
+    };
+    let gateway_tls = || async {
+        let cfg: Value = meshgate_test_support::client()
+            .get(format!("http://{}/config", s.gw_admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        cfg["TLS"]["Incoming"].clone()
+    };
+
+    // TLS 1.3 minimum on the listeners.
+    write_mesh("  Incoming { TLSMinVersion = \"TLSv1_3\" }");
+    eventually(
+        "a TLS 1.2 caller is refused",
+        Duration::from_secs(5),
+        || async { s_client(&addr, &sni, &files, &tls12).is_err().then_some(()) },
+    )
+    .await;
+    let out = s_client(&addr, &sni, &files, &["-tls1_3"]).unwrap();
+    assert!(out.contains("Protocol version: TLSv1.3"), "{out}");
+    assert_eq!(gateway_tls().await["TLSMinVersion"], "TLSv1_3");
+    still_open(1).await;
+    eventually_psql(&s, "select 2", Some("2")).await.unwrap();
+
+    // One TLS 1.2 suite on the listeners; the sidecars offer only another
+    // one and only TLS 1.2: no agreement, new sessions fail.
+    write_mesh(
+        "  Incoming { CipherSuites = [\"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"] }\n  Outgoing {\n    TLSMaxVersion = \"TLSv1_2\"\n    CipherSuites = [\"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256\"]\n  }",
+    );
+    eventually(
+        "the listed suite is the only one",
+        Duration::from_secs(5),
+        || async {
+            s_client(&addr, &sni, &files, &aes128)
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    let out = s_client(&addr, &sni, &files, &aes256).unwrap();
+    assert!(
+        out.contains("Ciphersuite: ECDHE-ECDSA-AES256-GCM-SHA384"),
+        "{out}"
+    );
+    eventually_psql(&s, "select 3", None).await.unwrap_err();
+    still_open(4).await;
+    let sc_cfg: Value = meshgate_test_support::client()
+        .get(format!("http://{}/config", s.sc_admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        sc_cfg["TLS"]["Outgoing"]["TLSMaxVersion"], "TLSv1_2",
+        "{sc_cfg}"
+    );
+    assert!(metric(&s.gw_admin, "tls_handshake_failures_total", "").await >= 1);
+
+    // The sidecars offer the listeners' suite: sessions again, over TLS 1.2.
+    write_mesh(
+        "  Incoming { CipherSuites = [\"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"] }\n  Outgoing {\n    TLSMaxVersion = \"TLSv1_2\"\n    CipherSuites = [\"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"]\n  }",
+    );
+    eventually_psql(&s, "select 5", Some("5")).await.unwrap();
+    still_open(6).await;
+
+    // No mesh entry: the defaults again.
+    ok(cli(
+        &s.agent,
+        ROOT,
+        &["config", "delete", "-kind", "mesh", "-name", "mesh"],
+    ));
+    eventually("every suite again", Duration::from_secs(5), || async {
+        s_client(&addr, &sni, &files, &aes128).ok()
+    })
+    .await;
+    assert_eq!(gateway_tls().await["CipherSuites"], json!([]));
+    still_open(7).await;
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use meshgate_types::agent::{CheckDefinition, ServiceDefinition};
 use meshgate_types::lenient::{self, Options};
+use meshgate_types::tls::TlsSettings;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -201,7 +202,7 @@ impl Default for DnsSoaConfig {
 /// `tls { defaults { ... } internal_rpc { ... } https { ... } }`: what
 /// meshgate uses of the agent's TLS settings — the CA that TLS health checks
 /// trust, mutual TLS on the server port (traffic between agents), and the
-/// HTTPS API (`ports.https`).
+/// HTTPS API (`ports.https`), with their versions and cipher suites.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct TlsConfig {
@@ -223,6 +224,11 @@ pub struct TlsFiles {
     /// Clients must present a certificate of `ca_file` (the HTTPS API; the
     /// server port always asks for one).
     pub verify_incoming: Option<bool>,
+    /// `TLSv1_2` (default) or `TLSv1_3` (Consul's names; `TLSv1_0` and
+    /// `TLSv1_1` mean TLS 1.2 here).
+    pub tls_min_version: String,
+    /// TLS 1.2 cipher suites, comma-separated (Consul's names).
+    pub tls_cipher_suites: Option<String>,
 }
 
 /// The HTTPS API's TLS: `tls.https`, each setting falling back to
@@ -233,6 +239,7 @@ pub struct HttpsTls {
     pub cert_file: String,
     pub key_file: String,
     pub verify_incoming: bool,
+    pub settings: TlsSettings,
 }
 
 /// The files of mutual TLS between agents: `(ca_file, cert_file, key_file)`.
@@ -241,6 +248,7 @@ pub struct ClusterTlsFiles {
     pub ca_file: String,
     pub cert_file: String,
     pub key_file: String,
+    pub settings: TlsSettings,
 }
 
 impl TlsConfig {
@@ -253,6 +261,7 @@ impl TlsConfig {
             ca_file: pick(&i.ca_file, &d.ca_file),
             cert_file: pick(&i.cert_file, &d.cert_file),
             key_file: pick(&i.key_file, &d.key_file),
+            settings: self.settings_or_default("internal_rpc"),
         };
         (!f.ca_file.is_empty() && !f.cert_file.is_empty() && !f.key_file.is_empty()).then_some(f)
     }
@@ -267,7 +276,63 @@ impl TlsConfig {
             cert_file: pick(&h.cert_file, &d.cert_file),
             key_file: pick(&h.key_file, &d.key_file),
             verify_incoming: h.verify_incoming.or(d.verify_incoming).unwrap_or(false),
+            settings: self.settings_or_default("https"),
         }
+    }
+
+    /// The versions and TLS 1.2 cipher suites of block `name` (`https`,
+    /// `internal_rpc`), each setting falling back to `tls.defaults`; errors
+    /// name the key as Consul does.
+    pub fn settings(&self, name: &str) -> Result<meshgate_types::tls::Parsed, String> {
+        let block = match name {
+            "https" => &self.https,
+            "internal_rpc" => &self.internal_rpc,
+            _ => &self.defaults,
+        };
+        let d = &self.defaults;
+        let (min, min_from) = if block.tls_min_version.is_empty() {
+            (&d.tls_min_version, "defaults")
+        } else {
+            (&block.tls_min_version, name)
+        };
+        let (suites, suites_from) = match (&block.tls_cipher_suites, &d.tls_cipher_suites) {
+            (Some(s), _) => (Some(s), name),
+            (None, s) => (s.as_ref(), "defaults"),
+        };
+        meshgate_types::tls::parse(min, "", &[])
+            .map_err(|e| format!("tls.{min_from}.tls_min_version: invalid TLS version: {e}"))?;
+        let list = suites
+            .map(|s| meshgate_types::tls::split_suites(s))
+            .unwrap_or_default();
+        meshgate_types::tls::parse(min, "", &list).map_err(|e| {
+            if e.starts_with("TLS 1.3") {
+                format!("tls.{suites_from}.tls_cipher_suites: {e}")
+            } else {
+                format!("tls.{suites_from}.tls_cipher_suites: invalid TLS cipher suites: {e}")
+            }
+        })
+    }
+
+    /// [`Self::settings`] of a configuration already validated.
+    fn settings_or_default(&self, name: &str) -> TlsSettings {
+        self.settings(name).map(|p| p.settings).unwrap_or_default()
+    }
+
+    /// What the operator should hear about the TLS versions and suites (a
+    /// version or suite meshgate does not have), each once.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for name in ["https", "internal_rpc"] {
+            if let Ok(p) = self.settings(name) {
+                for w in p.warnings {
+                    let w = format!("tls: {w}");
+                    if !out.contains(&w) {
+                        out.push(w);
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
@@ -872,6 +937,7 @@ pub fn load(src: &Sources) -> Result<Loaded, ConfigError> {
         .map_err(|e| ConfigError(format!("Error decoding configuration: {e}")))?;
     config.sources = files;
     validate(&config)?;
+    warnings.extend(config.tls.warnings());
     Ok(Loaded { config, warnings })
 }
 
@@ -930,6 +996,9 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
                 "addresses.dns: invalid address \"{a}\": not an IP address"
             )));
         }
+    }
+    for name in ["https", "internal_rpc"] {
+        c.tls.settings(name).map_err(ConfigError)?;
     }
     if c.ports.https > 0 {
         let t = c.tls.https();

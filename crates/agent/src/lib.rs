@@ -656,6 +656,7 @@ fn https_acceptor(t: &config::HttpsTls) -> Result<tokio_rustls::TlsAcceptor, Age
         &read("cert_file", &t.cert_file)?,
         &read("key_file", &t.key_file)?,
         ca.as_deref(),
+        &t.settings,
     )
     .map_err(|e| AgentError::Other(format!("the HTTPS API's TLS files: {e}")))?;
     Ok(tokio_rustls::TlsAcceptor::from(server))
@@ -898,6 +899,7 @@ async fn start_consensus(
                 &read("ca_file", &files.ca_file)?,
                 &read("cert_file", &files.cert_file)?,
                 &read("key_file", &files.key_file)?,
+                &files.settings,
             )
             .map_err(|e| AgentError::Other(format!("the cluster TLS files: {e}")))?;
             (Some(tokio_rustls::TlsAcceptor::from(server)), Some(client))

@@ -13,7 +13,8 @@
 //! * [`SniResolver`]: per-SNI server certificates (one leaf per linked service on a
 //!   terminating gateway), swappable at run time.
 //!
-//! TLS 1.3 and 1.2 are enabled; no ALPN is configured.
+//! TLS 1.3 and 1.2 are enabled unless a [`TlsSettings`] narrows them (versions, TLS 1.2
+//! cipher suites); no ALPN is configured.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,8 +28,11 @@ use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert, WebPkiC
 use rustls::sign::CertifiedKey;
 use rustls::{
     CertificateError, ClientConfig, CommonState, DigitallySignedStruct, DistinguishedName,
-    OtherError, RootCertStore, ServerConfig, SignatureScheme,
+    OtherError, RootCertStore, ServerConfig, SignatureScheme, SupportedCipherSuite,
+    SupportedProtocolVersion,
 };
+
+pub use meshgate_types::tls::{TlsSettings, TlsVersion};
 
 use crate::CaError;
 use crate::spiffe::ServiceId;
@@ -48,6 +52,48 @@ pub enum ClientAuth {
 /// The crypto provider used everywhere in meshgate: rustls' `ring` provider.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The provider and protocol versions `settings` allow: TLS 1.3's suites
+/// always (they are not configurable), TLS 1.2's as listed (all when none
+/// are).
+fn restricted(
+    settings: &TlsSettings,
+) -> (Arc<CryptoProvider>, Vec<&'static SupportedProtocolVersion>) {
+    let mut p = rustls::crypto::ring::default_provider();
+    if !settings.cipher_suites.is_empty() {
+        let mut suites: Vec<SupportedCipherSuite> = p
+            .cipher_suites
+            .iter()
+            .filter(|s| matches!(s, SupportedCipherSuite::Tls13(_)))
+            .copied()
+            .collect();
+        for name in &settings.cipher_suites {
+            suites.extend(
+                p.cipher_suites
+                    .iter()
+                    .filter(|s| s.suite().as_str() == Some(name.as_str())),
+            );
+        }
+        p.cipher_suites = suites;
+    }
+    let versions = [
+        (TlsVersion::Tls12, &rustls::version::TLS12),
+        (TlsVersion::Tls13, &rustls::version::TLS13),
+    ]
+    .into_iter()
+    .filter(|(v, _)| (settings.min..=settings.max).contains(v))
+    .map(|(_, pv)| pv)
+    .collect();
+    (Arc::new(p), versions)
+}
+
+/// A server config builder with what `settings` allow.
+fn server_builder(
+    settings: &TlsSettings,
+) -> Result<rustls::ConfigBuilder<ServerConfig, rustls::WantsVerifier>, CaError> {
+    let (p, versions) = restricted(settings);
+    Ok(ServerConfig::builder_with_provider(p).with_protocol_versions(&versions)?)
 }
 
 /// A root store holding every certificate of `roots_pem`.
@@ -158,9 +204,10 @@ pub fn server_config(
     key_pem: &str,
     roots_pem: &[String],
     client_auth: ClientAuth,
+    settings: &TlsSettings,
 ) -> Result<Arc<ServerConfig>, CaError> {
     let resolver = Arc::new(FixedCert(certified_key(leaf_chain_pem, key_pem)?));
-    server_config_with_resolver(resolver, roots_pem, client_auth)
+    server_config_with_resolver(resolver, roots_pem, client_auth, settings)
 }
 
 /// Inbound TLS whose certificate is chosen by `resolver` (e.g. a [`SniResolver`]).
@@ -168,9 +215,9 @@ pub fn server_config_with_resolver(
     resolver: Arc<dyn ResolvesServerCert>,
     roots_pem: &[String],
     client_auth: ClientAuth,
+    settings: &TlsSettings,
 ) -> Result<Arc<ServerConfig>, CaError> {
-    let builder =
-        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = server_builder(settings)?;
     let builder = match client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::Required => {
@@ -268,15 +315,16 @@ impl ServerCertVerifier for PinnedIdentityVerifier {
 fn client_builder(
     roots: RootCertStore,
     identity: Identity,
+    settings: &TlsSettings,
 ) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, CaError> {
-    let provider = provider();
+    let (provider, versions) = restricted(settings);
     let verifier = PinnedIdentityVerifier {
         roots: Arc::new(roots),
         algs: provider.signature_verification_algorithms,
         identity,
     };
     Ok(ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+        .with_protocol_versions(&versions)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier)))
 }
@@ -307,11 +355,12 @@ pub fn client_config(
     key_pem: &str,
     roots_pem: &[String],
     expected: ServiceId,
+    settings: &TlsSettings,
 ) -> Result<Arc<ClientConfig>, CaError> {
     let roots = root_store(roots_pem)?;
     let chain = certs_from_pem(leaf_chain_pem)?;
     let key = key_from_pem(key_pem)?;
-    let cfg = client_builder(roots, Identity::SpiffeUri(expected.uri()))?
+    let cfg = client_builder(roots, Identity::SpiffeUri(expected.uri()), settings)?
         .with_client_auth_cert(chain, key)?;
     Ok(Arc::new(cfg))
 }
@@ -347,7 +396,7 @@ pub fn origination_client_config(
         ),
         None => Identity::Any,
     };
-    let builder = client_builder(roots, identity)?;
+    let builder = client_builder(roots, identity, &TlsSettings::default())?;
     let mut cfg = match client_cert {
         Some((chain_pem, key_pem)) => {
             builder.with_client_auth_cert(certs_from_pem(chain_pem)?, key_from_pem(key_pem)?)?
@@ -442,15 +491,16 @@ impl ResolvesServerCert for SniResolver {
 
 /// TLS for the agent's HTTPS API: its certificate chain and key; with
 /// `client_ca_pem` (`verify_incoming`), clients must present a certificate
-/// of that CA. HTTP/1.1 is the protocol offered (ALPN).
+/// of that CA. HTTP/1.1 is the protocol offered (ALPN), with the versions
+/// and suites `settings` allow (`tls_min_version`, `tls_cipher_suites`).
 pub fn api_server_config(
     chain_pem: &str,
     key_pem: &str,
     client_ca_pem: Option<&str>,
+    settings: &TlsSettings,
 ) -> Result<Arc<ServerConfig>, CaError> {
     let key = certified_key(chain_pem, key_pem)?;
-    let builder =
-        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = server_builder(settings)?;
     let mut server = match client_ca_pem {
         Some(ca) => {
             let roots = root_store(&[ca.to_string()])?;
@@ -475,11 +525,13 @@ pub fn api_server_config(
 /// server side, which requires a client certificate of the cluster CA, and the
 /// client side, which presents this agent's certificate and accepts servers
 /// whose chain leads to the cluster CA. `ca_pem`: the cluster CA; `chain_pem`
-/// and `key_pem`: this agent's certificate (see [`crate::sign_agent_cert`]).
+/// and `key_pem`: this agent's certificate (see [`crate::sign_agent_cert`]);
+/// `settings`: the versions and suites both sides allow.
 pub fn cluster_configs(
     ca_pem: &str,
     chain_pem: &str,
     key_pem: &str,
+    settings: &TlsSettings,
 ) -> Result<(Arc<ServerConfig>, ClientConfig), CaError> {
     let roots = root_store(&[ca_pem.to_string()])?;
     let key = certified_key(chain_pem, key_pem)?;
@@ -487,15 +539,14 @@ pub fn cluster_configs(
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots.clone()), provider())
             .build()
             .map_err(|e| CaError::Config(format!("client verifier: {e}")))?;
-    let server = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
+    let server = server_builder(settings)?
         .with_client_cert_verifier(client_verifier)
         .with_cert_resolver(Arc::new(FixedCert(key)));
     // Servers: the chain must lead to the cluster CA; the name a server is
     // reached by is not checked (agents join by address or host name;
     // holding a certificate of the cluster CA is what admits a peer —
     // Consul's default `verify_server_hostname = false`).
-    let client = client_builder(roots, Identity::Any)?
+    let client = client_builder(roots, Identity::Any, settings)?
         .with_client_auth_cert(certs_from_pem(chain_pem)?, key_from_pem(key_pem)?)?;
     Ok((Arc::new(server), client))
 }

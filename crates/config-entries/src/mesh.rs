@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use meshgate_types::tls::{CONSUL_CIPHER_SUITES, VERSION_NAMES};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{is_false, is_zero_u64};
@@ -122,25 +123,6 @@ pub struct PeeringMeshConfig {
     pub peer_through_mesh_gateways: bool,
 }
 
-const TLS_VERSIONS: &[&str] = &["TLS_AUTO", "TLSv1_0", "TLSv1_1", "TLSv1_2", "TLSv1_3"];
-
-const ENVOY_CIPHER_SUITES: &[&str] = &[
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
-    "TLS_RSA_WITH_AES_128_GCM_SHA256",
-    "TLS_RSA_WITH_AES_128_CBC_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
-    "TLS_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_RSA_WITH_AES_256_CBC_SHA",
-];
-
 const PATH_WITH_ESCAPED_SLASHES_ACTIONS: &[&str] = &[
     "IMPLEMENTATION_SPECIFIC_DEFAULT",
     "KEEP_UNCHANGED",
@@ -162,12 +144,12 @@ fn tls_version_rank(v: &str) -> Option<u8> {
 }
 
 fn validate_tls_version(v: &str) -> Result<(), String> {
-    if TLS_VERSIONS.contains(&v) {
+    if VERSION_NAMES.contains(&v) {
         Ok(())
     } else {
         Err(format!(
             "no matching TLS version found for {v}, please specify one of [{}]",
-            TLS_VERSIONS.join(", ")
+            VERSION_NAMES.join(", ")
         ))
     }
 }
@@ -200,7 +182,7 @@ fn validate_directional(cfg: &MeshDirectionalTlsConfig) -> Result<(), String> {
             .cipher_suites
             .iter()
             .map(String::as_str)
-            .filter(|c| !ENVOY_CIPHER_SUITES.contains(c))
+            .filter(|c| !CONSUL_CIPHER_SUITES.contains(c))
             .collect();
         if !unmatched.is_empty() {
             return Err(format!(
@@ -209,7 +191,10 @@ fn validate_directional(cfg: &MeshDirectionalTlsConfig) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    // What meshgate's proxies cannot do at all (TLS 1.2 and 1.3 only, no
+    // CBC or RSA key exchange suites) is refused here rather than found
+    // later by every proxy.
+    meshgate_types::tls::parse(min, max, &cfg.cipher_suites).map(|_| ())
 }
 
 impl Mesh {

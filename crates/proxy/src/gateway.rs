@@ -22,7 +22,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
 use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
-use crate::mesh::{self, Defaults, IntentionSet, Roots};
+use crate::mesh::{self, Defaults, IntentionSet, MeshTls, Roots};
 use crate::metrics::{ActiveGuard, Counters, Metrics};
 use crate::relay::{self, Balancer, Resolver};
 use crate::{Drain, HANDSHAKE_TIMEOUT, ProxyError};
@@ -171,6 +171,7 @@ pub struct Gateway {
     resolver: Arc<SniResolver>,
     server: RwLock<Option<TlsAcceptor>>,
     roots: watch::Receiver<Option<Roots>>,
+    mesh_tls: watch::Receiver<Option<MeshTls>>,
     /// Linked services by SNI (lower case).
     by_sni: RwLock<HashMap<String, Arc<Linked>>>,
     pub metrics: Arc<Metrics>,
@@ -195,6 +196,7 @@ impl Gateway {
         name: &str,
         datacenter: &str,
         roots: watch::Receiver<Option<Roots>>,
+        mesh_tls: watch::Receiver<Option<MeshTls>>,
         metrics: Arc<Metrics>,
         tasks: &mut Tasks,
     ) -> Arc<Gateway> {
@@ -205,29 +207,34 @@ impl Gateway {
             resolver: Arc::new(SniResolver::new()),
             server: RwLock::new(None),
             roots,
+            mesh_tls,
             by_sni: RwLock::new(HashMap::new()),
             metrics,
             dns: Arc::new(Resolver::default()),
             services_loaded: std::sync::atomic::AtomicBool::new(false),
         });
-        // The server TLS config follows the roots.
+        // The server TLS config follows the roots and the mesh's TLS.
         let g = gw.clone();
         tasks.push(tokio::spawn(async move {
             let mut rx = g.roots.clone();
+            let mut mesh_tls = g.mesh_tls.clone();
             loop {
                 let roots = rx.borrow_and_update().clone();
+                let m = mesh_tls.borrow_and_update().clone().unwrap_or_default();
                 if let Some(r) = roots {
                     match meshgate_ca::tls::server_config_with_resolver(
                         g.resolver.clone(),
                         &r.pems,
                         ClientAuth::Required,
+                        &m.incoming,
                     ) {
                         Ok(cfg) => *g.server.write() = Some(TlsAcceptor::from(cfg)),
                         Err(e) => warn!("mesh TLS configuration: {e}"),
                     }
                 }
-                if rx.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return },
+                    r = mesh_tls.changed() => if r.is_err() { return },
                 }
             }
         }));
@@ -430,6 +437,11 @@ impl Gateway {
             "Datacenter": self.datacenter,
             "TrustDomain": self.roots.borrow().as_ref().map(|r| r.trust_domain.clone()),
             "Services": services,
+            "TLS": {
+                "Incoming": mesh::settings_json(
+                    &self.mesh_tls.borrow().clone().unwrap_or_default().incoming
+                ),
+            },
         })
     }
 

@@ -303,6 +303,15 @@ pub async fn run(
     let (mut roots, t) = mesh::watch_roots(&client);
     tasks.push(t);
     crate::agent::first(&mut roots, Duration::from_secs(30), "CA roots").await?;
+    // The mesh's TLS versions and suites apply from the first connection.
+    let (mut mesh_tls, t) = mesh::watch_mesh_tls(&client);
+    tasks.push(t);
+    crate::agent::first(
+        &mut mesh_tls,
+        Duration::from_secs(30),
+        "the mesh config entry",
+    )
+    .await?;
     // The admin endpoint is bound first so that a gateway can register where
     // it is (`meshgate gateway status` reads connection counts there).
     let admin_listener = match &opts.admin_bind {
@@ -370,6 +379,7 @@ pub async fn run(
                 service,
                 &datacenter,
                 roots.clone(),
+                mesh_tls.clone(),
                 metrics.clone(),
                 &mut tasks,
             );
@@ -423,6 +433,7 @@ pub async fn run(
                 reg.clone(),
                 &datacenter,
                 roots.clone(),
+                mesh_tls.clone(),
                 metrics.clone(),
                 drain.clone(),
                 workers.clone(),

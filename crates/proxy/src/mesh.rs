@@ -1,11 +1,15 @@
 //! What both proxies learn from the agent: the CA roots, leaf certificates,
-//! intentions, service instances and service defaults.
+//! intentions, service instances, service defaults and the mesh's TLS
+//! versions and cipher suites.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use meshgate_ca::tls::TlsSettings;
 use meshgate_config_entries::intentions::{self, Intention};
-use meshgate_config_entries::{ConfigEntry, ServiceDefaults};
+use meshgate_config_entries::{
+    ConfigEntry, MeshDirectionalTlsConfig, MeshTlsConfig, ServiceDefaults,
+};
 use reqwest::StatusCode;
 use rustls::sign::CertifiedKey;
 use serde_json::Value;
@@ -97,6 +101,90 @@ fn ok_body(a: &Answer) -> Result<&Value, String> {
             a.body.as_str().unwrap_or("")
         ))
     }
+}
+
+/// The mesh's TLS for proxies (the `mesh` config entry's `TLS.Incoming`,
+/// for the sidecars' public listeners and the gateways; `TLS.Outgoing`, for
+/// the sidecars' upstream connections).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MeshTls {
+    pub incoming: TlsSettings,
+    pub outgoing: TlsSettings,
+}
+
+impl MeshTls {
+    /// From a `mesh` entry; the warnings name what meshgate leaves out.
+    fn from_entry(tls: Option<&MeshTlsConfig>) -> Result<(MeshTls, Vec<String>), String> {
+        let mut warnings = Vec::new();
+        let mut side = |d: Option<&MeshDirectionalTlsConfig>, what: &str| match d {
+            None => Ok(TlsSettings::default()),
+            Some(d) => {
+                let p = meshgate_types::tls::parse(
+                    &d.tls_min_version,
+                    &d.tls_max_version,
+                    &d.cipher_suites,
+                )
+                .map_err(|e| format!("mesh TLS.{what}: {e}"))?;
+                warnings.extend(
+                    p.warnings
+                        .into_iter()
+                        .map(|w| format!("mesh TLS.{what}: {w}")),
+                );
+                Ok::<_, String>(p.settings)
+            }
+        };
+        let incoming = side(tls.and_then(|t| t.incoming.as_ref()), "Incoming")?;
+        let outgoing = side(tls.and_then(|t| t.outgoing.as_ref()), "Outgoing")?;
+        Ok((MeshTls { incoming, outgoing }, warnings))
+    }
+}
+
+/// How `/config` shows one side's TLS.
+pub fn settings_json(s: &TlsSettings) -> Value {
+    serde_json::json!({
+        "TLSMinVersion": s.min.to_string(),
+        "TLSMaxVersion": s.max.to_string(),
+        "CipherSuites": s.cipher_suites,
+    })
+}
+
+/// Watches the `mesh` config entry's TLS settings (no entry: the defaults,
+/// TLS 1.2 and 1.3 with every suite). A value meshgate cannot use keeps the
+/// last good one, logged.
+pub fn watch_mesh_tls(
+    client: &AgentClient,
+) -> (
+    watch::Receiver<Option<MeshTls>>,
+    tokio::task::JoinHandle<()>,
+) {
+    // The config entries' index moves with every entry: only a change of
+    // this one is passed on (and its warnings logged once).
+    let last = parking_lot::Mutex::new(None::<MeshTls>);
+    watch_path(
+        client.clone(),
+        "/v1/config/mesh/mesh".into(),
+        Blocking::Index,
+        move |a| {
+            let (tls, warnings) = if a.status == StatusCode::NOT_FOUND {
+                (MeshTls::default(), Vec::new())
+            } else {
+                match meshgate_config_entries::decode(ok_body(a)?.clone()) {
+                    Ok(ConfigEntry::Mesh(m)) => MeshTls::from_entry(m.tls.as_ref())?,
+                    Ok(_) => return Err("not a mesh entry".into()),
+                    Err(e) => return Err(format!("mesh: {e}")),
+                }
+            };
+            let mut last = last.lock();
+            if last.as_ref() == Some(&tls) {
+                return Ok(None);
+            }
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            *last = Some(tls.clone());
+            Ok(Some(tls))
+        },
+    )
 }
 
 /// Watches the CA roots.

@@ -21,7 +21,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
 use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
-use crate::mesh::{self, ChainTarget, IntentionSet, LeafCert, Roots};
+use crate::mesh::{self, ChainTarget, IntentionSet, LeafCert, MeshTls, Roots};
 use crate::metrics::{ActiveGuard, Counters, Metrics};
 use crate::relay::{self, Balancer, Resolver};
 use crate::workers::Workers;
@@ -140,6 +140,7 @@ pub struct Sidecar {
     pub datacenter: String,
     leaf: watch::Receiver<Option<LeafCert>>,
     roots: watch::Receiver<Option<Roots>>,
+    mesh_tls: watch::Receiver<Option<MeshTls>>,
     intentions: watch::Receiver<Option<IntentionSet>>,
     inbound: RwLock<Option<TlsAcceptor>>,
     upstreams: RwLock<HashMap<(String, u16), Arc<Upstream>>>,
@@ -157,6 +158,7 @@ impl Sidecar {
         reg: Registration,
         datacenter: &str,
         roots: watch::Receiver<Option<Roots>>,
+        mesh_tls: watch::Receiver<Option<MeshTls>>,
         metrics: Arc<Metrics>,
         drain: Drain,
         workers: Arc<Workers>,
@@ -172,6 +174,7 @@ impl Sidecar {
             datacenter: datacenter.to_string(),
             leaf,
             roots,
+            mesh_tls,
             intentions,
             inbound: RwLock::new(None),
             upstreams: RwLock::new(HashMap::new()),
@@ -180,20 +183,23 @@ impl Sidecar {
             drain,
             workers,
         });
-        // Inbound TLS follows the leaf and the roots.
+        // Inbound TLS follows the leaf, the roots and the mesh's TLS.
         let s2 = sc.clone();
         tasks.push(tokio::spawn(async move {
             let mut leaf = s2.leaf.clone();
             let mut roots = s2.roots.clone();
+            let mut mesh_tls = s2.mesh_tls.clone();
             loop {
                 let l = leaf.borrow_and_update().clone();
                 let r = roots.borrow_and_update().clone();
+                let m = mesh_tls.borrow_and_update().clone().unwrap_or_default();
                 if let (Some(l), Some(r)) = (l, r) {
                     match meshgate_ca::tls::server_config(
                         &l.cert_pem,
                         &l.key_pem,
                         &r.pems,
                         ClientAuth::Required,
+                        &m.incoming,
                     ) {
                         Ok(cfg) => {
                             *s2.inbound.write() = Some(TlsAcceptor::from(cfg));
@@ -205,6 +211,7 @@ impl Sidecar {
                 tokio::select! {
                     r = leaf.changed() => if r.is_err() { return },
                     r = roots.changed() => if r.is_err() { return },
+                    r = mesh_tls.changed() => if r.is_err() { return },
                 }
             }
         }));
@@ -309,8 +316,8 @@ impl Sidecar {
         Ok(())
     }
 
-    /// The mTLS client config for an upstream, rebuilt when the leaf or the
-    /// roots changed.
+    /// The mTLS client config for an upstream, rebuilt when the leaf, the
+    /// roots or the mesh's outgoing TLS changed.
     fn client_tls(&self, up: &Upstream) -> Result<(Arc<ClientConfig>, String), String> {
         let leaf = self
             .leaf
@@ -318,6 +325,12 @@ impl Sidecar {
             .clone()
             .ok_or("no leaf certificate yet")?;
         let roots = self.roots.borrow().clone().ok_or("no CA roots yet")?;
+        let outgoing = self
+            .mesh_tls
+            .borrow()
+            .as_ref()
+            .map(|m| m.outgoing.clone())
+            .unwrap_or_default();
         let route = up.route.read().clone();
         let dc = if route.datacenter.is_empty() {
             self.datacenter.clone()
@@ -325,7 +338,7 @@ impl Sidecar {
             route.datacenter.clone()
         };
         let key = format!(
-            "{}|{}|{}|{}|{dc}",
+            "{}|{}|{}|{}|{dc}|{outgoing:?}",
             leaf.serial,
             roots.pems.concat().len(),
             route.service,
@@ -344,9 +357,14 @@ impl Sidecar {
             return Ok((cfg.clone(), sni));
         }
         let expected = ServiceId::new(&roots.trust_domain, "default", &dc, &route.service);
-        let cfg =
-            meshgate_ca::tls::client_config(&leaf.cert_pem, &leaf.key_pem, &roots.pems, expected)
-                .map_err(|e| format!("mesh TLS client configuration: {e}"))?;
+        let cfg = meshgate_ca::tls::client_config(
+            &leaf.cert_pem,
+            &leaf.key_pem,
+            &roots.pems,
+            expected,
+            &outgoing,
+        )
+        .map_err(|e| format!("mesh TLS client configuration: {e}"))?;
         *up.tls.write() = Some((key, cfg.clone()));
         Ok((cfg, sni))
     }
@@ -512,6 +530,7 @@ impl Sidecar {
     /// `/config`.
     pub fn config_json(&self) -> Value {
         let reg = self.reg.read().clone();
+        let tls = self.mesh_tls.borrow().clone().unwrap_or_default();
         let mut ups: Vec<Value> = self
             .upstreams
             .read()
@@ -537,6 +556,10 @@ impl Sidecar {
             "LeafValidBefore": self.leaf.borrow().as_ref().map(|l| l.valid_before.clone()),
             "Intentions": self.intentions.borrow().as_ref().map(|i| i.list.len()),
             "Upstreams": ups,
+            "TLS": {
+                "Incoming": mesh::settings_json(&tls.incoming),
+                "Outgoing": mesh::settings_json(&tls.outgoing),
+            },
         })
     }
 }

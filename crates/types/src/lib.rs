@@ -11,6 +11,7 @@ pub mod lenient;
 pub mod query;
 pub mod sdnotify;
 pub mod time;
+pub mod tls;
 pub mod txn;
 
 pub use duration::GoDuration;

@@ -205,6 +205,7 @@ async fn handshakes_across_generations() {
         &db_leaf.private_key_pem,
         &bundle,
         ClientAuth::Required,
+        &Default::default(),
     )
     .unwrap();
     let client = client_config(
@@ -212,6 +213,7 @@ async fn handshakes_across_generations() {
         &r.old_leaf.private_key_pem,
         &old_only,
         db.clone(),
+        &Default::default(),
     )
     .unwrap();
     let (srv, cli) = handshake(server, client, &db.sni()).await;

@@ -10,8 +10,9 @@ use rustls::ProtocolVersion;
 
 use super::*;
 use crate::tls::{
-    ClientAuth, SniResolver, client_config, mesh_server_cert_verifier, origination_client_config,
-    peer_service_id, provider, server_config, server_config_with_resolver,
+    ClientAuth, SniResolver, TlsSettings, client_config, mesh_server_cert_verifier,
+    origination_client_config, peer_service_id, provider, server_config,
+    server_config_with_resolver,
 };
 use crate::{cert_info, sign_leaf};
 
@@ -37,11 +38,25 @@ impl Mesh {
     }
 
     fn server(&self, l: &Leaf, auth: ClientAuth) -> Arc<rustls::ServerConfig> {
-        server_config(&l.cert_pem, &l.private_key_pem, &self.roots, auth).unwrap()
+        server_config(
+            &l.cert_pem,
+            &l.private_key_pem,
+            &self.roots,
+            auth,
+            &Default::default(),
+        )
+        .unwrap()
     }
 
     fn client(&self, l: &Leaf, expected: &str) -> Arc<rustls::ClientConfig> {
-        client_config(&l.cert_pem, &l.private_key_pem, &self.roots, svc(expected)).unwrap()
+        client_config(
+            &l.cert_pem,
+            &l.private_key_pem,
+            &self.roots,
+            svc(expected),
+            &Default::default(),
+        )
+        .unwrap()
     }
 }
 
@@ -99,6 +114,7 @@ async fn server_refuses_client_certificates_from_a_foreign_ca() {
         &foreign.private_key_pem,
         &m.roots,
         svc("db"),
+        &Default::default(),
     )
     .unwrap();
     let (srv, cli) = handshake(
@@ -143,7 +159,14 @@ async fn server_requires_a_client_certificate_with_a_service_identity() {
     ];
     p.use_authority_key_identifier_extension = true;
     let cert = p.signed_by(&key, &issuer).unwrap();
-    let client = client_config(&cert.pem(), &key.serialize_pem(), &m.roots, svc("db")).unwrap();
+    let client = client_config(
+        &cert.pem(),
+        &key.serialize_pem(),
+        &m.roots,
+        svc("db"),
+        &Default::default(),
+    )
+    .unwrap();
     let (srv, _cli) = handshake(m.server(&db, ClientAuth::Required), client, "db").await;
     let err = srv.expect_err("certificate without SPIFFE service id must be refused");
     assert!(err.to_string().contains("SPIFFE"), "{err}");
@@ -185,8 +208,13 @@ async fn sni_resolver_picks_the_leaf_per_sni_and_rotates_in_place() {
         )
         .unwrap();
     assert_eq!(resolver.names().len(), 2);
-    let server =
-        server_config_with_resolver(resolver.clone(), &m.roots, ClientAuth::Required).unwrap();
+    let server = server_config_with_resolver(
+        resolver.clone(),
+        &m.roots,
+        ClientAuth::Required,
+        &Default::default(),
+    )
+    .unwrap();
 
     for name in ["db", "billing"] {
         let (srv, cli) = handshake(server.clone(), m.client(&web, name), &svc(name).sni()).await;
@@ -273,7 +301,14 @@ fn external(dns: &[&str]) -> External {
 #[tokio::test]
 async fn origination_verifies_against_cafile_and_sni() {
     let ext = external(&["db.example.com", "*.db.example.com"]);
-    let server = server_config(&ext.chain_pem, &ext.key_pem, &[], ClientAuth::None).unwrap();
+    let server = server_config(
+        &ext.chain_pem,
+        &ext.key_pem,
+        &[],
+        ClientAuth::None,
+        &Default::default(),
+    )
+    .unwrap();
 
     // CAFile + SNI matching a DNS SAN: OK, and the SNI is sent.
     let cfg = origination_client_config(Some(&ext.ca_pem), None, Some("db.example.com")).unwrap();
@@ -341,8 +376,14 @@ async fn origination_presents_the_client_certificate() {
     )
     .unwrap();
     // The external server demands a client certificate issued by the mesh CA.
-    let server =
-        server_config(&ext.chain_pem, &ext.key_pem, &m.roots, ClientAuth::Required).unwrap();
+    let server = server_config(
+        &ext.chain_pem,
+        &ext.key_pem,
+        &m.roots,
+        ClientAuth::Required,
+        &Default::default(),
+    )
+    .unwrap();
     let cfg = origination_client_config(
         Some(&ext.ca_pem),
         Some((&gw.cert_pem, &gw.private_key_pem)),
@@ -395,4 +436,74 @@ async fn tls12_clients_are_accepted() {
     );
     assert_eq!(peer_service_id(srv.get_ref().1), Some(svc("web")));
     assert_eq!(peer_service_id(cli.get_ref().1), Some(svc("db")));
+}
+
+/// `TlsSettings`: versions outside min..max and TLS 1.2 suites not listed
+/// are not offered, on either side; TLS 1.3 suites stay whatever is listed.
+#[tokio::test]
+async fn versions_and_cipher_suites_follow_the_settings() {
+    use meshgate_types::tls::parse;
+    let m = mesh();
+    let (web, db) = (m.leaf("web"), m.leaf("db"));
+    let settings = |min: &str, max: &str, suites: &[&str]| {
+        let suites: Vec<String> = suites.iter().map(|s| s.to_string()).collect();
+        parse(min, max, &suites).unwrap().settings
+    };
+    let server = |s: &TlsSettings| {
+        server_config(
+            &db.cert_pem,
+            &db.private_key_pem,
+            &m.roots,
+            ClientAuth::Required,
+            s,
+        )
+        .unwrap()
+    };
+    let client = |s: &TlsSettings| {
+        client_config(&web.cert_pem, &web.private_key_pem, &m.roots, svc("db"), s).unwrap()
+    };
+    let sni = svc("db").sni();
+    let only12 = settings("", "TLSv1_2", &[]);
+    let only13 = settings("TLSv1_3", "", &[]);
+    // A TLS 1.3 minimum refuses a client that stops at 1.2, both ways round.
+    let (srv, cli) = handshake(server(&only13), client(&only12), &sni).await;
+    assert!(srv.is_err() && cli.is_err());
+    let (srv, cli) = handshake(server(&only12), client(&only13), &sni).await;
+    assert!(srv.is_err() && cli.is_err());
+    // Where both allow 1.2 only, 1.2 it is.
+    let (srv, cli) = handshake(server(&only12), client(&TlsSettings::default()), &sni).await;
+    let (mut srv, mut cli) = (srv.unwrap(), cli.unwrap());
+    ping_pong(&mut srv, &mut cli).await;
+    assert_eq!(
+        cli.get_ref().1.protocol_version(),
+        Some(ProtocolVersion::TLSv1_2)
+    );
+    // TLS 1.2 with one listed suite: that one is agreed; a client offering
+    // only another fails.
+    let aes256 = settings("", "TLSv1_2", &["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]);
+    let (srv, cli) = handshake(server(&aes256), client(&only12), &sni).await;
+    let (_srv, cli) = (srv.unwrap(), cli.unwrap());
+    assert_eq!(
+        cli.get_ref()
+            .1
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str()),
+        Some("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384")
+    );
+    let chacha = settings(
+        "",
+        "TLSv1_2",
+        &["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"],
+    );
+    let (srv, cli) = handshake(server(&aes256), client(&chacha), &sni).await;
+    assert!(srv.is_err() && cli.is_err());
+    // The suite list does not touch TLS 1.3.
+    let listed = settings("", "", &["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]);
+    let chacha_or_13 = settings("", "", &["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"]);
+    let (srv, cli) = handshake(server(&listed), client(&chacha_or_13), &sni).await;
+    assert!(srv.is_ok() && cli.is_ok());
+    assert_eq!(
+        cli.unwrap().get_ref().1.protocol_version(),
+        Some(ProtocolVersion::TLSv1_3)
+    );
 }

@@ -769,6 +769,26 @@ fn mesh() {
         "Incoming",
         json!({"TLSMinVersion": "TLS_AUTO", "TLSMaxVersion": "TLSv1_3"}),
     ));
+    // meshgate's proxies speak TLS 1.2 and 1.3 with AEAD suites only: what
+    // they could never agree is refused at write (a CBC suite beside an
+    // available one is left out by the proxies, with a warning).
+    assert_eq!(
+        invalid(tls("Outgoing", json!({"TLSMaxVersion": "TLSv1_1"}))),
+        "error in outgoing TLS configuration: maximum TLS version TLSv1_1 leaves no version \
+         meshgate speaks (TLS 1.2 and 1.3)"
+    );
+    assert!(
+        invalid(tls(
+            "Incoming",
+            json!({"CipherSuites": ["TLS_RSA_WITH_AES_128_CBC_SHA"]})
+        ))
+        .contains("could not be agreed")
+    );
+    valid(tls(
+        "Incoming",
+        json!({"TLSMinVersion": "TLSv1_0", "CipherSuites": [
+            "TLS_RSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]}),
+    ));
     let rn = |v: Value| json!({"Kind": "mesh", "HTTP": {"Incoming": {"RequestNormalization": v}}});
     assert_eq!(
         invalid(rn(json!({"PathWithEscapedSlashesAction": "DROP"}))),
