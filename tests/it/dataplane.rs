@@ -225,6 +225,10 @@ pub struct Scene {
 
 pub const DB_SNI: &str = "db.meshgate.test";
 
+/// Envoy's termination detail for a connection intentions refused, as the
+/// access logs give it.
+const DENIED: &str = "rbac_access_denied_matched_policy[none]";
+
 /// Steps 2–10 of the scenario, as the operator types them.
 pub async fn scenario() -> Scene {
     scenario_at(None).await
@@ -1370,4 +1374,151 @@ async fn mesh_tls_versions_and_cipher_suites() {
     .await;
     assert_eq!(gateway_tls().await["CipherSuites"], json!([]));
     still_open(7).await;
+}
+
+/// The lines of an access log file that came from the listener at `local`
+/// (both proxies write to the file proxy-defaults names).
+fn access_lines(path: &Path, local: &str) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["downstream_local_address"] == local)
+        .collect()
+}
+
+/// `proxy-defaults` `AccessLogs`: a line per connection from the gateway
+/// and the sidecar in Consul's default JSON format, refusals with Envoy's
+/// flags and details, listener logs that can be switched off, a text
+/// format, and a log file that rotation moves away is opened again.
+#[tokio::test]
+async fn access_logs_of_the_proxies() {
+    let addr = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let s = scenario_at(Some(addr)).await;
+    let gw = s.gateway_addr.clone();
+    let log = s.dir.path().join("access.log");
+    let write_defaults = |logs: &str| {
+        let path = write_file(
+            s.dir.path(),
+            "proxy-defaults.hcl",
+            &format!("Kind = \"proxy-defaults\"\nName = \"global\"\nAccessLogs {{\n{logs}\n}}\n"),
+        );
+        ok(cli(&s.agent, ROOT, &["config", "write", &path]));
+    };
+    write_defaults(&format!(
+        "  Enabled = true\n  Type = \"file\"\n  Path = \"{}\"",
+        log.display()
+    ));
+    // A query through the sidecar and the gateway: one line from each.
+    let sidecar_local = format!("127.0.0.1:{}", s.upstream_port);
+    eventually("a logged session", Duration::from_secs(10), || async {
+        psql_via(s.upstream_port, &s.password, "select 1", "prefer").ok()?;
+        (!access_lines(&log, &gw).is_empty() && !access_lines(&log, &sidecar_local).is_empty())
+            .then_some(())
+    })
+    .await;
+    let roots = get_root(&s.agent, "/v1/connect/ca/roots").await;
+    let td = roots["TrustDomain"].as_str().unwrap().to_string();
+    let db = meshgate_ca::ServiceId::new(&td, "default", "dc1", "carbonio-files-db");
+    let line = access_lines(&log, &gw).pop().unwrap();
+    assert_eq!(line["response_flags"], "-", "{line}");
+    assert_eq!(line["requested_server_name"], db.sni(), "{line}");
+    assert_eq!(line["upstream_cluster"], db.sni(), "{line}");
+    assert_eq!(
+        line["upstream_host"],
+        format!("{}:{}", s.pg.host, s.pg.port),
+        "{line}"
+    );
+    assert!(line["bytes_received"].as_u64().unwrap() > 0, "{line}");
+    assert!(line["bytes_sent"].as_u64().unwrap() > 0, "{line}");
+    assert_eq!(line["method"], Value::Null, "HTTP fields are null: {line}");
+    assert_eq!(line["response_code"], 0, "{line}");
+    assert!(
+        line["start_time"].as_str().unwrap().ends_with('Z'),
+        "{line}"
+    );
+    let out = access_lines(&log, &sidecar_local).pop().unwrap();
+    assert_eq!(out["upstream_host"], gw, "{out}");
+    assert_eq!(out["upstream_cluster"], db.sni(), "{out}");
+    assert_eq!(
+        out["bytes_received"], line["bytes_received"],
+        "what the sidecar took from psql is what the gateway carried"
+    );
+
+    // Refusals: a caller the intentions deny, and an unknown SNI (a
+    // listener log, `NR`).
+    let root_pems: Vec<String> = roots["Roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["RootCert"].as_str().unwrap().to_string())
+        .collect();
+    let other = get_root(&s.agent, "/v1/agent/connect/ca/leaf/intruder").await;
+    let (cert, key) = (
+        other["CertPEM"].as_str().unwrap(),
+        other["PrivateKeyPEM"].as_str().unwrap(),
+    );
+    let _ = mesh_connect(&gw, &db.sni(), cert, key, &root_pems, db.clone()).await;
+    let nope = meshgate_ca::ServiceId::new(&td, "default", "dc1", "nope");
+    let _ = mesh_connect(&gw, &nope.sni(), cert, key, &root_pems, nope.clone()).await;
+    let refused = eventually("the refusals logged", Duration::from_secs(10), || async {
+        let lines = access_lines(&log, &gw);
+        let denied = lines
+            .iter()
+            .find(|l| l["connection_termination_details"] == DENIED)?
+            .clone();
+        let no_route = lines.iter().find(|l| l["response_flags"] == "NR")?.clone();
+        Some((denied, no_route))
+    })
+    .await;
+    assert_eq!(refused.0["bytes_received"], 0, "{}", refused.0);
+    assert_eq!(
+        refused.1["requested_server_name"],
+        Value::Null,
+        "{}",
+        refused.1
+    );
+
+    // Listener logs off: an unknown SNI leaves no line; a text format.
+    let text_log = s.dir.path().join("access.txt");
+    write_defaults(&format!(
+        "  Enabled = true\n  DisableListenerLogs = true\n  Type = \"file\"\n  Path = \"{}\"\n  TextFormat = \"%DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_PEER_URI_SAN% %UPSTREAM_HOST% %RESPONSE_FLAGS% %REQ(USER-AGENT)%\"",
+        text_log.display()
+    ));
+    let caller = meshgate_ca::ServiceId::new(&td, "default", "dc1", "carbonio-files");
+    eventually(
+        "the text format in use",
+        Duration::from_secs(10),
+        || async {
+            psql_via(s.upstream_port, &s.password, "select 1", "prefer").ok()?;
+            let text = std::fs::read_to_string(&text_log).ok()?;
+            text.lines()
+                .any(|l| l == format!("{gw} {} {}:{} - -", caller.uri(), s.pg.host, s.pg.port))
+                .then_some(())
+        },
+    )
+    .await;
+    let _ = mesh_connect(&gw, &nope.sni(), cert, key, &root_pems, nope).await;
+    // Log rotation: the file moved away, the next lines go to a new one.
+    std::fs::rename(&text_log, s.dir.path().join("access.txt.1")).unwrap();
+    eventually(
+        "a new file after rotation",
+        Duration::from_secs(10),
+        || async {
+            psql_via(s.upstream_port, &s.password, "select 1", "prefer").ok()?;
+            std::fs::read_to_string(&text_log)
+                .ok()
+                .filter(|t| t.contains(&caller.uri()))
+        },
+    )
+    .await;
+    let all = format!(
+        "{}{}",
+        std::fs::read_to_string(s.dir.path().join("access.txt.1")).unwrap(),
+        std::fs::read_to_string(&text_log).unwrap()
+    );
+    assert!(
+        !all.lines().any(|l| l.starts_with(&format!("{gw} - - NR"))),
+        "listener logs are off: {all}"
+    );
 }

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
+use crate::access_log::{AccessLog, Record, listener_refusal};
 use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
 use crate::mesh::{self, Defaults, IntentionSet, MeshTls, Roots};
 use crate::metrics::{ActiveGuard, Counters, Metrics};
@@ -172,6 +173,7 @@ pub struct Gateway {
     server: RwLock<Option<TlsAcceptor>>,
     roots: watch::Receiver<Option<Roots>>,
     mesh_tls: watch::Receiver<Option<MeshTls>>,
+    access: Arc<AccessLog>,
     /// Linked services by SNI (lower case).
     by_sni: RwLock<HashMap<String, Arc<Linked>>>,
     pub metrics: Arc<Metrics>,
@@ -191,12 +193,14 @@ fn link_settings(g: &Value) -> LinkSettings {
 
 impl Gateway {
     /// Starts watching what the gateway `name` fronts.
+    #[allow(clippy::too_many_arguments, reason = "wiring of independent parts")]
     pub fn new(
         client: AgentClient,
         name: &str,
         datacenter: &str,
         roots: watch::Receiver<Option<Roots>>,
         mesh_tls: watch::Receiver<Option<MeshTls>>,
+        access: Arc<AccessLog>,
         metrics: Arc<Metrics>,
         tasks: &mut Tasks,
     ) -> Arc<Gateway> {
@@ -208,6 +212,7 @@ impl Gateway {
             server: RwLock::new(None),
             roots,
             mesh_tls,
+            access,
             by_sni: RwLock::new(HashMap::new()),
             metrics,
             dns: Arc::new(Resolver::default()),
@@ -476,7 +481,11 @@ impl Gateway {
             debug!(%peer, "closed without sending anything (a TCP health check)");
             return;
         }
+        // The access log line is written when `log` drops, however the
+        // connection ends.
+        let mut log = self.access.start(peer, stream.local_addr().ok());
         let Some(acceptor) = self.server.read().clone() else {
+            log.refused("NR", "no TLS configuration yet");
             debug!(%peer, "refused: no TLS configuration yet");
             return;
         };
@@ -488,6 +497,7 @@ impl Gateway {
                     .handshake_failures
                     .fetch_add(1, Relaxed);
                 warn!(%peer, "mesh TLS handshake refused: {e}");
+                listener_refusal(&mut log, &e.to_string());
                 return;
             }
             Err(_) => {
@@ -496,15 +506,20 @@ impl Gateway {
                     .handshake_failures
                     .fetch_add(1, Relaxed);
                 warn!(%peer, "mesh TLS handshake timed out");
+                listener_refusal(&mut log, "TLS handshake timed out");
                 return;
             }
         };
         let (sni, caller) = {
             let (_, conn) = tls.get_ref();
-            (
-                conn.server_name().unwrap_or("").to_ascii_lowercase(),
-                meshgate_ca::tls::peer_service_id(conn),
-            )
+            let sni = conn.server_name().unwrap_or("").to_ascii_lowercase();
+            let caller = meshgate_ca::tls::peer_service_id(conn);
+            if let Some(e) = log.entry() {
+                e.server_name = sni.clone();
+                e.tls_version = crate::access_log::tls_version(conn.protocol_version());
+                e.peer_uri = caller.as_ref().map(|c| c.uri()).unwrap_or_default();
+            }
+            (sni, caller)
         };
         let Some(linked) = self.by_sni.read().get(&sni).cloned() else {
             self.metrics
@@ -512,29 +527,40 @@ impl Gateway {
                 .handshake_failures
                 .fetch_add(1, Relaxed);
             warn!(%peer, sni = %sni, "refused: no linked service for this SNI");
+            log.refused("NR", "no linked service for this SNI");
+            if let Some(e) = log.entry() {
+                e.listener = true;
+            }
             return;
         };
+        if let Some(e) = log.entry() {
+            e.cluster = linked.sni.clone();
+        }
         let Some(caller) = caller else {
             linked.counters.handshake_failures.fetch_add(1, Relaxed);
             warn!(%peer, service = %linked.name, "refused: the client certificate has no service identity");
+            log.refused("-", "the client certificate has no service identity");
             return;
         };
         let set = linked.intentions.borrow().clone();
         let Some(set) = set else {
             linked.counters.authz_denied.fetch_add(1, Relaxed);
             warn!(%peer, source = %caller.service, service = %linked.name, "refused: intentions not loaded yet");
+            log.refused("-", crate::access_log::DENIED);
             return;
         };
         let (allowed, reason) = set.decide(&caller.service, &linked.name);
         if !allowed {
             linked.counters.authz_denied.fetch_add(1, Relaxed);
             warn!(%peer, source = %caller.service, service = %linked.name, "connection denied: {reason}");
+            log.refused("-", crate::access_log::DENIED);
             return;
         }
         if linked.balancer.is_empty() {
             linked.counters.no_healthy_refused.fetch_add(1, Relaxed);
             warn!(%peer, source = %caller.service, service = %linked.name,
                   "refused: no instance of {} passes its health checks", linked.name);
+            log.refused("UH", "");
             return;
         }
         let defaults = linked.defaults.read().clone();
@@ -544,13 +570,18 @@ impl Gateway {
             linked.counters.limit_refused.fetch_add(1, Relaxed);
             warn!(%peer, source = %caller.service, service = %linked.name,
                       "refused: {max} connections already open (the service's connection limit)");
+            log.refused("UO", "");
             return;
         }
         let _active = ActiveGuard::new(linked.counters.clone());
-        match self.carry(tls, &linked, &defaults).await {
+        match self.carry(tls, &linked, &defaults, &mut log).await {
             Ok(()) => {}
             Err(Failure::Setup(e)) => {
                 warn!(%peer, source = %caller.service, service = %linked.name, "connection failed: {e}");
+                if let Some(en) = log.entry() {
+                    en.flags = "UF";
+                    en.upstream_failure = e;
+                }
             }
             Err(Failure::Relay(e)) => {
                 debug!(%peer, source = %caller.service, service = %linked.name, "connection ended: {e}");
@@ -563,6 +594,7 @@ impl Gateway {
         mut down: S,
         linked: &Linked,
         defaults: &Defaults,
+        log: &mut Record,
     ) -> Result<(), Failure>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -588,15 +620,19 @@ impl Gateway {
         } else {
             None
         };
+        // The client's first message, read here, is carried too.
+        let head_len = head.as_ref().map_or(0, |h| h.len() as u64);
         let timeout = defaults.connect_timeout.unwrap_or(Duration::from_secs(5));
         let (mut up, _ep, label) =
             relay::connect(&linked.balancer, &self.dns, timeout, &linked.counters)
                 .await
                 .map_err(|e| format!("no instance of {} answers: {e}", linked.name))?;
-        match origination {
-            None => relay::relay(down, up, &linked.counters)
-                .await
-                .map_err(|e| Failure::Relay(format!("relay to {label}: {e}"))),
+        if let Some(e) = log.entry() {
+            e.upstream_host = label.clone();
+            e.upstream_local = up.local_addr().ok();
+        }
+        let (carried, result) = match origination {
+            None => relay::relay(down, up, &linked.counters).await,
             Some(cfg) => {
                 if pg && let Err(e) = crate::postgres::request_server_tls(&mut up).await {
                     linked.counters.upstream_tls_failures.fetch_add(1, Relaxed);
@@ -636,9 +672,13 @@ impl Gateway {
                 } else {
                     relay::relay(down, tls, &linked.counters).await
                 }
-                .map_err(|e| Failure::Relay(format!("relay to {label}: {e}")))
             }
+        };
+        if let Some(e) = log.entry() {
+            e.bytes_received = carried.up + head_len;
+            e.bytes_sent = carried.down;
         }
+        result.map_err(|e| Failure::Relay(format!("relay to {label}: {e}")))
     }
 }
 

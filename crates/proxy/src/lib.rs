@@ -9,6 +9,7 @@
 //! last good configuration.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod agent;
 pub mod gateway;
@@ -312,6 +313,28 @@ pub async fn run(
         "the mesh config entry",
     )
     .await?;
+    // Access logs follow proxy-defaults, from the first connection.
+    let access = Arc::new(access_log::AccessLog::default());
+    let (mut logs_cfg, t) = mesh::watch_access_logs(&client);
+    tasks.push(t);
+    crate::agent::first(
+        &mut logs_cfg,
+        Duration::from_secs(30),
+        "the proxy-defaults entry",
+    )
+    .await?;
+    let a = access.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let cfg = logs_cfg.borrow_and_update().clone().flatten();
+            for w in a.apply(cfg.as_ref()) {
+                warn!("{w}");
+            }
+            if logs_cfg.changed().await.is_err() {
+                return;
+            }
+        }
+    }));
     // The admin endpoint is bound first so that a gateway can register where
     // it is (`meshgate gateway status` reads connection counts there).
     let admin_listener = match &opts.admin_bind {
@@ -380,6 +403,7 @@ pub async fn run(
                 &datacenter,
                 roots.clone(),
                 mesh_tls.clone(),
+                access.clone(),
                 metrics.clone(),
                 &mut tasks,
             );
@@ -434,6 +458,7 @@ pub async fn run(
                 &datacenter,
                 roots.clone(),
                 mesh_tls.clone(),
+                access.clone(),
                 metrics.clone(),
                 drain.clone(),
                 workers.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use meshgate_ca::tls::TlsSettings;
 use meshgate_config_entries::intentions::{self, Intention};
 use meshgate_config_entries::{
-    ConfigEntry, MeshDirectionalTlsConfig, MeshTlsConfig, ServiceDefaults,
+    AccessLogsConfig, ConfigEntry, MeshDirectionalTlsConfig, MeshTlsConfig, ServiceDefaults,
 };
 use reqwest::StatusCode;
 use rustls::sign::CertifiedKey;
@@ -183,6 +183,30 @@ pub fn watch_mesh_tls(
             }
             *last = Some(tls.clone());
             Ok(Some(tls))
+        },
+    )
+}
+
+/// Watches `proxy-defaults`' `AccessLogs` (no entry: `Some(None)`, off).
+pub fn watch_access_logs(
+    client: &AgentClient,
+) -> (
+    watch::Receiver<Option<Option<AccessLogsConfig>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    watch_path(
+        client.clone(),
+        "/v1/config/proxy-defaults/global".into(),
+        Blocking::Index,
+        |a| {
+            if a.status == StatusCode::NOT_FOUND {
+                return Ok(Some(None));
+            }
+            match meshgate_config_entries::decode(ok_body(a)?.clone()) {
+                Ok(ConfigEntry::ProxyDefaults(p)) => Ok(Some(Some(p.access_logs))),
+                Ok(_) => Err("not a proxy-defaults entry".into()),
+                Err(e) => Err(format!("proxy-defaults: {e}")),
+            }
         },
     )
 }

@@ -151,7 +151,11 @@ where
 /// the client's bytes go through untouched; the server's authentication
 /// messages are checked first (see [`authentication`]), then everything is
 /// copied.
-pub async fn relay<D, U>(down: D, up: U, counters: &Counters) -> std::io::Result<()>
+pub async fn relay<D, U>(
+    down: D,
+    up: U,
+    counters: &Counters,
+) -> (crate::relay::Carried, std::io::Result<()>)
 where
     D: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -173,13 +177,13 @@ where
         rest
     };
     let (sent, received) = tokio::join!(to_server, to_client);
-    if let Ok(n) = sent {
-        counters.bytes_sent.fetch_add(n, Relaxed);
-    }
-    if let Ok(n) = received {
-        counters.bytes_received.fetch_add(n, Relaxed);
-    }
-    sent.and(received).map(|_| ())
+    let carried = crate::relay::Carried {
+        up: *sent.as_ref().unwrap_or(&0),
+        down: *received.as_ref().unwrap_or(&0),
+    };
+    counters.bytes_sent.fetch_add(carried.up, Relaxed);
+    counters.bytes_received.fetch_add(carried.down, Relaxed);
+    (carried, sent.and(received).map(|_| ()))
 }
 
 #[cfg(test)]

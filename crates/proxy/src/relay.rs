@@ -185,12 +185,21 @@ pub async fn connect(
     Err(errors.join("; "))
 }
 
+/// The bytes one connection carried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// From the downstream to the upstream.
+    pub up: u64,
+    /// From the upstream to the downstream.
+    pub down: u64,
+}
+
 /// Relays bytes both ways until both sides are done; counts them.
 ///
 /// Like `tokio::io::copy_bidirectional` (same flushing, half-close and error
 /// behaviour), except that each direction starts with a [`BUF`] buffer and
 /// moves to a [`BUF_MAX`] one when a read fills it.
-pub async fn relay<A, B>(mut down: A, mut up: B, counters: &Counters) -> io::Result<()>
+pub async fn relay<A, B>(mut down: A, mut up: B, counters: &Counters) -> (Carried, io::Result<()>)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -209,7 +218,11 @@ where
     counters
         .bytes_received
         .fetch_add(received.copy.amt, Relaxed);
-    r
+    let carried = Carried {
+        up: sent.copy.amt,
+        down: received.copy.amt,
+    };
+    (carried, r)
 }
 
 /// One direction of a relay: copying until the reader's end, then shutting
@@ -474,7 +487,15 @@ mod tests {
         client.read_to_end(&mut got).await.unwrap();
         assert!(got == answer, "answer corrupted ({} bytes)", got.len());
         server.await.unwrap();
-        relay.await.unwrap().unwrap();
+        let (carried, result) = relay.await.unwrap();
+        result.unwrap();
+        assert_eq!(
+            carried,
+            Carried {
+                up: 1_000_000,
+                down: 300_000
+            }
+        );
         assert_eq!(counters.bytes_sent.load(Relaxed), 1_000_000);
         assert_eq!(counters.bytes_received.load(Relaxed), 300_000);
     }

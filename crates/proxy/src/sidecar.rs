@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
+use crate::access_log::{AccessLog, Record, listener_refusal};
 use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
 use crate::mesh::{self, ChainTarget, IntentionSet, LeafCert, MeshTls, Roots};
 use crate::metrics::{ActiveGuard, Counters, Metrics};
@@ -141,6 +142,7 @@ pub struct Sidecar {
     leaf: watch::Receiver<Option<LeafCert>>,
     roots: watch::Receiver<Option<Roots>>,
     mesh_tls: watch::Receiver<Option<MeshTls>>,
+    access: Arc<AccessLog>,
     intentions: watch::Receiver<Option<IntentionSet>>,
     inbound: RwLock<Option<TlsAcceptor>>,
     upstreams: RwLock<HashMap<(String, u16), Arc<Upstream>>>,
@@ -159,6 +161,7 @@ impl Sidecar {
         datacenter: &str,
         roots: watch::Receiver<Option<Roots>>,
         mesh_tls: watch::Receiver<Option<MeshTls>>,
+        access: Arc<AccessLog>,
         metrics: Arc<Metrics>,
         drain: Drain,
         workers: Arc<Workers>,
@@ -175,6 +178,7 @@ impl Sidecar {
             leaf,
             roots,
             mesh_tls,
+            access,
             intentions,
             inbound: RwLock::new(None),
             upstreams: RwLock::new(HashMap::new()),
@@ -371,27 +375,46 @@ impl Sidecar {
 
     async fn outbound(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, up: Arc<Upstream>) {
         let _active = ActiveGuard::new(up.counters.clone());
+        // Written when dropped, however the connection ends.
+        let mut log = self.access.start(peer, stream.local_addr().ok());
         let dest = up.def.destination.clone();
+        let failed = |log: &mut Record, flags: &'static str, why: &str| {
+            if let Some(e) = log.entry() {
+                e.flags = flags;
+                e.upstream_failure = why.to_string();
+            }
+        };
         let (cfg, sni) = match self.client_tls(&up) {
             Ok(x) => x,
             Err(e) => {
                 warn!(%peer, upstream = %dest, "{e}");
+                failed(&mut log, "UF", &e);
                 return;
             }
         };
+        if let Some(e) = log.entry() {
+            e.cluster = sni.clone();
+        }
         let connect_timeout = up.route.read().connect_timeout;
         let (tcp, _ep, label) =
             match relay::connect(&up.balancer, &self.dns, connect_timeout, &up.counters).await {
                 Ok(x) => x,
                 Err(e) => {
                     warn!(%peer, upstream = %dest, "no instance of {dest} answers: {e}");
+                    let flags = if up.balancer.is_empty() { "UH" } else { "UF" };
+                    failed(&mut log, flags, &e);
                     return;
                 }
             };
+        if let Some(e) = log.entry() {
+            e.upstream_host = label.clone();
+            e.upstream_local = tcp.local_addr().ok();
+        }
         let name = match ServerName::try_from(sni.clone()) {
             Ok(n) => n,
             Err(e) => {
                 warn!(upstream = %dest, "SNI {sni:?}: {e}");
+                failed(&mut log, "UF", &e.to_string());
                 return;
             }
         };
@@ -405,15 +428,22 @@ impl Sidecar {
             Ok(Err(e)) => {
                 up.counters.handshake_failures.fetch_add(1, Relaxed);
                 warn!(%peer, upstream = %dest, "mesh TLS to {label} failed: {e}");
+                failed(&mut log, "UF", &format!("TLS error: {e}"));
                 return;
             }
             Err(_) => {
                 up.counters.handshake_failures.fetch_add(1, Relaxed);
                 warn!(%peer, upstream = %dest, "mesh TLS to {label} timed out");
+                failed(&mut log, "UF", "TLS handshake timed out");
                 return;
             }
         };
-        if let Err(e) = relay::relay(stream, tls, &up.counters).await {
+        let (carried, result) = relay::relay(stream, tls, &up.counters).await;
+        if let Some(e) = log.entry() {
+            e.bytes_received = carried.up;
+            e.bytes_sent = carried.down;
+        }
+        if let Err(e) = result {
             debug!(%peer, upstream = %dest, "relay ended: {e}");
         }
     }
@@ -450,8 +480,16 @@ impl Sidecar {
             (r.service.clone(), (r.local_address.clone(), r.local_port))
         };
         let counters = self.metrics.service(&format!("inbound:{service}"));
+        // Written when dropped, however the connection ends.
+        let mut log = self.access.start(peer, stream.local_addr().ok());
+        let target = format!("{}:{}", local.0, local.1);
+        if let Some(e) = log.entry() {
+            e.cluster = "local_app".into();
+            e.upstream_host = target.clone();
+        }
         let Some(acceptor) = self.inbound.read().clone() else {
             debug!(%peer, "refused: no TLS configuration yet");
+            log.refused("NR", "no TLS configuration yet");
             return;
         };
         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -459,18 +497,27 @@ impl Sidecar {
             Ok(Err(e)) => {
                 counters.handshake_failures.fetch_add(1, Relaxed);
                 warn!(%peer, "mesh TLS handshake refused: {e}");
+                listener_refusal(&mut log, &e.to_string());
                 return;
             }
             Err(_) => {
                 counters.handshake_failures.fetch_add(1, Relaxed);
                 warn!(%peer, "mesh TLS handshake timed out");
+                listener_refusal(&mut log, "TLS handshake timed out");
                 return;
             }
         };
         let caller = meshgate_ca::tls::peer_service_id(tls.get_ref().1);
+        if let Some(e) = log.entry() {
+            let conn = tls.get_ref().1;
+            e.server_name = conn.server_name().unwrap_or("").to_string();
+            e.tls_version = crate::access_log::tls_version(conn.protocol_version());
+            e.peer_uri = caller.as_ref().map(|c| c.uri()).unwrap_or_default();
+        }
         let Some(caller) = caller else {
             counters.handshake_failures.fetch_add(1, Relaxed);
             warn!(%peer, "refused: the client certificate has no service identity");
+            log.refused("-", "the client certificate has no service identity");
             return;
         };
         let set = self.intentions.borrow().clone();
@@ -481,26 +528,42 @@ impl Sidecar {
         if !allowed {
             counters.authz_denied.fetch_add(1, Relaxed);
             warn!(%peer, source = %caller.service, service = %service, "connection denied: {reason}");
+            log.refused("-", crate::access_log::DENIED);
             return;
         }
         let _active = ActiveGuard::new(counters.clone());
-        let target = format!("{}:{}", local.0, local.1);
         let up =
             match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&target)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     counters.connect_errors.fetch_add(1, Relaxed);
                     warn!(%peer, "local service {target}: {e}");
+                    if let Some(en) = log.entry() {
+                        en.flags = "UF";
+                        en.upstream_failure = e.to_string();
+                    }
                     return;
                 }
                 Err(_) => {
                     counters.connect_errors.fetch_add(1, Relaxed);
                     warn!(%peer, "local service {target}: connect timed out");
+                    if let Some(en) = log.entry() {
+                        en.flags = "UF";
+                        en.upstream_failure = "connect timed out".into();
+                    }
                     return;
                 }
             };
         let _ = up.set_nodelay(true);
-        if let Err(e) = relay::relay(tls, up, &counters).await {
+        if let Some(e) = log.entry() {
+            e.upstream_local = up.local_addr().ok();
+        }
+        let (carried, result) = relay::relay(tls, up, &counters).await;
+        if let Some(e) = log.entry() {
+            e.bytes_received = carried.up;
+            e.bytes_sent = carried.down;
+        }
+        if let Err(e) = result {
             debug!(%peer, "relay ended: {e}");
         }
     }

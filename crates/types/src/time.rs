@@ -25,6 +25,23 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// The UTC calendar parts of milliseconds since the epoch: year, month,
+/// day, hour, minute, second, millisecond.
+pub fn utc_parts(ms: u64) -> [i64; 7] {
+    let secs = (ms / 1000) as i64;
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86400));
+    let rem = secs.rem_euclid(86400);
+    [
+        y,
+        mo,
+        d,
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        (ms % 1000) as i64,
+    ]
+}
+
 /// Formats milliseconds since the epoch as RFC 3339 in UTC with microsecond
 /// precision trimmed like Go's RFC3339Nano: `2026-11-25T18:02:07.644Z`.
 pub fn format_rfc3339_ms(ms: u64) -> String {
