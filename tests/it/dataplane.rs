@@ -1174,6 +1174,53 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
     )
     .await;
     assert_eq!(got, b"hello mesh");
+    // api's service-defaults: one connection at a time through its public
+    // listener (MaxInboundConnections), and its local connect timeout.
+    let (st, b) = a
+        .put(
+            "/v1/config",
+            r#"{"Kind": "service-defaults", "Name": "api", "MaxInboundConnections": 1, "LocalConnectTimeoutMs": 1500}"#,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let api_cfg = || async {
+        meshgate_test_support::client()
+            .get(format!("http://{api_admin}/config"))
+            .send()
+            .await
+            .ok()?
+            .json::<Value>()
+            .await
+            .ok()
+    };
+    eventually(
+        "api's sidecar has its limits",
+        Duration::from_secs(10),
+        || async {
+            let c = api_cfg().await?;
+            (c["MaxInboundConnections"] == 1 && c["LocalConnectTimeoutMs"] == 1500).then_some(())
+        },
+    )
+    .await;
+    let mut held = tokio::net::TcpStream::connect(("127.0.0.1", web_upstream))
+        .await
+        .unwrap();
+    held.write_all(b"hold").await.unwrap();
+    let mut four = [0u8; 4];
+    held.read_exact(&mut four).await.unwrap();
+    assert!(
+        roundtrip().await.is_none(),
+        "a second connection is refused"
+    );
+    assert!(metric(&api_admin, "limit_refused_total", "inbound:api").await >= 1);
+    api.wait_log("MaxInboundConnections", Duration::from_secs(5));
+    drop(held);
+    eventually(
+        "room again once the first one closed",
+        Duration::from_secs(10),
+        roundtrip,
+    )
+    .await;
     // Deny at the destination's sidecar.
     let (st, _) = a
         .put(

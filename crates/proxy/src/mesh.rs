@@ -58,6 +58,12 @@ pub struct Defaults {
     pub max_connections: Option<u64>,
     /// Connect timeout to an instance.
     pub connect_timeout: Option<Duration>,
+    /// `MaxInboundConnections`: what a sidecar's public listener carries at
+    /// once for this service (None: no limit).
+    pub max_inbound: Option<u64>,
+    /// `LocalConnectTimeoutMs`: a sidecar's connect timeout to its local
+    /// service.
+    pub local_connect_timeout: Option<Duration>,
 }
 
 impl Defaults {
@@ -76,13 +82,13 @@ impl Defaults {
             .filter(|n| *n > 0)
             .map(|n| n as u64);
         let inbound = (sd.max_inbound_connections > 0).then_some(sd.max_inbound_connections as u64);
+        let ms = |v: i64| (v > 0).then(|| Duration::from_millis(v as u64));
         Defaults {
             protocol: sd.protocol.to_ascii_lowercase(),
             max_connections: inbound.or(from_limits),
-            connect_timeout: upstream
-                .map(|d| d.connect_timeout_ms)
-                .filter(|ms| *ms > 0)
-                .map(|ms| Duration::from_millis(ms as u64)),
+            connect_timeout: upstream.and_then(|d| ms(d.connect_timeout_ms)),
+            max_inbound: inbound,
+            local_connect_timeout: ms(sd.local_connect_timeout_ms),
         }
     }
 }

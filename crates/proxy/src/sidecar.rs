@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::access_log::{AccessLog, Record, listener_refusal};
 use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
-use crate::mesh::{self, ChainTarget, IntentionSet, LeafCert, MeshTls, Roots};
+use crate::mesh::{self, ChainTarget, Defaults, IntentionSet, LeafCert, MeshTls, Roots};
 use crate::metrics::{ActiveGuard, Counters, Metrics};
 use crate::relay::{self, Balancer, Resolver};
 use crate::workers::Workers;
@@ -144,6 +144,9 @@ pub struct Sidecar {
     mesh_tls: watch::Receiver<Option<MeshTls>>,
     access: Arc<AccessLog>,
     intentions: watch::Receiver<Option<IntentionSet>>,
+    /// The service's own `service-defaults` (inbound limit, local connect
+    /// timeout).
+    own: watch::Receiver<Option<Defaults>>,
     inbound: RwLock<Option<TlsAcceptor>>,
     upstreams: RwLock<HashMap<(String, u16), Arc<Upstream>>>,
     pub metrics: Arc<Metrics>,
@@ -171,6 +174,8 @@ impl Sidecar {
         tasks.push(t);
         let (intentions, t) = mesh::watch_intentions(&client, &reg.service);
         tasks.push(t);
+        let (own, t) = mesh::watch_defaults(&client, &reg.service);
+        tasks.push(t);
         let sc = Arc::new(Sidecar {
             client: client.clone(),
             reg: RwLock::new(reg.clone()),
@@ -180,6 +185,7 @@ impl Sidecar {
             mesh_tls,
             access,
             intentions,
+            own,
             inbound: RwLock::new(None),
             upstreams: RwLock::new(HashMap::new()),
             metrics,
@@ -531,29 +537,39 @@ impl Sidecar {
             log.refused("-", crate::access_log::DENIED);
             return;
         }
+        let own = self.own.borrow().clone().unwrap_or_default();
+        if let Some(max) = own.max_inbound
+            && counters.active.load(Relaxed) >= max
+        {
+            counters.limit_refused.fetch_add(1, Relaxed);
+            warn!(%peer, source = %caller.service, service = %service,
+                  "refused: {max} connections already open (MaxInboundConnections)");
+            log.refused("UO", "");
+            return;
+        }
         let _active = ActiveGuard::new(counters.clone());
-        let up =
-            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&target)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    counters.connect_errors.fetch_add(1, Relaxed);
-                    warn!(%peer, "local service {target}: {e}");
-                    if let Some(en) = log.entry() {
-                        en.flags = "UF";
-                        en.upstream_failure = e.to_string();
-                    }
-                    return;
+        let timeout = own.local_connect_timeout.unwrap_or(Duration::from_secs(5));
+        let up = match tokio::time::timeout(timeout, TcpStream::connect(&target)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                counters.connect_errors.fetch_add(1, Relaxed);
+                warn!(%peer, "local service {target}: {e}");
+                if let Some(en) = log.entry() {
+                    en.flags = "UF";
+                    en.upstream_failure = e.to_string();
                 }
-                Err(_) => {
-                    counters.connect_errors.fetch_add(1, Relaxed);
-                    warn!(%peer, "local service {target}: connect timed out");
-                    if let Some(en) = log.entry() {
-                        en.flags = "UF";
-                        en.upstream_failure = "connect timed out".into();
-                    }
-                    return;
+                return;
+            }
+            Err(_) => {
+                counters.connect_errors.fetch_add(1, Relaxed);
+                warn!(%peer, "local service {target}: connect timed out after {timeout:?}");
+                if let Some(en) = log.entry() {
+                    en.flags = "UF";
+                    en.upstream_failure = "connect timed out".into();
                 }
-            };
+                return;
+            }
+        };
         let _ = up.set_nodelay(true);
         if let Some(e) = log.entry() {
             e.upstream_local = up.local_addr().ok();
@@ -594,6 +610,7 @@ impl Sidecar {
     pub fn config_json(&self) -> Value {
         let reg = self.reg.read().clone();
         let tls = self.mesh_tls.borrow().clone().unwrap_or_default();
+        let own = self.own.borrow().clone().unwrap_or_default();
         let mut ups: Vec<Value> = self
             .upstreams
             .read()
@@ -619,6 +636,11 @@ impl Sidecar {
             "LeafValidBefore": self.leaf.borrow().as_ref().map(|l| l.valid_before.clone()),
             "Intentions": self.intentions.borrow().as_ref().map(|i| i.list.len()),
             "Upstreams": ups,
+            "MaxInboundConnections": own.max_inbound,
+            "LocalConnectTimeoutMs": own
+                .local_connect_timeout
+                .unwrap_or(Duration::from_secs(5))
+                .as_millis() as u64,
             "TLS": {
                 "Incoming": mesh::settings_json(&tls.incoming),
                 "Outgoing": mesh::settings_json(&tls.outgoing),
