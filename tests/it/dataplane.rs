@@ -1221,6 +1221,45 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
         roundtrip,
     )
     .await;
+    // web's own service-defaults: at most one connection to its upstream api
+    // (UpstreamConfig.Overrides), enforced by web's sidecar.
+    let (st, b) = a
+        .put(
+            "/v1/config",
+            r#"{"Kind": "service-defaults", "Name": "api"}"#,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = a
+        .put(
+            "/v1/config",
+            r#"{"Kind": "service-defaults", "Name": "web", "UpstreamConfig": {"Overrides": [{"Name": "api", "Limits": {"MaxConnections": 1}}]}}"#,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let refused_before = metric(&web_admin, "limit_refused_total", "api").await;
+    let mut held = tokio::net::TcpStream::connect(("127.0.0.1", web_upstream))
+        .await
+        .unwrap();
+    held.write_all(b"hold").await.unwrap();
+    held.read_exact(&mut four).await.unwrap();
+    eventually(
+        "web's sidecar refuses a second connection to api",
+        Duration::from_secs(10),
+        || async {
+            (roundtrip().await.is_none()
+                && metric(&web_admin, "limit_refused_total", "api").await > refused_before)
+                .then_some(())
+        },
+    )
+    .await;
+    drop(held);
+    eventually(
+        "room again at web's sidecar",
+        Duration::from_secs(10),
+        roundtrip,
+    )
+    .await;
     // Deny at the destination's sidecar.
     let (st, _) = a
         .put(
@@ -1568,4 +1607,84 @@ async fn access_logs_of_the_proxies() {
         !all.lines().any(|l| l.starts_with(&format!("{gw} - - NR"))),
         "listener logs are off: {all}"
     );
+}
+
+/// `UpstreamConfig.Defaults.PassiveHealthCheck` of the linked service: an
+/// instance whose connections keep failing (here a second instance nobody
+/// listens at, which no health check watches) is set aside, so new sessions
+/// stop paying for it, and comes back after its time aside.
+#[tokio::test]
+async fn passive_health_check_sets_a_dead_instance_aside() {
+    let addr = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let s = scenario_at(Some(addr)).await;
+    let dead = free_port("127.0.0.7");
+    let (st, b, _) = call(
+        &s.agent,
+        "PUT",
+        "/v1/catalog/register",
+        Some(ROOT),
+        Some(
+            json!({"Address": "127.0.0.7", "Node": "dead-db-node",
+                   "Service": {"ID": "dead-replica", "Port": dead, "Service": "carbonio-files-db"}})
+            .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let path = write_file(
+        s.dir.path(),
+        "outlier.hcl",
+        "Kind = \"service-defaults\"\nName = \"carbonio-files-db\"\nUpstreamConfig {\n  Defaults {\n    PassiveHealthCheck {\n      MaxFailures = 2\n      MaxEjectionPercent = 50\n      BaseEjectionTime = \"2s\"\n    }\n  }\n}\n",
+    );
+    ok(cli(&s.agent, ROOT, &["config", "write", &path]));
+    let gw_config = || async {
+        meshgate_test_support::client()
+            .get(format!("http://{}/config", s.gw_admin))
+            .send()
+            .await
+            .ok()?
+            .json::<Value>()
+            .await
+            .ok()
+    };
+    eventually("both instances known", Duration::from_secs(10), || async {
+        let c = gw_config().await?;
+        (c["Services"][0]["Instances"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    let dead_label = format!("127.0.0.7:{dead}");
+    // Sessions go through (the gateway retries on the live instance) until
+    // the dead one has failed twice in a row and is set aside.
+    eventually(
+        "the dead instance set aside",
+        Duration::from_secs(20),
+        || async {
+            psql_via(s.upstream_port, &s.password, "select 1", "prefer").ok()?;
+            let c = gw_config().await?;
+            (c["Services"][0]["SetAside"] == json!([dead_label])).then_some(())
+        },
+    )
+    .await;
+    assert!(metric(&s.gw_admin, "outlier_ejections_total", "carbonio-files-db").await >= 1);
+    let errors = metric(&s.gw_admin, "connect_errors_total", "carbonio-files-db").await;
+    for n in 0..4 {
+        let got = psql_via(
+            s.upstream_port,
+            &s.password,
+            &format!("select {n}"),
+            "prefer",
+        );
+        assert_eq!(got.as_deref(), Ok(n.to_string().as_str()));
+    }
+    assert_eq!(
+        metric(&s.gw_admin, "connect_errors_total", "carbonio-files-db").await,
+        errors,
+        "no connection tried the instance set aside"
+    );
+    // Its time aside over, it is a candidate again.
+    eventually("back after 2 s", Duration::from_secs(10), || async {
+        let c = gw_config().await?;
+        (c["Services"][0]["SetAside"] == json!([])).then_some(())
+    })
+    .await;
 }

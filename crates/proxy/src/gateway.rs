@@ -135,6 +135,7 @@ impl Linked {
             "Service": self.name,
             "SNI": self.sni,
             "Instances": self.balancer.labels(),
+            "SetAside": self.balancer.ejected(),
             "Protocol": if d.protocol.is_empty() { "tcp".to_string() } else { d.protocol.clone() },
             "MaxConnections": d.max_connections,
             "ActiveConnections": self.counters.active.load(Relaxed),
@@ -623,10 +624,15 @@ impl Gateway {
         // The client's first message, read here, is carried too.
         let head_len = head.as_ref().map_or(0, |h| h.len() as u64);
         let timeout = defaults.connect_timeout.unwrap_or(Duration::from_secs(5));
-        let (mut up, _ep, label) =
-            relay::connect(&linked.balancer, &self.dns, timeout, &linked.counters)
-                .await
-                .map_err(|e| format!("no instance of {} answers: {e}", linked.name))?;
+        let (mut up, _ep, label) = relay::connect(
+            &linked.balancer,
+            &self.dns,
+            timeout,
+            &linked.counters,
+            defaults.upstream.outlier.as_ref(),
+        )
+        .await
+        .map_err(|e| format!("no instance of {} answers: {e}", linked.name))?;
         if let Some(e) = log.entry() {
             e.upstream_host = label.clone();
             e.upstream_local = up.local_addr().ok();

@@ -8,7 +8,8 @@ use std::time::Duration;
 use meshgate_ca::tls::TlsSettings;
 use meshgate_config_entries::intentions::{self, Intention};
 use meshgate_config_entries::{
-    AccessLogsConfig, ConfigEntry, MeshDirectionalTlsConfig, MeshTlsConfig, ServiceDefaults,
+    AccessLogsConfig, ConfigEntry, MeshDirectionalTlsConfig, MeshTlsConfig, PassiveHealthCheck,
+    ServiceDefaults, UpstreamConfig,
 };
 use reqwest::StatusCode;
 use rustls::sign::CertifiedKey;
@@ -49,6 +50,61 @@ impl IntentionSet {
     }
 }
 
+/// `PassiveHealthCheck` (Envoy's outlier detection) as the proxies apply it
+/// to connect failures, with Envoy's defaults for what is unset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outlier {
+    /// Consecutive connect failures that set an instance aside.
+    pub max_failures: u32,
+    /// The chance, in per cent, that they do.
+    pub enforcing: u32,
+    /// The most instances set aside at once, in per cent (at least one).
+    pub max_ejection_percent: u32,
+    /// How long an instance stays aside, times the number of times it was.
+    pub base_ejection: Duration,
+}
+
+impl Outlier {
+    fn from_config(p: &PassiveHealthCheck) -> Outlier {
+        Outlier {
+            max_failures: if p.max_failures == 0 {
+                5
+            } else {
+                p.max_failures
+            },
+            enforcing: p.enforcing_consecutive_5xx.unwrap_or(100),
+            max_ejection_percent: p.max_ejection_percent.unwrap_or(10),
+            base_ejection: p
+                .base_ejection_time
+                .filter(|n| n.0 > 0)
+                .map(|n| Duration::from_nanos(n.0 as u64))
+                .unwrap_or(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// What a service's `UpstreamConfig` says for one upstream (its `Defaults`,
+/// or the `Overrides` entry of that name).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpstreamSettings {
+    pub max_connections: Option<u64>,
+    pub outlier: Option<Outlier>,
+}
+
+impl UpstreamSettings {
+    fn from_config(u: &UpstreamConfig) -> UpstreamSettings {
+        UpstreamSettings {
+            max_connections: u
+                .limits
+                .as_ref()
+                .and_then(|l| l.max_connections)
+                .filter(|n| *n > 0)
+                .map(|n| n as u64),
+            outlier: u.passive_health_check.as_ref().map(Outlier::from_config),
+        }
+    }
+}
+
 /// Protocol and connection limit from a service's `service-defaults`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Defaults {
@@ -64,6 +120,12 @@ pub struct Defaults {
     /// `LocalConnectTimeoutMs`: a sidecar's connect timeout to its local
     /// service.
     pub local_connect_timeout: Option<Duration>,
+    /// `UpstreamConfig.Defaults`: for a gateway, what it applies to this
+    /// linked service's instances; for a sidecar, to each of its upstreams
+    /// that no override names.
+    pub upstream: UpstreamSettings,
+    /// `UpstreamConfig.Overrides`, by upstream name (sidecars).
+    pub overrides: Vec<(String, UpstreamSettings)>,
 }
 
 impl Defaults {
@@ -71,16 +133,33 @@ impl Defaults {
         self.protocol == "postgres"
     }
 
+    /// The settings of the upstream `name` of a sidecar of this service.
+    pub fn for_upstream(&self, name: &str) -> &UpstreamSettings {
+        self.overrides
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(&self.upstream, |(_, s)| s)
+    }
+
     fn from_entry(sd: &ServiceDefaults) -> Defaults {
         let upstream = sd
             .upstream_config
             .as_ref()
             .and_then(|u| u.defaults.as_ref());
-        let from_limits = upstream
-            .and_then(|d| d.limits.as_ref())
-            .and_then(|l| l.max_connections)
-            .filter(|n| *n > 0)
-            .map(|n| n as u64);
+        let settings = upstream
+            .map(UpstreamSettings::from_config)
+            .unwrap_or_default();
+        let from_limits = settings.max_connections;
+        let overrides = sd
+            .upstream_config
+            .as_ref()
+            .map(|u| {
+                u.overrides
+                    .iter()
+                    .map(|o| (o.name.clone(), UpstreamSettings::from_config(o)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let inbound = (sd.max_inbound_connections > 0).then_some(sd.max_inbound_connections as u64);
         let ms = |v: i64| (v > 0).then(|| Duration::from_millis(v as u64));
         Defaults {
@@ -89,6 +168,8 @@ impl Defaults {
             connect_timeout: upstream.and_then(|d| ms(d.connect_timeout_ms)),
             max_inbound: inbound,
             local_connect_timeout: ms(sd.local_connect_timeout_ms),
+            upstream: settings,
+            overrides,
         }
     }
 }

@@ -25,10 +25,12 @@ pub struct Counters {
     pub upstream_tls_failures: AtomicU64,
     /// Connections refused because the service had no passing instance.
     pub no_healthy_refused: AtomicU64,
+    /// Instances set aside by the passive health check.
+    pub ejections: AtomicU64,
 }
 
 impl Counters {
-    fn rows(&self) -> [(&'static str, &'static str, &'static str, u64); 11] {
+    fn rows(&self) -> [(&'static str, &'static str, &'static str, u64); 12] {
         [
             (
                 "connections_opened_total",
@@ -95,6 +97,12 @@ impl Counters {
                 "counter",
                 "Connections refused because no instance of the service passed its checks",
                 self.no_healthy_refused.load(Relaxed),
+            ),
+            (
+                "outlier_ejections_total",
+                "counter",
+                "Instances set aside after consecutive connect failures (PassiveHealthCheck)",
+                self.ejections.load(Relaxed),
             ),
         ]
     }

@@ -7,15 +7,17 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tracing::debug;
+use tracing::{debug, warn};
 
+use crate::mesh::Outlier;
 use crate::metrics::Counters;
 
 /// How long a host name's addresses are reused before asking again.
@@ -36,9 +38,32 @@ pub struct Endpoint {
     pub port: u16,
     /// Connections open to it now (for least-connections balancing).
     pub active: AtomicU64,
+    /// Connect failures in a row (the passive health check).
+    failures: AtomicU32,
+    /// Until when it is set aside ([`now_ms`]; 0: it is not).
+    ejected_until: AtomicU64,
+    /// How many times it was set aside since it last answered.
+    ejections: AtomicU32,
+}
+
+/// Milliseconds since the process first asked (a monotonic clock).
+fn now_ms() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    START.elapsed().as_millis() as u64 + 1
 }
 
 impl Endpoint {
+    fn new(host: &str, port: u16) -> Endpoint {
+        Endpoint {
+            host: host.to_string(),
+            port,
+            active: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+        }
+    }
+
     pub fn label(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
@@ -75,27 +100,74 @@ impl Balancer {
         *cur = list
             .iter()
             .map(|(h, p)| {
-                old.get(&(h.clone(), *p)).cloned().unwrap_or_else(|| {
-                    Arc::new(Endpoint {
-                        host: h.clone(),
-                        port: *p,
-                        active: AtomicU64::new(0),
-                    })
-                })
+                old.get(&(h.clone(), *p))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Endpoint::new(h, *p)))
             })
             .collect();
     }
 
-    /// The instances, fewest open connections first (ties in random order).
+    /// The instances, fewest open connections first (ties in random order),
+    /// leaving out those the passive health check set aside — unless that
+    /// leaves none.
     pub fn ordered(&self) -> Vec<Arc<Endpoint>> {
-        let mut v: Vec<(u64, u32, Arc<Endpoint>)> = self
-            .endpoints
-            .read()
+        let now = now_ms();
+        let eps = self.endpoints.read();
+        let usable = eps.iter().any(|e| e.ejected_until.load(Relaxed) <= now);
+        let mut v: Vec<(u64, u32, Arc<Endpoint>)> = eps
             .iter()
+            .filter(|e| !usable || e.ejected_until.load(Relaxed) <= now)
             .map(|e| (e.active.load(Relaxed), rand::random::<u32>(), e.clone()))
             .collect();
         v.sort_by_key(|(a, r, _)| (*a, *r));
         v.into_iter().map(|(_, _, e)| e).collect()
+    }
+
+    /// The instances set aside now (for `/config`).
+    pub fn ejected(&self) -> Vec<String> {
+        let now = now_ms();
+        self.endpoints
+            .read()
+            .iter()
+            .filter(|e| e.ejected_until.load(Relaxed) > now)
+            .map(|e| e.label())
+            .collect()
+    }
+
+    /// Counts a connect failure of `ep`; after `o.max_failures` in a row it
+    /// is set aside (Envoy's consecutive-failure outlier detection), within
+    /// `o.max_ejection_percent` of the instances (at least one), for the base
+    /// time times the number of times it was (at most 300 s or the base).
+    fn failed(&self, ep: &Endpoint, o: &Outlier, counters: &Counters) {
+        let f = ep.failures.fetch_add(1, Relaxed) + 1;
+        if f < o.max_failures {
+            return;
+        }
+        ep.failures.store(0, Relaxed);
+        if rand::random::<u32>() % 100 >= o.enforcing {
+            return;
+        }
+        let now = now_ms();
+        let (aside, total) = {
+            let eps = self.endpoints.read();
+            let aside = eps
+                .iter()
+                .filter(|e| e.ejected_until.load(Relaxed) > now)
+                .count();
+            (aside, eps.len())
+        };
+        if aside >= (total * o.max_ejection_percent as usize / 100).max(1) {
+            return;
+        }
+        let times = ep.ejections.fetch_add(1, Relaxed) + 1;
+        let d = (o.base_ejection * times).min(o.base_ejection.max(Duration::from_secs(300)));
+        ep.ejected_until.store(now + d.as_millis() as u64, Relaxed);
+        counters.ejections.fetch_add(1, Relaxed);
+        warn!(
+            "instance {} set aside for {d:?} after {} connect failures in a row (PassiveHealthCheck)",
+            ep.label(),
+            o.max_failures
+        );
     }
 
     /// The instance labels, for `/config`.
@@ -135,12 +207,14 @@ impl Resolver {
 }
 
 /// Connects to the least-loaded instance, trying the next one when a
-/// connection fails or times out; every failure is counted.
+/// connection fails or times out; every failure is counted, and with
+/// `outlier` an instance that keeps failing is set aside for a while.
 pub async fn connect(
     balancer: &Balancer,
     resolver: &Resolver,
     timeout: Duration,
     counters: &Counters,
+    outlier: Option<&Outlier>,
 ) -> Result<(TcpStream, EndpointGuard, String), String> {
     let endpoints = balancer.ordered();
     if endpoints.is_empty() {
@@ -168,6 +242,10 @@ pub async fn connect(
             match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
+                    if outlier.is_some() {
+                        ep.failures.store(0, Relaxed);
+                        ep.ejections.store(0, Relaxed);
+                    }
                     return Ok((s, guard, label));
                 }
                 Ok(Err(e)) => {
@@ -180,6 +258,9 @@ pub async fn connect(
                     errors.push(format!("{addr}: timed out after {timeout:?}"));
                 }
             }
+        }
+        if let Some(o) = outlier {
+            balancer.failed(&ep, o, counters);
         }
     }
     Err(errors.join("; "))
@@ -454,11 +535,89 @@ mod tests {
             .active
             .fetch_add(1, Relaxed);
         let counters = Counters::default();
-        let (_s, _g, label) = connect(&b, &Resolver::default(), Duration::from_secs(2), &counters)
-            .await
-            .unwrap();
+        let (_s, _g, label) = connect(
+            &b,
+            &Resolver::default(),
+            Duration::from_secs(2),
+            &counters,
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(label, format!("127.0.0.1:{live_port}"));
         assert_eq!(counters.connect_errors.load(Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_keeps_failing_is_set_aside() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_port = live.local_addr().unwrap().port();
+        let dead_port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let b = Balancer::default();
+        b.update(&[
+            ("127.0.0.1".into(), dead_port),
+            ("127.0.0.1".into(), live_port),
+        ]);
+        let o = Outlier {
+            max_failures: 2,
+            enforcing: 100,
+            max_ejection_percent: 50,
+            base_ejection: Duration::from_millis(300),
+        };
+        let counters = Counters::default();
+        let live_ep = b
+            .ordered()
+            .into_iter()
+            .find(|e| e.port == live_port)
+            .unwrap();
+        // Keep the live one looking busier so the dead one is tried first.
+        live_ep.active.fetch_add(100, Relaxed);
+        for _ in 0..2 {
+            connect(
+                &b,
+                &Resolver::default(),
+                Duration::from_secs(2),
+                &counters,
+                Some(&o),
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(counters.connect_errors.load(Relaxed), 2);
+        assert_eq!(counters.ejections.load(Relaxed), 1);
+        assert_eq!(b.ejected(), vec![format!("127.0.0.1:{dead_port}")]);
+        // Set aside: not tried any more.
+        connect(
+            &b,
+            &Resolver::default(),
+            Duration::from_secs(2),
+            &counters,
+            Some(&o),
+        )
+        .await
+        .unwrap();
+        assert_eq!(counters.connect_errors.load(Relaxed), 2);
+        // At most half of the instances: the live one is never set aside,
+        // even if it failed too.
+        drop(live);
+        for _ in 0..3 {
+            let _ = connect(
+                &b,
+                &Resolver::default(),
+                Duration::from_secs(2),
+                &counters,
+                Some(&o),
+            )
+            .await;
+        }
+        assert_eq!(b.ejected().len(), 1);
+        // Back once its time aside is over.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(b.ejected().is_empty());
+        assert_eq!(b.ordered().len(), 2);
     }
 
     #[tokio::test]

@@ -380,10 +380,26 @@ impl Sidecar {
     }
 
     async fn outbound(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, up: Arc<Upstream>) {
-        let _active = ActiveGuard::new(up.counters.clone());
         // Written when dropped, however the connection ends.
         let mut log = self.access.start(peer, stream.local_addr().ok());
         let dest = up.def.destination.clone();
+        // This service's UpstreamConfig for the upstream: its limit and its
+        // passive health check.
+        let settings = self
+            .own
+            .borrow()
+            .as_ref()
+            .map(|d| d.for_upstream(&dest).clone())
+            .unwrap_or_default();
+        if let Some(max) = settings.max_connections
+            && up.counters.active.load(Relaxed) >= max
+        {
+            up.counters.limit_refused.fetch_add(1, Relaxed);
+            warn!(%peer, upstream = %dest, "refused: {max} connections already open to {dest} (UpstreamConfig limits)");
+            log.refused("UO", "");
+            return;
+        }
+        let _active = ActiveGuard::new(up.counters.clone());
         let failed = |log: &mut Record, flags: &'static str, why: &str| {
             if let Some(e) = log.entry() {
                 e.flags = flags;
@@ -402,16 +418,23 @@ impl Sidecar {
             e.cluster = sni.clone();
         }
         let connect_timeout = up.route.read().connect_timeout;
-        let (tcp, _ep, label) =
-            match relay::connect(&up.balancer, &self.dns, connect_timeout, &up.counters).await {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(%peer, upstream = %dest, "no instance of {dest} answers: {e}");
-                    let flags = if up.balancer.is_empty() { "UH" } else { "UF" };
-                    failed(&mut log, flags, &e);
-                    return;
-                }
-            };
+        let (tcp, _ep, label) = match relay::connect(
+            &up.balancer,
+            &self.dns,
+            connect_timeout,
+            &up.counters,
+            settings.outlier.as_ref(),
+        )
+        .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(%peer, upstream = %dest, "no instance of {dest} answers: {e}");
+                let flags = if up.balancer.is_empty() { "UH" } else { "UF" };
+                failed(&mut log, flags, &e);
+                return;
+            }
+        };
         if let Some(e) = log.entry() {
             e.upstream_host = label.clone();
             e.upstream_local = tcp.local_addr().ok();
@@ -621,6 +644,7 @@ impl Sidecar {
                     "Datacenter": u.def.datacenter,
                     "LocalBind": format!("{}:{}", u.def.bind_address, u.def.bind_port),
                     "Instances": u.balancer.labels(),
+                    "SetAside": u.balancer.ejected(),
                     "ActiveConnections": u.counters.active.load(Relaxed),
                 })
             })
