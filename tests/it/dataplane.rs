@@ -1688,3 +1688,95 @@ async fn passive_health_check_sets_a_dead_instance_aside() {
     })
     .await;
 }
+
+/// A sidecar reads Consul's proxy `Config` keys: `bind_address` /
+/// `bind_port` move its public listener (mesh clients still dial the
+/// registered address), `local_connect_timeout_ms` and `handshake_timeout_ms`
+/// from the registration, else the service's `LocalConnectTimeoutMs`, else
+/// proxy-defaults' `Config`.
+#[tokio::test]
+async fn sidecar_reads_the_proxy_config_keys() {
+    let a = crate::dev().await;
+    let bind_port = free_port("127.0.0.4");
+    let (st, b) = a
+        .put(
+            "/v1/agent/service/register",
+            json!({"Name": "tuned", "Port": 9,
+                   "Connect": {"SidecarService": {"Port": free_port("127.0.0.1"), "Address": "127.0.0.1",
+                       "Proxy": {"Config": {"bind_address": "127.0.0.4", "bind_port": bind_port,
+                                            "local_connect_timeout_ms": "1200", "handshake_timeout_ms": 2500}}}}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = a
+        .put(
+            "/v1/agent/service/register",
+            json!({"Name": "plain", "Port": 9,
+                   "Connect": {"SidecarService": {"Port": free_port("127.0.0.1"), "Address": "127.0.0.1"}}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = a
+        .put(
+            "/v1/config",
+            r#"{"Kind": "proxy-defaults", "Name": "global", "Config": {"local_connect_timeout_ms": 900, "handshake_timeout_ms": 3000}}"#,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let start = |svc: &str| {
+        Proc::spawn(
+            &format!("{svc}-sidecar"),
+            BIN,
+            &[
+                "connect",
+                "proxy",
+                "-sidecar-for",
+                svc,
+                "-admin-bind",
+                "127.0.0.1:0",
+            ],
+            &[("CONSUL_HTTP_ADDR", &a.base)],
+        )
+    };
+    let mut tuned = start("tuned");
+    let mut plain = start("plain");
+    let tuned_admin = admin_addr(&mut tuned);
+    let plain_admin = admin_addr(&mut plain);
+    wait_ready(&mut tuned, &tuned_admin).await;
+    wait_ready(&mut plain, &plain_admin).await;
+    let config = |admin: String| async move {
+        meshgate_test_support::client()
+            .get(format!("http://{admin}/config"))
+            .send()
+            .await
+            .ok()?
+            .json::<Value>()
+            .await
+            .ok()
+    };
+    let c = config(tuned_admin.clone()).await.unwrap();
+    assert_eq!(c["PublicListener"], format!("127.0.0.4:{bind_port}"), "{c}");
+    assert_eq!(c["LocalConnectTimeoutMs"], 1200, "{c}");
+    assert_eq!(c["HandshakeTimeoutMs"], 2500, "{c}");
+    tokio::net::TcpStream::connect(("127.0.0.4", bind_port))
+        .await
+        .expect("the public listener is on the bind address");
+    let c = config(plain_admin.clone()).await.unwrap();
+    assert_eq!(c["LocalConnectTimeoutMs"], 900, "proxy-defaults: {c}");
+    assert_eq!(c["HandshakeTimeoutMs"], 3000, "proxy-defaults: {c}");
+    // The service's own LocalConnectTimeoutMs comes before proxy-defaults.
+    let (st, b) = a
+        .put(
+            "/v1/config",
+            r#"{"Kind": "service-defaults", "Name": "plain", "LocalConnectTimeoutMs": 1500}"#,
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    eventually("service-defaults first", Duration::from_secs(10), || {
+        let admin = plain_admin.clone();
+        async move { (config(admin).await?["LocalConnectTimeoutMs"] == 1500).then_some(()) }
+    })
+    .await;
+}

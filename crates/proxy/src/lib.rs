@@ -315,8 +315,9 @@ pub async fn run(
     .await?;
     // Access logs follow proxy-defaults, from the first connection.
     let access = Arc::new(access_log::AccessLog::default());
-    let (mut logs_cfg, t) = mesh::watch_access_logs(&client);
+    let (global, t) = mesh::watch_proxy_defaults(&client);
     tasks.push(t);
+    let mut logs_cfg = global.clone();
     crate::agent::first(
         &mut logs_cfg,
         Duration::from_secs(30),
@@ -326,7 +327,10 @@ pub async fn run(
     let a = access.clone();
     tasks.push(tokio::spawn(async move {
         loop {
-            let cfg = logs_cfg.borrow_and_update().clone().flatten();
+            let cfg = logs_cfg
+                .borrow_and_update()
+                .clone()
+                .and_then(|g| g.access_logs);
             for w in a.apply(cfg.as_ref()) {
                 warn!("{w}");
             }
@@ -458,6 +462,7 @@ pub async fn run(
                 &datacenter,
                 roots.clone(),
                 mesh_tls.clone(),
+                global.clone(),
                 access.clone(),
                 metrics.clone(),
                 drain.clone(),

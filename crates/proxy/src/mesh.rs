@@ -274,23 +274,46 @@ pub fn watch_mesh_tls(
     )
 }
 
-/// Watches `proxy-defaults`' `AccessLogs` (no entry: `Some(None)`, off).
-pub fn watch_access_logs(
+/// What the proxies use of the `proxy-defaults` entry.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Global {
+    pub access_logs: Option<AccessLogsConfig>,
+    /// `Config.local_connect_timeout_ms`.
+    pub local_connect_timeout: Option<Duration>,
+    /// `Config.handshake_timeout_ms`.
+    pub handshake_timeout: Option<Duration>,
+}
+
+/// Watches the `proxy-defaults` entry (no entry: the defaults).
+pub fn watch_proxy_defaults(
     client: &AgentClient,
-) -> (
-    watch::Receiver<Option<Option<AccessLogsConfig>>>,
-    tokio::task::JoinHandle<()>,
-) {
+) -> (watch::Receiver<Option<Global>>, tokio::task::JoinHandle<()>) {
     watch_path(
         client.clone(),
         "/v1/config/proxy-defaults/global".into(),
         Blocking::Index,
         |a| {
             if a.status == StatusCode::NOT_FOUND {
-                return Ok(Some(None));
+                return Ok(Some(Global::default()));
             }
             match meshgate_config_entries::decode(ok_body(a)?.clone()) {
-                Ok(ConfigEntry::ProxyDefaults(p)) => Ok(Some(Some(p.access_logs))),
+                Ok(ConfigEntry::ProxyDefaults(p)) => {
+                    let config = p
+                        .config
+                        .map(|c| Value::Object(c.into_iter().collect()))
+                        .unwrap_or(Value::Null);
+                    Ok(Some(Global {
+                        access_logs: Some(p.access_logs),
+                        local_connect_timeout: crate::sidecar::config_ms(
+                            &config,
+                            "local_connect_timeout_ms",
+                        ),
+                        handshake_timeout: crate::sidecar::config_ms(
+                            &config,
+                            "handshake_timeout_ms",
+                        ),
+                    }))
+                }
                 Ok(_) => Err("not a proxy-defaults entry".into()),
                 Err(e) => Err(format!("proxy-defaults: {e}")),
             }

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::access_log::{AccessLog, Record, listener_refusal};
 use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
-use crate::mesh::{self, ChainTarget, Defaults, IntentionSet, LeafCert, MeshTls, Roots};
+use crate::mesh::{self, ChainTarget, Defaults, Global, IntentionSet, LeafCert, MeshTls, Roots};
 use crate::metrics::{ActiveGuard, Counters, Metrics};
 use crate::relay::{self, Balancer, Resolver};
 use crate::workers::Workers;
@@ -47,6 +47,23 @@ pub struct Registration {
     pub local_address: String,
     pub local_port: u16,
     pub upstreams: Vec<UpstreamDef>,
+    /// `Proxy.Config.local_connect_timeout_ms`.
+    pub local_connect_timeout: Option<Duration>,
+    /// `Proxy.Config.handshake_timeout_ms`: the public listener's TLS
+    /// handshake timeout.
+    pub handshake_timeout: Option<Duration>,
+}
+
+/// A number of milliseconds from a proxy `Config` (a number or a string,
+/// as Consul decodes it); zero or unreadable: unset.
+pub fn config_ms(config: &Value, key: &str) -> Option<Duration> {
+    let v = config.get(key)?;
+    let ms = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (ms >= 1.0).then(|| Duration::from_millis(ms as u64))
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
@@ -100,14 +117,27 @@ pub fn parse_registration(v: &Value) -> Result<Registration, String> {
             bind_port: port,
         });
     }
+    // `Proxy.Config`: `bind_address` / `bind_port` move the public listener
+    // off the registered address (which mesh clients still dial).
+    let config = proxy.get("Config").cloned().unwrap_or(Value::Null);
+    let bind_port = match config.get("bind_port") {
+        Some(Value::Number(n)) => n.as_u64().map(|p| p as u16),
+        Some(Value::String(p)) => p.trim().parse::<u16>().ok(),
+        _ => None,
+    };
     Ok(Registration {
         id: s(v, "ID").to_string(),
         service,
-        address: match s(v, "Address") {
-            "" => "0.0.0.0".to_string(),
-            a => a.to_string(),
+        address: match (s(&config, "bind_address"), s(v, "Address")) {
+            (b, _) if !b.is_empty() => b.to_string(),
+            (_, "") => "0.0.0.0".to_string(),
+            (_, a) => a.to_string(),
         },
-        port: v.get("Port").and_then(Value::as_u64).unwrap_or(0) as u16,
+        port: bind_port
+            .filter(|p| *p > 0)
+            .unwrap_or(v.get("Port").and_then(Value::as_u64).unwrap_or(0) as u16),
+        local_connect_timeout: config_ms(&config, "local_connect_timeout_ms"),
+        handshake_timeout: config_ms(&config, "handshake_timeout_ms"),
         local_address: match s(&proxy, "LocalServiceAddress") {
             "" => "127.0.0.1".to_string(),
             a => a.to_string(),
@@ -142,6 +172,8 @@ pub struct Sidecar {
     leaf: watch::Receiver<Option<LeafCert>>,
     roots: watch::Receiver<Option<Roots>>,
     mesh_tls: watch::Receiver<Option<MeshTls>>,
+    /// The `proxy-defaults` entry.
+    global: watch::Receiver<Option<Global>>,
     access: Arc<AccessLog>,
     intentions: watch::Receiver<Option<IntentionSet>>,
     /// The service's own `service-defaults` (inbound limit, local connect
@@ -164,6 +196,7 @@ impl Sidecar {
         datacenter: &str,
         roots: watch::Receiver<Option<Roots>>,
         mesh_tls: watch::Receiver<Option<MeshTls>>,
+        global: watch::Receiver<Option<Global>>,
         access: Arc<AccessLog>,
         metrics: Arc<Metrics>,
         drain: Drain,
@@ -183,6 +216,7 @@ impl Sidecar {
             leaf,
             roots,
             mesh_tls,
+            global,
             access,
             intentions,
             own,
@@ -521,7 +555,8 @@ impl Sidecar {
             log.refused("NR", "no TLS configuration yet");
             return;
         };
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        let handshake = self.handshake_timeout();
+        let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
             Ok(Ok(t)) => t,
             Ok(Err(e)) => {
                 counters.handshake_failures.fetch_add(1, Relaxed);
@@ -560,8 +595,12 @@ impl Sidecar {
             log.refused("-", crate::access_log::DENIED);
             return;
         }
-        let own = self.own.borrow().clone().unwrap_or_default();
-        if let Some(max) = own.max_inbound
+        let (max_inbound, own_timeout) = self
+            .own
+            .borrow()
+            .as_ref()
+            .map_or((None, None), |d| (d.max_inbound, d.local_connect_timeout));
+        if let Some(max) = max_inbound
             && counters.active.load(Relaxed) >= max
         {
             counters.limit_refused.fetch_add(1, Relaxed);
@@ -571,7 +610,7 @@ impl Sidecar {
             return;
         }
         let _active = ActiveGuard::new(counters.clone());
-        let timeout = own.local_connect_timeout.unwrap_or(Duration::from_secs(5));
+        let timeout = self.local_connect_timeout(own_timeout);
         let up = match tokio::time::timeout(timeout, TcpStream::connect(&target)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -605,6 +644,39 @@ impl Sidecar {
         if let Err(e) = result {
             debug!(%peer, "relay ended: {e}");
         }
+    }
+
+    /// The connect timeout to the local service: the registration's
+    /// `Proxy.Config.local_connect_timeout_ms`, else the service's
+    /// `LocalConnectTimeoutMs`, else proxy-defaults' `Config` (Consul's order
+    /// of precedence), else 5 s.
+    fn local_connect_timeout(&self, own: Option<Duration>) -> Duration {
+        let global = self
+            .global
+            .borrow()
+            .as_ref()
+            .and_then(|g| g.local_connect_timeout);
+        self.reg
+            .read()
+            .local_connect_timeout
+            .or(own)
+            .or(global)
+            .unwrap_or(Duration::from_secs(5))
+    }
+
+    /// The public listener's TLS handshake timeout: the registration's
+    /// `Proxy.Config.handshake_timeout_ms`, else proxy-defaults', else 10 s.
+    fn handshake_timeout(&self) -> Duration {
+        let global = self
+            .global
+            .borrow()
+            .as_ref()
+            .and_then(|g| g.handshake_timeout);
+        self.reg
+            .read()
+            .handshake_timeout
+            .or(global)
+            .unwrap_or(HANDSHAKE_TIMEOUT)
     }
 
     /// Whether the sidecar can serve.
@@ -661,10 +733,8 @@ impl Sidecar {
             "Intentions": self.intentions.borrow().as_ref().map(|i| i.list.len()),
             "Upstreams": ups,
             "MaxInboundConnections": own.max_inbound,
-            "LocalConnectTimeoutMs": own
-                .local_connect_timeout
-                .unwrap_or(Duration::from_secs(5))
-                .as_millis() as u64,
+            "LocalConnectTimeoutMs": self.local_connect_timeout(own.local_connect_timeout).as_millis() as u64,
+            "HandshakeTimeoutMs": self.handshake_timeout().as_millis() as u64,
             "TLS": {
                 "Incoming": mesh::settings_json(&tls.incoming),
                 "Outgoing": mesh::settings_json(&tls.outgoing),
