@@ -1484,7 +1484,13 @@ fn https_and_tls_settings_are_checked_at_start() {
         ),
         (
             "tls { internal_rpc { tls_cipher_suites = \"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,BOGUS\" } }\n",
-            "tls.internal_rpc.tls_cipher_suites: invalid TLS cipher suites: no matching TLS cipher suite found for BOGUS",
+            "tls.internal_rpc.tls_cipher_suites: invalid TLS cipher suites: no matching Consul Agent TLS cipher suite found for BOGUS",
+        ),
+        (
+            // tls.defaults is checked on its own, even where every block
+            // overrides it (Consul).
+            "tls {\n defaults { tls_min_version = \"TLSv9\" }\n https { tls_min_version = \"TLSv1_2\" }\n internal_rpc { tls_min_version = \"TLSv1_2\" }\n}\n",
+            "tls.defaults.tls_min_version: invalid TLS version",
         ),
     ] {
         let f = dir.path().join("https.hcl");
@@ -1500,6 +1506,20 @@ fn https_and_tls_settings_are_checked_at_start() {
             "{config}: {err}"
         );
     }
+    // A block with a TLS 1.3 minimum does not inherit tls.defaults' suites
+    // (Consul accepts this).
+    let f = dir.path().join("ok.hcl");
+    std::fs::write(
+        &f,
+        "server = true\nbootstrap = true\ndata_dir = \"/tmp/unused\"\nbind_addr = \"127.0.0.1\"\ntls {\n defaults { tls_cipher_suites = \"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\" }\n https { tls_min_version = \"TLSv1_3\" }\n}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::BIN)
+        .args(["validate"])
+        .arg(&f)
+        .output()
+        .expect("meshgate validate");
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// An agent whose only API is HTTPS (`ports.http = -1`) runs its `watches`

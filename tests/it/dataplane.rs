@@ -1480,7 +1480,7 @@ fn access_lines(path: &Path, local: &str) -> Vec<Value> {
 #[tokio::test]
 async fn access_logs_of_the_proxies() {
     let addr = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let s = scenario_at(Some(addr)).await;
+    let mut s = scenario_at(Some(addr)).await;
     let gw = s.gateway_addr.clone();
     let log = s.dir.path().join("access.log");
     let write_defaults = |logs: &str| {
@@ -1559,11 +1559,38 @@ async fn access_logs_of_the_proxies() {
     .await;
     assert_eq!(refused.0["bytes_received"], 0, "{}", refused.0);
     assert_eq!(
+        refused.0["requested_server_name"],
+        db.sni(),
+        "{}",
+        refused.0
+    );
+    // The name nobody serves is in its line (read before the handshake).
+    assert_eq!(
         refused.1["requested_server_name"],
-        Value::Null,
+        nope.sni(),
         "{}",
         refused.1
     );
+    // Directions: a large answer is what the caller received (sent to it).
+    let n = psql_via(
+        s.upstream_port,
+        &s.password,
+        "select repeat('x', 200000)",
+        "prefer",
+    )
+    .unwrap();
+    assert_eq!(n.len(), 200_000);
+    let big = eventually(
+        "the large answer logged",
+        Duration::from_secs(10),
+        || async {
+            access_lines(&log, &gw)
+                .into_iter()
+                .find(|l| l["bytes_sent"].as_u64().unwrap_or(0) > 200_000)
+        },
+    )
+    .await;
+    assert!(big["bytes_received"].as_u64().unwrap() < 10_000, "{big}");
 
     // Listener logs off: an unknown SNI leaves no line; a text format.
     let text_log = s.dir.path().join("access.txt");
@@ -1604,9 +1631,55 @@ async fn access_logs_of_the_proxies() {
         std::fs::read_to_string(&text_log).unwrap()
     );
     assert!(
-        !all.lines().any(|l| l.starts_with(&format!("{gw} - - NR"))),
+        !all.lines().any(|l| l.contains(" NR ")),
         "listener logs are off: {all}"
     );
+
+    // A proxy that stops writes the lines of the connections it had to
+    // close at its drain timeout: the sidecar again, with a 1 s drain.
+    s.sidecar.sigterm();
+    assert!(s.sidecar.wait_exit(Duration::from_secs(40)).is_some());
+    let mut sidecar = Proc::spawn(
+        "sidecar-2",
+        BIN,
+        &[
+            "connect",
+            "proxy",
+            "-sidecar-for",
+            "carbonio-files",
+            "-admin-bind",
+            "127.0.0.1:0",
+            "-drain-timeout=1s",
+        ],
+        &[
+            ("CONSUL_HTTP_ADDR", &s.agent.base),
+            ("CONSUL_HTTP_TOKEN", ROOT),
+        ],
+    );
+    let admin = admin_addr(&mut sidecar);
+    wait_ready(&mut sidecar, &admin).await;
+    let sidecar_lines = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{sidecar_local} ")))
+            .count()
+    };
+    let before = sidecar_lines(&std::fs::read_to_string(&text_log).unwrap());
+    let held = pg_client(s.upstream_port, &s.password).await.unwrap();
+    assert_eq!(
+        held.query_one("select 9", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        9
+    );
+    sidecar.sigterm();
+    sidecar.wait_log(
+        "drain timeout: closing 1 connections",
+        Duration::from_secs(10),
+    );
+    assert!(sidecar.wait_exit(Duration::from_secs(10)).is_some());
+    let after = sidecar_lines(&std::fs::read_to_string(&text_log).unwrap());
+    assert_eq!(after, before + 1, "the held connection's line");
 }
 
 /// `UpstreamConfig.Defaults.PassiveHealthCheck` of the linked service: an

@@ -281,38 +281,36 @@ impl TlsConfig {
     }
 
     /// The versions and TLS 1.2 cipher suites of block `name` (`https`,
-    /// `internal_rpc`), each setting falling back to `tls.defaults`; errors
+    /// `internal_rpc`, `defaults`), as Consul builds them: `tls.defaults` is
+    /// checked on its own; a block takes each setting it lacks from it,
+    /// except the suites when the block's own minimum is TLS 1.3. Errors
     /// name the key as Consul does.
     pub fn settings(&self, name: &str) -> Result<meshgate_types::tls::Parsed, String> {
+        let d = &self.defaults;
+        let own = check_tls_block(
+            &d.tls_min_version,
+            d.tls_cipher_suites.as_deref(),
+            "defaults",
+            "defaults",
+        )?;
         let block = match name {
             "https" => &self.https,
             "internal_rpc" => &self.internal_rpc,
-            _ => &self.defaults,
+            _ => return Ok(own),
         };
-        let d = &self.defaults;
         let (min, min_from) = if block.tls_min_version.is_empty() {
             (&d.tls_min_version, "defaults")
         } else {
             (&block.tls_min_version, name)
         };
+        let own_13 = matches!(block.tls_min_version.as_str(), "TLSv1_3" | "tls13");
         let (suites, suites_from) = match (&block.tls_cipher_suites, &d.tls_cipher_suites) {
-            (Some(s), _) => (Some(s), name),
-            (None, s) => (s.as_ref(), "defaults"),
+            (Some(s), _) => (Some(s.as_str()), name),
+            (None, _) if own_13 => (None, name),
+            (None, s) => (s.as_deref(), "defaults"),
         };
-        meshgate_types::tls::parse(min, "", &[])
-            .map_err(|e| format!("tls.{min_from}.tls_min_version: invalid TLS version: {e}"))?;
-        let list = suites
-            .map(|s| meshgate_types::tls::split_suites(s))
-            .unwrap_or_default();
-        meshgate_types::tls::parse(min, "", &list).map_err(|e| {
-            if e.starts_with("TLS 1.3") {
-                format!("tls.{suites_from}.tls_cipher_suites: {e}")
-            } else {
-                format!("tls.{suites_from}.tls_cipher_suites: invalid TLS cipher suites: {e}")
-            }
-        })
+        check_tls_block(min, suites, min_from, suites_from)
     }
-
     /// [`Self::settings`] of a configuration already validated.
     fn settings_or_default(&self, name: &str) -> TlsSettings {
         self.settings(name).map(|p| p.settings).unwrap_or_default()
@@ -334,6 +332,27 @@ impl TlsConfig {
         }
         out
     }
+}
+
+/// One `tls` block's version and suites, errors naming where each came
+/// from (`tls.<from>.tls_min_version`, `tls.<from>.tls_cipher_suites`).
+fn check_tls_block(
+    min: &str,
+    suites: Option<&str>,
+    min_from: &str,
+    suites_from: &str,
+) -> Result<meshgate_types::tls::Parsed, String> {
+    use meshgate_types::tls::{Flavor, parse, split_suites};
+    parse(min, "", &[], Flavor::Agent)
+        .map_err(|e| format!("tls.{min_from}.tls_min_version: invalid TLS version: {e}"))?;
+    let list = suites.map(split_suites).unwrap_or_default();
+    parse(min, "", &list, Flavor::Agent).map_err(|e| {
+        if e.starts_with("TLS 1.3") {
+            format!("tls.{suites_from}.tls_cipher_suites: {e}")
+        } else {
+            format!("tls.{suites_from}.tls_cipher_suites: invalid TLS cipher suites: {e}")
+        }
+    })
 }
 
 /// `dns_config { ... }`: how the DNS interface answers (see `docs/dns.md`).

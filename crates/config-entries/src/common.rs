@@ -168,10 +168,17 @@ impl AccessLogsConfig {
         if self.r#type != "file" && !self.path.is_empty() {
             return Err("path is only valid for file type access logs".into());
         }
-        if !self.json_format.is_empty()
-            && let Err(e) = serde_json::from_str::<Value>(&self.json_format)
-        {
-            return Err(format!("invalid access log json for JSON format: {e}"));
+        if !self.json_format.is_empty() {
+            match serde_json::from_str::<Value>(&self.json_format) {
+                Err(e) => return Err(format!("invalid access log json for JSON format: {e}")),
+                // A struct, as Consul decodes it.
+                Ok(v) if !v.is_object() => {
+                    return Err(
+                        "invalid access log json for JSON format: it must be a JSON object".into(),
+                    );
+                }
+                Ok(_) => {}
+            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use meshgate_types::tls::{CONSUL_CIPHER_SUITES, VERSION_NAMES};
+use meshgate_types::tls::{CONSUL_CIPHER_SUITES, Flavor, VERSION_NAMES};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{is_false, is_zero_u64};
@@ -194,7 +194,7 @@ fn validate_directional(cfg: &MeshDirectionalTlsConfig) -> Result<(), String> {
     // What meshgate's proxies cannot do at all (TLS 1.2 and 1.3 only, no
     // CBC or RSA key exchange suites) is refused here rather than found
     // later by every proxy.
-    meshgate_types::tls::parse(min, max, &cfg.cipher_suites).map(|_| ())
+    meshgate_types::tls::parse(min, max, &cfg.cipher_suites, Flavor::Proxy).map(|_| ())
 }
 
 impl Mesh {

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -149,7 +149,8 @@ fn op(name: &str, arg: Option<&str>) -> Option<Op> {
 #[derive(Debug, Clone, PartialEq)]
 enum Piece {
     Text(String),
-    Op(Op),
+    /// An operator and its `:N` length limit.
+    Op(Op, Option<usize>),
 }
 
 /// Parses a format string into text and operators (`%NAME%`,
@@ -163,13 +164,13 @@ fn parse(s: &str, unknown: &mut Vec<String>) -> Vec<Piece> {
         text.push_str(&rest[..i]);
         let after = &rest[i + 1..];
         match operator(after) {
-            Some((name, arg, len)) => {
+            Some((name, arg, limit, len)) => {
                 match op(name, arg) {
                     Some(o) => {
                         if !text.is_empty() {
                             out.push(Piece::Text(std::mem::take(&mut text)));
                         }
-                        out.push(Piece::Op(o));
+                        out.push(Piece::Op(o, limit));
                     }
                     None => {
                         unknown.push(name.to_string());
@@ -191,8 +192,8 @@ fn parse(s: &str, unknown: &mut Vec<String>) -> Vec<Piece> {
     out
 }
 
-/// `NAME(arg):N%...` → (name, arg, length up to the closing `%`).
-fn operator(s: &str) -> Option<(&str, Option<&str>, usize)> {
+/// `NAME(arg):N%...` → (name, arg, N, length up to the closing `%`).
+fn operator(s: &str) -> Option<(&str, Option<&str>, Option<usize>, usize)> {
     let name_len = s
         .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
         .unwrap_or(s.len());
@@ -207,13 +208,15 @@ fn operator(s: &str) -> Option<(&str, Option<&str>, usize)> {
         arg = Some(&s[pos + 1..close]);
         pos = close + 1;
     }
+    let mut limit = None;
     if s[pos..].starts_with(':') {
         let digits = s[pos + 1..]
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(s.len() - pos - 1);
+        limit = s[pos + 1..pos + 1 + digits].parse().ok();
         pos += 1 + digits;
     }
-    s[pos..].starts_with('%').then_some((name, arg, pos))
+    s[pos..].starts_with('%').then_some((name, arg, limit, pos))
 }
 
 /// A parsed format.
@@ -341,8 +344,8 @@ impl Entry {
         for p in pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Op(o) => match self.value(o, hostname) {
-                    Val::Str(v) => out.push_str(&v),
+                Piece::Op(o, limit) => match self.value(o, hostname) {
+                    Val::Str(v) => out.push_str(truncated(&v, *limit)),
                     Val::Num(n) => {
                         let _ = write!(out, "{n}");
                     }
@@ -357,8 +360,8 @@ impl Entry {
             // A string that is one operator keeps the value's type (a
             // number, or null when unset), as in Envoy's JSON logs.
             Template::Pieces(p) => match p.as_slice() {
-                [Piece::Op(o)] => match self.value(o, hostname) {
-                    Val::Str(v) => Value::String(v.into_owned()),
+                [Piece::Op(o, limit)] => match self.value(o, hostname) {
+                    Val::Str(v) => Value::String(truncated(&v, *limit).to_string()),
                     Val::Num(n) => Value::from(n),
                     Val::Unset => Value::Null,
                 },
@@ -379,6 +382,14 @@ impl Entry {
             }
             Template::Literal(v) => v.clone(),
         }
+    }
+}
+
+/// At most `limit` characters of `v` (`%OP:N%`).
+fn truncated(v: &str, limit: Option<usize>) -> &str {
+    match limit.and_then(|n| v.char_indices().nth(n)) {
+        Some((i, _)) => &v[..i],
+        None => v,
     }
 }
 
@@ -439,7 +450,9 @@ struct Sink {
     disable_listener_logs: bool,
     tx: SyncSender<String>,
     hostname: String,
-    dropped: AtomicU64,
+    /// Lines lost (the queue full, or the target failing); shared by the
+    /// sinks of one proxy.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Sink {
@@ -461,11 +474,15 @@ impl Sink {
         match self.tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(1, Relaxed) == 0 {
+                // Counted on /metrics; said in the log at the first loss and
+                // every 1,000 after it.
+                if self.dropped.fetch_add(1, Relaxed).is_multiple_of(1000) {
                     warn!("access log: the writer is behind; lines are dropped");
                 }
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Relaxed);
+            }
         }
     }
 }
@@ -473,9 +490,16 @@ impl Sink {
 /// A proxy's access log: what `proxy-defaults` says now.
 #[derive(Default)]
 pub struct AccessLog {
+    /// Whether there is a sink (checked first: a connection costs nothing
+    /// more while access logs are off).
+    enabled: AtomicBool,
     sink: RwLock<Option<Arc<Sink>>>,
     config: RwLock<Option<AccessLogsConfig>>,
     next_id: AtomicU64,
+    dropped: Arc<AtomicU64>,
+    /// The writer threads started (each ends once its sink and the records
+    /// holding it are gone).
+    writers: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// One connection's log line, written when it is dropped (whichever way the
@@ -531,8 +555,14 @@ pub fn listener_refusal(log: &mut Record, reason: &str) {
 }
 
 impl AccessLog {
-    /// Starts the record of a connection accepted from `peer` on `local`.
-    pub fn start(&self, peer: SocketAddr, local: Option<SocketAddr>) -> Record {
+    /// Starts the record of a connection accepted from `peer` on `stream`.
+    pub fn start(&self, peer: SocketAddr, stream: &tokio::net::TcpStream) -> Record {
+        if !self.enabled.load(Relaxed) {
+            return Record {
+                entry: None,
+                sink: None,
+            };
+        }
         let sink = self.sink.read().clone();
         let entry = sink.as_ref().map(|_| {
             Box::new(Entry {
@@ -540,7 +570,7 @@ impl AccessLog {
                 started: Instant::now(),
                 id: self.next_id.fetch_add(1, Relaxed) + 1,
                 downstream_remote: peer,
-                downstream_local: local,
+                downstream_local: stream.local_addr().ok(),
                 server_name: String::new(),
                 peer_uri: String::new(),
                 tls_version: "",
@@ -571,11 +601,15 @@ impl AccessLog {
         let sink = match &cfg {
             None => None,
             Some(c) => {
-                let (sink, u) = build(c);
+                let (sink, u, thread) = build(c, self.dropped.clone());
                 unknown = u;
+                let mut writers = self.writers.lock();
+                writers.retain(|t| !t.is_finished());
+                writers.extend(thread);
                 Some(Arc::new(sink))
             }
         };
+        self.enabled.store(sink.is_some(), Relaxed);
         *self.sink.write() = sink;
         *self.config.write() = cfg;
         unknown
@@ -589,7 +623,30 @@ impl AccessLog {
     }
 }
 
-fn build(c: &AccessLogsConfig) -> (Sink, Vec<String>) {
+impl AccessLog {
+    /// Lines lost so far (`/metrics`).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+
+    /// When the proxy stops, after its connections ended: the lines still
+    /// queued are written, waiting up to `patience`.
+    pub async fn shutdown(&self, patience: Duration) {
+        self.enabled.store(false, Relaxed);
+        *self.sink.write() = None;
+        let writers = std::mem::take(&mut *self.writers.lock());
+        let deadline = Instant::now() + patience;
+        for w in writers {
+            while !w.is_finished() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+type Built = (Sink, Vec<String>, Option<std::thread::JoinHandle<()>>);
+
+fn build(c: &AccessLogsConfig, dropped: Arc<AtomicU64>) -> Built {
     let mut unknown = Vec::new();
     let format = if !c.text_format.is_empty() {
         Format::Text(parse(&c.text_format, &mut unknown))
@@ -613,12 +670,17 @@ fn build(c: &AccessLogsConfig) -> (Sink, Vec<String>) {
         _ => Target::Stdout,
     };
     let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+    let lost = dropped.clone();
     let spawned = std::thread::Builder::new()
         .name("access-log".into())
-        .spawn(move || writer(target, rx));
-    if let Err(e) = spawned {
-        warn!("access log: cannot start its writer thread: {e}");
-    }
+        .spawn(move || writer(target, rx, &lost));
+    let thread = match spawned {
+        Ok(t) => Some(t),
+        Err(e) => {
+            warn!("access log: cannot start its writer thread: {e}");
+            None
+        }
+    };
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
@@ -627,23 +689,26 @@ fn build(c: &AccessLogsConfig) -> (Sink, Vec<String>) {
         disable_listener_logs: c.disable_listener_logs,
         tx,
         hostname,
-        dropped: AtomicU64::new(0),
+        dropped,
     };
-    (sink, unknown)
+    (sink, unknown, thread)
 }
 
-/// The writer thread: lines to the target, flushed whenever the queue is
-/// empty; a file is opened again when its path no longer leads to it.
-fn writer(target: Target, rx: Receiver<String>) {
-    let mut out: Option<(Box<dyn std::io::Write>, Option<u64>)> = None;
+/// The writer thread: lines to the target in batches, flushed whenever the
+/// queue is empty; a file is opened again when its path no longer leads to
+/// it. Lines that cannot be written are counted in `lost`, and the failure
+/// is logged once until a batch goes out again.
+fn writer(target: Target, rx: Receiver<String>, lost: &AtomicU64) {
+    let mut out: Option<Opened> = None;
     let mut failing = false;
     let mut last_check = Instant::now();
+    let mut batch = Vec::new();
     loop {
-        let line = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(l) => Some(l),
-            Err(RecvTimeoutError::Timeout) => None,
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(l) => batch.push(l),
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
-        };
+        }
         if let Target::File(path) = &target
             && last_check.elapsed() >= Duration::from_secs(1)
         {
@@ -656,36 +721,42 @@ fn writer(target: Target, rx: Receiver<String>) {
                 out = None;
             }
         }
-        let Some(line) = line else { continue };
+        if batch.is_empty() {
+            continue;
+        }
+        // More lines waiting go out in the same write.
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let bytes: String = batch.concat();
+        let lines = batch.len() as u64;
+        batch.clear();
         if out.is_none() {
-            out = match open(&target) {
-                Ok(o) => {
-                    failing = false;
-                    Some(o)
-                }
+            match open(&target) {
+                Ok(o) => out = Some(o),
                 Err(e) => {
+                    lost.fetch_add(lines, Relaxed);
                     if !failing {
-                        warn!("access log: {e}");
+                        warn!("access log: {e}; lines are lost until it can be written");
                         failing = true;
                     }
                     continue;
                 }
-            };
+            }
         }
         let Some((w, _)) = out.as_mut() else { continue };
-        let mut result = w.write_all(line.as_bytes());
-        // More lines waiting go out in the same flush.
-        while result.is_ok()
-            && let Ok(more) = rx.try_recv()
-        {
-            result = w.write_all(more.as_bytes());
-        }
-        if let Err(e) = result.and_then(|()| w.flush()) {
-            if !failing {
-                warn!("access log: writing: {e}");
-                failing = true;
+        // One write of whole lines (appends of several proxies to one file
+        // do not mix within a line).
+        match w.write_all(bytes.as_bytes()).and_then(|()| w.flush()) {
+            Ok(()) => failing = false,
+            Err(e) => {
+                lost.fetch_add(lines, Relaxed);
+                if !failing {
+                    warn!("access log: writing: {e}; lines are lost until it can be written");
+                    failing = true;
+                }
+                out = None;
             }
-            out = None;
         }
     }
 }
@@ -697,6 +768,8 @@ fn inode(path: &str) -> Option<u64> {
 
 type Opened = (Box<dyn std::io::Write>, Option<u64>);
 
+/// Opens the target; the writer batches lines itself, so nothing is
+/// buffered here (a failed write leaves nothing to be written later).
 fn open(target: &Target) -> Result<Opened, String> {
     Ok(match target {
         Target::Stdout => (Box::new(std::io::stdout()), None),
@@ -708,7 +781,7 @@ fn open(target: &Target) -> Result<Opened, String> {
                 .open(path)
                 .map_err(|e| format!("opening {path}: {e}"))?;
             let ino = inode(path);
-            (Box::new(std::io::BufWriter::new(f)), ino)
+            (Box::new(f), ino)
         }
     })
 }
@@ -744,7 +817,7 @@ mod tests {
     fn text_format() {
         let mut unknown = Vec::new();
         let p = parse(
-            "[%START_TIME%] %DOWNSTREAM_REMOTE_ADDRESS% -> %UPSTREAM_HOST% %BYTES_RECEIVED%/%BYTES_SENT% %RESPONSE_FLAGS% %REQ(USER-AGENT)% %DOWNSTREAM_PEER_URI_SAN% %START_TIME(%s)% %NOPE% 100%",
+            "[%START_TIME%] %DOWNSTREAM_REMOTE_ADDRESS% -> %UPSTREAM_HOST% %BYTES_RECEIVED%/%BYTES_SENT% %RESPONSE_FLAGS% %REQ(USER-AGENT)% %DOWNSTREAM_PEER_URI_SAN% %START_TIME(%s)% %NOPE% 100% %UPSTREAM_HOST:9%",
             &mut unknown,
         );
         assert_eq!(unknown, vec!["NOPE".to_string()]);
@@ -752,16 +825,19 @@ mod tests {
         entry().text(&p, "h", &mut out);
         assert_eq!(
             out,
-            "[2026-11-18T11:06:40.123Z] 127.0.0.9:40000 -> 127.0.0.5:5432 12/34 - - spiffe://x.consul/ns/default/dc/dc1/svc/web 1795000000 %NOPE% 100%"
+            "[2026-11-18T11:06:40.123Z] 127.0.0.9:40000 -> 127.0.0.5:5432 12/34 - - spiffe://x.consul/ns/default/dc/dc1/svc/web 1795000000 %NOPE% 100% 127.0.0.5"
         );
     }
 
     #[test]
     fn default_json_keeps_types() {
-        let (sink, unknown) = build(&AccessLogsConfig {
-            enabled: true,
-            ..Default::default()
-        });
+        let (sink, unknown, _) = build(
+            &AccessLogsConfig {
+                enabled: true,
+                ..Default::default()
+            },
+            Arc::default(),
+        );
         assert!(unknown.is_empty(), "{unknown:?}");
         let Format::Json(t) = &sink.format else {
             panic!("the default is JSON")
@@ -782,11 +858,11 @@ mod tests {
         let mut unknown = Vec::new();
         assert_eq!(
             parse("%REQ(X-FOO):10%x", &mut unknown),
-            vec![Piece::Op(Op::Unset), Piece::Text("x".into())]
+            vec![Piece::Op(Op::Unset, Some(10)), Piece::Text("x".into())]
         );
         assert_eq!(
             parse("%START_TIME(%Y)%", &mut unknown),
-            vec![Piece::Op(Op::StartTime(Some("%Y".into())))]
+            vec![Piece::Op(Op::StartTime(Some("%Y".into())), None)]
         );
         assert_eq!(
             parse("50% off %", &mut unknown),

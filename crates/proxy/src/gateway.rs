@@ -484,55 +484,80 @@ impl Gateway {
         }
         // The access log line is written when `log` drops, however the
         // connection ends.
-        let mut log = self.access.start(peer, stream.local_addr().ok());
+        let mut log = self.access.start(peer, &stream);
         let Some(acceptor) = self.server.read().clone() else {
             log.refused("NR", "no TLS configuration yet");
             debug!(%peer, "refused: no TLS configuration yet");
             return;
         };
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                self.metrics
-                    .service("")
-                    .handshake_failures
-                    .fetch_add(1, Relaxed);
-                warn!(%peer, "mesh TLS handshake refused: {e}");
-                listener_refusal(&mut log, &e.to_string());
-                return;
-            }
-            Err(_) => {
-                self.metrics
-                    .service("")
-                    .handshake_failures
-                    .fetch_add(1, Relaxed);
-                warn!(%peer, "mesh TLS handshake timed out");
-                listener_refusal(&mut log, "TLS handshake timed out");
-                return;
-            }
+        // The SNI first, as Envoy matches a filter chain: a name no linked
+        // service has is refused before any handshake work (and logged with
+        // it).
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        let hello = async {
+            let start =
+                tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+                    .await?;
+            let sni = start
+                .client_hello()
+                .server_name()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            Ok::<_, std::io::Error>((start, sni))
         };
-        let (sni, caller) = {
-            let (_, conn) = tls.get_ref();
-            let sni = conn.server_name().unwrap_or("").to_ascii_lowercase();
-            let caller = meshgate_ca::tls::peer_service_id(conn);
-            if let Some(e) = log.entry() {
-                e.server_name = sni.clone();
-                e.tls_version = crate::access_log::tls_version(conn.protocol_version());
-                e.peer_uri = caller.as_ref().map(|c| c.uri()).unwrap_or_default();
-            }
-            (sni, caller)
-        };
-        let Some(linked) = self.by_sni.read().get(&sni).cloned() else {
+        let refused = |log: &mut Record, why: &str| {
             self.metrics
                 .service("")
                 .handshake_failures
                 .fetch_add(1, Relaxed);
-            warn!(%peer, sni = %sni, "refused: no linked service for this SNI");
-            log.refused("NR", "no linked service for this SNI");
-            if let Some(e) = log.entry() {
-                e.listener = true;
+            listener_refusal(log, why);
+        };
+        let (start, sni) = match tokio::time::timeout_at(deadline, hello).await {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                warn!(%peer, "mesh TLS handshake refused: {e}");
+                refused(&mut log, &e.to_string());
+                return;
             }
+            Err(_) => {
+                warn!(%peer, "mesh TLS handshake timed out");
+                refused(&mut log, "TLS handshake timed out");
+                return;
+            }
+        };
+        if let Some(e) = log.entry() {
+            e.server_name = sni.clone();
+        }
+        let Some(linked) = self.by_sni.read().get(&sni).cloned() else {
+            warn!(%peer, sni = %sni, "refused: no linked service for this SNI");
+            refused(&mut log, "");
+            log.refused("NR", "no linked service for this SNI");
             return;
+        };
+        let tls =
+            match tokio::time::timeout_at(deadline, start.into_stream(acceptor.config().clone()))
+                .await
+            {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    warn!(%peer, "mesh TLS handshake refused: {e}");
+                    refused(&mut log, &e.to_string());
+                    return;
+                }
+                Err(_) => {
+                    warn!(%peer, "mesh TLS handshake timed out");
+                    refused(&mut log, "TLS handshake timed out");
+                    return;
+                }
+            };
+        let caller = {
+            let (_, conn) = tls.get_ref();
+            let caller = meshgate_ca::tls::peer_service_id(conn);
+            if let Some(e) = log.entry() {
+                e.tls_version = crate::access_log::tls_version(conn.protocol_version());
+                e.peer_uri = caller.as_ref().map(|c| c.uri()).unwrap_or_default();
+            }
+            caller
         };
         if let Some(e) = log.entry() {
             e.cluster = linked.sni.clone();
@@ -616,7 +641,7 @@ impl Gateway {
             Some(
                 crate::postgres::decline_client_encryption(&mut down)
                     .await
-                    .map_err(|e| format!("reading the PostgreSQL startup: {e}"))?,
+                    .map_err(|e| Failure::Relay(format!("reading the PostgreSQL startup: {e}")))?,
             )
         } else {
             None

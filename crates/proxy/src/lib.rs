@@ -153,6 +153,7 @@ struct View {
     mode: &'static str,
     metrics: Arc<metrics::Metrics>,
     workers: Arc<workers::Workers>,
+    access: Arc<access_log::AccessLog>,
     inner: ViewKind,
 }
 
@@ -169,8 +170,15 @@ impl admin::AdminView for View {
         }
     }
     fn metrics(&self) -> String {
+        use std::fmt::Write;
         let mut out = self.metrics.render(self.mode);
         self.workers.render(self.mode, &mut out);
+        let _ = writeln!(
+            out,
+            "# HELP meshgate_proxy_access_log_dropped_lines_total Access log lines lost (the writer behind, or the file not writable).\n# TYPE meshgate_proxy_access_log_dropped_lines_total counter\nmeshgate_proxy_access_log_dropped_lines_total{{mode=\"{}\"}} {}",
+            self.mode,
+            self.access.dropped()
+        );
         out
     }
     fn config(&self) -> Value {
@@ -425,6 +433,7 @@ pub async fn run(
                 mode: "terminating-gateway",
                 metrics: metrics.clone(),
                 workers: workers.clone(),
+                access: access.clone(),
                 inner: ViewKind::Gateway(gw),
             }
         }
@@ -483,6 +492,7 @@ pub async fn run(
                 mode: "sidecar",
                 metrics: metrics.clone(),
                 workers: workers.clone(),
+                access: access.clone(),
                 inner: ViewKind::Sidecar(sc),
             }
         }
@@ -511,7 +521,14 @@ pub async fn run(
     let left = metrics.active_total();
     if left > 0 {
         warn!("drain timeout: closing {left} connections");
+        // Ended where they run, so that each writes its access log line.
+        workers.close_all();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while workers.open().iter().any(|n| *n > 0) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     drop(tasks);
+    access.shutdown(Duration::from_secs(2)).await;
     Ok(())
 }

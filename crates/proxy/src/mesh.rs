@@ -197,32 +197,43 @@ fn ok_body(a: &Answer) -> Result<&Value, String> {
 pub struct MeshTls {
     pub incoming: TlsSettings,
     pub outgoing: TlsSettings,
+    /// Grows with each change (what cached client configurations compare).
+    pub generation: u64,
 }
 
 impl MeshTls {
     /// From a `mesh` entry; the warnings name what meshgate leaves out.
-    fn from_entry(tls: Option<&MeshTlsConfig>) -> Result<(MeshTls, Vec<String>), String> {
+    /// A stored entry is read leniently (see
+    /// [`meshgate_types::tls::parse_lenient`]): a proxy must start and serve
+    /// whatever is stored.
+    fn from_entry(tls: Option<&MeshTlsConfig>) -> (MeshTls, Vec<String>) {
         let mut warnings = Vec::new();
         let mut side = |d: Option<&MeshDirectionalTlsConfig>, what: &str| match d {
-            None => Ok(TlsSettings::default()),
+            None => TlsSettings::default(),
             Some(d) => {
-                let p = meshgate_types::tls::parse(
+                let p = meshgate_types::tls::parse_lenient(
                     &d.tls_min_version,
                     &d.tls_max_version,
                     &d.cipher_suites,
-                )
-                .map_err(|e| format!("mesh TLS.{what}: {e}"))?;
+                );
                 warnings.extend(
                     p.warnings
                         .into_iter()
                         .map(|w| format!("mesh TLS.{what}: {w}")),
                 );
-                Ok::<_, String>(p.settings)
+                p.settings
             }
         };
-        let incoming = side(tls.and_then(|t| t.incoming.as_ref()), "Incoming")?;
-        let outgoing = side(tls.and_then(|t| t.outgoing.as_ref()), "Outgoing")?;
-        Ok((MeshTls { incoming, outgoing }, warnings))
+        let incoming = side(tls.and_then(|t| t.incoming.as_ref()), "Incoming");
+        let outgoing = side(tls.and_then(|t| t.outgoing.as_ref()), "Outgoing");
+        (
+            MeshTls {
+                incoming,
+                outgoing,
+                generation: 0,
+            },
+            warnings,
+        )
     }
 }
 
@@ -236,8 +247,8 @@ pub fn settings_json(s: &TlsSettings) -> Value {
 }
 
 /// Watches the `mesh` config entry's TLS settings (no entry: the defaults,
-/// TLS 1.2 and 1.3 with every suite). A value meshgate cannot use keeps the
-/// last good one, logged.
+/// TLS 1.2 and 1.3 with every suite). What meshgate cannot honour is
+/// replaced by the closest safe setting, logged.
 pub fn watch_mesh_tls(
     client: &AgentClient,
 ) -> (
@@ -256,18 +267,24 @@ pub fn watch_mesh_tls(
                 (MeshTls::default(), Vec::new())
             } else {
                 match meshgate_config_entries::decode(ok_body(a)?.clone()) {
-                    Ok(ConfigEntry::Mesh(m)) => MeshTls::from_entry(m.tls.as_ref())?,
+                    Ok(ConfigEntry::Mesh(m)) => MeshTls::from_entry(m.tls.as_ref()),
                     Ok(_) => return Err("not a mesh entry".into()),
                     Err(e) => return Err(format!("mesh: {e}")),
                 }
             };
             let mut last = last.lock();
-            if last.as_ref() == Some(&tls) {
+            if let Some(l) = last.as_ref()
+                && (&l.incoming, &l.outgoing) == (&tls.incoming, &tls.outgoing)
+            {
                 return Ok(None);
             }
             for w in warnings {
                 tracing::warn!("{w}");
             }
+            let tls = MeshTls {
+                generation: last.as_ref().map_or(1, |l| l.generation + 1),
+                ..tls
+            };
             *last = Some(tls.clone());
             Ok(Some(tls))
         },

@@ -162,15 +162,20 @@ where
 {
     let (mut dr, mut dw) = tokio::io::split(down);
     let (mut ur, mut uw) = tokio::io::split(up);
+    // Counted as they go: a direction that ends in an error still reports
+    // what it carried.
+    let (mut up_bytes, mut down_bytes) = (0u64, 0u64);
     let to_server = async {
-        let r = tokio::io::copy(&mut dr, &mut uw).await;
+        let r = copy_counted(&mut dr, &mut uw, &mut up_bytes).await;
         let _ = uw.shutdown().await;
         r
     };
     let to_client = async {
-        let first = authentication(&mut ur, &mut dw).await;
-        let rest = match first {
-            Ok(n) => tokio::io::copy(&mut ur, &mut dw).await.map(|m| n + m),
+        let rest = match authentication(&mut ur, &mut dw).await {
+            Ok(n) => {
+                down_bytes = n;
+                copy_counted(&mut ur, &mut dw, &mut down_bytes).await
+            }
             Err(e) => Err(e),
         };
         let _ = dw.shutdown().await;
@@ -178,12 +183,30 @@ where
     };
     let (sent, received) = tokio::join!(to_server, to_client);
     let carried = crate::relay::Carried {
-        up: *sent.as_ref().unwrap_or(&0),
-        down: *received.as_ref().unwrap_or(&0),
+        up: up_bytes,
+        down: down_bytes,
     };
     counters.bytes_sent.fetch_add(carried.up, Relaxed);
     counters.bytes_received.fetch_add(carried.down, Relaxed);
-    (carried, sent.and(received).map(|_| ()))
+    (carried, sent.and(received))
+}
+
+/// Copies until the reader's end, adding what it wrote to `n`.
+async fn copy_counted<R, W>(r: &mut R, w: &mut W, n: &mut u64) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let k = r.read(&mut buf).await?;
+        if k == 0 {
+            return Ok(());
+        }
+        w.write_all(&buf[..k]).await?;
+        w.flush().await?;
+        *n += k as u64;
+    }
 }
 
 #[cfg(test)]

@@ -369,12 +369,7 @@ impl Sidecar {
             .clone()
             .ok_or("no leaf certificate yet")?;
         let roots = self.roots.borrow().clone().ok_or("no CA roots yet")?;
-        let outgoing = self
-            .mesh_tls
-            .borrow()
-            .as_ref()
-            .map(|m| m.outgoing.clone())
-            .unwrap_or_default();
+        let generation = self.mesh_tls.borrow().as_ref().map_or(0, |m| m.generation);
         let route = up.route.read().clone();
         let dc = if route.datacenter.is_empty() {
             self.datacenter.clone()
@@ -382,9 +377,9 @@ impl Sidecar {
             route.datacenter.clone()
         };
         let key = format!(
-            "{}|{}|{}|{}|{dc}|{outgoing:?}",
+            "{}|{}|{}|{}|{dc}|{generation}",
             leaf.serial,
-            roots.pems.concat().len(),
+            roots.pems.iter().map(String::len).sum::<usize>(),
             route.service,
             route.subset
         );
@@ -401,6 +396,12 @@ impl Sidecar {
             return Ok((cfg.clone(), sni));
         }
         let expected = ServiceId::new(&roots.trust_domain, "default", &dc, &route.service);
+        let outgoing = self
+            .mesh_tls
+            .borrow()
+            .as_ref()
+            .map(|m| m.outgoing.clone())
+            .unwrap_or_default();
         let cfg = meshgate_ca::tls::client_config(
             &leaf.cert_pem,
             &leaf.key_pem,
@@ -415,7 +416,7 @@ impl Sidecar {
 
     async fn outbound(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, up: Arc<Upstream>) {
         // Written when dropped, however the connection ends.
-        let mut log = self.access.start(peer, stream.local_addr().ok());
+        let mut log = self.access.start(peer, &stream);
         let dest = up.def.destination.clone();
         // This service's UpstreamConfig for the upstream: its limit and its
         // passive health check.
@@ -544,12 +545,8 @@ impl Sidecar {
         };
         let counters = self.metrics.service(&format!("inbound:{service}"));
         // Written when dropped, however the connection ends.
-        let mut log = self.access.start(peer, stream.local_addr().ok());
+        let mut log = self.access.start(peer, &stream);
         let target = format!("{}:{}", local.0, local.1);
-        if let Some(e) = log.entry() {
-            e.cluster = "local_app".into();
-            e.upstream_host = target.clone();
-        }
         let Some(acceptor) = self.inbound.read().clone() else {
             debug!(%peer, "refused: no TLS configuration yet");
             log.refused("NR", "no TLS configuration yet");
@@ -594,6 +591,10 @@ impl Sidecar {
             warn!(%peer, source = %caller.service, service = %service, "connection denied: {reason}");
             log.refused("-", crate::access_log::DENIED);
             return;
+        }
+        if let Some(e) = log.entry() {
+            e.cluster = "local_app".into();
+            e.upstream_host = target.clone();
         }
         let (max_inbound, own_timeout) = self
             .own

@@ -31,6 +31,9 @@ pub const DEFAULT_PER_THREAD: usize = 16;
 pub struct Workers {
     slots: Vec<Slot>,
     per_thread: usize,
+    /// Set when the proxy stops: connections still open end (their
+    /// futures are dropped, so their access log lines are written).
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 struct Slot {
@@ -72,7 +75,13 @@ impl Workers {
         Ok(Workers {
             slots,
             per_thread: per_thread.max(1),
+            stop: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Ends every connection still open, on whichever thread it is.
+    pub fn close_all(&self) {
+        self.stop.send_replace(true);
     }
 
     /// How many threads carry connections.
@@ -136,10 +145,15 @@ impl Workers {
         let slot = &self.slots[self.pick()];
         slot.open.fetch_add(1, Ordering::Relaxed);
         let open = Open(slot.open.clone());
+        let mut stop = self.stop.subscribe();
         let Some(handle) = &slot.handle else {
             tokio::spawn(async move {
                 let _open = open;
-                serve(stream).await
+                tokio::select! {
+                    biased;
+                    () = serve(stream) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
             });
             return;
         };
@@ -154,7 +168,11 @@ impl Workers {
         handle.spawn(async move {
             let _open = open;
             match TcpStream::from_std(stream) {
-                Ok(s) => serve(s).await,
+                Ok(s) => tokio::select! {
+                    biased;
+                    () = serve(s) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                },
                 Err(e) => warn!("cannot take a connection on this thread: {e}"),
             }
         });

@@ -46,7 +46,33 @@ impl Default for TlsSettings {
 /// Consul's version names, as its error messages list them.
 pub const VERSION_NAMES: &[&str] = &["TLS_AUTO", "TLSv1_0", "TLSv1_1", "TLSv1_2", "TLSv1_3"];
 
-/// The TLS 1.2 suites Consul accepts (its agent's and Envoy's lists).
+/// Whose list of suites a setting is checked against, and named in errors:
+/// the agent's (`tls_cipher_suites`) or the proxies' (Envoy's, the `mesh`
+/// entry's `CipherSuites`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Agent,
+    Proxy,
+}
+
+impl Flavor {
+    fn known(self) -> &'static [&'static str] {
+        match self {
+            Flavor::Agent => &CONSUL_CIPHER_SUITES[..10],
+            Flavor::Proxy => CONSUL_CIPHER_SUITES,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Flavor::Agent => "Consul Agent",
+            Flavor::Proxy => "Envoy",
+        }
+    }
+}
+
+/// The TLS 1.2 suites Consul accepts: the first ten are its agent's list,
+/// all fourteen Envoy's.
 pub const CONSUL_CIPHER_SUITES: &[&str] = &[
     "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
     "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
@@ -103,7 +129,7 @@ pub struct Parsed {
 }
 
 /// Reads a minimum and maximum version (either may be empty) and the TLS
-/// 1.2 cipher suites.
+/// 1.2 cipher suites, checked against `flavor`'s list.
 ///
 /// Errors, as Consul words them where it has the same rule: an unknown
 /// version or suite name; suites with a TLS 1.3 minimum; a maximum below the
@@ -111,7 +137,7 @@ pub struct Parsed {
 /// of whose suites meshgate has (TLS 1.2 could never be agreed). A minimum
 /// of `TLSv1_0`/`TLSv1_1` is TLS 1.2, and suites meshgate lacks are left out,
 /// each with a warning.
-pub fn parse(min: &str, max: &str, suites: &[String]) -> Result<Parsed, String> {
+pub fn parse(min: &str, max: &str, suites: &[String], flavor: Flavor) -> Result<Parsed, String> {
     let mut warnings = Vec::new();
     let min_v = version(min)?;
     let max_v = version(max)?;
@@ -146,11 +172,12 @@ pub fn parse(min: &str, max: &str, suites: &[String]) -> Result<Parsed, String> 
     let unknown: Vec<&str> = suites
         .iter()
         .map(String::as_str)
-        .filter(|s| !CONSUL_CIPHER_SUITES.contains(s))
+        .filter(|s| !flavor.known().contains(s))
         .collect();
     if !unknown.is_empty() {
         return Err(format!(
-            "no matching TLS cipher suite found for {}",
+            "no matching {} TLS cipher suite found for {}",
+            flavor.name(),
             unknown.join(",")
         ));
     }
@@ -174,6 +201,71 @@ pub fn parse(min: &str, max: &str, suites: &[String]) -> Result<Parsed, String> 
     Ok(Parsed { settings, warnings })
 }
 
+/// Like [`parse`] for the proxies, which must keep serving whatever a
+/// stored entry says (one written before a rule existed, or restored from a
+/// snapshot): what cannot be honoured is replaced by the closest safe
+/// setting, with a warning — an unknown or too old maximum by TLS 1.2, a
+/// maximum below the minimum by the minimum, suites with a TLS 1.3 minimum
+/// or unknown suites left out, and a list with none of meshgate's suites
+/// turns TLS 1.2 off (TLS 1.3 only) rather than allowing suites the operator
+/// did not list.
+pub fn parse_lenient(min: &str, max: &str, suites: &[String]) -> Parsed {
+    if let Ok(p) = parse(min, max, suites, Flavor::Proxy) {
+        return p;
+    }
+    let mut warnings = Vec::new();
+    let mut s = TlsSettings::default();
+    match version(min) {
+        Ok(None) | Ok(Some(None)) => {}
+        Ok(Some(Some(v))) => s.min = v,
+        Err(e) => warnings.push(format!("{e}; using TLSv1_2")),
+    }
+    match version(max) {
+        Ok(None) => {}
+        Ok(Some(Some(v))) => s.max = v,
+        Ok(Some(None)) => {
+            warnings.push(format!(
+                "maximum TLS version {max} is older than any meshgate speaks; using TLSv1_2"
+            ));
+            s.max = TlsVersion::Tls12;
+        }
+        Err(e) => warnings.push(format!("{e}; using TLSv1_3")),
+    }
+    if s.max < s.min {
+        warnings.push(format!(
+            "maximum TLS version {max} is below the minimum {min}; using {}",
+            s.min
+        ));
+        s.max = s.min;
+    }
+    if !suites.is_empty() {
+        let have: Vec<String> = suites
+            .iter()
+            .filter(|c| AVAILABLE_CIPHER_SUITES.contains(&c.as_str()))
+            .cloned()
+            .collect();
+        if s.min == TlsVersion::Tls13 {
+            warnings.push("cipher suites are ignored with a TLS 1.3 minimum".into());
+        } else if have.is_empty() {
+            warnings.push(format!(
+                "none of the cipher suites {} is available in meshgate: TLS 1.2 is off",
+                suites.join(",")
+            ));
+            s.min = TlsVersion::Tls13;
+            s.max = TlsVersion::Tls13;
+        } else {
+            if have.len() < suites.len() {
+                warnings.push("cipher suites meshgate does not have are left out".to_string());
+            }
+            s.cipher_suites = have;
+        }
+    }
+    Parsed {
+        settings: s,
+        warnings,
+    }
+}
+
 /// Splits an agent's `tls_cipher_suites` (comma-separated, Consul's form).
 pub fn split_suites(v: &str) -> Vec<String> {
     v.split(',')
@@ -189,7 +281,7 @@ mod tests {
 
     fn p(min: &str, max: &str, suites: &[&str]) -> Result<Parsed, String> {
         let suites: Vec<String> = suites.iter().map(|s| s.to_string()).collect();
-        parse(min, max, &suites)
+        parse(min, max, &suites, Flavor::Proxy)
     }
 
     #[test]
@@ -254,7 +346,13 @@ mod tests {
                 &["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "X", "Y"]
             )
             .unwrap_err(),
-            "no matching TLS cipher suite found for X,Y"
+            "no matching Envoy TLS cipher suite found for X,Y"
+        );
+        // The agent's list has no RSA key exchange suites (Consul's).
+        let rsa = vec!["TLS_RSA_WITH_AES_128_GCM_SHA256".to_string()];
+        assert_eq!(
+            parse("", "", &rsa, Flavor::Agent).unwrap_err(),
+            "no matching Consul Agent TLS cipher suite found for TLS_RSA_WITH_AES_128_GCM_SHA256"
         );
         assert!(
             p("", "", &["TLS_RSA_WITH_AES_128_CBC_SHA"])
@@ -265,5 +363,24 @@ mod tests {
             split_suites(" TLS_A , TLS_B,,"),
             vec!["TLS_A".to_string(), "TLS_B".to_string()]
         );
+    }
+
+    #[test]
+    fn lenient_for_stored_entries() {
+        let l = |min: &str, max: &str, suites: &[&str]| {
+            let suites: Vec<String> = suites.iter().map(|s| s.to_string()).collect();
+            parse_lenient(min, max, &suites)
+        };
+        let p = l("", "TLSv1_1", &[]);
+        assert_eq!(
+            (p.settings.min, p.settings.max),
+            (TlsVersion::Tls12, TlsVersion::Tls12)
+        );
+        assert_eq!(p.warnings.len(), 1);
+        let p = l("", "", &["TLS_RSA_WITH_AES_128_CBC_SHA"]);
+        assert_eq!(p.settings.min, TlsVersion::Tls13, "TLS 1.2 off: {p:?}");
+        let p = l("TLSv1_2", "", &["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]);
+        assert!(p.warnings.is_empty());
+        assert_eq!(p.settings.cipher_suites.len(), 1);
     }
 }

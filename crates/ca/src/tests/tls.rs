@@ -447,7 +447,9 @@ async fn versions_and_cipher_suites_follow_the_settings() {
     let (web, db) = (m.leaf("web"), m.leaf("db"));
     let settings = |min: &str, max: &str, suites: &[&str]| {
         let suites: Vec<String> = suites.iter().map(|s| s.to_string()).collect();
-        parse(min, max, &suites).unwrap().settings
+        parse(min, max, &suites, meshgate_types::tls::Flavor::Proxy)
+            .unwrap()
+            .settings
     };
     let server = |s: &TlsSettings| {
         server_config(
