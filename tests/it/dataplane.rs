@@ -1402,6 +1402,28 @@ async fn mesh_tls_versions_and_cipher_suites() {
     let out = s_client(&addr, &sni, &files, &["-tls1_3"]).unwrap();
     assert!(out.contains("Protocol version: TLSv1.3"), "{out}");
     assert_eq!(gateway_tls().await["TLSMinVersion"], "TLSv1_3");
+    // The sidecar's public listener too.
+    let sc_cfg: Value = meshgate_test_support::client()
+        .get(format!("http://{}/config", s.sc_admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let public = sc_cfg["PublicListener"].as_str().unwrap().to_string();
+    let own_sni = meshgate_ca::ServiceId::new(&td, "default", "dc1", "carbonio-files").sni();
+    eventually(
+        "the sidecar refuses TLS 1.2 too",
+        Duration::from_secs(5),
+        || async {
+            s_client(&public, &own_sni, &files, &tls12)
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    s_client(&public, &own_sni, &files, &["-tls1_3"]).unwrap();
     still_open(1).await;
     eventually_psql(&s, "select 2", Some("2")).await.unwrap();
 
