@@ -10,7 +10,6 @@
 //! is moved away or deleted (log rotation) is opened again within a second.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -453,6 +452,8 @@ struct Sink {
     /// Lines lost (the queue full, or the target failing); shared by the
     /// sinks of one proxy.
     dropped: Arc<AtomicU64>,
+    /// Lines this sink could not queue (when to say so in the log).
+    queue_full: AtomicU64,
 }
 
 impl Sink {
@@ -476,7 +477,8 @@ impl Sink {
             Err(TrySendError::Full(_)) => {
                 // Counted on /metrics; said in the log at the first loss and
                 // every 1,000 after it.
-                if self.dropped.fetch_add(1, Relaxed).is_multiple_of(1000) {
+                self.dropped.fetch_add(1, Relaxed);
+                if self.queue_full.fetch_add(1, Relaxed).is_multiple_of(1000) {
                     warn!("access log: the writer is behind; lines are dropped");
                 }
             }
@@ -690,6 +692,7 @@ fn build(c: &AccessLogsConfig, dropped: Arc<AtomicU64>) -> Built {
         tx,
         hostname,
         dropped,
+        queue_full: AtomicU64::new(0),
     };
     (sink, unknown, thread)
 }
@@ -701,6 +704,7 @@ fn build(c: &AccessLogsConfig, dropped: Arc<AtomicU64>) -> Built {
 fn writer(target: Target, rx: Receiver<String>, lost: &AtomicU64) {
     let mut out: Option<Opened> = None;
     let mut failing = false;
+    let mut broken = false;
     let mut last_check = Instant::now();
     let mut batch = Vec::new();
     loop {
@@ -728,14 +732,19 @@ fn writer(target: Target, rx: Receiver<String>, lost: &AtomicU64) {
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let bytes: String = batch.concat();
-        let lines = batch.len() as u64;
+        let mut bytes = String::new();
+        if broken {
+            // The last failed write left part of a line: end it, so the
+            // next line starts on its own.
+            bytes.push('\n');
+        }
+        bytes.push_str(&batch.concat());
         batch.clear();
         if out.is_none() {
             match open(&target) {
                 Ok(o) => out = Some(o),
                 Err(e) => {
-                    lost.fetch_add(lines, Relaxed);
+                    lost.fetch_add(lines_in(&bytes), Relaxed);
                     if !failing {
                         warn!("access log: {e}; lines are lost until it can be written");
                         failing = true;
@@ -747,10 +756,16 @@ fn writer(target: Target, rx: Receiver<String>, lost: &AtomicU64) {
         let Some((w, _)) = out.as_mut() else { continue };
         // One write of whole lines (appends of several proxies to one file
         // do not mix within a line).
-        match w.write_all(bytes.as_bytes()).and_then(|()| w.flush()) {
-            Ok(()) => failing = false,
+        let (written, result) = write_counted(w.as_mut(), bytes.as_bytes());
+        match result {
+            Ok(()) => {
+                failing = false;
+                broken = false;
+            }
             Err(e) => {
-                lost.fetch_add(lines, Relaxed);
+                let rest = &bytes[written.min(bytes.len())..];
+                lost.fetch_add(lines_in(rest), Relaxed);
+                broken = written > 0 && !bytes[..written].ends_with('\n');
                 if !failing {
                     warn!("access log: writing: {e}; lines are lost until it can be written");
                     failing = true;
@@ -759,6 +774,25 @@ fn writer(target: Target, rx: Receiver<String>, lost: &AtomicU64) {
             }
         }
     }
+}
+
+/// Writes `bytes`, saying how many went out before an error.
+fn write_counted(w: &mut dyn std::io::Write, bytes: &[u8]) -> (usize, std::io::Result<()>) {
+    let mut done = 0;
+    while done < bytes.len() {
+        match w.write(&bytes[done..]) {
+            Ok(0) => return (done, Err(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Err(e)),
+        }
+    }
+    (done, w.flush())
+}
+
+/// Lines begun in `s` (a part of a line counts as one).
+fn lines_in(s: &str) -> u64 {
+    s.split_inclusive('\n').filter(|l| *l != "\n").count() as u64
 }
 
 fn inode(path: &str) -> Option<u64> {

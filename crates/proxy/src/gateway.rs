@@ -478,7 +478,9 @@ impl Gateway {
     }
 
     async fn handle(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        if crate::is_probe(&stream).await {
+        // One deadline for the first byte and the whole handshake.
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        if crate::is_probe(&stream, deadline).await {
             debug!(%peer, "closed without sending anything (a TCP health check)");
             return;
         }
@@ -493,7 +495,6 @@ impl Gateway {
         // The SNI first, as Envoy matches a filter chain: a name no linked
         // service has is refused before any handshake work (and logged with
         // it).
-        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
         let hello = async {
             let start =
                 tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
@@ -590,16 +591,15 @@ impl Gateway {
             return;
         }
         let defaults = linked.defaults.read().clone();
-        if let Some(max) = defaults.max_connections
-            && linked.counters.active.load(Relaxed) >= max
-        {
+        let Some(_active) = ActiveGuard::within(linked.counters.clone(), defaults.max_connections)
+        else {
             linked.counters.limit_refused.fetch_add(1, Relaxed);
             warn!(%peer, source = %caller.service, service = %linked.name,
-                      "refused: {max} connections already open (the service's connection limit)");
+                      "refused: {} connections already open (the service's connection limit)",
+                      defaults.max_connections.unwrap_or(0));
             log.refused("UO", "");
             return;
-        }
-        let _active = ActiveGuard::new(linked.counters.clone());
+        };
         match self.carry(tls, &linked, &defaults, &mut log).await {
             Ok(()) => {}
             Err(Failure::Setup(e)) => {

@@ -104,11 +104,15 @@ impl Drain {
 }
 
 /// Whether a new connection closed without sending a byte (a TCP health
-/// check): such connections are not TLS failures.
-pub(crate) async fn is_probe(stream: &tokio::net::TcpStream) -> bool {
+/// check): such connections are not TLS failures. Waits up to `deadline`,
+/// the one its TLS handshake must also meet.
+pub(crate) async fn is_probe(
+    stream: &tokio::net::TcpStream,
+    deadline: tokio::time::Instant,
+) -> bool {
     let mut b = [0u8; 1];
     matches!(
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut b)).await,
+        tokio::time::timeout_at(deadline, stream.peek(&mut b)).await,
         Ok(Ok(0))
     )
 }
@@ -521,7 +525,10 @@ pub async fn run(
     let left = metrics.active_total();
     if left > 0 {
         warn!("drain timeout: closing {left} connections");
-        // Ended where they run, so that each writes its access log line.
+    }
+    // Whatever is still open (relaying, or still in its handshake) ends
+    // where it runs, so that each writes its access log line.
+    if workers.open().iter().any(|n| *n > 0) {
         workers.close_all();
         let deadline = Instant::now() + Duration::from_secs(2);
         while workers.open().iter().any(|n| *n > 0) && Instant::now() < deadline {

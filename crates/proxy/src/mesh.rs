@@ -62,6 +62,9 @@ pub struct Outlier {
     pub max_ejection_percent: u32,
     /// How long an instance stays aside, times the number of times it was.
     pub base_ejection: Duration,
+    /// Each `Interval` an instance stays healthy lowers that number by one
+    /// (Envoy's ejection multiplier).
+    pub interval: Duration,
 }
 
 impl Outlier {
@@ -79,12 +82,17 @@ impl Outlier {
                 .filter(|n| n.0 > 0)
                 .map(|n| Duration::from_nanos(n.0 as u64))
                 .unwrap_or(Duration::from_secs(30)),
+            interval: Some(p.interval)
+                .filter(|n| n.0 > 0)
+                .map(|n| Duration::from_nanos(n.0 as u64))
+                .unwrap_or(Duration::from_secs(10)),
         }
     }
 }
 
-/// What a service's `UpstreamConfig` says for one upstream (its `Defaults`,
-/// or the `Overrides` entry of that name).
+/// What a service's `UpstreamConfig` says for one upstream: its `Defaults`,
+/// with what the `Overrides` entry of that name sets over them (field by
+/// field, as Consul merges them).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct UpstreamSettings {
     pub max_connections: Option<u64>,
@@ -156,7 +164,14 @@ impl Defaults {
             .map(|u| {
                 u.overrides
                     .iter()
-                    .map(|o| (o.name.clone(), UpstreamSettings::from_config(o)))
+                    .map(|entry| {
+                        let o = UpstreamSettings::from_config(entry);
+                        let merged = UpstreamSettings {
+                            max_connections: o.max_connections.or(settings.max_connections),
+                            outlier: o.outlier.or_else(|| settings.outlier.clone()),
+                        };
+                        (entry.name.clone(), merged)
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -594,4 +609,35 @@ pub fn watch_chain(
     watch_path(client.clone(), path, Blocking::Index, move |a| {
         chain_targets(ok_body(a)?, &local_dc).map(Some)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An override takes each field it sets and inherits the rest from
+    /// `Defaults` (Consul merges them field by field).
+    #[test]
+    fn upstream_overrides_merge_over_defaults() {
+        let entry = serde_json::json!({
+            "Kind": "service-defaults",
+            "Name": "web",
+            "UpstreamConfig": {
+                "Defaults": {"Limits": {"MaxConnections": 10},
+                             "PassiveHealthCheck": {"MaxFailures": 3, "Interval": "20s"}},
+                "Overrides": [{"Name": "db", "Limits": {"MaxConnections": 2}}]
+            }
+        });
+        let Ok(ConfigEntry::ServiceDefaults(sd)) = meshgate_config_entries::decode(entry) else {
+            panic!("a service-defaults entry")
+        };
+        let d = Defaults::from_entry(&sd);
+        let db = d.for_upstream("db");
+        assert_eq!(db.max_connections, Some(2));
+        let o = db.outlier.as_ref().expect("inherited from Defaults");
+        assert_eq!((o.max_failures, o.interval), (3, Duration::from_secs(20)));
+        assert_eq!(o.base_ejection, Duration::from_secs(30), "Envoy's default");
+        let other = d.for_upstream("cache");
+        assert_eq!(other.max_connections, Some(10));
+    }
 }

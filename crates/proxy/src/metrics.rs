@@ -173,6 +173,20 @@ impl ActiveGuard {
         c.active.fetch_add(1, Relaxed);
         ActiveGuard(c)
     }
+
+    /// Counts the connection in if fewer than `max` are open (checked and
+    /// counted in one step: connections on other threads cannot slip in
+    /// between); `None` when the limit is reached.
+    pub fn within(c: Arc<Counters>, max: Option<u64>) -> Option<ActiveGuard> {
+        let Some(max) = max else {
+            return Some(ActiveGuard::new(c));
+        };
+        c.active
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .ok()?;
+        c.opened.fetch_add(1, Relaxed);
+        Some(ActiveGuard(c))
+    }
 }
 
 impl Drop for ActiveGuard {

@@ -42,7 +42,8 @@ pub struct Endpoint {
     failures: AtomicU32,
     /// Until when it is set aside ([`now_ms`]; 0: it is not).
     ejected_until: AtomicU64,
-    /// How many times it was set aside since it last answered.
+    /// Envoy's ejection multiplier: how many times it was set aside, less
+    /// the intervals it stayed healthy since.
     ejections: AtomicU32,
 }
 
@@ -86,6 +87,9 @@ impl Drop for EndpointGuard {
 #[derive(Default)]
 pub struct Balancer {
     endpoints: RwLock<Vec<Arc<Endpoint>>>,
+    /// Held while an instance is set aside (the cap is checked and the
+    /// instance marked in one step).
+    ejecting: Mutex<()>,
 }
 
 impl Balancer {
@@ -109,11 +113,11 @@ impl Balancer {
 
     /// The instances, fewest open connections first (ties in random order),
     /// leaving out those the passive health check set aside — unless that
-    /// leaves none.
-    pub fn ordered(&self) -> Vec<Arc<Endpoint>> {
+    /// leaves none, or the check is off (`aside_counts` false).
+    pub fn ordered(&self, aside_counts: bool) -> Vec<Arc<Endpoint>> {
         let now = now_ms();
         let eps = self.endpoints.read();
-        let usable = eps.iter().any(|e| e.ejected_until.load(Relaxed) <= now);
+        let usable = !aside_counts || eps.iter().any(|e| e.ejected_until.load(Relaxed) <= now);
         let mut v: Vec<(u64, u32, Arc<Endpoint>)> = eps
             .iter()
             .filter(|e| !usable || e.ejected_until.load(Relaxed) <= now)
@@ -139,15 +143,25 @@ impl Balancer {
     /// `o.max_ejection_percent` of the instances (at least one), for the base
     /// time times the number of times it was (at most 300 s or the base).
     fn failed(&self, ep: &Endpoint, o: &Outlier, counters: &Counters) {
-        let f = ep.failures.fetch_add(1, Relaxed) + 1;
-        if f < o.max_failures {
-            return;
-        }
-        ep.failures.store(0, Relaxed);
-        if rand::random::<u32>() % 100 >= o.enforcing {
-            return;
-        }
         let now = now_ms();
+        // Already aside (connections that chose it before it was): nothing
+        // to add.
+        if ep.ejected_until.load(Relaxed) > now {
+            return;
+        }
+        // Exactly one of the connections that fail at once reaches the
+        // threshold (and resets the count).
+        let reached = ep
+            .failures
+            .fetch_update(Relaxed, Relaxed, |f| {
+                Some(if f + 1 >= o.max_failures { 0 } else { f + 1 })
+            })
+            .is_ok_and(|f| f + 1 >= o.max_failures);
+        if !reached || rand::random::<u32>() % 100 >= o.enforcing {
+            return;
+        }
+        // The cap is counted and the instance set aside in one step.
+        let _one_at_a_time = self.ejecting.lock();
         let (aside, total) = {
             let eps = self.endpoints.read();
             let aside = eps
@@ -159,7 +173,17 @@ impl Balancer {
         if aside >= (total * o.max_ejection_percent as usize / 100).max(1) {
             return;
         }
-        let times = ep.ejections.fetch_add(1, Relaxed) + 1;
+        // Envoy's multiplier: one more than before, less one for each
+        // interval the instance stayed healthy since it last came back.
+        let back_since = ep.ejected_until.load(Relaxed);
+        let healthy = if back_since == 0 {
+            u64::MAX
+        } else {
+            now.saturating_sub(back_since) / (o.interval.as_millis() as u64).max(1)
+        };
+        let before = u64::from(ep.ejections.load(Relaxed));
+        let times = before.saturating_sub(healthy) as u32 + 1;
+        ep.ejections.store(times, Relaxed);
         let d = (o.base_ejection * times).min(o.base_ejection.max(Duration::from_secs(300)));
         ep.ejected_until.store(now + d.as_millis() as u64, Relaxed);
         counters.ejections.fetch_add(1, Relaxed);
@@ -216,7 +240,7 @@ pub async fn connect(
     counters: &Counters,
     outlier: Option<&Outlier>,
 ) -> Result<(TcpStream, EndpointGuard, String), String> {
-    let endpoints = balancer.ordered();
+    let endpoints = balancer.ordered(outlier.is_some());
     if endpoints.is_empty() {
         return Err("no healthy instance".into());
     }
@@ -244,7 +268,6 @@ pub async fn connect(
                     let _ = s.set_nodelay(true);
                     if outlier.is_some() {
                         ep.failures.store(0, Relaxed);
-                        ep.ejections.store(0, Relaxed);
                     }
                     return Ok((s, guard, label));
                 }
@@ -503,13 +526,17 @@ mod tests {
     fn least_connections_first_and_counters_kept() {
         let b = Balancer::default();
         b.update(&[("127.0.0.1".into(), 1), ("127.0.0.1".into(), 2)]);
-        let first = b.ordered();
+        let first = b.ordered(true);
         first[0].active.fetch_add(5, Relaxed);
         let busy = first[0].port;
-        assert_ne!(b.ordered()[0].port, busy, "the busy one goes last");
+        assert_ne!(b.ordered(true)[0].port, busy, "the busy one goes last");
         // An update keeps the counters of the instances that stay.
         b.update(&[("127.0.0.1".into(), busy), ("127.0.0.1".into(), 3)]);
-        let kept = b.ordered().into_iter().find(|e| e.port == busy).unwrap();
+        let kept = b
+            .ordered(true)
+            .into_iter()
+            .find(|e| e.port == busy)
+            .unwrap();
         assert_eq!(kept.active.load(Relaxed), 5);
     }
 
@@ -528,7 +555,7 @@ mod tests {
             ("127.0.0.1".into(), live_port),
         ]);
         // Make the live one look busier, so the dead one is tried first.
-        b.ordered()
+        b.ordered(true)
             .into_iter()
             .find(|e| e.port == live_port)
             .unwrap()
@@ -566,10 +593,11 @@ mod tests {
             enforcing: 100,
             max_ejection_percent: 50,
             base_ejection: Duration::from_millis(300),
+            interval: Duration::from_secs(10),
         };
         let counters = Counters::default();
         let live_ep = b
-            .ordered()
+            .ordered(true)
             .into_iter()
             .find(|e| e.port == live_port)
             .unwrap();
@@ -617,7 +645,73 @@ mod tests {
         // Back once its time aside is over.
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert!(b.ejected().is_empty());
-        assert_eq!(b.ordered().len(), 2);
+        assert_eq!(b.ordered(true).len(), 2);
+    }
+
+    fn outlier(max_failures: u32, base_ms: u64, interval_ms: u64) -> Outlier {
+        Outlier {
+            max_failures,
+            enforcing: 100,
+            max_ejection_percent: 50,
+            base_ejection: Duration::from_millis(base_ms),
+            interval: Duration::from_millis(interval_ms),
+        }
+    }
+
+    /// Connections failing at once on several threads set an instance aside
+    /// once, and never more instances than the cap allows.
+    #[test]
+    fn simultaneous_failures_set_aside_once_within_the_cap() {
+        let b = Arc::new(Balancer::default());
+        b.update(&[("127.0.0.1".into(), 1), ("127.0.0.1".into(), 2)]);
+        let o = outlier(3, 60_000, 10_000);
+        let counters = Arc::new(Counters::default());
+        let eps = b.ordered(true);
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let (b, counters, o) = (b.clone(), counters.clone(), o.clone());
+                let ep = eps[i % 2].clone();
+                std::thread::spawn(move || {
+                    for _ in 0..30 {
+                        b.failed(&ep, &o, &counters);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Two instances, 50 %: one set aside, once.
+        assert_eq!(b.ejected().len(), 1);
+        assert_eq!(counters.ejections.load(Relaxed), 1);
+        let aside = eps
+            .iter()
+            .find(|e| e.ejected_until.load(Relaxed) > now_ms())
+            .unwrap();
+        assert_eq!(aside.ejections.load(Relaxed), 1);
+    }
+
+    /// Envoy's multiplier: set aside again soon after coming back, twice the
+    /// time; after intervals of health, back to once.
+    #[test]
+    fn the_time_aside_grows_and_decays() {
+        let b = Balancer::default();
+        b.update(&[("127.0.0.1".into(), 1), ("127.0.0.1".into(), 2)]);
+        let o = outlier(1, 100, 1000);
+        let counters = Counters::default();
+        let ep = b.ordered(true)[0].clone();
+        b.failed(&ep, &o, &counters);
+        assert_eq!(ep.ejections.load(Relaxed), 1);
+        std::thread::sleep(Duration::from_millis(150));
+        b.failed(&ep, &o, &counters);
+        assert_eq!(ep.ejections.load(Relaxed), 2, "again at once: twice");
+        let until = ep.ejected_until.load(Relaxed);
+        assert!(until >= now_ms() + 150, "about 200 ms aside");
+        // Back, then two intervals healthy: the multiplier is spent.
+        std::thread::sleep(Duration::from_millis(200 + 2100));
+        b.failed(&ep, &o, &counters);
+        assert_eq!(ep.ejections.load(Relaxed), 1);
+        assert_eq!(counters.ejections.load(Relaxed), 3);
     }
 
     #[tokio::test]

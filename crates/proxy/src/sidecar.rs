@@ -121,9 +121,18 @@ pub fn parse_registration(v: &Value) -> Result<Registration, String> {
     // off the registered address (which mesh clients still dial).
     let config = proxy.get("Config").cloned().unwrap_or(Value::Null);
     let bind_port = match config.get("bind_port") {
-        Some(Value::Number(n)) => n.as_u64().map(|p| p as u16),
-        Some(Value::String(p)) => p.trim().parse::<u16>().ok(),
-        _ => None,
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let port = match v {
+                Value::Number(n) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
+                Value::String(p) => p.trim().parse::<u16>().ok(),
+                _ => None,
+            };
+            if port.is_none() {
+                warn!("Proxy.Config.bind_port {v} is not a port; the registered port is used");
+            }
+            port
+        }
     };
     Ok(Registration {
         id: s(v, "ID").to_string(),
@@ -180,6 +189,8 @@ pub struct Sidecar {
     /// timeout).
     own: watch::Receiver<Option<Defaults>>,
     inbound: RwLock<Option<TlsAcceptor>>,
+    /// Where the public listener listens (bound at start).
+    public: RwLock<String>,
     upstreams: RwLock<HashMap<(String, u16), Arc<Upstream>>>,
     pub metrics: Arc<Metrics>,
     dns: Resolver,
@@ -221,6 +232,7 @@ impl Sidecar {
             intentions,
             own,
             inbound: RwLock::new(None),
+            public: RwLock::new(format!("{}:{}", reg.address, reg.port)),
             upstreams: RwLock::new(HashMap::new()),
             metrics,
             dns: Resolver::default(),
@@ -426,15 +438,14 @@ impl Sidecar {
             .as_ref()
             .map(|d| d.for_upstream(&dest).clone())
             .unwrap_or_default();
-        if let Some(max) = settings.max_connections
-            && up.counters.active.load(Relaxed) >= max
-        {
+        let Some(_active) = ActiveGuard::within(up.counters.clone(), settings.max_connections)
+        else {
             up.counters.limit_refused.fetch_add(1, Relaxed);
-            warn!(%peer, upstream = %dest, "refused: {max} connections already open to {dest} (UpstreamConfig limits)");
+            warn!(%peer, upstream = %dest, "refused: {} connections already open to {dest} (UpstreamConfig limits)",
+                  settings.max_connections.unwrap_or(0));
             log.refused("UO", "");
             return;
-        }
-        let _active = ActiveGuard::new(up.counters.clone());
+        };
         let failed = |log: &mut Record, flags: &'static str, why: &str| {
             if let Some(e) = log.entry() {
                 e.flags = flags;
@@ -514,6 +525,9 @@ impl Sidecar {
 
     /// Serves the public mTLS listener until the drain starts.
     pub async fn serve_inbound(self: Arc<Self>, listener: TcpListener) {
+        if let Ok(a) = listener.local_addr() {
+            *self.public.write() = a.to_string();
+        }
         let mut stop = self.drain.signal();
         loop {
             tokio::select! {
@@ -535,7 +549,10 @@ impl Sidecar {
     }
 
     async fn inbound(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        if crate::is_probe(&stream).await {
+        // One deadline for the first byte and the whole handshake
+        // (`handshake_timeout_ms`).
+        let deadline = tokio::time::Instant::now() + self.handshake_timeout();
+        if crate::is_probe(&stream, deadline).await {
             debug!(%peer, "closed without sending anything (a TCP health check)");
             return;
         }
@@ -552,8 +569,7 @@ impl Sidecar {
             log.refused("NR", "no TLS configuration yet");
             return;
         };
-        let handshake = self.handshake_timeout();
-        let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+        let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
             Ok(Ok(t)) => t,
             Ok(Err(e)) => {
                 counters.handshake_failures.fetch_add(1, Relaxed);
@@ -601,16 +617,14 @@ impl Sidecar {
             .borrow()
             .as_ref()
             .map_or((None, None), |d| (d.max_inbound, d.local_connect_timeout));
-        if let Some(max) = max_inbound
-            && counters.active.load(Relaxed) >= max
-        {
+        let Some(_active) = ActiveGuard::within(counters.clone(), max_inbound) else {
             counters.limit_refused.fetch_add(1, Relaxed);
             warn!(%peer, source = %caller.service, service = %service,
-                  "refused: {max} connections already open (MaxInboundConnections)");
+                  "refused: {} connections already open (MaxInboundConnections)",
+                  max_inbound.unwrap_or(0));
             log.refused("UO", "");
             return;
-        }
-        let _active = ActiveGuard::new(counters.clone());
+        };
         let timeout = self.local_connect_timeout(own_timeout);
         let up = match tokio::time::timeout(timeout, TcpStream::connect(&target)).await {
             Ok(Ok(s)) => s,
@@ -728,7 +742,7 @@ impl Sidecar {
             "ProxyID": reg.id,
             "Service": reg.service,
             "Datacenter": self.datacenter,
-            "PublicListener": format!("{}:{}", reg.address, reg.port),
+            "PublicListener": self.public.read().clone(),
             "LocalService": format!("{}:{}", reg.local_address, reg.local_port),
             "LeafValidBefore": self.leaf.borrow().as_ref().map(|l| l.valid_before.clone()),
             "Intentions": self.intentions.borrow().as_ref().map(|i| i.list.len()),

@@ -15,9 +15,13 @@
 //! a scheduling entity per thread on crowded cores. Both halves were
 //! measured (bench/RESULTS.md, the data plane's sixth and seventh runs).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use futures::future::{AbortHandle, Abortable};
+use parking_lot::Mutex;
 
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
@@ -31,15 +35,18 @@ pub const DEFAULT_PER_THREAD: usize = 16;
 pub struct Workers {
     slots: Vec<Slot>,
     per_thread: usize,
-    /// Set when the proxy stops: connections still open end (their
-    /// futures are dropped, so their access log lines are written).
-    stop: tokio::sync::watch::Sender<bool>,
+    next_id: AtomicU64,
 }
+
+/// The connections running on one thread, by id: what [`Workers::close_all`]
+/// ends.
+type Running = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 
 struct Slot {
     /// `None`: the thread that started the proxy (its own runtime).
     handle: Option<Handle>,
     open: Arc<AtomicUsize>,
+    running: Running,
 }
 
 /// Counts a connection as open on its thread until dropped.
@@ -58,6 +65,7 @@ impl Workers {
         let mut slots = vec![Slot {
             handle: None,
             open: Arc::default(),
+            running: Arc::default(),
         }];
         for i in 1..threads.max(1) {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -70,18 +78,24 @@ impl Workers {
             slots.push(Slot {
                 handle: Some(handle),
                 open: Arc::default(),
+                running: Arc::default(),
             });
         }
         Ok(Workers {
             slots,
             per_thread: per_thread.max(1),
-            stop: tokio::sync::watch::Sender::new(false),
+            next_id: AtomicU64::new(0),
         })
     }
 
-    /// Ends every connection still open, on whichever thread it is.
+    /// Ends every connection still open, on whichever thread it is (its
+    /// future is dropped there, so it writes its access log line).
     pub fn close_all(&self) {
-        self.stop.send_replace(true);
+        for s in &self.slots {
+            for h in s.running.lock().values() {
+                h.abort();
+            }
+        }
     }
 
     /// How many threads carry connections.
@@ -145,15 +159,19 @@ impl Workers {
         let slot = &self.slots[self.pick()];
         slot.open.fetch_add(1, Ordering::Relaxed);
         let open = Open(slot.open.clone());
-        let mut stop = self.stop.subscribe();
+        // Abortable at stop: an atomic flag checked when the task wakes.
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (abort, registration) = AbortHandle::new_pair();
+        slot.running.lock().insert(id, abort);
+        let running = slot.running.clone();
+        let done = move || {
+            running.lock().remove(&id);
+        };
         let Some(handle) = &slot.handle else {
             tokio::spawn(async move {
                 let _open = open;
-                tokio::select! {
-                    biased;
-                    () = serve(stream) => {}
-                    _ = stop.wait_for(|s| *s) => {}
-                }
+                let _ = Abortable::new(serve(stream), registration).await;
+                done();
             });
             return;
         };
@@ -162,19 +180,19 @@ impl Workers {
             Ok(s) => s,
             Err(e) => {
                 warn!("cannot hand a connection to another thread: {e}");
+                done();
                 return;
             }
         };
         handle.spawn(async move {
             let _open = open;
             match TcpStream::from_std(stream) {
-                Ok(s) => tokio::select! {
-                    biased;
-                    () = serve(s) => {}
-                    _ = stop.wait_for(|s| *s) => {}
-                },
+                Ok(s) => {
+                    let _ = Abortable::new(serve(s), registration).await;
+                }
                 Err(e) => warn!("cannot take a connection on this thread: {e}"),
             }
+            done();
         });
     }
 }
