@@ -1793,13 +1793,17 @@ async fn passive_health_check_sets_a_dead_instance_aside() {
 async fn sidecar_reads_the_proxy_config_keys() {
     let a = crate::dev().await;
     let bind_port = free_port("127.0.0.4");
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("tuned.log");
     let (st, b) = a
         .put(
             "/v1/agent/service/register",
             json!({"Name": "tuned", "Port": 9,
                    "Connect": {"SidecarService": {"Port": free_port("127.0.0.1"), "Address": "127.0.0.1",
                        "Proxy": {"Config": {"bind_address": "127.0.0.4", "bind_port": bind_port,
-                                            "local_connect_timeout_ms": "1200", "handshake_timeout_ms": 2500}}}}})
+                                            "local_connect_timeout_ms": "1200", "handshake_timeout_ms": 2500},
+                                 "AccessLogs": {"Enabled": true, "Type": "file", "Path": log.display().to_string(),
+                                                "TextFormat": "%DOWNSTREAM_LOCAL_ADDRESS% listener %RESPONSE_FLAGS%"}}}}})
             .to_string(),
         )
         .await;
@@ -1855,9 +1859,22 @@ async fn sidecar_reads_the_proxy_config_keys() {
     assert_eq!(c["PublicListener"], format!("127.0.0.4:{bind_port}"), "{c}");
     assert_eq!(c["LocalConnectTimeoutMs"], 1200, "{c}");
     assert_eq!(c["HandshakeTimeoutMs"], 2500, "{c}");
-    tokio::net::TcpStream::connect(("127.0.0.4", bind_port))
-        .await
-        .expect("the public listener is on the bind address");
+    // Its own Proxy.AccessLogs (proxy-defaults has none): a caller that
+    // fails the handshake is a listener log line.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.4", bind_port))
+            .await
+            .expect("the public listener is on the bind address");
+        c.write_all(b"not a TLS client hello\r\n").await.unwrap();
+    }
+    let line = eventually(
+        "the registration's access log",
+        Duration::from_secs(10),
+        || async { std::fs::read_to_string(&log).ok().filter(|t| !t.is_empty()) },
+    )
+    .await;
+    assert_eq!(line, format!("127.0.0.4:{bind_port} listener -\n"));
     let c = config(plain_admin.clone()).await.unwrap();
     assert_eq!(c["LocalConnectTimeoutMs"], 900, "proxy-defaults: {c}");
     assert_eq!(c["HandshakeTimeoutMs"], 3000, "proxy-defaults: {c}");

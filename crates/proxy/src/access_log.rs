@@ -497,6 +497,10 @@ pub struct AccessLog {
     enabled: AtomicBool,
     sink: RwLock<Option<Arc<Sink>>>,
     config: RwLock<Option<AccessLogsConfig>>,
+    /// `proxy-defaults`' `AccessLogs`, and the proxy registration's own
+    /// (which, when set, comes first, as in Consul).
+    global: RwLock<Option<AccessLogsConfig>>,
+    local: RwLock<Option<AccessLogsConfig>>,
     next_id: AtomicU64,
     dropped: Arc<AtomicU64>,
     /// The writer threads started (each ends once its sink and the records
@@ -591,10 +595,32 @@ impl AccessLog {
         Record { entry, sink }
     }
 
-    /// Applies `proxy-defaults`' `AccessLogs` (None: no entry). Returns what
-    /// to warn about (operators without a value here); an unchanged
-    /// configuration changes nothing.
-    pub fn apply(&self, cfg: Option<&AccessLogsConfig>) -> Vec<String> {
+    /// Sets `proxy-defaults`' `AccessLogs` (None: no entry); returns what to
+    /// warn about.
+    pub fn set_global(&self, cfg: Option<&AccessLogsConfig>) -> Vec<String> {
+        *self.global.write() = cfg.cloned();
+        self.apply_current()
+    }
+
+    /// Sets the proxy registration's own `Proxy.AccessLogs` (None or all
+    /// unset: proxy-defaults' apply); returns what to warn about.
+    pub fn set_local(&self, cfg: Option<&AccessLogsConfig>) -> Vec<String> {
+        *self.local.write() = cfg.filter(|c| **c != AccessLogsConfig::default()).cloned();
+        self.apply_current()
+    }
+
+    fn apply_current(&self) -> Vec<String> {
+        let cfg = self
+            .local
+            .read()
+            .clone()
+            .or_else(|| self.global.read().clone());
+        self.apply(cfg.as_ref())
+    }
+
+    /// Applies an `AccessLogs` block. Returns what to warn about (operators
+    /// without a value here); an unchanged configuration changes nothing.
+    fn apply(&self, cfg: Option<&AccessLogsConfig>) -> Vec<String> {
         let cfg = cfg.filter(|c| c.enabled).cloned();
         if *self.config.read() == cfg {
             return Vec::new();

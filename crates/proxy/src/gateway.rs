@@ -511,46 +511,32 @@ impl Gateway {
                 .service("")
                 .handshake_failures
                 .fetch_add(1, Relaxed);
+            warn!(%peer, "mesh TLS handshake refused: {why}");
             listener_refusal(log, why);
         };
-        let (start, sni) = match tokio::time::timeout_at(deadline, hello).await {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                warn!(%peer, "mesh TLS handshake refused: {e}");
-                refused(&mut log, &e.to_string());
-                return;
-            }
-            Err(_) => {
-                warn!(%peer, "mesh TLS handshake timed out");
-                refused(&mut log, "TLS handshake timed out");
-                return;
-            }
-        };
+        let (start, sni) =
+            match crate::handshake_step(tokio::time::timeout_at(deadline, hello).await) {
+                Ok(x) => x,
+                Err(why) => return refused(&mut log, &why),
+            };
         if let Some(e) = log.entry() {
             e.server_name = sni.clone();
         }
         let Some(linked) = self.by_sni.read().get(&sni).cloned() else {
+            self.metrics
+                .service("")
+                .handshake_failures
+                .fetch_add(1, Relaxed);
             warn!(%peer, sni = %sni, "refused: no linked service for this SNI");
-            refused(&mut log, "");
+            listener_refusal(&mut log, "");
             log.refused("NR", "no linked service for this SNI");
             return;
         };
-        let tls =
-            match tokio::time::timeout_at(deadline, start.into_stream(acceptor.config().clone()))
-                .await
-            {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    warn!(%peer, "mesh TLS handshake refused: {e}");
-                    refused(&mut log, &e.to_string());
-                    return;
-                }
-                Err(_) => {
-                    warn!(%peer, "mesh TLS handshake timed out");
-                    refused(&mut log, "TLS handshake timed out");
-                    return;
-                }
-            };
+        let accept = start.into_stream(acceptor.config().clone());
+        let tls = match crate::handshake_step(tokio::time::timeout_at(deadline, accept).await) {
+            Ok(t) => t,
+            Err(why) => return refused(&mut log, &why),
+        };
         let caller = {
             let (_, conn) = tls.get_ref();
             let caller = meshgate_ca::tls::peer_service_id(conn);

@@ -117,6 +117,18 @@ pub(crate) async fn is_probe(
     )
 }
 
+/// A step of a mesh TLS handshake under its deadline: the value, or why it
+/// failed (as logged and put in the access log).
+pub(crate) fn handshake_step<T>(
+    r: Result<std::io::Result<T>, tokio::time::error::Elapsed>,
+) -> Result<T, String> {
+    match r {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("TLS handshake timed out".into()),
+    }
+}
+
 /// Resolves when draining starts.
 pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
@@ -343,7 +355,7 @@ pub async fn run(
                 .borrow_and_update()
                 .clone()
                 .and_then(|g| g.access_logs);
-            for w in a.apply(cfg.as_ref()) {
+            for w in a.set_global(cfg.as_ref()) {
                 warn!("{w}");
             }
             if logs_cfg.changed().await.is_err() {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use meshgate_ca::ServiceId;
 use meshgate_ca::tls::ClientAuth;
+use meshgate_config_entries::AccessLogsConfig;
 use parking_lot::RwLock;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
@@ -52,6 +53,9 @@ pub struct Registration {
     /// `Proxy.Config.handshake_timeout_ms`: the public listener's TLS
     /// handshake timeout.
     pub handshake_timeout: Option<Duration>,
+    /// `Proxy.AccessLogs`: this proxy's own access logs (over
+    /// proxy-defaults').
+    pub access_logs: Option<AccessLogsConfig>,
 }
 
 /// A number of milliseconds from a proxy `Config` (a number or a string,
@@ -146,6 +150,16 @@ pub fn parse_registration(v: &Value) -> Result<Registration, String> {
             .filter(|p| *p > 0)
             .unwrap_or(v.get("Port").and_then(Value::as_u64).unwrap_or(0) as u16),
         local_connect_timeout: config_ms(&config, "local_connect_timeout_ms"),
+        access_logs: match proxy.get("AccessLogs") {
+            None | Some(Value::Null) => None,
+            Some(v) => match serde_json::from_value::<AccessLogsConfig>(v.clone()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warn!("Proxy.AccessLogs of the registration: {e}; proxy-defaults' apply");
+                    None
+                }
+            },
+        },
         handshake_timeout: config_ms(&config, "handshake_timeout_ms"),
         local_address: match s(&proxy, "LocalServiceAddress") {
             "" => "127.0.0.1".to_string(),
@@ -305,6 +319,9 @@ impl Sidecar {
 
     async fn reconcile(self: &Arc<Self>, reg: &Registration) -> Result<(), ProxyError> {
         *self.reg.write() = reg.clone();
+        for w in self.access.set_local(reg.access_logs.as_ref()) {
+            warn!("{w}");
+        }
         let wanted: HashMap<(String, u16), UpstreamDef> = reg
             .upstreams
             .iter()
@@ -569,18 +586,14 @@ impl Sidecar {
             log.refused("NR", "no TLS configuration yet");
             return;
         };
-        let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
+        let tls = match crate::handshake_step(
+            tokio::time::timeout_at(deadline, acceptor.accept(stream)).await,
+        ) {
+            Ok(t) => t,
+            Err(why) => {
                 counters.handshake_failures.fetch_add(1, Relaxed);
-                warn!(%peer, "mesh TLS handshake refused: {e}");
-                listener_refusal(&mut log, &e.to_string());
-                return;
-            }
-            Err(_) => {
-                counters.handshake_failures.fetch_add(1, Relaxed);
-                warn!(%peer, "mesh TLS handshake timed out");
-                listener_refusal(&mut log, "TLS handshake timed out");
+                warn!(%peer, "mesh TLS handshake refused: {why}");
+                listener_refusal(&mut log, &why);
                 return;
             }
         };

@@ -509,3 +509,17 @@ async fn versions_and_cipher_suites_follow_the_settings() {
         Some(ProtocolVersion::TLSv1_3)
     );
 }
+
+/// The suites meshgate says it has are the provider's.
+#[test]
+fn every_suite_meshgate_names_is_in_the_provider() {
+    let p = provider();
+    for name in meshgate_types::tls::AVAILABLE_CIPHER_SUITES {
+        assert!(
+            p.cipher_suites
+                .iter()
+                .any(|s| s.suite().as_str() == Some(name)),
+            "{name}"
+        );
+    }
+}
