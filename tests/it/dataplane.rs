@@ -1802,6 +1802,8 @@ async fn sidecar_reads_the_proxy_config_keys() {
                    "Connect": {"SidecarService": {"Port": free_port("127.0.0.1"), "Address": "127.0.0.1",
                        "Proxy": {"Config": {"bind_address": "127.0.0.4", "bind_port": bind_port,
                                             "local_connect_timeout_ms": "1200", "handshake_timeout_ms": 2500},
+                                 "Upstreams": [{"DestinationName": "backend", "LocalBindPort": free_port("127.0.0.1"),
+                                                "Config": {"connect_timeout_ms": 750}}],
                                  "AccessLogs": {"Enabled": true, "Type": "file", "Path": log.display().to_string(),
                                                 "TextFormat": "%DOWNSTREAM_LOCAL_ADDRESS% listener %RESPONSE_FLAGS%"}}}}})
             .to_string(),
@@ -1812,7 +1814,8 @@ async fn sidecar_reads_the_proxy_config_keys() {
         .put(
             "/v1/agent/service/register",
             json!({"Name": "plain", "Port": 9,
-                   "Connect": {"SidecarService": {"Port": free_port("127.0.0.1"), "Address": "127.0.0.1"}}})
+                   "Connect": {"SidecarService": {"Port": free_port("127.0.0.1"), "Address": "127.0.0.1",
+                       "Proxy": {"Upstreams": [{"DestinationName": "backend", "LocalBindPort": free_port("127.0.0.1")}]}}}})
             .to_string(),
         )
         .await;
@@ -1859,6 +1862,10 @@ async fn sidecar_reads_the_proxy_config_keys() {
     assert_eq!(c["PublicListener"], format!("127.0.0.4:{bind_port}"), "{c}");
     assert_eq!(c["LocalConnectTimeoutMs"], 1200, "{c}");
     assert_eq!(c["HandshakeTimeoutMs"], 2500, "{c}");
+    assert_eq!(
+        c["Upstreams"][0]["ConnectTimeoutMs"], 750,
+        "the upstream's own Config: {c}"
+    );
     // Its own Proxy.AccessLogs (proxy-defaults has none): a caller that
     // fails the handshake is a listener log line.
     {
@@ -1878,17 +1885,25 @@ async fn sidecar_reads_the_proxy_config_keys() {
     let c = config(plain_admin.clone()).await.unwrap();
     assert_eq!(c["LocalConnectTimeoutMs"], 900, "proxy-defaults: {c}");
     assert_eq!(c["HandshakeTimeoutMs"], 3000, "proxy-defaults: {c}");
+    assert_eq!(
+        c["Upstreams"][0]["ConnectTimeoutMs"], 5000,
+        "the resolver's default: {c}"
+    );
     // The service's own LocalConnectTimeoutMs comes before proxy-defaults.
     let (st, b) = a
         .put(
             "/v1/config",
-            r#"{"Kind": "service-defaults", "Name": "plain", "LocalConnectTimeoutMs": 1500}"#,
+            r#"{"Kind": "service-defaults", "Name": "plain", "LocalConnectTimeoutMs": 1500, "UpstreamConfig": {"Defaults": {"ConnectTimeoutMs": 1800}}}"#,
         )
         .await;
     assert_eq!(st, 200, "{b}");
     eventually("service-defaults first", Duration::from_secs(10), || {
         let admin = plain_admin.clone();
-        async move { (config(admin).await?["LocalConnectTimeoutMs"] == 1500).then_some(()) }
+        async move {
+            let c = config(admin).await?;
+            (c["LocalConnectTimeoutMs"] == 1500 && c["Upstreams"][0]["ConnectTimeoutMs"] == 1800)
+                .then_some(())
+        }
     })
     .await;
 }

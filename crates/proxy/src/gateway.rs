@@ -634,7 +634,10 @@ impl Gateway {
         };
         // The client's first message, read here, is carried too.
         let head_len = head.as_ref().map_or(0, |h| h.len() as u64);
-        let timeout = defaults.connect_timeout.unwrap_or(Duration::from_secs(5));
+        let timeout = defaults
+            .upstream
+            .connect_timeout
+            .unwrap_or(Duration::from_secs(5));
         let (mut up, _ep, label) = relay::connect(
             &linked.balancer,
             &self.dns,

@@ -97,6 +97,8 @@ impl Outlier {
 pub struct UpstreamSettings {
     pub max_connections: Option<u64>,
     pub outlier: Option<Outlier>,
+    /// `ConnectTimeoutMs`.
+    pub connect_timeout: Option<Duration>,
 }
 
 impl UpstreamSettings {
@@ -109,6 +111,8 @@ impl UpstreamSettings {
                 .filter(|n| *n > 0)
                 .map(|n| n as u64),
             outlier: u.passive_health_check.as_ref().map(Outlier::from_config),
+            connect_timeout: (u.connect_timeout_ms > 0)
+                .then(|| Duration::from_millis(u.connect_timeout_ms as u64)),
         }
     }
 }
@@ -120,8 +124,6 @@ pub struct Defaults {
     pub protocol: String,
     /// Concurrent connections allowed (None: no limit).
     pub max_connections: Option<u64>,
-    /// Connect timeout to an instance.
-    pub connect_timeout: Option<Duration>,
     /// `MaxInboundConnections`: what a sidecar's public listener carries at
     /// once for this service (None: no limit).
     pub max_inbound: Option<u64>,
@@ -169,6 +171,7 @@ impl Defaults {
                         let merged = UpstreamSettings {
                             max_connections: o.max_connections.or(settings.max_connections),
                             outlier: o.outlier.or_else(|| settings.outlier.clone()),
+                            connect_timeout: o.connect_timeout.or(settings.connect_timeout),
                         };
                         (entry.name.clone(), merged)
                     })
@@ -180,7 +183,6 @@ impl Defaults {
         Defaults {
             protocol: sd.protocol.to_ascii_lowercase(),
             max_connections: inbound.or(from_limits),
-            connect_timeout: upstream.and_then(|d| ms(d.connect_timeout_ms)),
             max_inbound: inbound,
             local_connect_timeout: ms(sd.local_connect_timeout_ms),
             upstream: settings,
@@ -623,7 +625,7 @@ mod tests {
             "Kind": "service-defaults",
             "Name": "web",
             "UpstreamConfig": {
-                "Defaults": {"Limits": {"MaxConnections": 10},
+                "Defaults": {"Limits": {"MaxConnections": 10}, "ConnectTimeoutMs": 2500,
                              "PassiveHealthCheck": {"MaxFailures": 3, "Interval": "20s"}},
                 "Overrides": [{"Name": "db", "Limits": {"MaxConnections": 2}}]
             }
@@ -634,6 +636,7 @@ mod tests {
         let d = Defaults::from_entry(&sd);
         let db = d.for_upstream("db");
         assert_eq!(db.max_connections, Some(2));
+        assert_eq!(db.connect_timeout, Some(Duration::from_millis(2500)));
         let o = db.outlier.as_ref().expect("inherited from Defaults");
         assert_eq!((o.max_failures, o.interval), (3, Duration::from_secs(20)));
         assert_eq!(o.base_ejection, Duration::from_secs(30), "Envoy's default");

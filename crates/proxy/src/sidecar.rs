@@ -56,6 +56,9 @@ pub struct Registration {
     /// `Proxy.AccessLogs`: this proxy's own access logs (over
     /// proxy-defaults').
     pub access_logs: Option<AccessLogsConfig>,
+    /// Upstreams' `Config.connect_timeout_ms`, by local bind address and
+    /// port.
+    pub upstream_timeouts: Vec<((String, u16), Duration)>,
 }
 
 /// A number of milliseconds from a proxy `Config` (a number or a string,
@@ -89,6 +92,7 @@ pub fn parse_registration(v: &Value) -> Result<Registration, String> {
         return Err("the proxy registration has no Proxy.DestinationServiceName".into());
     }
     let mut upstreams = Vec::new();
+    let mut upstream_timeouts = Vec::new();
     for u in proxy
         .get("Upstreams")
         .and_then(Value::as_array)
@@ -111,13 +115,20 @@ pub fn parse_registration(v: &Value) -> Result<Registration, String> {
             );
             continue;
         }
+        let bind_address = match s(u, "LocalBindAddress") {
+            "" => "127.0.0.1".to_string(),
+            a => a.to_string(),
+        };
+        if let Some(t) = u
+            .get("Config")
+            .and_then(|c| config_ms(c, "connect_timeout_ms"))
+        {
+            upstream_timeouts.push(((bind_address.clone(), port), t));
+        }
         upstreams.push(UpstreamDef {
             destination: s(u, "DestinationName").to_string(),
             datacenter: s(u, "Datacenter").to_string(),
-            bind_address: match s(u, "LocalBindAddress") {
-                "" => "127.0.0.1".to_string(),
-                a => a.to_string(),
-            },
+            bind_address,
             bind_port: port,
         });
     }
@@ -150,6 +161,7 @@ pub fn parse_registration(v: &Value) -> Result<Registration, String> {
             .filter(|p| *p > 0)
             .unwrap_or(v.get("Port").and_then(Value::as_u64).unwrap_or(0) as u16),
         local_connect_timeout: config_ms(&config, "local_connect_timeout_ms"),
+        upstream_timeouts,
         access_logs: match proxy.get("AccessLogs") {
             None | Some(Value::Null) => None,
             Some(v) => match serde_json::from_value::<AccessLogsConfig>(v.clone()) {
@@ -480,7 +492,7 @@ impl Sidecar {
         if let Some(e) = log.entry() {
             e.cluster = sni.clone();
         }
-        let connect_timeout = up.route.read().connect_timeout;
+        let connect_timeout = self.connect_timeout(&up, settings.connect_timeout);
         let (tcp, _ep, label) = match relay::connect(
             &up.balancer,
             &self.dns,
@@ -692,6 +704,24 @@ impl Sidecar {
             .unwrap_or(Duration::from_secs(5))
     }
 
+    /// The connect timeout to an upstream's instances: its registration
+    /// `Config.connect_timeout_ms`, else this service's `UpstreamConfig`
+    /// `ConnectTimeoutMs` (`configured`), else the discovery chain's
+    /// (`service-resolver` `ConnectTimeout`, 5 s by default) — Consul's
+    /// order: an upstream's configuration overrides the resolver's.
+    fn connect_timeout(&self, up: &Upstream, configured: Option<Duration>) -> Duration {
+        let key = (up.def.bind_address.as_str(), up.def.bind_port);
+        let own = self
+            .reg
+            .read()
+            .upstream_timeouts
+            .iter()
+            .find(|((a, p), _)| (a.as_str(), *p) == key)
+            .map(|(_, t)| *t);
+        own.or(configured)
+            .unwrap_or_else(|| up.route.read().connect_timeout)
+    }
+
     /// The public listener's TLS handshake timeout: the registration's
     /// `Proxy.Config.handshake_timeout_ms`, else proxy-defaults', else 10 s.
     fn handshake_timeout(&self) -> Duration {
@@ -743,6 +773,9 @@ impl Sidecar {
                     "DestinationName": u.def.destination,
                     "Datacenter": u.def.datacenter,
                     "LocalBind": format!("{}:{}", u.def.bind_address, u.def.bind_port),
+                    "ConnectTimeoutMs": self
+                        .connect_timeout(u, own.for_upstream(&u.def.destination).connect_timeout)
+                        .as_millis() as u64,
                     "Instances": u.balancer.labels(),
                     "SetAside": u.balancer.ejected(),
                     "ActiveConnections": u.counters.active.load(Relaxed),
