@@ -465,7 +465,7 @@ impl Gateway {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
                         let g = self.clone();
-                        workers.spawn(stream, move |s| g.handle(s, peer));
+                        workers.spawn(stream, false, move |s| g.handle(s, peer));
                     }
                     Err(e) => {
                         warn!("accept: {e}");

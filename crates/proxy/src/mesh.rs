@@ -99,6 +99,9 @@ pub struct UpstreamSettings {
     pub outlier: Option<Outlier>,
     /// `ConnectTimeoutMs`.
     pub connect_timeout: Option<Duration>,
+    /// `BalanceOutboundConnections = "exact_balance"`: connections to it
+    /// are spread over the proxy's threads rather than packed.
+    pub exact_balance: bool,
 }
 
 impl UpstreamSettings {
@@ -113,6 +116,7 @@ impl UpstreamSettings {
             outlier: u.passive_health_check.as_ref().map(Outlier::from_config),
             connect_timeout: (u.connect_timeout_ms > 0)
                 .then(|| Duration::from_millis(u.connect_timeout_ms as u64)),
+            exact_balance: u.balance_outbound_connections == "exact_balance",
         }
     }
 }
@@ -130,6 +134,9 @@ pub struct Defaults {
     /// `LocalConnectTimeoutMs`: a sidecar's connect timeout to its local
     /// service.
     pub local_connect_timeout: Option<Duration>,
+    /// `BalanceInboundConnections = "exact_balance"`: a sidecar spreads
+    /// its public listener's connections over its threads.
+    pub exact_balance_inbound: bool,
     /// `UpstreamConfig.Defaults`: for a gateway, what it applies to this
     /// linked service's instances; for a sidecar, to each of its upstreams
     /// that no override names.
@@ -172,6 +179,11 @@ impl Defaults {
                             max_connections: o.max_connections.or(settings.max_connections),
                             outlier: o.outlier.or_else(|| settings.outlier.clone()),
                             connect_timeout: o.connect_timeout.or(settings.connect_timeout),
+                            exact_balance: if entry.balance_outbound_connections.is_empty() {
+                                settings.exact_balance
+                            } else {
+                                o.exact_balance
+                            },
                         };
                         (entry.name.clone(), merged)
                     })
@@ -185,6 +197,7 @@ impl Defaults {
             max_connections: inbound.or(from_limits),
             max_inbound: inbound,
             local_connect_timeout: ms(sd.local_connect_timeout_ms),
+            exact_balance_inbound: sd.balance_inbound_connections == "exact_balance",
             upstream: settings,
             overrides,
         }

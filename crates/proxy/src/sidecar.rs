@@ -383,7 +383,10 @@ impl Sidecar {
                                 let Some(up) = weak.upgrade() else { return };
                                 let me = me.clone();
                                 let workers = me.workers.clone();
-                                workers.spawn(stream, move |s| me.outbound(s, peer, up));
+                                let spread = me.own.borrow().as_ref().is_some_and(|d| {
+                                    d.for_upstream(&up.def.destination).exact_balance
+                                });
+                                workers.spawn(stream, spread, move |s| me.outbound(s, peer, up));
                             }
                             Err(e) => {
                                 warn!("accept: {e}");
@@ -565,7 +568,8 @@ impl Sidecar {
                         let _ = stream.set_nodelay(true);
                         let me = self.clone();
                         let workers = me.workers.clone();
-                        workers.spawn(stream, move |s| me.inbound(s, peer));
+                        let spread = me.own.borrow().as_ref().is_some_and(|d| d.exact_balance_inbound);
+                        workers.spawn(stream, spread, move |s| me.inbound(s, peer));
                     }
                     Err(e) => {
                         warn!("accept: {e}");

@@ -134,8 +134,17 @@ impl Workers {
     }
 
     /// The thread a new connection goes to: the first one under its share,
-    /// else the one with the fewest.
-    fn pick(&self) -> usize {
+    /// else the one with the fewest; with `spread` (Consul's
+    /// `exact_balance`), the one with the fewest.
+    fn pick(&self, spread: bool) -> usize {
+        if spread {
+            return self
+                .slots
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.open.load(Ordering::Relaxed))
+                .map_or(0, |(i, _)| i);
+        }
         let mut best = (0, usize::MAX);
         for (i, s) in self.slots.iter().enumerate() {
             let n = s.open.load(Ordering::Relaxed);
@@ -150,13 +159,14 @@ impl Workers {
     }
 
     /// Runs `serve` for a connection just accepted on the calling thread's
-    /// runtime, on the thread chosen for it.
-    pub fn spawn<F, Fut>(&self, stream: TcpStream, serve: F)
+    /// runtime, on the thread chosen for it (packed; `spread`: on the
+    /// thread with the fewest, Consul's `exact_balance`).
+    pub fn spawn<F, Fut>(&self, stream: TcpStream, spread: bool, serve: F)
     where
         F: FnOnce(TcpStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let slot = &self.slots[self.pick()];
+        let slot = &self.slots[self.pick(spread)];
         slot.open.fetch_add(1, Ordering::Relaxed);
         let open = Open(slot.open.clone());
         // Abortable at stop: an atomic flag checked when the task wakes.
@@ -217,7 +227,7 @@ mod tests {
         for _ in 0..7 {
             let c = TcpStream::connect(addr).await.expect("connect");
             let (s, _) = l.accept().await.expect("accept");
-            w.spawn(s, |mut s| async move {
+            w.spawn(s, false, |mut s| async move {
                 let me = std::thread::current();
                 let name = me.name().unwrap_or("?").rsplit("::").next().unwrap_or("?");
                 let _ = s.write_all(name.as_bytes()).await;
@@ -258,6 +268,38 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert_eq!(w.open(), [0, 0, 0]);
-        assert_eq!(w.pick(), 0);
+        assert_eq!(w.pick(false), 0);
+    }
+
+    /// `exact_balance`: each new connection goes to the thread with the
+    /// fewest, not packed on the first.
+    #[tokio::test(flavor = "current_thread")]
+    async fn spread_puts_each_connection_on_the_least_busy_thread() {
+        let w = Workers::start(3, 16).expect("threads");
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            let c = TcpStream::connect(addr).await.expect("connect");
+            let (s, _) = l.accept().await.expect("accept");
+            w.spawn(s, true, |mut s| async move {
+                let mut b = [0u8; 1];
+                let _ = s.read(&mut b).await;
+            });
+            clients.push(c);
+        }
+        let mut open = w.open();
+        open.sort_unstable();
+        assert_eq!(open, [1, 1, 2]);
+        // Ended at stop: the counts go back to zero.
+        w.close_all();
+        for _ in 0..500 {
+            if w.open() == [0, 0, 0] {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(w.open(), [0, 0, 0]);
+        drop(clients);
     }
 }
