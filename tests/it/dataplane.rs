@@ -1823,7 +1823,12 @@ async fn sidecar_reads_the_proxy_config_keys() {
     let (st, b) = a
         .put(
             "/v1/config",
-            r#"{"Kind": "proxy-defaults", "Name": "global", "Config": {"local_connect_timeout_ms": 900, "handshake_timeout_ms": 3000}}"#,
+            json!({"Kind": "proxy-defaults", "Name": "global",
+                    "Config": {"local_connect_timeout_ms": 900, "handshake_timeout_ms": 3000},
+                    "AccessLogs": {"Enabled": true, "Type": "file",
+                                   "Path": logs.path().join("global.log").display().to_string(),
+                                   "TextFormat": "%DOWNSTREAM_LOCAL_ADDRESS% global"}})
+            .to_string(),
         )
         .await;
     assert_eq!(st, 200, "{b}");
@@ -1882,6 +1887,9 @@ async fn sidecar_reads_the_proxy_config_keys() {
     )
     .await;
     assert_eq!(line, format!("127.0.0.4:{bind_port} listener -\n"));
+    // ... not proxy-defaults' (which the other sidecar uses).
+    let global = std::fs::read_to_string(logs.path().join("global.log")).unwrap_or_default();
+    assert!(!global.contains("127.0.0.4"), "{global}");
     let c = config(plain_admin.clone()).await.unwrap();
     assert_eq!(c["LocalConnectTimeoutMs"], 900, "proxy-defaults: {c}");
     assert_eq!(c["HandshakeTimeoutMs"], 3000, "proxy-defaults: {c}");

@@ -748,7 +748,9 @@ fn writer(target: Target, rx: Receiver<String>, lost: &AtomicU64) {
                 .as_ref()
                 .is_some_and(|(_, ino)| *ino != now || now.is_none())
             {
+                // A new file: nothing of a broken line is in it.
                 out = None;
+                broken = false;
             }
         }
         if batch.is_empty() {
@@ -770,7 +772,7 @@ fn writer(target: Target, rx: Receiver<String>, lost: &AtomicU64) {
             match open(&target) {
                 Ok(o) => out = Some(o),
                 Err(e) => {
-                    lost.fetch_add(lines_in(&bytes), Relaxed);
+                    lost.fetch_add(lines_in(bytes.as_bytes()), Relaxed);
                     if !failing {
                         warn!("access log: {e}; lines are lost until it can be written");
                         failing = true;
@@ -789,9 +791,14 @@ fn writer(target: Target, rx: Receiver<String>, lost: &AtomicU64) {
                 broken = false;
             }
             Err(e) => {
-                let rest = &bytes[written.min(bytes.len())..];
-                lost.fetch_add(lines_in(rest), Relaxed);
-                broken = written > 0 && !bytes[..written].ends_with('\n');
+                let bytes = bytes.as_bytes();
+                let written = written.min(bytes.len());
+                lost.fetch_add(lines_in(&bytes[written..]), Relaxed);
+                // Only what reached the file decides whether a line is left
+                // open there.
+                if written > 0 {
+                    broken = !bytes[..written].ends_with(b"\n");
+                }
                 if !failing {
                     warn!("access log: writing: {e}; lines are lost until it can be written");
                     failing = true;
@@ -816,9 +823,12 @@ fn write_counted(w: &mut dyn std::io::Write, bytes: &[u8]) -> (usize, std::io::R
     (done, w.flush())
 }
 
-/// Lines begun in `s` (a part of a line counts as one).
-fn lines_in(s: &str) -> u64 {
-    s.split_inclusive('\n').filter(|l| *l != "\n").count() as u64
+/// Lines begun in `s` (a part of a line counts as one; a lone newline that
+/// ends an earlier broken line does not).
+fn lines_in(s: &[u8]) -> u64 {
+    s.split_inclusive(|b| *b == b'\n')
+        .filter(|l| *l != b"\n")
+        .count() as u64
 }
 
 fn inode(path: &str) -> Option<u64> {
@@ -911,6 +921,34 @@ mod tests {
         assert_eq!(v["downstream_remote_address"], "127.0.0.9:40000");
         assert_eq!(v["start_time"], "2026-11-18T11:06:40.123Z");
         assert_eq!(v.as_object().unwrap().len(), DEFAULT_FORMAT.len());
+    }
+
+    /// A write that stops part-way says how much went out; lines are
+    /// counted by their starts.
+    #[test]
+    fn partial_writes_and_line_counts() {
+        struct Five(Vec<u8>);
+        impl std::io::Write for Five {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                let room = 5 - self.0.len();
+                if room == 0 {
+                    return Err(std::io::ErrorKind::StorageFull.into());
+                }
+                let n = room.min(b.len());
+                self.0.extend_from_slice(&b[..n]);
+                Ok(n)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = Five(Vec::new());
+        let (n, r) = write_counted(&mut w, "é1\nline2\n".as_bytes());
+        assert_eq!(n, 5);
+        assert!(r.is_err());
+        assert_eq!(lines_in("é1\nline2\n".as_bytes()), 2);
+        assert_eq!(lines_in(b"\nabc\n"), 1);
+        assert_eq!(lines_in(b"ab"), 1);
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl Linked {
             "Service": self.name,
             "SNI": self.sni,
             "Instances": self.balancer.labels(),
-            "SetAside": self.balancer.ejected(),
+            "SetAside": if d.upstream.outlier.is_some() { self.balancer.ejected() } else { Vec::new() },
             "Protocol": if d.protocol.is_empty() { "tcp".to_string() } else { d.protocol.clone() },
             "MaxConnections": d.max_connections,
             "ActiveConnections": self.counters.active.load(Relaxed),

@@ -91,8 +91,9 @@ impl Outlier {
 }
 
 /// What a service's `UpstreamConfig` says for one upstream: its `Defaults`,
-/// with what the `Overrides` entry of that name sets over them (field by
-/// field, as Consul merges them).
+/// with what the `Overrides` entry of that name sets over them (as Consul
+/// merges them: `Limits` and `PassiveHealthCheck` as whole blocks, other
+/// fields one by one).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct UpstreamSettings {
     pub max_connections: Option<u64>,
@@ -175,8 +176,15 @@ impl Defaults {
                     .iter()
                     .map(|entry| {
                         let o = UpstreamSettings::from_config(entry);
+                        // `Limits` and `PassiveHealthCheck` are taken as
+                        // whole blocks (Consul's MergeInto), the rest field
+                        // by field.
                         let merged = UpstreamSettings {
-                            max_connections: o.max_connections.or(settings.max_connections),
+                            max_connections: if entry.limits.is_some() {
+                                o.max_connections
+                            } else {
+                                settings.max_connections
+                            },
                             outlier: o.outlier.or_else(|| settings.outlier.clone()),
                             connect_timeout: o.connect_timeout.or(settings.connect_timeout),
                             exact_balance: if entry.balance_outbound_connections.is_empty() {
@@ -640,7 +648,8 @@ mod tests {
             "UpstreamConfig": {
                 "Defaults": {"Limits": {"MaxConnections": 10}, "ConnectTimeoutMs": 2500,
                              "PassiveHealthCheck": {"MaxFailures": 3, "Interval": "20s"}},
-                "Overrides": [{"Name": "db", "Limits": {"MaxConnections": 2}}]
+                "Overrides": [{"Name": "db", "Limits": {"MaxConnections": 2}},
+                              {"Name": "cache", "Limits": {"MaxPendingRequests": 5}}]
             }
         });
         let Ok(ConfigEntry::ServiceDefaults(sd)) = meshgate_config_entries::decode(entry) else {
@@ -653,7 +662,9 @@ mod tests {
         let o = db.outlier.as_ref().expect("inherited from Defaults");
         assert_eq!((o.max_failures, o.interval), (3, Duration::from_secs(20)));
         assert_eq!(o.base_ejection, Duration::from_secs(30), "Envoy's default");
-        let other = d.for_upstream("cache");
+        let other = d.for_upstream("other");
         assert_eq!(other.max_connections, Some(10));
+        // An override's `Limits` replaces the defaults' as a whole.
+        assert_eq!(d.for_upstream("cache").max_connections, None);
     }
 }

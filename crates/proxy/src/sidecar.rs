@@ -773,15 +773,16 @@ impl Sidecar {
             .read()
             .values()
             .map(|u| {
+                let settings = own.for_upstream(&u.def.destination);
                 json!({
                     "DestinationName": u.def.destination,
                     "Datacenter": u.def.datacenter,
                     "LocalBind": format!("{}:{}", u.def.bind_address, u.def.bind_port),
                     "ConnectTimeoutMs": self
-                        .connect_timeout(u, own.for_upstream(&u.def.destination).connect_timeout)
+                        .connect_timeout(u, settings.connect_timeout)
                         .as_millis() as u64,
                     "Instances": u.balancer.labels(),
-                    "SetAside": u.balancer.ejected(),
+                    "SetAside": if settings.outlier.is_some() { u.balancer.ejected() } else { Vec::new() },
                     "ActiveConnections": u.counters.active.load(Relaxed),
                 })
             })

@@ -18,10 +18,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use futures::future::{AbortHandle, Abortable};
 use parking_lot::Mutex;
+use tokio::task::AbortHandle;
 
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
@@ -36,6 +36,8 @@ pub struct Workers {
     slots: Vec<Slot>,
     per_thread: usize,
     next_id: AtomicU64,
+    /// Set by [`Workers::close_all`]: no new connection is started.
+    closing: AtomicBool,
 }
 
 /// The connections running on one thread, by id: what [`Workers::close_all`]
@@ -85,12 +87,14 @@ impl Workers {
             slots,
             per_thread: per_thread.max(1),
             next_id: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
         })
     }
 
     /// Ends every connection still open, on whichever thread it is (its
     /// future is dropped there, so it writes its access log line).
     pub fn close_all(&self) {
+        self.closing.store(true, Ordering::Relaxed);
         for s in &self.slots {
             for h in s.running.lock().values() {
                 h.abort();
@@ -166,23 +170,31 @@ impl Workers {
         F: FnOnce(TcpStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        // Stopping: what is accepted now is closed at once.
+        if self.closing.load(Ordering::Relaxed) {
+            return;
+        }
         let slot = &self.slots[self.pick(spread)];
         slot.open.fetch_add(1, Ordering::Relaxed);
         let open = Open(slot.open.clone());
-        // Abortable at stop: an atomic flag checked when the task wakes.
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (abort, registration) = AbortHandle::new_pair();
-        slot.running.lock().insert(id, abort);
-        let running = slot.running.clone();
-        let done = move || {
-            running.lock().remove(&id);
+        // Leaves the running map when the task ends, however it ends.
+        let registered = Registered {
+            running: slot.running.clone(),
+            id,
         };
+        // The map is held while the task is spawned and its abort handle
+        // put in, so that the task's own removal (on another thread) comes
+        // after the insertion. Aborting goes through the task's state: no
+        // work for the connection while it runs.
         let Some(handle) = &slot.handle else {
-            tokio::spawn(async move {
+            let mut running = slot.running.lock();
+            let task = tokio::spawn(async move {
                 let _open = open;
-                let _ = Abortable::new(serve(stream), registration).await;
-                done();
+                let _registered = registered;
+                serve(stream).await
             });
+            running.insert(id, task.abort_handle());
             return;
         };
         // Out of this runtime's epoll, into the other thread's.
@@ -190,20 +202,32 @@ impl Workers {
             Ok(s) => s,
             Err(e) => {
                 warn!("cannot hand a connection to another thread: {e}");
-                done();
                 return;
             }
         };
-        handle.spawn(async move {
+        let mut running = slot.running.lock();
+        let task = handle.spawn(async move {
             let _open = open;
+            let _registered = registered;
             match TcpStream::from_std(stream) {
-                Ok(s) => {
-                    let _ = Abortable::new(serve(s), registration).await;
-                }
+                Ok(s) => serve(s).await,
                 Err(e) => warn!("cannot take a connection on this thread: {e}"),
             }
-            done();
         });
+        running.insert(id, task.abort_handle());
+    }
+}
+
+/// A running connection's entry in its thread's map, removed when the task
+/// ends (its future dropped: finished, aborted or panicked).
+struct Registered {
+    running: Running,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.running.lock().remove(&self.id);
     }
 }
 
