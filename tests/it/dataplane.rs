@@ -1125,32 +1125,8 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
         let (st, b) = a.put("/v1/agent/service/register", body.to_string()).await;
         assert_eq!(st, 200, "{b}");
     }
-    let mut api = Proc::spawn(
-        "api-sidecar",
-        BIN,
-        &[
-            "connect",
-            "proxy",
-            "-sidecar-for",
-            "api",
-            "-admin-bind",
-            "127.0.0.1:0",
-        ],
-        &[("CONSUL_HTTP_ADDR", &a.base)],
-    );
-    let mut web = Proc::spawn(
-        "web-sidecar",
-        BIN,
-        &[
-            "connect",
-            "proxy",
-            "-sidecar-for",
-            "web",
-            "-admin-bind",
-            "127.0.0.1:0",
-        ],
-        &[("CONSUL_HTTP_ADDR", &a.base)],
-    );
+    let mut api = spawn_sidecar("api", &[], &[("CONSUL_HTTP_ADDR", &a.base)]);
+    let mut web = spawn_sidecar("web", &[], &[("CONSUL_HTTP_ADDR", &a.base)]);
     let api_admin = admin_addr(&mut api);
     let web_admin = admin_addr(&mut web);
     wait_ready(&mut api, &api_admin).await;
@@ -1202,12 +1178,17 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
         },
     )
     .await;
-    let mut held = tokio::net::TcpStream::connect(("127.0.0.1", web_upstream))
-        .await
-        .unwrap();
-    held.write_all(b"hold").await.unwrap();
-    let mut four = [0u8; 4];
-    held.read_exact(&mut four).await.unwrap();
+    // A connection through both sidecars that stays open.
+    let hold = || async move {
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", web_upstream))
+            .await
+            .unwrap();
+        c.write_all(b"hold").await.unwrap();
+        let mut four = [0u8; 4];
+        c.read_exact(&mut four).await.unwrap();
+        c
+    };
+    let held = hold().await;
     assert!(
         roundtrip().await.is_none(),
         "a second connection is refused"
@@ -1238,11 +1219,7 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
         .await;
     assert_eq!(st, 200, "{b}");
     let refused_before = metric(&web_admin, "limit_refused_total", "api").await;
-    let mut held = tokio::net::TcpStream::connect(("127.0.0.1", web_upstream))
-        .await
-        .unwrap();
-    held.write_all(b"hold").await.unwrap();
-    held.read_exact(&mut four).await.unwrap();
+    let held = hold().await;
     eventually(
         "web's sidecar refuses a second connection to api",
         Duration::from_secs(10),
@@ -1305,6 +1282,21 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
         )
         .await;
     assert!(opened >= Some(2.0), "{opened:?}");
+}
+
+/// `meshgate connect proxy -sidecar-for SERVICE` with its admin endpoint on
+/// a free port, and `extra` flags.
+fn spawn_sidecar(service: &str, extra: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut args = vec![
+        "connect",
+        "proxy",
+        "-sidecar-for",
+        service,
+        "-admin-bind",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn(&format!("{service}-sidecar"), BIN, &args, env)
 }
 
 /// `openssl s_client` as a mesh caller of the gateway: `Ok(brief output)`
@@ -1661,18 +1653,9 @@ async fn access_logs_of_the_proxies() {
     // close at its drain timeout: the sidecar again, with a 1 s drain.
     s.sidecar.sigterm();
     assert!(s.sidecar.wait_exit(Duration::from_secs(40)).is_some());
-    let mut sidecar = Proc::spawn(
-        "sidecar-2",
-        BIN,
-        &[
-            "connect",
-            "proxy",
-            "-sidecar-for",
-            "carbonio-files",
-            "-admin-bind",
-            "127.0.0.1:0",
-            "-drain-timeout=1s",
-        ],
+    let mut sidecar = spawn_sidecar(
+        "carbonio-files",
+        &["-drain-timeout=1s"],
         &[
             ("CONSUL_HTTP_ADDR", &s.agent.base),
             ("CONSUL_HTTP_TOKEN", ROOT),
@@ -1832,21 +1815,7 @@ async fn sidecar_reads_the_proxy_config_keys() {
         )
         .await;
     assert_eq!(st, 200, "{b}");
-    let start = |svc: &str| {
-        Proc::spawn(
-            &format!("{svc}-sidecar"),
-            BIN,
-            &[
-                "connect",
-                "proxy",
-                "-sidecar-for",
-                svc,
-                "-admin-bind",
-                "127.0.0.1:0",
-            ],
-            &[("CONSUL_HTTP_ADDR", &a.base)],
-        )
-    };
+    let start = |svc: &str| spawn_sidecar(svc, &[], &[("CONSUL_HTTP_ADDR", &a.base)]);
     let mut tuned = start("tuned");
     let mut plain = start("plain");
     let tuned_admin = admin_addr(&mut tuned);
