@@ -1114,12 +1114,13 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
     });
     let api_public = free_port("127.0.0.3");
     let web_upstream = free_port("127.0.0.1");
+    let web_public = free_port("127.0.0.1");
     for body in [
         json!({"Name": "api", "Address": "127.0.0.3", "Port": echo_port,
                "Connect": {"SidecarService": {"Address": "127.0.0.3", "Port": api_public,
                            "Proxy": {"LocalServiceAddress": "127.0.0.3"}}}}),
         json!({"Name": "web", "Port": 9,
-               "Connect": {"SidecarService": {"Port": free_port("127.0.0.1"), "Address": "127.0.0.1",
+               "Connect": {"SidecarService": {"Port": web_public, "Address": "127.0.0.1",
                    "Proxy": {"Upstreams": [{"DestinationName": "api", "LocalBindPort": web_upstream}]}}}}),
     ] {
         let (st, b) = a.put("/v1/agent/service/register", body.to_string()).await;
@@ -1244,6 +1245,36 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
         )
         .await;
     assert_eq!(st, 200, "{b}");
+    // The upstream changed under the same local port (here its datacenter
+    // named): the old listener closes and the new one takes the port at once.
+    let (st, b) = a
+        .put(
+            "/v1/agent/service/register",
+            json!({"Name": "web", "Port": 9,
+                   "Connect": {"SidecarService": {"Port": web_public, "Address": "127.0.0.1",
+                       "Proxy": {"Upstreams": [{"DestinationName": "api", "Datacenter": "dc1",
+                                                "LocalBindPort": web_upstream}]}}}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    eventually(
+        "the upstream listener rebound with its new definition",
+        Duration::from_secs(10),
+        || async {
+            let c: Value = meshgate_test_support::client()
+                .get(format!("http://{web_admin}/config"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (c["Upstreams"][0]["Datacenter"] == "dc1").then_some(())
+        },
+    )
+    .await;
+    eventually("web reaches api again", Duration::from_secs(10), roundtrip).await;
     // Deny at the destination's sidecar.
     let (st, _) = a
         .put(

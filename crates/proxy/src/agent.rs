@@ -229,6 +229,18 @@ impl Tasks {
     pub fn push(&mut self, t: tokio::task::JoinHandle<()>) {
         self.0.push(t);
     }
+
+    /// Aborts the tasks and waits until they are gone (what they held,
+    /// listeners included, is dropped).
+    pub async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.0);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
 }
 
 impl Drop for Tasks {

@@ -624,9 +624,15 @@ impl Gateway {
         // PostgreSQL clients asking for TLS inside the mesh are told no: the
         // gateway encrypts towards the server itself.
         let head = if pg && origination.is_some() {
+            // A client that sends nothing does not hold the slot forever.
+            let startup = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                crate::postgres::decline_client_encryption(&mut down),
+            )
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("timed out")));
             Some(
-                crate::postgres::decline_client_encryption(&mut down)
-                    .await
+                startup
                     .map_err(|e| Failure::Relay(format!("reading the PostgreSQL startup: {e}")))?,
             )
         } else {
@@ -654,9 +660,19 @@ impl Gateway {
         let (carried, result) = match origination {
             None => relay::relay(down, up, &linked.counters).await,
             Some(cfg) => {
-                if pg && let Err(e) = crate::postgres::request_server_tls(&mut up).await {
-                    linked.counters.upstream_tls_failures.fetch_add(1, Relaxed);
-                    return Err(Failure::Setup(format!("{label}: {e}")));
+                if pg {
+                    // An instance that accepts and never answers does not
+                    // hold the slot forever either.
+                    let answer =
+                        tokio::time::timeout(timeout, crate::postgres::request_server_tls(&mut up))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(format!("no answer to SSLRequest within {timeout:?}"))
+                            });
+                    if let Err(e) = answer {
+                        linked.counters.upstream_tls_failures.fetch_add(1, Relaxed);
+                        return Err(Failure::Setup(format!("{label}: {e}")));
+                    }
                 }
                 let name = if settings.sni.is_empty() {
                     // No SNI is sent (the config says so); the name only

@@ -301,14 +301,24 @@ pub fn watch_mesh_tls(
         "/v1/config/mesh/mesh".into(),
         Blocking::Index,
         move |a| {
-            let (tls, warnings) = if a.status == StatusCode::NOT_FOUND {
-                (MeshTls::default(), Vec::new())
+            let read = if a.status == StatusCode::NOT_FOUND {
+                Ok((MeshTls::default(), Vec::new()))
             } else {
-                match meshgate_config_entries::decode(ok_body(a)?.clone()) {
-                    Ok(ConfigEntry::Mesh(m)) => MeshTls::from_entry(m.tls.as_ref()),
-                    Ok(_) => return Err("not a mesh entry".into()),
-                    Err(e) => return Err(format!("mesh: {e}")),
+                ok_body(a).and_then(|b| match meshgate_config_entries::decode(b.clone()) {
+                    Ok(ConfigEntry::Mesh(m)) => Ok(MeshTls::from_entry(m.tls.as_ref())),
+                    Ok(_) => Err("not a mesh entry".into()),
+                    Err(e) => Err(format!("mesh: {e}")),
+                })
+            };
+            let (tls, warnings) = match read {
+                Ok(x) => x,
+                // The first answer unreadable: start with the defaults (see
+                // `defaults_first`); later, keep the last good value.
+                Err(e) if last.lock().is_none() => {
+                    tracing::warn!("{e}; starting with the defaults of the mesh entry");
+                    (MeshTls::default(), Vec::new())
                 }
+                Err(e) => return Err(e),
             };
             let mut last = last.lock();
             if let Some(l) = last.as_ref()
@@ -347,33 +357,58 @@ pub fn watch_proxy_defaults(
         client.clone(),
         "/v1/config/proxy-defaults/global".into(),
         Blocking::Index,
-        |a| {
-            if a.status == StatusCode::NOT_FOUND {
-                return Ok(Some(Global::default()));
-            }
-            match meshgate_config_entries::decode(ok_body(a)?.clone()) {
-                Ok(ConfigEntry::ProxyDefaults(p)) => {
-                    let config = p
-                        .config
-                        .map(|c| Value::Object(c.into_iter().collect()))
-                        .unwrap_or(Value::Null);
-                    Ok(Some(Global {
-                        access_logs: Some(p.access_logs),
-                        local_connect_timeout: crate::sidecar::config_ms(
-                            &config,
-                            "local_connect_timeout_ms",
-                        ),
-                        handshake_timeout: crate::sidecar::config_ms(
-                            &config,
-                            "handshake_timeout_ms",
-                        ),
-                    }))
-                }
-                Ok(_) => Err("not a proxy-defaults entry".into()),
-                Err(e) => Err(format!("proxy-defaults: {e}")),
-            }
+        {
+            let seen = std::sync::atomic::AtomicBool::new(false);
+            move |a| defaults_first(read_proxy_defaults(a), &seen, "proxy-defaults")
         },
     )
+}
+
+/// A watched entry's value, or — when the first answer cannot be read (an
+/// entry a newer server wrote with fields this proxy does not know) — the
+/// defaults, logged, so that a proxy always starts; later, the last good
+/// value stays (the watch keeps it on an error).
+fn defaults_first<T: Default>(
+    r: Result<Option<T>, String>,
+    seen: &std::sync::atomic::AtomicBool,
+    what: &str,
+) -> Result<Option<T>, String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    match r {
+        Ok(v) => {
+            seen.store(true, Relaxed);
+            Ok(v)
+        }
+        Err(e) if !seen.swap(true, Relaxed) => {
+            tracing::warn!("{e}; starting with the defaults of {what}");
+            Ok(Some(T::default()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn read_proxy_defaults(a: &Answer) -> Result<Option<Global>, String> {
+    if a.status == StatusCode::NOT_FOUND {
+        return Ok(Some(Global::default()));
+    }
+    match meshgate_config_entries::decode(ok_body(a)?.clone()) {
+        Ok(ConfigEntry::ProxyDefaults(p)) => {
+            let config = p
+                .config
+                .map(|c| Value::Object(c.into_iter().collect()))
+                .unwrap_or(Value::Null);
+            Ok(Some(Global {
+                access_logs: Some(p.access_logs),
+                local_connect_timeout: crate::sidecar::config_ms(
+                    &config,
+                    "local_connect_timeout_ms",
+                ),
+                handshake_timeout: crate::sidecar::config_ms(&config, "handshake_timeout_ms"),
+            }))
+        }
+        Ok(_) => Err("not a proxy-defaults entry".into()),
+        Err(e) => Err(format!("proxy-defaults: {e}")),
+    }
 }
 
 /// Watches the CA roots.

@@ -347,7 +347,13 @@ impl Sidecar {
             .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
-            if let Some(u) = self.upstreams.write().remove(&k) {
+            let removed = self.upstreams.write().remove(&k);
+            if let Some(u) = removed {
+                // The listener closes now, whatever still holds the
+                // upstream (its open connections go on), so that the port
+                // can be bound again at once.
+                let tasks = std::mem::take(&mut *u.tasks.lock());
+                tasks.stop().await;
                 info!(upstream = %u.def.destination, "upstream listener {}:{} closed", k.0, k.1);
             }
         }
