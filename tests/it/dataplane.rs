@@ -141,6 +141,25 @@ async fn metrics_text(admin: &str) -> String {
         .expect("metrics text")
 }
 
+/// A proxy's `/config` (None while it does not answer).
+pub async fn admin_config(admin: &str) -> Option<Value> {
+    meshgate_test_support::client()
+        .get(format!("http://{admin}/config"))
+        .send()
+        .await
+        .ok()?
+        .json::<Value>()
+        .await
+        .ok()
+}
+
+/// `PUT /v1/config` with `body` (a config entry as JSON), which must be
+/// written.
+async fn put_config(a: &Agent, body: impl Into<String>) {
+    let (st, b) = a.put("/v1/config", body.into()).await;
+    assert_eq!(st, 200, "{b}");
+}
+
 /// A counter of the proxy's `/metrics`.
 pub async fn metric(admin: &str, name: &str, service: &str) -> u64 {
     let text = metrics_text(admin).await;
@@ -1153,23 +1172,8 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
     assert_eq!(got, b"hello mesh");
     // api's service-defaults: one connection at a time through its public
     // listener (MaxInboundConnections), and its local connect timeout.
-    let (st, b) = a
-        .put(
-            "/v1/config",
-            r#"{"Kind": "service-defaults", "Name": "api", "MaxInboundConnections": 1, "LocalConnectTimeoutMs": 1500}"#,
-        )
-        .await;
-    assert_eq!(st, 200, "{b}");
-    let api_cfg = || async {
-        meshgate_test_support::client()
-            .get(format!("http://{api_admin}/config"))
-            .send()
-            .await
-            .ok()?
-            .json::<Value>()
-            .await
-            .ok()
-    };
+    put_config(&a, r#"{"Kind": "service-defaults", "Name": "api", "MaxInboundConnections": 1, "LocalConnectTimeoutMs": 1500}"#).await;
+    let api_cfg = || admin_config(&api_admin);
     eventually(
         "api's sidecar has its limits",
         Duration::from_secs(10),
@@ -1205,20 +1209,8 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
     .await;
     // web's own service-defaults: at most one connection to its upstream api
     // (UpstreamConfig.Overrides), enforced by web's sidecar.
-    let (st, b) = a
-        .put(
-            "/v1/config",
-            r#"{"Kind": "service-defaults", "Name": "api"}"#,
-        )
-        .await;
-    assert_eq!(st, 200, "{b}");
-    let (st, b) = a
-        .put(
-            "/v1/config",
-            r#"{"Kind": "service-defaults", "Name": "web", "UpstreamConfig": {"Overrides": [{"Name": "api", "Limits": {"MaxConnections": 1}}]}}"#,
-        )
-        .await;
-    assert_eq!(st, 200, "{b}");
+    put_config(&a, r#"{"Kind": "service-defaults", "Name": "api"}"#).await;
+    put_config(&a, r#"{"Kind": "service-defaults", "Name": "web", "UpstreamConfig": {"Overrides": [{"Name": "api", "Limits": {"MaxConnections": 1}}]}}"#).await;
     let refused_before = metric(&web_admin, "limit_refused_total", "api").await;
     let held = hold().await;
     eventually(
@@ -1238,13 +1230,7 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
         roundtrip,
     )
     .await;
-    let (st, b) = a
-        .put(
-            "/v1/config",
-            r#"{"Kind": "service-defaults", "Name": "web"}"#,
-        )
-        .await;
-    assert_eq!(st, 200, "{b}");
+    put_config(&a, r#"{"Kind": "service-defaults", "Name": "web"}"#).await;
     // The upstream changed under the same local port (here its datacenter
     // named): the old listener closes and the new one takes the port at once.
     let (st, b) = a
@@ -1262,14 +1248,7 @@ async fn sidecar_to_sidecar_with_inbound_intentions() {
         "the upstream listener rebound with its new definition",
         Duration::from_secs(10),
         || async {
-            let c: Value = meshgate_test_support::client()
-                .get(format!("http://{web_admin}/config"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let c = admin_config(&web_admin).await?;
             (c["Upstreams"][0]["Datacenter"] == "dc1").then_some(())
         },
     )
@@ -1413,17 +1392,8 @@ async fn mesh_tls_versions_and_cipher_suites() {
         );
         ok(cli(&s.agent, ROOT, &["config", "write", &path]));
     };
-    let gateway_tls = || async {
-        let cfg: Value = meshgate_test_support::client()
-            .get(format!("http://{}/config", s.gw_admin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        cfg["TLS"]["Incoming"].clone()
-    };
+    let gateway_tls =
+        || async { admin_config(&s.gw_admin).await.unwrap()["TLS"]["Incoming"].clone() };
 
     // TLS 1.3 minimum on the listeners.
     write_mesh("  Incoming { TLSMinVersion = \"TLSv1_3\" }");
@@ -1437,14 +1407,7 @@ async fn mesh_tls_versions_and_cipher_suites() {
     assert!(out.contains("Protocol version: TLSv1.3"), "{out}");
     assert_eq!(gateway_tls().await["TLSMinVersion"], "TLSv1_3");
     // The sidecar's public listener too.
-    let sc_cfg: Value = meshgate_test_support::client()
-        .get(format!("http://{}/config", s.sc_admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sc_cfg = admin_config(&s.sc_admin).await.unwrap();
     let public = sc_cfg["PublicListener"].as_str().unwrap().to_string();
     let own_sni = meshgate_ca::ServiceId::new(&td, "default", "dc1", "carbonio-files").sni();
     eventually(
@@ -1486,14 +1449,7 @@ async fn mesh_tls_versions_and_cipher_suites() {
     );
     eventually_psql(&s, "select 3", None).await.unwrap_err();
     still_open(4).await;
-    let sc_cfg: Value = meshgate_test_support::client()
-        .get(format!("http://{}/config", s.sc_admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sc_cfg = admin_config(&s.sc_admin).await.unwrap();
     assert_eq!(
         sc_cfg["TLS"]["Outgoing"]["TLSMaxVersion"], "TLSv1_2",
         "{sc_cfg}"
@@ -1760,16 +1716,7 @@ async fn passive_health_check_sets_a_dead_instance_aside() {
         "Kind = \"service-defaults\"\nName = \"carbonio-files-db\"\nUpstreamConfig {\n  Defaults {\n    PassiveHealthCheck {\n      MaxFailures = 2\n      MaxEjectionPercent = 50\n      BaseEjectionTime = \"2s\"\n    }\n  }\n}\n",
     );
     ok(cli(&s.agent, ROOT, &["config", "write", &path]));
-    let gw_config = || async {
-        meshgate_test_support::client()
-            .get(format!("http://{}/config", s.gw_admin))
-            .send()
-            .await
-            .ok()?
-            .json::<Value>()
-            .await
-            .ok()
-    };
+    let gw_config = || admin_config(&s.gw_admin);
     eventually("both instances known", Duration::from_secs(10), || async {
         let c = gw_config().await?;
         (c["Services"][0]["Instances"].as_array()?.len() == 2).then_some(())
@@ -1848,18 +1795,16 @@ async fn sidecar_reads_the_proxy_config_keys() {
         )
         .await;
     assert_eq!(st, 200, "{b}");
-    let (st, b) = a
-        .put(
-            "/v1/config",
-            json!({"Kind": "proxy-defaults", "Name": "global",
+    put_config(
+        &a,
+        json!({"Kind": "proxy-defaults", "Name": "global",
                     "Config": {"local_connect_timeout_ms": 900, "handshake_timeout_ms": 3000},
                     "AccessLogs": {"Enabled": true, "Type": "file",
                                    "Path": logs.path().join("global.log").display().to_string(),
                                    "TextFormat": "%DOWNSTREAM_LOCAL_ADDRESS% global"}})
-            .to_string(),
-        )
-        .await;
-    assert_eq!(st, 200, "{b}");
+        .to_string(),
+    )
+    .await;
     let start = |svc: &str| spawn_sidecar(svc, &[], &[("CONSUL_HTTP_ADDR", &a.base)]);
     let mut tuned = start("tuned");
     let mut plain = start("plain");
@@ -1867,16 +1812,7 @@ async fn sidecar_reads_the_proxy_config_keys() {
     let plain_admin = admin_addr(&mut plain);
     wait_ready(&mut tuned, &tuned_admin).await;
     wait_ready(&mut plain, &plain_admin).await;
-    let config = |admin: String| async move {
-        meshgate_test_support::client()
-            .get(format!("http://{admin}/config"))
-            .send()
-            .await
-            .ok()?
-            .json::<Value>()
-            .await
-            .ok()
-    };
+    let config = |admin: String| async move { admin_config(&admin).await };
     let c = config(tuned_admin.clone()).await.unwrap();
     assert_eq!(c["PublicListener"], format!("127.0.0.4:{bind_port}"), "{c}");
     assert_eq!(c["LocalConnectTimeoutMs"], 1200, "{c}");
@@ -1912,13 +1848,7 @@ async fn sidecar_reads_the_proxy_config_keys() {
         "the resolver's default: {c}"
     );
     // The service's own LocalConnectTimeoutMs comes before proxy-defaults.
-    let (st, b) = a
-        .put(
-            "/v1/config",
-            r#"{"Kind": "service-defaults", "Name": "plain", "LocalConnectTimeoutMs": 1500, "UpstreamConfig": {"Defaults": {"ConnectTimeoutMs": 1800}}}"#,
-        )
-        .await;
-    assert_eq!(st, 200, "{b}");
+    put_config(&a, r#"{"Kind": "service-defaults", "Name": "plain", "LocalConnectTimeoutMs": 1500, "UpstreamConfig": {"Defaults": {"ConnectTimeoutMs": 1800}}}"#).await;
     eventually("service-defaults first", Duration::from_secs(10), || {
         let admin = plain_admin.clone();
         async move {

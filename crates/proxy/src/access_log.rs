@@ -521,6 +521,15 @@ impl Record {
         self.entry.as_deref_mut()
     }
 
+    /// Marks a failure towards the upstream: its flags (`UF`, `UH`) and why
+    /// (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`).
+    pub fn upstream_failed(&mut self, flags: &'static str, why: &str) {
+        if let Some(e) = self.entry() {
+            e.flags = flags;
+            e.upstream_failure = why.to_string();
+        }
+    }
+
     /// Marks a refusal: its flags and details.
     pub fn refused(&mut self, flags: &'static str, termination: &str) {
         if let Some(e) = self.entry() {

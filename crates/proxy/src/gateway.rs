@@ -590,10 +590,7 @@ impl Gateway {
             Ok(()) => {}
             Err(Failure::Setup(e)) => {
                 warn!(%peer, source = %caller.service, service = %linked.name, "connection failed: {e}");
-                if let Some(en) = log.entry() {
-                    en.flags = "UF";
-                    en.upstream_failure = e;
-                }
+                log.upstream_failed("UF", &e);
             }
             Err(Failure::Relay(e)) => {
                 debug!(%peer, source = %caller.service, service = %linked.name, "connection ended: {e}");

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
-use crate::access_log::{AccessLog, Record, listener_refusal};
+use crate::access_log::{AccessLog, listener_refusal};
 use crate::agent::{AgentClient, Blocking, Tasks, watch as watch_path};
 use crate::mesh::{self, ChainTarget, Defaults, Global, IntentionSet, LeafCert, MeshTls, Roots};
 use crate::metrics::{ActiveGuard, Counters, Metrics};
@@ -484,17 +484,11 @@ impl Sidecar {
             log.refused("UO", "");
             return;
         };
-        let failed = |log: &mut Record, flags: &'static str, why: &str| {
-            if let Some(e) = log.entry() {
-                e.flags = flags;
-                e.upstream_failure = why.to_string();
-            }
-        };
         let (cfg, sni) = match self.client_tls(&up) {
             Ok(x) => x,
             Err(e) => {
                 warn!(%peer, upstream = %dest, "{e}");
-                failed(&mut log, "UF", &e);
+                log.upstream_failed("UF", &e);
                 return;
             }
         };
@@ -515,7 +509,7 @@ impl Sidecar {
             Err(e) => {
                 warn!(%peer, upstream = %dest, "no instance of {dest} answers: {e}");
                 let flags = if up.balancer.is_empty() { "UH" } else { "UF" };
-                failed(&mut log, flags, &e);
+                log.upstream_failed(flags, &e);
                 return;
             }
         };
@@ -527,7 +521,7 @@ impl Sidecar {
             Ok(n) => n,
             Err(e) => {
                 warn!(upstream = %dest, "SNI {sni:?}: {e}");
-                failed(&mut log, "UF", &e.to_string());
+                log.upstream_failed("UF", &e.to_string());
                 return;
             }
         };
@@ -541,13 +535,13 @@ impl Sidecar {
             Ok(Err(e)) => {
                 up.counters.handshake_failures.fetch_add(1, Relaxed);
                 warn!(%peer, upstream = %dest, "mesh TLS to {label} failed: {e}");
-                failed(&mut log, "UF", &format!("TLS error: {e}"));
+                log.upstream_failed("UF", &format!("TLS error: {e}"));
                 return;
             }
             Err(_) => {
                 up.counters.handshake_failures.fetch_add(1, Relaxed);
                 warn!(%peer, upstream = %dest, "mesh TLS to {label} timed out");
-                failed(&mut log, "UF", "TLS handshake timed out");
+                log.upstream_failed("UF", "TLS handshake timed out");
                 return;
             }
         };
@@ -666,19 +660,13 @@ impl Sidecar {
             Ok(Err(e)) => {
                 counters.connect_errors.fetch_add(1, Relaxed);
                 warn!(%peer, "local service {target}: {e}");
-                if let Some(en) = log.entry() {
-                    en.flags = "UF";
-                    en.upstream_failure = e.to_string();
-                }
+                log.upstream_failed("UF", &e.to_string());
                 return;
             }
             Err(_) => {
                 counters.connect_errors.fetch_add(1, Relaxed);
                 warn!(%peer, "local service {target}: connect timed out after {timeout:?}");
-                if let Some(en) = log.entry() {
-                    en.flags = "UF";
-                    en.upstream_failure = "connect timed out".into();
-                }
+                log.upstream_failed("UF", "connect timed out");
                 return;
             }
         };
